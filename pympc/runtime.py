@@ -1,0 +1,258 @@
+"""The SPMD runtime: the world communicator, rank-aware logging, errors that never hang
+the job, one thread per rank, and independent random streams per rank.
+
+Importing :mod:`pympc` is collective: every rank must import it (it duplicates the world
+communicator once for its error handling, as PETSc does at initialisation).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+
+# ---------------------------------------------------------------------------------------
+# Threads: ranks x threads must not oversubscribe the cores.  Set before numpy's BLAS
+# starts its pool where possible (the environment), and limit pools already running.
+# ---------------------------------------------------------------------------------------
+_THREAD_VARS = (
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS",
+)
+
+
+def _default_threads() -> int | None:
+    env = os.environ.get("PYMPC_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"PYMPC_THREADS={env!r} is not an integer") from None
+        if n < 1:
+            raise ValueError(f"PYMPC_THREADS={env!r} must be >= 1")
+        return n
+    if any(v in os.environ for v in _THREAD_VARS):
+        return None  # the user chose already: respect it
+    return 1
+
+
+def set_threads(n: int) -> None:
+    """Local. Limit BLAS/OpenMP/numba thread pools of this rank to ``n`` threads.
+
+    pympc does this at import with ``n = 1`` (or ``$PYMPC_THREADS``) unless one of the
+    usual variables (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ...) is already set.
+    Call it to give a rank more threads when you run fewer ranks than cores.
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"thread count must be >= 1, got {n}")
+    for var in _THREAD_VARS:
+        os.environ[var] = str(n)
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(n)
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        pass
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        try:
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        except Exception:  # pragma: no cover - numba without a threading layer
+            pass
+
+
+_n = _default_threads()
+if _n is not None:
+    set_threads(_n)
+
+from mpi4py import MPI  # noqa: E402  (after the thread variables are set)
+
+#: The world communicator: every API's ``comm=`` defaults to it.
+WORLD = MPI.COMM_WORLD
+
+# A private duplicate for the error machinery, so that nothing it does can match a
+# user's own collective on the world communicator.
+_ERRCOMM = WORLD.Dup()
+
+
+def get_comm(comm=None):
+    """Local. ``comm`` if given, else the world communicator (every ``comm=`` goes here)."""
+    if comm is None:
+        return WORLD
+    if not isinstance(comm, MPI.Comm):
+        raise TypeError(f"comm must be an mpi4py communicator, got {type(comm).__name__}")
+    if comm == MPI.COMM_NULL:
+        raise ValueError("comm is MPI.COMM_NULL: this rank is not part of the communicator")
+    return comm
+
+
+# ---------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------
+class PympcError(Exception):
+    """Base class of pympc's own errors."""
+
+
+class InputError(PympcError, ValueError):
+    """Bad input that every rank sees: raised identically on all ranks.
+
+    An uncaught InputError (like any exception raised on every rank) is reported once,
+    by rank 0, and the job exits with status 1 without an MPI abort.
+    """
+
+
+def check_all(ok, message: str, comm=None, exc=InputError) -> None:
+    """Collective. Raise ``exc(message)`` on every rank if ``ok`` is false on any rank.
+
+    For conditions that only some ranks can see (a file one rank cannot open, a block
+    that is too thin on one rank): the ranks agree, so all raise together and none is
+    left waiting in the next collective.  The message is the one of the lowest failing
+    rank, with its rank number added when the communicator has several ranks.
+    """
+    comm = get_comm(comm)
+    size = comm.Get_size()
+    bad = comm.allreduce(comm.Get_rank() if not ok else size, op=MPI.MIN)
+    if bad == size:
+        return
+    msg = comm.bcast(str(message) if comm.Get_rank() == bad else None, root=bad)
+    raise exc(msg if size == 1 else f"{msg} (rank {bad})")
+
+
+def _all_ranks_failing(grace: float) -> bool:
+    """True if every rank reaches the error handler within ``grace`` seconds."""
+    req = _ERRCOMM.Ibarrier()
+    deadline = time.monotonic() + grace
+    while not req.Test():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def _excepthook(etype, value, tb):
+    size, rank = WORLD.Get_size(), WORLD.Get_rank()
+    text = "".join(traceback.format_exception(etype, value, tb))
+    if size == 1 or issubclass(etype, KeyboardInterrupt):
+        sys.__excepthook__(etype, value, tb)
+        return
+    grace = float(os.environ.get("PYMPC_ERROR_GRACE", "3"))
+    if _all_ranks_failing(grace):
+        # Every rank failed: report each distinct error once, from rank 0, exit cleanly.
+        summary = f"{etype.__name__}: {value}"
+        reports = _ERRCOMM.gather((rank, summary, text), root=0)
+        if rank == 0:
+            groups: dict[str, list] = {}
+            for r, s, t in reports:
+                groups.setdefault(s, [r, [], t])[1].append(r)
+            for s, (_, ranks, t) in groups.items():
+                where = "all ranks" if len(ranks) == size else f"ranks {ranks}"
+                if issubclass(etype, InputError) and os.environ.get("PYMPC_DEBUG") != "1":
+                    # bad input: the message says it all (PYMPC_DEBUG=1 adds the traceback)
+                    sys.stderr.write(f"pympc: error on {where} of {size}: {s}\n")
+                else:
+                    sys.stderr.write(f"pympc: error on {where} of {size}:\n{t}")
+            sys.stderr.flush()
+        return  # Python exits with status 1; MPI finalizes on every rank
+    sys.stderr.write(
+        f"pympc: uncaught exception on rank {rank} of {size}; aborting the whole job\n"
+        + "".join(f"[rank {rank}] {line}\n" for line in text.rstrip("\n").split("\n"))
+    )
+    sys.stderr.flush()
+    WORLD.Abort(1)
+
+
+def install_excepthook() -> None:
+    """Local. Make an uncaught exception end the whole job instead of hanging it.
+
+    Installed at import unless ``PYMPC_EXCEPTHOOK=0``.  If every rank raises within
+    ``$PYMPC_ERROR_GRACE`` seconds (default 3) the error is printed once by rank 0 and
+    the job exits with status 1; otherwise the failing rank prints its traceback and
+    calls ``MPI_Abort``, which ends every rank.
+    """
+    sys.excepthook = _excepthook
+
+
+if os.environ.get("PYMPC_EXCEPTHOOK", "1") != "0":
+    install_excepthook()
+
+
+# ---------------------------------------------------------------------------------------
+# Rank-aware logging and printing
+# ---------------------------------------------------------------------------------------
+class _RankFilter(logging.Filter):
+    def __init__(self, comm, all_ranks):
+        super().__init__()
+        self.comm, self.all_ranks = comm, all_ranks
+
+    def filter(self, record):
+        record.rank = self.comm.Get_rank()
+        record.size = self.comm.Get_size()
+        return self.all_ranks or record.rank == 0 or getattr(record, "all_ranks", False)
+
+
+def setup_logging(level=None, all_ranks: bool | None = None, comm=None, stream=None):
+    """Local. Configure the ``pympc`` logger: a ``[rank/size]`` prefix, rank 0 only.
+
+    ``all_ranks=True`` (or ``$PYMPC_LOG_ALL_RANKS=1``) lets every rank log; a single
+    record can pass with ``logger.info(..., extra={"all_ranks": True})``.  ``level``
+    defaults to ``$PYMPC_LOG_LEVEL`` or INFO.  Returns the logger.
+    """
+    comm = get_comm(comm)
+    if all_ranks is None:
+        all_ranks = os.environ.get("PYMPC_LOG_ALL_RANKS", "0") == "1"
+    if level is None:
+        level = os.environ.get("PYMPC_LOG_LEVEL", "INFO").upper()
+    logger = logging.getLogger("pympc")
+    for h in list(logger.handlers):
+        if getattr(h, "_pympc", False):
+            logger.removeHandler(h)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler._pympc = True
+    handler.addFilter(_RankFilter(comm, all_ranks))
+    handler.setFormatter(logging.Formatter("[%(rank)d/%(size)d] %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    return logger
+
+
+def get_logger(name: str = "pympc"):
+    """Local. A logger under ``pympc`` (configured by :func:`setup_logging` on first use)."""
+    root = logging.getLogger("pympc")
+    if not any(getattr(h, "_pympc", False) for h in root.handlers):
+        setup_logging()
+    return logging.getLogger(name if name.startswith("pympc") else f"pympc.{name}")
+
+
+def print0(*args, comm=None, all_ranks: bool = False, **kwargs) -> None:
+    """Local. ``print`` on rank 0 only (every rank with ``all_ranks=True``, prefixed by its rank)."""
+    comm = get_comm(comm)
+    rank = comm.Get_rank()
+    kwargs.setdefault("flush", True)
+    if all_ranks:
+        print(f"[{rank}/{comm.Get_size()}]", *args, **kwargs)
+    elif rank == 0:
+        print(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# Random streams
+# ---------------------------------------------------------------------------------------
+def rng(seed=None, comm=None):
+    """Collective. An independent numpy Generator for this rank, from one seed for the job.
+
+    Rank ``r`` of ``P`` gets ``SeedSequence(seed, spawn_key=(r,))``, the r-th child of
+    ``SeedSequence(seed).spawn(P)``: streams are independent across ranks and repeatable
+    for a given (seed, rank).  A run on a different number of ranks therefore draws
+    different numbers; checkpoints store each generator's state (see the I/O guide).
+    With ``seed=None`` rank 0 draws fresh entropy and broadcasts it.
+    """
+    import numpy as np
+
+    comm = get_comm(comm)
+    if seed is None:
+        seed = comm.bcast(np.random.SeedSequence().entropy if comm.Get_rank() == 0 else None, root=0)
+    ss = np.random.SeedSequence(seed, spawn_key=(comm.Get_rank(),))
+    return np.random.Generator(np.random.PCG64(ss))

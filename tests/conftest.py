@@ -1,0 +1,91 @@
+"""The MPI test harness.
+
+Serial run: ``pytest -m "not mpi"``.  MPI runs: ``mpiexec -n N python -m pytest -m mpi
+--with-mpi`` for N = 1..4 (``tests/run_suite.py`` does all of it, each with a hard timeout).
+
+Under MPI with more than one rank:
+
+* a test that fails on any rank ABORTS THE WHOLE JOB at once: the failing rank prints the
+  test's id and traceback, then calls ``MPI_Abort``.  The other ranks could otherwise wait
+  forever in the test's next collective (or the next test's).  The rest of that rank
+  count's tests do not run; the suite reports the run as failed;
+* every rank has its own pytest temporary directory; ``shared_tmp_path`` is one
+  directory that all ranks see (for shared HDF5 files);
+* only rank 0 writes pytest's terminal output and the JUnit XML; other ranks write
+  failures to stderr;
+* pytest-timeout (thread method) ends a test that hangs, dumping every thread's stack.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+
+import pytest
+
+
+def _comm():
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def _with_mpi(config):
+    return bool(config.getoption("with_mpi", default=False))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    if not _with_mpi(config):
+        return
+    comm = _comm()
+    rank = comm.Get_rank()
+    if rank > 0:
+        config.option.xmlpath = None
+        sys.stdout = open(os.devnull, "w")
+    if not config.option.basetemp:
+        base = comm.bcast(tempfile.mkdtemp(prefix="pympc-pytest-") if rank == 0 else None, root=0)
+        config._pympc_base = base
+        config.option.basetemp = os.path.join(base, f"rank{rank}")
+
+
+def pytest_unconfigure(config):
+    base = getattr(config, "_pympc_base", None)
+    if base:
+        comm = _comm()
+        comm.Barrier()
+        if comm.Get_rank() == 0:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and _with_mpi(item.config):
+        comm = _comm()
+        rank, size = comm.Get_rank(), comm.Get_size()
+        if size > 1:
+            sys.stderr.write(
+                f"\n[rank {rank}/{size}] FAILED {item.nodeid} (in {rep.when})\n"
+                f"{rep.longreprtext}\n"
+                f"[rank {rank}/{size}] FAILED {item.nodeid}: aborting the MPI job so that "
+                f"no rank waits for this one\n")
+            sys.stderr.flush()
+            comm.Abort(1)
+
+
+@pytest.fixture
+def comm():
+    """The world communicator."""
+    return _comm()
+
+
+@pytest.fixture
+def shared_tmp_path(tmp_path):
+    """Collective: one temporary directory that every rank of the job sees."""
+    import pathlib
+
+    c = _comm()
+    path = c.bcast(str(tmp_path) if c.Get_rank() == 0 else None, root=0)
+    return pathlib.Path(path)

@@ -1,0 +1,126 @@
+"""pympc.runtime: comm handling, collective checks, random streams, logging, threads,
+and the no-hang error handling (child MPI jobs)."""
+
+import io
+import logging
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import pympc
+from pympc.testing import run_mpi
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.mark.mpi
+def test_rng_streams_are_per_rank_and_repeatable(comm):
+    draws = pympc.rng(7, comm=comm).random(5)
+    again = pympc.rng(7, comm=comm).random(5)
+    np.testing.assert_array_equal(draws, again)
+    # The oracle: child r of SeedSequence(7).spawn(P).
+    child = np.random.SeedSequence(7).spawn(comm.Get_size())[comm.Get_rank()]
+    np.testing.assert_array_equal(draws, np.random.Generator(np.random.PCG64(child)).random(5))
+    everyone = comm.allgather(draws)
+    for r, other in enumerate(everyone):
+        if r != comm.Get_rank():
+            assert not np.array_equal(other, draws)
+
+
+@pytest.mark.mpi
+def test_rng_without_seed_agrees_on_entropy(comm):
+    g = pympc.rng(None, comm=comm)
+    seeds = comm.allgather(g.bit_generator.seed_seq.entropy)
+    assert len(set(seeds)) == 1
+
+
+@pytest.mark.mpi
+def test_check_all_raises_on_every_rank(comm):
+    bad = comm.Get_size() - 1
+    with pytest.raises(pympc.InputError) as err:
+        pympc.check_all(comm.Get_rank() != bad, f"cannot open file on rank {bad}", comm=comm)
+    assert f"cannot open file on rank {bad}" in str(err.value)
+    pympc.check_all(True, "never raised", comm=comm)  # all good: no error
+
+
+@pytest.mark.mpi
+def test_get_comm(comm):
+    from mpi4py import MPI
+
+    assert pympc.get_comm() is pympc.WORLD
+    assert pympc.get_comm(comm) is comm
+    with pytest.raises(TypeError):
+        pympc.get_comm("world")
+    with pytest.raises(ValueError):
+        pympc.get_comm(MPI.COMM_NULL)
+
+
+@pytest.mark.mpi
+def test_sub_communicator_rng_and_check(comm):
+    sub = comm.Split(comm.Get_rank() % 2, comm.Get_rank())
+    try:
+        a = pympc.rng(3, comm=sub).random()
+        child = np.random.SeedSequence(3).spawn(sub.Get_size())[sub.Get_rank()]
+        assert a == np.random.Generator(np.random.PCG64(child)).random()
+        with pytest.raises(pympc.InputError):
+            pympc.check_all(sub.Get_rank() != 0, "x", comm=sub)
+    finally:
+        sub.Free()
+
+
+@pytest.mark.mpi
+def test_logging_rank0_only_by_default(comm):
+    buf = io.StringIO()
+    log = pympc.setup_logging(level="INFO", stream=buf, comm=comm)
+    log.info("hello")
+    log.info("from all", extra={"all_ranks": True})
+    text = buf.getvalue()
+    rank, size = comm.Get_rank(), comm.Get_size()
+    assert (f"[0/{size}] INFO pympc: hello" in text) == (rank == 0)
+    assert f"[{rank}/{size}] INFO pympc: from all" in text
+    buf2 = io.StringIO()
+    log = pympc.setup_logging(level="INFO", all_ranks=True, stream=buf2, comm=comm)
+    pympc.get_logger("solver").warning("w")
+    assert f"[{rank}/{size}] WARNING pympc.solver: w" in buf2.getvalue()
+    pympc.setup_logging(stream=sys.stderr, comm=comm)
+
+
+def test_threads_default_to_one(tmp_path):
+    code = ("import os, pympc; from threadpoolctl import threadpool_info;"
+            "print(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'],"
+            " max([p['num_threads'] for p in threadpool_info()] or [1]))")
+    from pympc.runtime import _THREAD_VARS
+
+    env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS and k != "PYMPC_THREADS"}
+    r = run_mpi(1, ["-c", code], timeout=60, env=env)
+    assert r.returncode == 0, r.output
+    assert r.stdout.split() == ["1", "1", "1"]
+    env["PYMPC_THREADS"] = "2"
+    r = run_mpi(1, ["-c", code], timeout=60, env=env)
+    assert r.stdout.split()[:2] == ["2", "2"], r.output
+    env.pop("PYMPC_THREADS")
+    env["OMP_NUM_THREADS"] = "3"
+    r = run_mpi(1, ["-c", "import os, pympc; print(os.environ['OMP_NUM_THREADS'])"], timeout=60, env=env)
+    assert r.stdout.split() == ["3"], r.output
+
+
+def test_exception_on_one_rank_aborts_the_job_quickly():
+    r = run_mpi(4, [os.path.join(HERE, "cases", "rank2_raises.py")], timeout=90)
+    assert not r.timed_out, "the job hung"
+    assert r.returncode != 0
+    assert r.seconds < 30, f"took {r.seconds:.1f} s"
+    assert r.output.count("RuntimeError: boom on rank 2 only") == 1, r.output
+    assert r.output.count("Traceback (most recent call last)") == 1, r.output
+    assert "uncaught exception on rank 2 of 4" in r.output
+
+
+def test_same_error_on_every_rank_is_reported_once_without_abort():
+    r = run_mpi(4, [os.path.join(HERE, "cases", "all_ranks_input_error.py")], timeout=90)
+    assert not r.timed_out
+    assert r.returncode != 0
+    assert r.output.count("grid size must be positive, got -3") == 1, r.output
+    assert "pympc: error on all ranks of 4: InputError: grid size must be positive" in r.output
+    assert "Traceback" not in r.output  # bad input: a message, not a traceback
+    assert "MPI_Abort" not in r.output and "aborting" not in r.output, r.output
