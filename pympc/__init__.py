@@ -5,6 +5,7 @@ installs the no-hang error handling and duplicates the world communicator once.
 """
 
 from ._version import __version__
+# runtime first: it sets the thread variables before numpy loads its BLAS
 from .runtime import (
     WORLD,
     InputError,
@@ -17,8 +18,12 @@ from .runtime import (
     set_threads,
     setup_logging,
 )
+from .array import DistArray, reduce_all
+from .grid import Decomposition
+from .halo import HaloExchange, start_halo, update_halo
 
 __all__ = [
+    "Decomposition", "DistArray", "HaloExchange", "reduce_all", "start_halo", "update_halo",
     "__version__", "WORLD", "InputError", "PympcError", "check_all", "get_comm",
     "get_logger", "print0", "rng", "set_threads", "setup_logging",
 ]

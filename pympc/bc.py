@@ -1,0 +1,99 @@
+"""Boundary conditions: fill the ghost cells at physical (non-periodic) boundaries.
+
+The halo exchange never writes those ghosts; these helpers do, after it. Boundaries are
+filled axis by axis in order; each axis covers the ghost cells along the other axes that
+are already valid (exchanged, or filled by an earlier axis), so edges and corners come
+out exactly as ``numpy.pad`` applied to the global array one axis after another.
+
+Sides are named ``(axis, side)`` with side ``-1`` (low) or ``+1`` (high); ``sides=None``
+means every physical boundary.
+"""
+
+from __future__ import annotations
+
+from .array import DistArray
+from .runtime import InputError
+
+
+def _sides(a: DistArray, sides):
+    d = a.decomp
+    if sides is None:
+        sides = [(ax, s) for ax in range(d.ndim) if not d.periodic[ax] for s in (-1, 1)]
+    out = []
+    for ax, s in sides:
+        if not 0 <= ax < d.ndim or s not in (-1, 1):
+            raise InputError(f"a side is (axis, -1 or +1) with axis < {d.ndim}, got {(ax, s)}")
+        if d.periodic[ax]:
+            raise InputError(f"axis {ax} is periodic: it has no physical boundary")
+        out.append((ax, s))
+    return out
+
+
+def _region(a: DistArray, axis: int):
+    """Index ranges along the other axes: ghosts included where they are valid before
+    this axis is filled (exchanged, or a physical boundary of an earlier axis)."""
+    d = a.decomp
+    g = d.ghost
+    region = []
+    for b in range(d.ndim):
+        n = d.local_shape[b]
+        if b == axis:
+            region.append(None)
+            continue
+        lo = 0 if (b < axis or not d.at_boundary(b, -1)) else g
+        hi = n + 2 * g if (b < axis or not d.at_boundary(b, 1)) else g + n
+        region.append(slice(lo, hi))
+    return region
+
+
+def _apply(a: DistArray, sides, fill):
+    d = a.decomp
+    for axis in range(d.ndim):
+        for ax, side in sides:
+            if ax != axis or not d.at_boundary(ax, side):
+                continue
+            region = _region(a, ax)
+            fill(a.data, ax, side, region, d.ghost, d.local_shape[ax])
+
+
+def dirichlet(a: DistArray, value=0.0, sides=None) -> DistArray:
+    """Local. Set the ghost cells beyond the given physical boundaries to ``value``
+    (``numpy.pad(mode="constant")``). For a vertex-centred grid whose boundary points
+    are owned points, set those with ``a.owned`` as well; see the guide."""
+    sides = _sides(a, sides)
+
+    def fill(data, ax, side, region, g, n):
+        idx = list(region)
+        idx[ax] = slice(0, g) if side < 0 else slice(g + n, n + 2 * g)
+        data[tuple(idx)] = value
+    _apply(a, sides, fill)
+    return a
+
+
+def neumann(a: DistArray, sides=None) -> DistArray:
+    """Local. Zero normal derivative: mirror the owned cells into the ghosts.
+
+    Cell centring mirrors about the boundary face (``numpy.pad(mode="symmetric")``:
+    ghost k = owned k); vertex centring about the boundary point (``mode="reflect"``:
+    ghost k = owned k + 1), so a centred difference across the boundary is zero.
+    """
+    sides = _sides(a, sides)
+    shift = 1 if a.decomp.centring == "vertex" else 0
+    d = a.decomp
+    # decided from the whole decomposition, so every rank raises or none does
+    thin = [ax for ax, side in sides if shift and min(d._sizes[ax][0], d._sizes[ax][-1]) < d.ghost + 1]
+    if thin:
+        raise InputError(f"Neumann on a vertex-centred grid reflects about the boundary point and "
+                         f"needs boundary blocks of at least ghost+1 = {d.ghost + 1} points along "
+                         f"axis {thin[0]}; use fewer ranks along it or a smaller ghost width")
+
+    def fill(data, ax, side, region, g, n):
+        for k in range(g):
+            dst, src = list(region), list(region)
+            if side < 0:
+                dst[ax], src[ax] = g - 1 - k, g + k + shift
+            else:
+                dst[ax], src[ax] = g + n + k, g + n - 1 - k - shift
+            data[tuple(dst)] = data[tuple(src)]
+    _apply(a, sides, fill)
+    return a

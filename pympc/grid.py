@@ -1,0 +1,259 @@
+"""Decomposition: a global structured grid split into per-rank blocks over a Cartesian
+process grid, with ghost cells, periodicity per axis, neighbours and geometry.
+
+Modelled on PETSc's DMDA (``DMDACreate``/``getRanges``/``getGhostRanges``, star and
+box stencils, natural ordering), with ghosts allocated on every side of a block: at a
+physical (non-periodic) boundary they hold boundary conditions (:mod:`pympc.bc`).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from mpi4py import MPI
+
+from .runtime import InputError, get_comm
+
+STENCILS = ("star", "box")
+CENTRINGS = ("vertex", "cell")
+
+
+def split_sizes(n: int, parts: int) -> list[int]:
+    """Local. Sizes of ``parts`` blocks of ``n`` cells, the remainder spread over the first
+    blocks (PETSc's rule): ``split_sizes(10, 3) == [4, 3, 3]``."""
+    return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
+
+
+def _factorisations(n, k):
+    if k == 1:
+        yield (n,)
+        return
+    for d in range(1, n + 1):
+        if n % d == 0:
+            for rest in _factorisations(n // d, k - 1):
+                yield (d,) + rest
+
+
+def choose_dims(size: int, shape, dims, ghost: int = 1) -> tuple:
+    """Local. A process grid for ``size`` ranks: the entries of ``dims`` that are > 0
+    are kept, the zeros are chosen to minimise the halo surface among the grids whose
+    blocks are at least ``ghost`` points thick (ties go to the most balanced grid, then to
+    larger counts on earlier axes,
+    as ``MPI_Dims_create``). With no valid choice, returns ``MPI_Dims_create``'s, which
+    the caller then rejects with a clear error."""
+    free = [a for a, d in enumerate(dims) if d == 0]
+    fixed = int(np.prod([d for d in dims if d > 0])) if len(free) < len(dims) else 1
+    if not free:
+        return tuple(dims)
+    best = None
+    for f in _factorisations(size // fixed, len(free)):
+        cand = list(dims)
+        for a, d in zip(free, f):
+            cand[a] = d
+        if any(cand[a] > shape[a] or (cand[a] > 1 and shape[a] // cand[a] < ghost) for a in range(len(shape))):
+            continue
+        local = [-(-shape[a] // cand[a]) for a in range(len(shape))]
+        surface = sum(np.prod(local) / local[a] for a in range(len(shape)) if cand[a] > 1)
+        key = (surface, max(cand), [-c for c in cand])
+        if best is None or key < best[0]:
+            best = (key, tuple(cand))
+    return best[1] if best else tuple(MPI.Compute_dims(size, list(dims)))
+
+
+def _per_axis(value, ndim, name, cast):
+    if np.ndim(value) == 0:
+        return tuple(cast(value) for _ in range(ndim))
+    value = tuple(value)
+    if len(value) != ndim:
+        raise InputError(f"{name} has {len(value)} entries but the grid has {ndim} axes")
+    return tuple(cast(v) for v in value)
+
+
+class Decomposition:
+    """A global grid of ``shape`` split over the ranks of ``comm``.
+
+    Parameters
+    ----------
+    shape : global number of points per axis (1, 2 or 3 axes; more work too).
+    comm : the communicator (default: the world).
+    dims : process grid, e.g. ``(2, 1)``; zeros are filled by ``MPI_Dims_create``; ``1``
+        on an axis leaves it unsplit. Default: all free.
+    periodic : bool or one bool per axis.
+    ghost : ghost width (>= 1) on every side of every block.
+    stencil : ``"star"`` (faces only are exchanged) or ``"box"`` (faces, edges, corners).
+    origin, spacing : grid geometry per axis (scalars broadcast).
+    centring : ``"vertex"`` (point i at ``origin + i*spacing``) or ``"cell"`` (the centre
+        of cell i, ``origin + (i + 1/2)*spacing``).
+
+    Creating one is **collective** (it builds a Cartesian communicator); call
+    :meth:`close` (or use ``with``) when done. Impossible requests raise the same
+    :class:`~pympc.InputError` on every rank.
+    """
+
+    def __init__(self, shape, comm=None, dims=None, periodic=False, ghost=1, stencil="star",
+                 origin=0.0, spacing=1.0, centring="vertex"):
+        comm = get_comm(comm)
+        shape = tuple(int(n) for n in np.atleast_1d(shape))
+        ndim = len(shape)
+        if ndim < 1:
+            raise InputError("shape needs at least one axis")
+        if any(n < 1 for n in shape):
+            raise InputError(f"every axis needs at least one point, got shape {shape}")
+        size = comm.Get_size()
+        if dims is None:
+            dims = (0,) * ndim
+        dims = _per_axis(dims, ndim, "dims", int)
+        if any(d < 0 for d in dims):
+            raise InputError(f"dims must be >= 0 (0 = free), got {dims}")
+        fixed = int(np.prod([d for d in dims if d > 0])) if any(d > 0 for d in dims) else 1
+        if size % fixed or (all(d > 0 for d in dims) and fixed != size):
+            raise InputError(f"process grid dims={dims} does not fit {size} ranks")
+        periodic = _per_axis(periodic, ndim, "periodic", bool)
+        ghost = int(ghost)
+        if ghost < 1:
+            raise InputError(f"ghost width must be >= 1, got {ghost}")
+        dims = choose_dims(size, shape, dims, ghost)
+        if stencil not in STENCILS:
+            raise InputError(f"stencil must be one of {STENCILS}, got {stencil!r}")
+        if centring not in CENTRINGS:
+            raise InputError(f"centring must be one of {CENTRINGS}, got {centring!r}")
+        for a in range(ndim):
+            if dims[a] > shape[a]:
+                raise InputError(f"axis {a} has {shape[a]} points but {dims[a]} ranks along it: "
+                                 f"more ranks than points (choose dims or fewer ranks)")
+            thinnest = shape[a] // dims[a]
+            if dims[a] > 1 and thinnest < ghost:
+                raise InputError(f"axis {a}: blocks of {thinnest} points are thinner than the ghost "
+                                 f"width {ghost} ({shape[a]} points over {dims[a]} ranks)")
+            if dims[a] == 1 and periodic[a] and shape[a] < ghost:
+                raise InputError(f"axis {a} is periodic with {shape[a]} points, fewer than the "
+                                 f"ghost width {ghost}")
+
+        self.shape = shape
+        self.ndim = ndim
+        self.dims = dims
+        self.periodic = periodic
+        self.ghost = ghost
+        self.stencil = stencil
+        self.origin = _per_axis(origin, ndim, "origin", float)
+        self.spacing = _per_axis(spacing, ndim, "spacing", float)
+        if any(h <= 0 for h in self.spacing):
+            raise InputError(f"spacing must be positive, got {self.spacing}")
+        self.centring = centring
+        self.comm = comm
+        self.cart = comm.Create_cart(list(dims), periods=list(periodic), reorder=False)
+        self.rank = self.cart.Get_rank()
+        self.size = size
+        self.coords = tuple(self.cart.Get_coords(self.rank))
+        self._sizes = [split_sizes(shape[a], dims[a]) for a in range(ndim)]
+        self._starts = [np.concatenate([[0], np.cumsum(s)[:-1]]).astype(int).tolist() for s in self._sizes]
+        self.lo = tuple(self._starts[a][self.coords[a]] for a in range(ndim))
+        self.local_shape = tuple(self._sizes[a][self.coords[a]] for a in range(ndim))
+        self.hi = tuple(lo + n for lo, n in zip(self.lo, self.local_shape))
+        self.ghosted_shape = tuple(n + 2 * ghost for n in self.local_shape)
+        self._neighbours = {}
+        for off in itertools.product((-1, 0, 1), repeat=ndim):
+            if any(off):
+                self._neighbours[off] = self._neighbour_rank(off)
+        self._halo_plans = {}
+
+    # -- topology ---------------------------------------------------------------------
+    def _neighbour_rank(self, offset):
+        c = []
+        for a, o in enumerate(offset):
+            x = self.coords[a] + o
+            if not 0 <= x < self.dims[a]:
+                if not self.periodic[a]:
+                    return MPI.PROC_NULL
+                x %= self.dims[a]
+            c.append(x)
+        return self.cart.Get_cart_rank(c)
+
+    def neighbour(self, offset) -> int:
+        """Local. Rank of the neighbour at ``offset`` (e.g. ``(1, 0)``, ``(-1, 1)``), or
+        ``MPI.PROC_NULL`` beyond a non-periodic boundary."""
+        offset = tuple(int(o) for o in offset)
+        if len(offset) != self.ndim or not any(offset) or any(abs(o) > 1 for o in offset):
+            raise ValueError(f"offset must have {self.ndim} entries in -1..1, not all 0: {offset}")
+        return self._neighbours[offset]
+
+    def neighbours(self, stencil=None) -> dict:
+        """Local. ``{offset: rank}`` for the faces (star) or all 3^d - 1 directions (box)."""
+        stencil = stencil or self.stencil
+        return {o: r for o, r in self._neighbours.items()
+                if stencil == "box" or sum(map(abs, o)) == 1}
+
+    def at_boundary(self, axis: int, side: int) -> bool:
+        """Local. True if this block touches the physical (non-periodic) boundary on
+        ``side`` (-1 low, +1 high) of ``axis``."""
+        if self.periodic[axis]:
+            return False
+        return self.coords[axis] == (0 if side < 0 else self.dims[axis] - 1)
+
+    # -- index ranges ------------------------------------------------------------------
+    def ranges(self, rank=None) -> tuple:
+        """Local. Global ``(lo, hi)`` per axis owned by ``rank`` (default this rank)."""
+        if rank is None:
+            return tuple(zip(self.lo, self.hi))
+        coords = self.cart.Get_coords(rank)
+        return tuple((self._starts[a][coords[a]], self._starts[a][coords[a]] + self._sizes[a][coords[a]])
+                     for a in range(self.ndim))
+
+    def all_ranges(self) -> list:
+        """Local. :meth:`ranges` of every rank, indexed by rank."""
+        return [self.ranges(r) for r in range(self.size)]
+
+    def ghost_ranges(self) -> tuple:
+        """Local. Global ``(lo, hi)`` per axis of this block's ghosted region; indices may
+        fall outside ``0..n`` (ghosts beyond the boundary or across a periodic wrap)."""
+        g = self.ghost
+        return tuple((lo - g, hi + g) for lo, hi in zip(self.lo, self.hi))
+
+    def owned_slices(self) -> tuple:
+        """Local. Slices of the owned block inside a ghosted local array."""
+        g = self.ghost
+        return tuple(slice(g, g + n) for n in self.local_shape)
+
+    def global_slices(self) -> tuple:
+        """Local. Slices of the owned block inside the global array."""
+        return tuple(slice(lo, hi) for lo, hi in zip(self.lo, self.hi))
+
+    # -- geometry ----------------------------------------------------------------------
+    def coordinates(self, axis: int, ghosted: bool = False) -> np.ndarray:
+        """Local. Coordinates along ``axis`` of this block's points (with ghosts if
+        ``ghosted``), per the centring: vertex ``x0 + i h``, cell ``x0 + (i + 1/2) h``."""
+        lo, hi = self.ghost_ranges()[axis] if ghosted else (self.lo[axis], self.hi[axis])
+        i = np.arange(lo, hi, dtype=float)
+        shift = 0.5 if self.centring == "cell" else 0.0
+        return self.origin[axis] + (i + shift) * self.spacing[axis]
+
+    def extent(self) -> tuple:
+        """Local. ``(low, high)`` coordinates of the domain per axis: the first and last
+        point (vertex centring) or the outer cell faces (cell centring)."""
+        out = []
+        for a in range(self.ndim):
+            n = self.shape[a] - (1 if self.centring == "vertex" else 0)
+            out.append((self.origin[a], self.origin[a] + n * self.spacing[a]))
+        return tuple(out)
+
+    # -- life cycle --------------------------------------------------------------------
+    def close(self) -> None:
+        """Collective. Free the Cartesian communicator and the halo plans' datatypes."""
+        for plan in self._halo_plans.values():
+            plan.close()
+        self._halo_plans.clear()
+        if self.cart != MPI.COMM_NULL:
+            self.cart.Free()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        per = "".join("P" if p else "-" for p in self.periodic)
+        return (f"Decomposition(shape={self.shape}, dims={self.dims}, periodic={per}, "
+                f"ghost={self.ghost}, stencil={self.stencil!r}, rank {self.rank} owns "
+                f"{[f'{lo}:{hi}' for lo, hi in zip(self.lo, self.hi)]})")
