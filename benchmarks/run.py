@@ -1,0 +1,125 @@
+"""Run pympc's benchmarks at 1 and 2 ranks and write their results files.
+
+    ./run bench                 # every benchmark, full size
+    ./run bench decomp --ranks 1,2 --size 2048
+
+Each benchmark writes ``benchmarks/results/<name>.json`` (everything measured) and
+``<name>.md`` (the table of ratios against the targets, with machine and versions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from pympc.testing import run_mpi  # noqa: E402
+
+BENCHES = {"decomp": "bench_decomp.py"}
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def fmt(x, spec=".3g"):
+    return "-" if x is None else format(x, spec)
+
+
+def decomp_table(runs):
+    lines = ["| figure | target | " + " | ".join(f"{r['ranks']} rank(s)" for r in runs) + " |",
+             "|---|---|" + "---|" * len(runs)]
+
+    def row(name, target, get):
+        vals = []
+        for r in runs:
+            try:
+                vals.append(get(r))
+            except (KeyError, TypeError):
+                vals.append("-")
+        lines.append(f"| {name} | {target} | " + " | ".join(vals) + " |")
+
+    us = lambda t: f"{t['median'] * 1e6:.1f} µs"  # noqa: E731
+    row("halo exchange, hand-written mpi4py (median)", "", lambda r: us(r["halo_hand"]))
+    row("halo exchange, pympc (median)", "", lambda r: us(r["halo_pympc"]))
+    row("**halo: pympc / hand-written time**", "<= 1.1", lambda r: fmt(r["ratios"]["halo_pympc_over_hand"]))
+    row("heat step, hand-written mpi4py + numpy", "", lambda r: f"{r['heat_hand']['Mcells']:.0f} Mcell/s")
+    row("heat step, pympc + same numpy update", "", lambda r: f"{r['heat_pympc_numpy']['Mcells']:.0f} Mcell/s")
+    row("**heat (numpy update): pympc / hand-written time**", "<= 1.1",
+        lambda r: fmt(r["ratios"]["heat_numpy_pympc_over_hand"]))
+    row("heat step, pympc fast path (numba)", "", lambda r: f"{r['heat_pympc_fast']['Mcells']:.0f} Mcell/s")
+    row("heat step, petsc4py DMDA (globalToLocal + numpy)", "",
+        lambda r: f"{r['heat_petsc']['Mcells']:.0f} Mcell/s" if r.get("heat_petsc") else "not installed")
+    row("**fast path / petsc4py (speed)**", ">= 1.0", lambda r: fmt(r["ratios"].get("fast_over_petsc")))
+    row("copy bandwidth, all ranks at once", "", lambda r: f"{r['copy_bandwidth_GBs']:.1f} GB/s")
+    row("roofline (16 B/update at that bandwidth)", "", lambda r: f"{r['roofline_Mcells']:.0f} Mcell/s")
+    row("**fast path / roofline**", ">= 0.70", lambda r: fmt(r["ratios"]["fast_over_roofline"]))
+    row("fast path / hand-written numpy step (speed)", "", lambda r: fmt(r["ratios"]["fast_speedup_over_hand"]))
+    row("**extra peak memory in fast steps / two ghosted fields**", "<= 0.10",
+        lambda r: fmt(r["ratios"]["peak_extra_over_fields_fast"]))
+    row("extra peak memory, numpy-update steps / fields", "",
+        lambda r: fmt(r["peak_extra_bytes_numpy"] / r["fields_bytes"]))
+    row("gather: bytes allocated on root / on other ranks", "global on root only",
+        lambda r: f"{r['gather_peak_root'] / 2**20:.0f} MiB / {r['gather_peak_other_max'] / 2**20:.2f} MiB")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("names", nargs="*", default=sorted(BENCHES), help=f"of {sorted(BENCHES)}")
+    ap.add_argument("--ranks", default="1,2")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--timeout", type=float, default=1800)
+    args, extra = ap.parse_known_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    status = 0
+    for name in args.names:
+        runs = []
+        for n in [int(x) for x in args.ranks.split(",") if x]:
+            with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+                path = tmp.name
+            print(f"[bench] {name} at {n} rank(s) ...", flush=True)
+            r = run_mpi(n, [os.path.join(HERE, BENCHES[name]), "--json", path, *extra],
+                        timeout=args.timeout, capture=False)
+            if r.returncode != 0:
+                print(f"[bench] {name} at {n} rank(s) failed (exit {r.returncode})", file=sys.stderr)
+                status = 1
+                continue
+            with open(path) as f:
+                runs.append(json.load(f))
+            os.unlink(path)
+        if not runs:
+            continue
+        meta = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "platform": platform.platform(),
+                "versions": runs[0].get("versions", {})}
+        with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+            json.dump({"meta": meta, "runs": runs}, f, indent=1)
+        table = decomp_table(runs)
+        v = meta["versions"]
+        md = (f"# Benchmark: {name}\n\nMachine: {meta['machine']} ({meta['platform']}). "
+              f"Grid {runs[0]['size']}², ghost width 1, periodic; medians of {runs[0]['reps']} "
+              f"batches of {runs[0]['steps']} steps, each timed to the slowest rank.\n"
+              f"Versions: " + ", ".join(f"{k} {x}" for k, x in v.items())
+              + (f", petsc4py {runs[0]['petsc4py']}" if runs[0].get("petsc4py") else ", petsc4py not installed")
+              + f".\n\n{table}\n")
+        with open(os.path.join(args.out, f"{name}.md"), "w") as f:
+            f.write(md)
+        print(md)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The guides' complete examples run (under MPI, at 3 ranks: uneven blocks)."""
+
+import os
+import re
+
+import pytest
+
+from pympc.testing import run_mpi
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+
+
+def first_python_block(page):
+    with open(os.path.join(DOCS, page)) as f:
+        return re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
+
+
+@pytest.mark.parametrize("page,expect", [("decomposition.md", "after 50 steps: sum"),
+                                         ("first-program.md", "pi ~")])
+def test_guide_example_runs(tmp_path, page, expect):
+    script = tmp_path / "example.py"
+    script.write_text(first_python_block(page))
+    r = run_mpi(3, [str(script)], timeout=180)
+    assert r.returncode == 0, r.output[-3000:]
+    assert r.stdout.count(expect) == 1, r.output
