@@ -46,28 +46,38 @@ def _jit(f):
 # ---------------------------------------------------------------------------------------
 # compiled loops: u and out are ghosted arrays, (l0, h0, ...) absolute loop bounds
 # ---------------------------------------------------------------------------------------
+# Inner loops run over 1-D views with an index that starts at the constant 0, so the
+# compiler can prove it non-negative: no wraparound branch, and the loop vectorises
+# (indexing u[i, j - 1] with a run-time j kept it scalar at ~15% of the roofline).
 def _ftcs1(u, out, l0, h0, r0):
-    for i in range(l0, h0):
-        c = u[i]
-        out[i] = c + r0 * (u[i - 1] - 2.0 * c + u[i + 1])
+    o = out[l0:h0]
+    uc, uw, ue = u[l0:h0], u[l0 - 1:h0 - 1], u[l0 + 1:h0 + 1]
+    for k in range(o.shape[0]):
+        c = uc[k]
+        o[k] = c + r0 * (uw[k] - 2.0 * c + ue[k])
 
 
 def _ftcs2(u, out, l0, h0, l1, h1, r0, r1):
     for i in range(l0, h0):
-        for j in range(l1, h1):
-            c = u[i, j]
-            out[i, j] = c + (r0 * (u[i - 1, j] - 2.0 * c + u[i + 1, j])
-                             + r1 * (u[i, j - 1] - 2.0 * c + u[i, j + 1]))
+        o = out[i, l1:h1]
+        uc, uw, ue = u[i, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1]
+        um, up = u[i - 1, l1:h1], u[i + 1, l1:h1]
+        for k in range(o.shape[0]):
+            c = uc[k]
+            o[k] = c + (r0 * (um[k] - 2.0 * c + up[k]) + r1 * (uw[k] - 2.0 * c + ue[k]))
 
 
 def _ftcs3(u, out, l0, h0, l1, h1, l2, h2, r0, r1, r2):
     for i in range(l0, h0):
         for j in range(l1, h1):
-            for k in range(l2, h2):
-                c = u[i, j, k]
-                out[i, j, k] = c + ((r0 * (u[i - 1, j, k] - 2.0 * c + u[i + 1, j, k])
-                                     + r1 * (u[i, j - 1, k] - 2.0 * c + u[i, j + 1, k]))
-                                    + r2 * (u[i, j, k - 1] - 2.0 * c + u[i, j, k + 1]))
+            o = out[i, j, l2:h2]
+            uc, uw, ue = u[i, j, l2:h2], u[i, j, l2 - 1:h2 - 1], u[i, j, l2 + 1:h2 + 1]
+            um, up = u[i - 1, j, l2:h2], u[i + 1, j, l2:h2]
+            us, un = u[i, j - 1, l2:h2], u[i, j + 1, l2:h2]
+            for k in range(o.shape[0]):
+                c = uc[k]
+                o[k] = c + ((r0 * (um[k] - 2.0 * c + up[k]) + r1 * (us[k] - 2.0 * c + un[k]))
+                            + r2 * (uw[k] - 2.0 * c + ue[k]))
 
 
 _FTCS = {1: _jit(_ftcs1), 2: _jit(_ftcs2), 3: _jit(_ftcs3)}

@@ -48,14 +48,17 @@ def set_threads(n: int) -> None:
     n = int(n)
     if n < 1:
         raise ValueError(f"thread count must be >= 1, got {n}")
+    numba = sys.modules.get("numba")
     for var in _THREAD_VARS:
-        os.environ[var] = str(n)
+        # numba re-reads its variables at each compile and refuses a changed
+        # NUMBA_NUM_THREADS once loaded: set its pool through its API instead
+        if not (var == "NUMBA_NUM_THREADS" and numba is not None):
+            os.environ[var] = str(n)
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(n)
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         pass
-    numba = sys.modules.get("numba")
     if numba is not None:
         try:
             numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))

@@ -124,3 +124,12 @@ def test_same_error_on_every_rank_is_reported_once_without_abort():
     assert "pympc: error on all ranks of 4: InputError: grid size must be positive" in r.output
     assert "Traceback" not in r.output  # bad input: a message, not a traceback
     assert "MPI_Abort" not in r.output and "aborting" not in r.output, r.output
+
+
+def test_numba_imported_before_pympc_still_compiles():
+    code = ("import numba, numpy as np, pympc\n"
+            "f = numba.njit(lambda x: x + 1)\n"
+            "print(f(np.float64(1.0)), numba.get_num_threads())")
+    r = run_mpi(1, ["-c", code], timeout=120)
+    assert r.returncode == 0, r.output
+    assert r.stdout.split() == ["2.0", "1"]
