@@ -21,9 +21,13 @@ from .runtime import (
 from .array import DistArray, reduce_all
 from .grid import Decomposition
 from .halo import HaloExchange, start_halo, update_halo
+from . import io  # noqa: E402  (pympc.io.File, read, write)
+from .checkpoint import Checkpointer
+from .output import Output
 
 __all__ = [
     "Decomposition", "DistArray", "HaloExchange", "reduce_all", "start_halo", "update_halo",
+    "io", "Output", "Checkpointer",
     "__version__", "WORLD", "InputError", "PympcError", "check_all", "get_comm",
     "get_logger", "print0", "rng", "set_threads", "setup_logging",
 ]

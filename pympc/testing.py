@@ -69,15 +69,15 @@ def clean_env(env=None) -> dict:
             if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "OMPI_", "MPI_LOCALRANK"))}
 
 
-def run_mpi(n: int, argv: list[str], timeout: float = 600, python: bool = True,
+def run_mpi(n: int, argv: list[str], timeout: float = 600, python: bool | str = True,
             capture: bool = True, env=None, cwd=None) -> MPIResult:
     """Local. Run ``mpiexec -n n [python] argv...`` with a hard timeout.
 
-    ``python=True`` puts this interpreter before ``argv``.  On timeout the job's whole
+    ``python=True`` puts this interpreter before ``argv`` (a path: that interpreter).  On timeout the job's whole
     process session is killed and ``timed_out`` is set (returncode 124).
     """
     cmd = mpiexec_command()
-    full = cmd + _launcher_flags(cmd) + ["-n", str(int(n))] + ([sys.executable] if python else []) + list(argv)
+    full = cmd + _launcher_flags(cmd) + ["-n", str(int(n))] + ([python if isinstance(python, str) else sys.executable] if python else []) + list(argv)
     start = time.monotonic()
     proc = subprocess.Popen(full, stdout=subprocess.PIPE if capture else None,
                             stderr=subprocess.PIPE if capture else None, text=True,

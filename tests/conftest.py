@@ -89,3 +89,32 @@ def shared_tmp_path(tmp_path):
     c = _comm()
     path = c.bcast(str(tmp_path) if c.Get_rank() == 0 else None, root=0)
     return pathlib.Path(path)
+
+
+@pytest.fixture(scope="session")
+def serial_h5py_python(tmp_path_factory):
+    """A throwaway environment with PyPI's serial h5py wheel that otherwise shares this
+    environment's packages (numpy, mpi4py, pympc): the path of its python."""
+    import site
+    import subprocess
+
+    import h5py
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    venv = tmp_path_factory.mktemp("serial-h5py")
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    vpy = str(venv / "bin" / "python")
+    target = subprocess.run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    # h5py from PyPI's binary wheel only (pip's cache keeps the download for next time)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                          "--only-binary", "h5py", "--no-deps", "--target", target,
+                          f"h5py=={h5py.__version__}"], capture_output=True, text=True, timeout=600)
+    if pip.returncode != 0:
+        pytest.fail("could not install PyPI's h5py wheel: " + pip.stderr[-2000:])
+    # everything else comes from this environment, after the throwaway one on sys.path
+    ours = [p for p in site.getsitepackages() if os.path.isdir(p)]
+    with open(os.path.join(target, "zz_pympc_parent.pth"), "w") as f:
+        f.write("\n".join(ours + [root]) + "\n")
+    return vpy

@@ -16,10 +16,14 @@ def first_python_block(page):
 
 
 @pytest.mark.parametrize("page,expect", [("decomposition.md", "after 50 steps: sum"),
-                                         ("first-program.md", "pi ~")])
+                                         ("first-program.md", "pi ~"),
+                                         ("io.md", "wrote ['checkpoints', 'heat.h5', 'heat.xmf']")])
 def test_guide_example_runs(tmp_path, page, expect):
     script = tmp_path / "example.py"
     script.write_text(first_python_block(page))
-    r = run_mpi(3, [str(script)], timeout=180)
+    r = run_mpi(3, [str(script)], timeout=180, cwd=str(tmp_path))
     assert r.returncode == 0, r.output[-3000:]
     assert r.stdout.count(expect) == 1, r.output
+    if page == "io.md":  # run again: it restarts from the last checkpoint, on 2 ranks
+        r = run_mpi(2, [str(script)], timeout=180, cwd=str(tmp_path))
+        assert r.returncode == 0 and expect in r.stdout, r.output[-3000:]

@@ -3,7 +3,6 @@ throwaway environment, and the mixed-stack logic on recorded linker output."""
 
 import json
 import os
-import site
 import subprocess
 import sys
 
@@ -106,29 +105,10 @@ def test_info_says_ok_here():
 
 
 @pytest.mark.slow
-def test_serial_h5py_wheel_is_reported_for_real(tmp_path):
+def test_serial_h5py_wheel_is_reported_for_real(serial_h5py_python, tmp_path):
     """PyPI's serial h5py wheel in a throwaway environment that otherwise shares this one's
     packages: ``pympc info`` must say SERIAL and exit non-zero."""
-    import h5py
-
-    venv = tmp_path / "serial-h5py"
-    base_python = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    vpy = venv / "bin" / "python"
-    target = subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                            capture_output=True, text=True, check=True).stdout.strip()
-    # h5py from PyPI's binary wheel only, into the throwaway environment (pip's cache
-    # keeps the download for the next run).
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                          "--only-binary", "h5py", "--no-deps", "--target", target,
-                          f"h5py=={h5py.__version__}"], capture_output=True, text=True, timeout=600)
-    if pip.returncode != 0:
-        pytest.fail("could not install PyPI's h5py wheel: " + pip.stderr[-2000:])
-    # Everything else (numpy, mpi4py, pympc) comes from this environment, after it.
-    ours = [p for p in site.getsitepackages() if os.path.isdir(p)]
-    with open(os.path.join(target, "zz_pympc_parent.pth"), "w") as f:
-        f.write("\n".join(ours + [ROOT]) + "\n")
-    r = subprocess.run([str(vpy), "-m", "pympc", "info", "--json"], capture_output=True, text=True,
+    r = subprocess.run([serial_h5py_python, "-m", "pympc", "info", "--json"], capture_output=True, text=True,
                        timeout=120, cwd=str(tmp_path))
     assert r.returncode == 1, r.stdout + r.stderr
     data = json.loads(r.stdout)

@@ -1,0 +1,101 @@
+"""Time series output: one HDF5 file of output steps plus an XDMF file beside it.
+
+    out = pympc.Output("run.h5", decomp, params={"alpha": 0.1})
+    out.write(step, time, u=u, v=v)          # group /steps/00000010 with datasets u, v
+    out.close()                               # run.xmf opens the whole series in ParaView
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .grid import Decomposition
+from .io import File
+from .runtime import InputError, get_comm
+from .xdmf import render, write_atomic
+
+
+def step_group(step: int) -> str:
+    """Local. The HDF5 group name of output step ``step``."""
+    return f"/steps/{int(step):08d}"
+
+
+class Output:
+    """Collective. A time series of fields in ``path`` (HDF5) and ``path`` with ``.xmf``.
+
+    ``mode="w"`` starts a new series; ``mode="a"`` continues an existing one (after a
+    restart): steps after ``restart_step`` are removed first, so re-running them does
+    not leave a mix. Each :meth:`write` is flushed before it returns, so a crash loses at
+    most the step being written. ``units`` maps field names to unit strings.
+    """
+
+    def __init__(self, path, decomp: Decomposition, mode="w", params=None, xdmf=True, comm=None,
+                 units=None, restart_step=None):
+        self.comm = get_comm(comm or decomp.comm)
+        self.decomp = decomp
+        self.path = str(path)
+        self.units = dict(units or {})
+        self.xdmf_path = os.path.splitext(self.path)[0] + ".xmf" if xdmf else None
+        if mode not in ("w", "a"):
+            raise InputError(f"Output mode must be 'w' or 'a', got {mode!r}")
+        self.file = File(self.path, mode, comm=self.comm, params=params, decomp=decomp)
+        self.steps = []
+        if mode == "a":
+            for name in self.file.keys("/steps"):
+                st = int(name)
+                if restart_step is not None and st > restart_step:
+                    self.file.delete(f"/steps/{name}")
+                    continue
+                self.steps.append(self._describe(st))
+        self._write_xdmf()
+
+    def _describe(self, step):
+        grp = step_group(step)
+        attrs = self.file.attrs(grp)
+        fields = {}
+        for name in self.file.keys(grp):
+            fields[name] = self._field_meta(self.file.attrs(f"{grp}/{name}"), name, grp)
+        return {"step": step, "time": float(attrs.get("time", step)), "group": grp, "fields": fields}
+
+    def _field_meta(self, attrs, name, grp):
+        return {"shape": [int(x) for x in attrs["grid_shape"]], "dtype": attrs["dtype"],
+                "centring": attrs["centring"], "origin": list(attrs["origin"]),
+                "spacing": list(attrs["spacing"]), "components": json.loads(attrs.get("components", "[]"))}
+
+    def write(self, step: int, time: float, **fields) -> None:
+        """Collective. Write ``fields`` (DistArrays) as output step ``step`` at ``time``."""
+        if not fields:
+            raise InputError("Output.write needs at least one field")
+        grp = step_group(step)
+        self.file.delete(grp)
+        self.file.require_group(grp)
+        self.file.set_attrs(grp, {"step": int(step), "time": float(time)})
+        meta = {}
+        for name, a in fields.items():
+            attrs = {"step": int(step), "time": float(time), "units": self.units.get(name, ""),
+                     "dtype": a.dtype.str, "components": json.dumps(list(a.components))}
+            self.file.write(f"{grp}/{name}", a, attrs)
+            meta[name] = self._field_meta({**attrs, "grid_shape": a.decomp.shape, "origin": a.decomp.origin,
+                                           "spacing": a.decomp.spacing, "centring": a.decomp.centring},
+                                          name, grp)
+        self.file.flush()
+        self.steps = [s for s in self.steps if s["step"] != step]
+        self.steps.append({"step": int(step), "time": float(time), "group": grp, "fields": meta})
+        self.steps.sort(key=lambda s: s["step"])
+        self._write_xdmf()
+
+    def _write_xdmf(self):
+        if self.xdmf_path and self.comm.Get_rank() == 0:
+            write_atomic(self.xdmf_path, render(os.path.basename(self.path), self.steps))
+        self.comm.Barrier()
+
+    def close(self) -> None:
+        """Collective. Close the HDF5 file (the XDMF file is always up to date)."""
+        self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

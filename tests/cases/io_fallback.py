@@ -1,0 +1,42 @@
+"""The I/O API with a serial h5py (run by tests/test_io_fallback.py in a throwaway env)."""
+import sys
+import warnings
+
+import h5py
+import numpy as np
+
+import pympc
+from pympc import io
+from pympc.checkpoint import Checkpointer
+from pympc.output import Output
+
+assert not h5py.get_config().mpi, "this case needs a serial h5py"
+d_ = sys.argv[1]
+comm = pympc.WORLD
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with pympc.Decomposition((9, 8), comm=comm) as d:
+        a = pympc.DistArray.from_function(d, lambda i, j: 10.0 * i + j)
+        io.write(f"{d_}/f.h5", {"u": a}, attrs={"time": 1.0})
+        with pympc.Decomposition((9, 8), comm=comm, dims=(1, comm.Get_size())) as d2:
+            b = io.read(f"{d_}/f.h5", "u", d2)
+            np.testing.assert_array_equal(b.gather(root=None), a.gather(root=None))
+        with Output(f"{d_}/run.h5", d) as out:
+            out.write(0, 0.0, u=a)
+            out.write(1, 0.5, u=a)
+        ck = Checkpointer(f"{d_}/ck", comm=comm)
+        ck.save(3, {"u": a}, state={"time": 3.0})
+        r = ck.load(d)
+        np.testing.assert_array_equal(r.fields["u"].owned, a.owned)
+        try:
+            io.read(f"{d_}/f.h5", "nope", d)
+            raise SystemExit("no error for a missing dataset")
+        except pympc.InputError as e:
+            assert "no dataset 'nope'" in str(e)
+serial = [w for w in caught if "without MPI" in str(w.message)]
+if comm.Get_size() > 1:
+    assert len(serial) == 1, [str(w.message) for w in caught]
+if comm.Get_rank() == 0:
+    with h5py.File(f"{d_}/run.h5", "r") as f:
+        assert sorted(f["steps"]) == ["00000000", "00000001"]
+    print("FALLBACK-OK", flush=True)

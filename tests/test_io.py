@@ -1,0 +1,197 @@
+"""Parallel HDF5 I/O against serial h5py and numpy: round trips across decompositions,
+files from other writers, fields held by some ranks only, bad input, XDMF through VTK."""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+import pympc
+from pympc import io
+from pympc.output import Output
+
+DTYPES = [np.int32, np.float32, np.float64, np.complex128]
+
+
+def glob_data(shape, dtype, seed=0):
+    x = np.random.default_rng(seed).integers(-999, 999, size=shape)
+    return (x + 1j * x[::-1] if np.dtype(dtype).kind == "c" else x).astype(dtype)
+
+
+def on_root(comm, fn):
+    """Rank 0 runs fn() (serial h5py checks), the verdict reaches every rank."""
+    err = None
+    if comm.Get_rank() == 0:
+        try:
+            fn()
+        except AssertionError as e:
+            err = str(e) or "assertion failed"
+    err = comm.bcast(err, root=0)
+    assert err is None, err
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("shape,comps", [((23,), ()), ((13, 10), ()), ((7, 6, 5), ()), ((9, 7), (3,))])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_roundtrip_across_decompositions(comm, shared_tmp_path, shape, comps, dtype):
+    glob = glob_data(shape + comps, dtype)
+    path = str(shared_tmp_path / "f.h5")
+    size = comm.Get_size()
+    with pympc.Decomposition(shape, comm=comm, origin=1.5, spacing=0.25) as d:
+        a = pympc.DistArray.from_global(d, glob if comm.Get_rank() == 0 else None)
+        io.write(path, {"u": a}, attrs={"time": 0.5, "units": "K"}, params={"alpha": 0.1, "name": "t"})
+
+    def check():
+        with h5py.File(path, "r") as f:  # any serial reader sees the plain global array
+            np.testing.assert_array_equal(f["u"][...], glob)
+            assert f["u"].dtype == np.dtype(dtype)
+            at = f["u"].attrs
+            assert list(at["grid_shape"]) == list(shape) and at["centring"] == "vertex"
+            assert list(at["origin"]) == [1.5] * len(shape) and at["units"] == "K" and at["time"] == 0.5
+            root = f.attrs
+            assert root["format"] == "pympc" and root["format_version"] == 1 and root["ranks"] == size
+            assert json.loads(root["parameters"]) == {"alpha": 0.1, "name": "t"}
+            assert int(np.prod(root["process_grid"])) == size
+            assert not f["u"].chunks  # one contiguous dataset
+    on_root(comm, check)
+    # read back on another decomposition (a different process grid, a split axis unsplit)
+    dims = (size,) + (1,) * (len(shape) - 1) if len(shape) > 1 else None
+    with pympc.Decomposition(shape, comm=comm, dims=dims[::-1] if dims else None) as d2:
+        b = io.read(path, "u", d2)
+        np.testing.assert_array_equal(b.gather(root=None), glob)
+        assert (b.data[(0,) * len(shape)] == 0).all()  # ghosts untouched
+
+
+@pytest.mark.mpi
+def test_read_a_file_written_by_serial_h5py(comm, shared_tmp_path):
+    path = str(shared_tmp_path / "other.h5")
+    glob = np.arange(11 * 9 * 2, dtype=np.float64).reshape(11, 9, 2)
+    if comm.Get_rank() == 0:
+        with h5py.File(path, "w") as f:
+            f.create_dataset("grp/field", data=glob, chunks=(3, 3, 2), compression="gzip")
+    comm.Barrier()
+    with pympc.Decomposition((11, 9), comm=comm) as d:
+        a = io.read(path, "grp/field", d)
+        assert a.components == (2,)
+        np.testing.assert_array_equal(a.gather(root=None), glob)
+        b = io.read(path, "grp/field", d, dtype=np.complex128)  # a safe conversion
+        assert b.dtype == np.complex128
+
+
+@pytest.mark.mpi
+def test_field_held_by_some_ranks_and_rank0_array(comm, shared_tmp_path):
+    """A coarse level on a sub-communicator, and an array on rank 0 only: the other ranks
+    join the collective writes with empty selections (h5py issue 965 would hang)."""
+    path = str(shared_tmp_path / "partial.h5")
+    rank, size = comm.Get_rank(), comm.Get_size()
+    inside = rank < max(1, size // 2)
+    sub = comm.Split(0 if inside else 1, rank)
+    glob = glob_data((10, 6), np.float64, seed=3)
+    d = pympc.Decomposition((10, 6), comm=sub) if inside else None
+    a = pympc.DistArray.from_global(d, glob if sub.Get_rank() == 0 else None) if inside else None
+    fine = pympc.Decomposition((8, 8), comm=comm)
+    b = pympc.DistArray.from_function(fine, lambda i, j: i * 8 + j)
+    with io.File(path, "w", comm=comm) as f:
+        f.write("coarse", a)
+        f.write("fine", b)
+        f.write_array("history", np.arange(5.0) if rank == 0 else None, root=0)
+        f.write_array("empty", np.zeros((0, 3)) if rank == 0 else None, root=0)
+        back = f.read("coarse", d if inside else None)
+        assert f.read_array("history").tolist() == [0, 1, 2, 3, 4]
+    if inside:
+        np.testing.assert_array_equal(back.gather(root=None), glob)
+    else:
+        assert back is None
+
+    def check():
+        with h5py.File(path, "r") as f:
+            np.testing.assert_array_equal(f["coarse"][...], glob)
+            np.testing.assert_array_equal(f["fine"][...], np.arange(64.0).reshape(8, 8))
+            assert f["empty"].shape == (0, 3)
+    on_root(comm, check)
+    fine.close()
+    if d is not None:
+        d.close()
+    sub.Free()
+
+
+def _same_error(comm, fn, match):
+    with pytest.raises(pympc.InputError) as err:
+        fn()
+    msgs = comm.allgather(str(err.value))
+    assert len(set(msgs)) == 1, msgs  # one clear error, identical on every rank
+    assert match in msgs[0], msgs[0]
+
+
+@pytest.mark.mpi
+def test_bad_input_gives_one_clear_error_everywhere(comm, shared_tmp_path):
+    p = shared_tmp_path
+    with pympc.Decomposition((8, 6), comm=comm) as d:
+        a = pympc.DistArray.from_function(d, lambda i, j: i + j)
+        io.write(str(p / "good.h5"), {"u": a})
+        if comm.Get_rank() == 0:
+            (p / "junk.h5").write_bytes(b"this is not HDF5" * 100)
+            data = (p / "good.h5").read_bytes()
+            (p / "trunc.h5").write_bytes(data[: len(data) // 3])
+            with h5py.File(p / "future.h5", "w") as f:
+                f.attrs["format"] = "pympc"
+                f.attrs["format_version"] = 99
+        comm.Barrier()
+        _same_error(comm, lambda: io.read(str(p / "missing.h5"), "u", d), "no such file")
+        _same_error(comm, lambda: io.read(str(p / "junk.h5"), "u", d), "not an HDF5 file")
+        _same_error(comm, lambda: io.read(str(p / "trunc.h5"), "u", d), "trunc.h5")
+        _same_error(comm, lambda: io.read(str(p / "future.h5"), "u", d), "format version 99")
+        _same_error(comm, lambda: io.read(str(p / "good.h5"), "v", d), "no dataset 'v'")
+        with pympc.Decomposition((8, 7), comm=comm) as other:
+            _same_error(comm, lambda: io.read(str(p / "good.h5"), "u", other), "does not match")
+        _same_error(comm, lambda: io.read(str(p / "good.h5"), "u", d, dtype=np.int32), "does not convert")
+        _same_error(comm, lambda: io.write(str(p / "nodir" / "x.h5"), {"u": a}), "does not exist")
+        # the good file is untouched by the failed attempts
+        np.testing.assert_array_equal(io.read(str(p / "good.h5"), "u", d).gather(root=None),
+                                      np.add.outer(np.arange(8), np.arange(6)).astype(float))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("shape,centring", [((9, 7), "vertex"), ((6, 5, 4), "cell")])
+def test_time_series_and_xdmf_through_vtk(comm, shared_tmp_path, shape, centring):
+    path = shared_tmp_path / "run.h5"
+    with pympc.Decomposition(shape, comm=comm, origin=0.5, spacing=0.1, centring=centring) as d:
+        u = pympc.DistArray.from_function(d, lambda *ix: sum(ix) + 0.0)
+        v = pympc.DistArray(d, components=(3,))
+        v.owned[...] = np.arange(3.0)
+        with Output(str(path), d, params={"demo": 1}, units={"u": "K"}) as out:
+            for step in (0, 10, 20):
+                u.owned[...] += 1.0
+                out.write(step, 0.01 * step, u=u, v=v)
+        expect_u = [u.gather(root=None) - 2.0, u.gather(root=None) - 1.0, u.gather(root=None)]
+        # continue the series after a restart from step 10: step 20 is dropped first
+        with Output(str(path), d, mode="a", restart_step=10) as out:
+            assert [s["step"] for s in out.steps] == [0, 10]
+            out.write(30, 0.3, u=u, v=v)
+
+    def check():
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+        from vtkmodules.vtkIOXdmf2 import vtkXdmfReader
+
+        xmf = str(path.with_suffix(".xmf"))
+        r = vtkXdmfReader()
+        r.SetFileName(xmf)
+        r.UpdateInformation()
+        info = r.GetOutputInformation(0)
+        from vtkmodules.vtkCommonExecutionModel import vtkStreamingDemandDrivenPipeline as SDDP
+        times = list(info.Get(SDDP.TIME_STEPS()))
+        assert times == pytest.approx([0.0, 0.1, 0.3]), times
+        for t, expect in zip(times, [expect_u[0], expect_u[1], expect_u[2]]):
+            r.UpdateTimeStep(t)
+            img = r.GetOutputDataObject(0)
+            data = img.GetPointData() if centring == "vertex" else img.GetCellData()
+            got = vtk_to_numpy(data.GetArray("u"))
+            # VTK orders points x fastest: our axis 0 is XDMF's slowest, as in C order
+            np.testing.assert_array_equal(got, expect.ravel())
+            vec = vtk_to_numpy(data.GetArray("v"))
+            assert vec.shape == (int(np.prod(shape)), 3) and (vec == np.arange(3.0)).all()
+            bounds = img.GetBounds()
+            assert bounds[0] == pytest.approx(0.5)
+    on_root(comm, check)

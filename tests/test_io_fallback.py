@@ -1,0 +1,19 @@
+"""Without an MPI-enabled h5py, pympc's I/O still works through rank 0, with one warning
+(PyPI's serial h5py wheel in a throwaway environment, run under mpiexec)."""
+
+import os
+
+import pytest
+
+from pympc.testing import run_mpi
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_io_through_rank0_with_serial_h5py(serial_h5py_python, tmp_path, ranks):
+    r = run_mpi(ranks, [os.path.join(HERE, "cases", "io_fallback.py"), str(tmp_path)],
+                python=serial_h5py_python, timeout=240)
+    assert r.returncode == 0, r.output[-3000:]
+    assert "FALLBACK-OK" in r.stdout
