@@ -12,34 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
-import time
 import tracemalloc
 
 import numpy as np
 from mpi4py import MPI
 
 import pympc
+from common import timed, versions
 from pympc import kernels
 
 comm = MPI.COMM_WORLD
 R = 0.2  # alpha dt / h^2 of the heat step (stable: <= 1/4 in 2D)
-
-
-def timed(fn, steps, reps, comm=comm):
-    """Collective. Seconds per call of ``fn``: (min, median, max) over ``reps`` batches of
-    ``steps`` calls, each batch timed from a barrier to the slowest rank's end."""
-    fn()
-    fn()  # warm-up: plans built, kernels compiled, pages touched
-    out = []
-    for _ in range(reps):
-        comm.Barrier()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        out.append(comm.allreduce(time.perf_counter() - t0, op=MPI.MAX) / steps)
-    return {"min": min(out), "median": float(np.median(out)), "max": max(out)}
 
 
 def numpy_ftcs(u, out, r=R):
@@ -199,14 +183,7 @@ def main(argv=None):
         if res.get(k):
             res[k]["Mcells"] = cells / res[k]["median"] / 1e6
     res["ratios"] = ratios(res)
-    res["versions"] = {"python": platform.python_version(), "numpy": np.__version__,
-                       "mpi4py": __import__("mpi4py").__version__, "pympc": pympc.__version__,
-                       "mpi": " ".join(MPI.Get_library_version().split("\n")[0].split())}
-    try:
-        import numba
-        res["versions"]["numba"] = numba.__version__
-    except ImportError:
-        pass
+    res["versions"] = versions()
     if comm.Get_rank() == 0:
         text = json.dumps(res, indent=1)
         if args.json:

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from pympc.testing import run_mpi  # noqa: E402
 
-BENCHES = {"decomp": "bench_decomp.py"}
+BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py"}
 
 
 def cpu_model():
@@ -77,6 +77,51 @@ def decomp_table(runs):
     return "\n".join(lines)
 
 
+def io_table(runs):
+    lines = ["| figure | target | " + " | ".join(f"{r['ranks']} rank(s)" for r in runs) + " |",
+             "|---|---|" + "---|" * len(runs)]
+
+    def row(name, target, get):
+        vals = []
+        for r in runs:
+            try:
+                vals.append(get(r))
+            except (KeyError, TypeError):
+                vals.append("-")
+        lines.append(f"| {name} | {target} | " + " | ".join(vals) + " |")
+
+    gbs = lambda t: f"{t['GBs']:.2f} GB/s"  # noqa: E731
+    row("write: raw MPI-IO Write_at_all, one shared file", "", lambda r: gbs(r["write_raw"]))
+    row("write: pympc output step (fields + metadata + XDMF)", "", lambda r: gbs(r["write_pympc"]))
+    row("write: gather to rank 0 + serial h5py", "", lambda r: gbs(r["write_gather"]))
+    row("**write: pympc / raw (speed)**", ">= 0.90", lambda r: fmt(r["ratios"]["write_pympc_over_raw_speed"]))
+    row("**write: pympc / gather path (speed)**", ">= 2.5 at 2 ranks",
+        lambda r: fmt(r["ratios"]["write_pympc_over_gather_speed"]))
+    row("read: raw MPI-IO Read_at_all", "", lambda r: gbs(r["read_raw"]))
+    row("read: pympc, into an existing field (out=)", "", lambda r: gbs(r["read_pympc"]))
+    row("read: pympc, into a new DistArray", "", lambda r: gbs(r["read_pympc_new"]))
+    row("read: serial h5py on rank 0 + scatter", "", lambda r: gbs(r["read_gather"]))
+    row("**read: pympc / raw (speed)**", ">= 0.90", lambda r: fmt(r["ratios"]["read_pympc_over_raw_speed"]))
+    row("read: pympc / serial + scatter (speed)", "", lambda r: fmt(r["ratios"]["read_pympc_over_gather_speed"]))
+    row("**tracemalloc peak while writing / field**", "<= 0.10 (no copy)",
+        lambda r: fmt(r["peak_write_over_field"]))
+    row("**tracemalloc peak while reading into a field / field**", "<= 0.10 (no copy)",
+        lambda r: fmt(r["peak_read_over_field"]))
+    row("tracemalloc peak while reading a new DistArray / field", "<= 1.10 (the new field only)",
+        lambda r: fmt(r["peak_read_new_over_field"]))
+    return "\n".join(lines)
+
+
+TABLES = {"decomp": decomp_table, "io": io_table}
+CAPTIONS = {
+    "decomp": lambda r: (f"Grid {r['size']}², ghost width 1, periodic; medians of {r['reps']} batches of "
+                         f"{r['steps']} steps, each timed to the slowest rank."),
+    "io": lambda r: (f"One float64 field of {r['size']}² ({r['bytes'] / 2**20:.0f} MiB) into a new file "
+                     f"(removed before each repetition, outside the timer); page cache; medians of "
+                     f"{r['reps']} repetitions, each timed to the slowest rank."),
+}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", default=sorted(BENCHES), help=f"of {sorted(BENCHES)}")
@@ -107,11 +152,10 @@ def main(argv=None):
                 "versions": runs[0].get("versions", {})}
         with open(os.path.join(args.out, f"{name}.json"), "w") as f:
             json.dump({"meta": meta, "runs": runs}, f, indent=1)
-        table = decomp_table(runs)
+        table = TABLES[name](runs)
         v = meta["versions"]
         md = (f"# Benchmark: {name}\n\nMachine: {meta['machine']} ({meta['platform']}). "
-              f"Grid {runs[0]['size']}², ghost width 1, periodic; medians of {runs[0]['reps']} "
-              f"batches of {runs[0]['steps']} steps, each timed to the slowest rank.\n"
+              f"{CAPTIONS[name](runs[0])}\n"
               f"Versions: " + ", ".join(f"{k} {x}" for k, x in v.items())
               + (f", petsc4py {runs[0]['petsc4py']}" if runs[0].get("petsc4py") else ", petsc4py not installed")
               + f".\n\n{table}\n")

@@ -26,8 +26,13 @@ class Output:
 
     ``mode="w"`` starts a new series; ``mode="a"`` continues an existing one (after a
     restart): steps after ``restart_step`` are removed first, so re-running them does
-    not leave a mix. Each :meth:`write` is flushed before it returns, so a crash loses at
-    most the step being written. ``units`` maps field names to unit strings.
+    not leave a mix. ``units`` maps field names to unit strings.
+
+    The HDF5 file is open only while a step is written: each :meth:`write` opens it,
+    writes, and closes it, so between steps the file is complete and consistent, and a
+    job killed later cannot damage the steps already written. (Keeping it open and
+    flushing after each step would cost an ``fsync`` of the whole file per step: the
+    MPI-IO driver syncs on every flush; closing does not.)
     """
 
     def __init__(self, path, decomp: Decomposition, mode="w", params=None, xdmf=True, comm=None,
@@ -39,23 +44,23 @@ class Output:
         self.xdmf_path = os.path.splitext(self.path)[0] + ".xmf" if xdmf else None
         if mode not in ("w", "a"):
             raise InputError(f"Output mode must be 'w' or 'a', got {mode!r}")
-        self.file = File(self.path, mode, comm=self.comm, params=params, decomp=decomp)
         self.steps = []
-        if mode == "a":
-            for name in self.file.keys("/steps"):
-                st = int(name)
-                if restart_step is not None and st > restart_step:
-                    self.file.delete(f"/steps/{name}")
-                    continue
-                self.steps.append(self._describe(st))
+        with File(self.path, mode, comm=self.comm, params=params, decomp=decomp) as f:
+            if mode == "a":
+                for name in f.keys("/steps"):
+                    st = int(name)
+                    if restart_step is not None and st > restart_step:
+                        f.delete(f"/steps/{name}")
+                        continue
+                    self.steps.append(self._describe(f, st))
         self._write_xdmf()
 
-    def _describe(self, step):
+    def _describe(self, f, step):
         grp = step_group(step)
-        attrs = self.file.attrs(grp)
+        attrs = f.attrs(grp)
         fields = {}
-        for name in self.file.keys(grp):
-            fields[name] = self._field_meta(self.file.attrs(f"{grp}/{name}"), name, grp)
+        for name in f.keys(grp):
+            fields[name] = self._field_meta(f.attrs(f"{grp}/{name}"), name, grp)
         return {"step": step, "time": float(attrs.get("time", step)), "group": grp, "fields": fields}
 
     def _field_meta(self, attrs, name, grp):
@@ -68,18 +73,18 @@ class Output:
         if not fields:
             raise InputError("Output.write needs at least one field")
         grp = step_group(step)
-        self.file.delete(grp)
-        self.file.require_group(grp)
-        self.file.set_attrs(grp, {"step": int(step), "time": float(time)})
         meta = {}
-        for name, a in fields.items():
-            attrs = {"step": int(step), "time": float(time), "units": self.units.get(name, ""),
-                     "dtype": a.dtype.str, "components": json.dumps(list(a.components))}
-            self.file.write(f"{grp}/{name}", a, attrs)
-            meta[name] = self._field_meta({**attrs, "grid_shape": a.decomp.shape, "origin": a.decomp.origin,
-                                           "spacing": a.decomp.spacing, "centring": a.decomp.centring},
-                                          name, grp)
-        self.file.flush()
+        with File(self.path, "r+", comm=self.comm) as f:
+            f.delete(grp)
+            f.require_group(grp)
+            f.set_attrs(grp, {"step": int(step), "time": float(time)})
+            for name, a in fields.items():
+                attrs = {"step": int(step), "time": float(time), "units": self.units.get(name, ""),
+                         "dtype": a.dtype.str, "components": json.dumps(list(a.components))}
+                f.write(f"{grp}/{name}", a, attrs)
+                meta[name] = self._field_meta({**attrs, "grid_shape": a.decomp.shape, "origin": a.decomp.origin,
+                                               "spacing": a.decomp.spacing, "centring": a.decomp.centring},
+                                              name, grp)
         self.steps = [s for s in self.steps if s["step"] != step]
         self.steps.append({"step": int(step), "time": float(time), "group": grp, "fields": meta})
         self.steps.sort(key=lambda s: s["step"])
@@ -91,8 +96,8 @@ class Output:
         self.comm.Barrier()
 
     def close(self) -> None:
-        """Collective. Close the HDF5 file (the XDMF file is always up to date)."""
-        self.file.close()
+        """Collective. Nothing is left open between steps; kept for ``with`` blocks."""
+        self.comm.Barrier()
 
     def __enter__(self):
         return self

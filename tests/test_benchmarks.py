@@ -35,3 +35,15 @@ def test_bench_driver_writes_results_files(tmp_path):
     md = (tmp_path / "decomp.md").read_text()
     assert "halo: pympc / hand-written time" in md and "1 rank(s)" in md
     assert json.loads((tmp_path / "decomp.json").read_text())["runs"][0]["ranks"] == 1
+
+
+def test_io_benchmark_runs_tiny(tmp_path):
+    out = tmp_path / "io.json"
+    r = run_mpi(2, [os.path.join(ROOT, "benchmarks", "bench_io.py"), "--size", "64", "--reps", "1",
+                    "--dir", str(tmp_path), "--json", str(out)], timeout=300)
+    assert r.returncode == 0, r.output[-3000:]
+    res = json.loads(out.read_text())
+    assert res["ranks"] == 2 and res["bytes"] == 64 * 64 * 8
+    for key in ("write_pympc_over_raw_speed", "read_pympc_over_raw_speed", "write_pympc_over_gather_speed"):
+        assert res["ratios"][key] > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["io.json"]  # its files are cleaned up

@@ -195,3 +195,19 @@ def test_time_series_and_xdmf_through_vtk(comm, shared_tmp_path, shape, centring
             bounds = img.GetBounds()
             assert bounds[0] == pytest.approx(0.5)
     on_root(comm, check)
+
+
+@pytest.mark.mpi
+def test_read_into_existing_array(comm, shared_tmp_path):
+    path = str(shared_tmp_path / "o.h5")
+    with pympc.Decomposition((10, 9), comm=comm, periodic=True) as d:
+        a = pympc.DistArray.from_function(d, lambda i, j: i - 2.0 * j)
+        io.write(path, {"a": a})
+        b = pympc.DistArray(d)
+        b.data[...] = 5.0
+        assert io.read(path, "a", out=b) is b
+        np.testing.assert_array_equal(b.owned, a.owned)
+        assert (b.data[0] == 5.0).all()  # ghosts untouched
+        c = pympc.DistArray(d, components=(2,))
+        with pytest.raises(pympc.InputError, match="components"):
+            io.read(path, "a", out=c)
