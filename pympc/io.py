@@ -418,13 +418,21 @@ def _move(comm, array, meta, src, dst):
     return None
 
 
-def write(path, fields: dict, comm=None, attrs: dict | None = None, params=None, mode="w") -> None:
-    """Collective. Write DistArrays ``{name: array}`` into a new file (datasets at the root)."""
+def write(path, fields: dict, comm=None, attrs: dict | None = None, params=None) -> None:
+    """Collective. Write DistArrays ``{name: array}`` into a new file (datasets at the
+    root), atomically: the file appears under ``path`` only once it is complete (it is
+    written as ``path.tmp`` and renamed by rank 0), replacing any older one."""
     first = next(iter(fields.values()))
-    with File(path, mode, comm=comm or (first.decomp.comm if first is not None else None), params=params,
-              decomp=first.decomp if first is not None else None) as f:
+    comm = get_comm(comm or (first.decomp.comm if first is not None else None))
+    path = str(path)
+    _precheck(path, "w", comm)
+    tmp = path + ".tmp"
+    with File(tmp, "w", comm=comm, params=params, decomp=first.decomp if first is not None else None) as f:
         for name, a in fields.items():
             f.write(name, a, attrs)
+    if comm.Get_rank() == 0:
+        os.replace(tmp, path)
+    comm.Barrier()
 
 
 def read(path, name: str, decomp: Decomposition | None = None, dtype=None, comm=None,

@@ -25,8 +25,10 @@ class Output:
     """Collective. A time series of fields in ``path`` (HDF5) and ``path`` with ``.xmf``.
 
     ``mode="w"`` starts a new series; ``mode="a"`` continues an existing one (after a
-    restart): steps after ``restart_step`` are removed first, so re-running them does
-    not leave a mix. ``units`` maps field names to unit strings.
+    restart): steps after ``restart_step``, and any step cut short (it lacks the
+    ``complete`` attribute, set last), are removed first, so re-running them does not
+    leave a mix; the XDMF file only ever lists complete steps. ``units`` maps field
+    names to unit strings.
 
     The HDF5 file is open only while a step is written: each :meth:`write` opens it,
     writes, and closes it, so between steps the file is complete and consistent, and a
@@ -49,7 +51,8 @@ class Output:
             if mode == "a":
                 for name in f.keys("/steps"):
                     st = int(name)
-                    if restart_step is not None and st > restart_step:
+                    complete = int(f.attrs(f"/steps/{name}").get("complete", 0)) == 1
+                    if not complete or (restart_step is not None and st > restart_step):
                         f.delete(f"/steps/{name}")
                         continue
                     self.steps.append(self._describe(f, st))
@@ -85,6 +88,7 @@ class Output:
                 meta[name] = self._field_meta({**attrs, "grid_shape": a.decomp.shape, "origin": a.decomp.origin,
                                                "spacing": a.decomp.spacing, "centring": a.decomp.centring},
                                               name, grp)
+            f.set_attrs(grp, {"complete": 1})  # last: a step cut short never has it
         self.steps = [s for s in self.steps if s["step"] != step]
         self.steps.append({"step": int(step), "time": float(time), "group": grp, "fields": meta})
         self.steps.sort(key=lambda s: s["step"])

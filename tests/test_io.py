@@ -166,7 +166,11 @@ def test_time_series_and_xdmf_through_vtk(comm, shared_tmp_path, shape, centring
                 u.owned[...] += 1.0
                 out.write(step, 0.01 * step, u=u, v=v)
         expect_u = [u.gather(root=None) - 2.0, u.gather(root=None) - 1.0, u.gather(root=None)]
-        # continue the series after a restart from step 10: step 20 is dropped first
+        # a step cut short (no 'complete' attribute) as a killed job leaves it
+        with io.File(str(path), "r+", comm=comm) as f:
+            f.require_group("/steps/00000015")
+            f.write("/steps/00000015/u", u)
+        # continue the series after a restart from step 10: steps 15 and 20 are dropped
         with Output(str(path), d, mode="a", restart_step=10) as out:
             assert [s["step"] for s in out.steps] == [0, 10]
             out.write(30, 0.3, u=u, v=v)
@@ -211,3 +215,14 @@ def test_read_into_existing_array(comm, shared_tmp_path):
         c = pympc.DistArray(d, components=(2,))
         with pytest.raises(pympc.InputError, match="components"):
             io.read(path, "a", out=c)
+
+
+@pytest.mark.mpi
+def test_write_is_atomic(comm, shared_tmp_path):
+    path = shared_tmp_path / "atomic.h5"
+    with pympc.Decomposition((6, 5), comm=comm) as d:
+        a = pympc.DistArray.from_function(d, lambda i, j: i + j + 0.0)
+        io.write(str(path), {"a": a})
+        io.write(str(path), {"a": a * 2.0})  # replaces the old file whole
+        np.testing.assert_array_equal(io.read(str(path), "a", d).owned, 2 * a.owned)
+        assert sorted(p.name for p in shared_tmp_path.iterdir()) == ["atomic.h5"]  # no .tmp left
