@@ -11,7 +11,6 @@ Ratios are what to compare; absolute times drift between runs on a shared machin
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tracemalloc
 
@@ -19,7 +18,7 @@ import numpy as np
 from mpi4py import MPI
 
 import pympc
-from common import timed, versions
+from common import emit, timed, versions
 from pympc import kernels
 
 comm = MPI.COMM_WORLD
@@ -185,12 +184,7 @@ def main(argv=None):
     res["ratios"] = ratios(res)
     res["versions"] = versions()
     if comm.Get_rank() == 0:
-        text = json.dumps(res, indent=1)
-        if args.json:
-            with open(args.json, "w") as f:
-                f.write(text)
-        else:
-            print(text)
+        emit(res, args.json)
     return res
 
 

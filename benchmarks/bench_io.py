@@ -10,7 +10,6 @@ inside the timer made h5py look 2-3x slower here). Page-cache figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import tracemalloc
@@ -20,7 +19,7 @@ import numpy as np
 from mpi4py import MPI
 
 import pympc
-from common import timed, versions
+from common import emit, timed, versions
 from pympc import io
 
 comm = MPI.COMM_WORLD
@@ -131,12 +130,7 @@ def main(argv=None):
             if os.path.exists(p):
                 os.unlink(p)
         os.rmdir(base)
-        text = json.dumps(res, indent=1)
-        if args.json:
-            with open(args.json, "w") as f:
-                f.write(text)
-        else:
-            print(text)
+        emit(res, args.json)
 
 
 if __name__ == "__main__":

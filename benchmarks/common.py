@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 
@@ -43,3 +44,13 @@ def versions() -> dict:
         except ImportError:
             pass
     return v
+
+
+def emit(res: dict, path=None) -> None:
+    """Local. Write the results as JSON to ``path``, or print them (call on rank 0)."""
+    text = json.dumps(res, indent=1)
+    if path:
+        with open(path, "w") as f:
+            f.write(text)
+    else:
+        print(text)

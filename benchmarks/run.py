@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from pympc.testing import run_mpi  # noqa: E402
 
-BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py"}
+BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py", "bsp": "bench_bsp.py"}
 
 
 def cpu_model():
@@ -39,18 +39,31 @@ def fmt(x, spec=".3g"):
     return "-" if x is None else format(x, spec)
 
 
-def decomp_table(runs):
-    lines = ["| figure | target | " + " | ".join(f"{r['ranks']} rank(s)" for r in runs) + " |",
-             "|---|---|" + "---|" * len(runs)]
+class Table:
+    """A markdown table of one figure per row and one column per rank count; a figure a
+    run lacks shows as "-"."""
 
-    def row(name, target, get):
+    def __init__(self, runs):
+        self.runs = runs
+        self.lines = ["| figure | target | " + " | ".join(f"{r['ranks']} rank(s)" for r in runs) + " |",
+                      "|---|---|" + "---|" * len(runs)]
+
+    def row(self, name, target, get):
         vals = []
-        for r in runs:
+        for r in self.runs:
             try:
                 vals.append(get(r))
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, ZeroDivisionError):
                 vals.append("-")
-        lines.append(f"| {name} | {target} | " + " | ".join(vals) + " |")
+        self.lines.append(f"| {name} | {target} | " + " | ".join(vals) + " |")
+
+    def __str__(self):
+        return "\n".join(self.lines)
+
+
+def decomp_table(runs):
+    table = Table(runs)
+    row = table.row
 
     us = lambda t: f"{t['median'] * 1e6:.1f} µs"  # noqa: E731
     row("halo exchange, hand-written mpi4py (median)", "", lambda r: us(r["halo_hand"]))
@@ -74,21 +87,12 @@ def decomp_table(runs):
         lambda r: fmt(r["peak_extra_bytes_numpy"] / r["fields_bytes"]))
     row("gather: bytes allocated on root / on other ranks", "global on root only",
         lambda r: f"{r['gather_peak_root'] / 2**20:.0f} MiB / {r['gather_peak_other_max'] / 2**20:.2f} MiB")
-    return "\n".join(lines)
+    return str(table)
 
 
 def io_table(runs):
-    lines = ["| figure | target | " + " | ".join(f"{r['ranks']} rank(s)" for r in runs) + " |",
-             "|---|---|" + "---|" * len(runs)]
-
-    def row(name, target, get):
-        vals = []
-        for r in runs:
-            try:
-                vals.append(get(r))
-            except (KeyError, TypeError):
-                vals.append("-")
-        lines.append(f"| {name} | {target} | " + " | ".join(vals) + " |")
+    table = Table(runs)
+    row = table.row
 
     gbs = lambda t: f"{t['GBs']:.2f} GB/s"  # noqa: E731
     row("write: raw MPI-IO Write_at_all, one shared file", "", lambda r: gbs(r["write_raw"]))
@@ -109,16 +113,45 @@ def io_table(runs):
         lambda r: fmt(r["peak_read_over_field"]))
     row("tracemalloc peak while reading a new DistArray / field", "<= 1.10 (the new field only)",
         lambda r: fmt(r["peak_read_new_over_field"]))
-    return "\n".join(lines)
+    return str(table)
 
 
-TABLES = {"decomp": decomp_table, "io": io_table}
+def bsp_table(runs):
+    table = Table(runs)
+    row = table.row
+
+    us = lambda t: f"{t * 1e6:.2f} µs"  # noqa: E731
+    ns = lambda t: f"{t * 1e9:.3g} ns/word"  # noqa: E731
+    row("empty superstep, BSP.sync (median)", "", lambda r: us(r["empty"]["l_empty"]))
+    row("MPI_Barrier (median)", "", lambda r: us(r["empty"]["barrier"]))
+    row("**l: empty sync / MPI_Barrier**", "<= 2", lambda r: fmt(r["ratios"]["l_empty_over_barrier"]))
+    row("g, raw MPI_Alltoallv (counts known)", "", lambda r: ns(r["fit"]["raw"]["g"]))
+    row("g, BSP hpput h-relation", "", lambda r: ns(r["fit"]["hpput"]["g"]))
+    row("**g: BSP hpput / raw Alltoallv**", "<= 1.2", lambda r: fmt(r["ratios"]["g_hpput_over_raw"]))
+    row("g: BSP put / raw (one copy more, in the put)", "", lambda r: fmt(r["ratios"]["g_put_over_raw"]))
+    row("g: BSP send / raw", "", lambda r: fmt(r["ratios"]["g_send_over_raw"]))
+    row("g: MPI_Put per pair + fence / raw (design option)", "", lambda r: fmt(r["ratios"]["g_rma_over_raw"]))
+    row("l (intercept of the hpput fit)", "", lambda r: us(r["machine"]["l"]))
+    row("heat step (periodic axis 0): h per superstep", "",
+        lambda r: f"{r['heat']['h'] / r['heat']['steps']:.0f} words")
+    row("heat: measured comm + sync per superstep", "", lambda r: us(r["heat"]["measured"] / r["heat"]["steps"]))
+    row("heat: predicted g*h + l per superstep", "", lambda r: us(r["heat"]["predicted"] / r["heat"]["steps"]))
+    row("**heat: predicted / measured**", "0.8 - 1.2", lambda r: fmt(r["ratios"]["heat_predicted_over_measured"]))
+    row("heat, periodic on both axes (strided column copies): predicted / measured", "",
+        lambda r: fmt(r["ratios"]["heat_both_predicted_over_measured"]))
+    return str(table)
+
+
+TABLES = {"decomp": decomp_table, "io": io_table, "bsp": bsp_table}
 CAPTIONS = {
     "decomp": lambda r: (f"Grid {r['size']}², ghost width 1, periodic; medians of {r['reps']} batches of "
                          f"{r['steps']} steps, each timed to the slowest rank."),
     "io": lambda r: (f"One float64 field of {r['size']}² ({r['bytes'] / 2**20:.0f} MiB) into a new file "
                      f"(removed before each repetition, outside the timer); page cache; medians of "
                      f"{r['reps']} repetitions, each timed to the slowest rank."),
+    "bsp": lambda r: (f"h-relations h = 0..{r['hmax']} words ({r['points']} values, {r['reps']} batches of "
+                      f"{r['iters']} supersteps each, random order, Theil-Sen fit); heat step on {r['size']}², "
+                      f"medians of {r['reps']} batches of {r['steps']} supersteps; all timed to the slowest rank."),
 }
 
 

@@ -9,10 +9,13 @@ receiving rank only.
 
 from __future__ import annotations
 
+from time import perf_counter as _perf
+
 import numpy as np
 from mpi4py import MPI
 from mpi4py.util.dtlib import from_numpy_dtype
 
+from . import profile as _profile
 from .grid import Decomposition
 from .runtime import InputError
 
@@ -308,7 +311,9 @@ def reduce_all(*requests, comm=None):
     kinds = {_KIND[op] for op, _ in layout}
     if len(layout) == 1 and layout[0][0] in ("min", "max"):
         buf = np.array([vals[0]], dtype=requests[0][1].dtype)
+        t0 = _perf()
         comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MIN if layout[0][0] == "min" else MPI.MAX)
+        _profile.record_comm("reduce", 1, 1, _perf() - t0)
         return [buf[0]]
     if kinds == {"sum"} and not any(c for _, c in layout):
         dtypes = [np.asarray(v).dtype for v in vals]
@@ -316,7 +321,9 @@ def reduce_all(*requests, comm=None):
         if all(d.kind in "iu" for d in dtypes):
             dt = np.int64
         buf = np.array(vals, dtype=dt)
+        t0 = _perf()
         comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        _profile.record_comm("reduce", buf.size, buf.size, _perf() - t0)
         out = buf.tolist()
         return [np.sqrt(x) if op == "norm2" else x for (op, _), x in zip(layout, out)]
     sums, maxs = [], []
@@ -332,7 +339,9 @@ def reduce_all(*requests, comm=None):
     buf = np.array(sums + maxs, dtype=np.float64)
     if nsum not in _OPS:
         _OPS[nsum] = MPI.Op.Create(_fused_op(nsum), commute=True)
+    t0 = _perf()
     comm.Allreduce(MPI.IN_PLACE, [buf, MPI.DOUBLE], op=_OPS[nsum])
+    _profile.record_comm("reduce", buf.size, buf.size, _perf() - t0)
     out = []
     for (op, _), (kind, i, cplx) in zip(layout, where):
         if kind == "s":

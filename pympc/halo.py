@@ -21,10 +21,12 @@ stencils all 3^d - 1 directions.
 from __future__ import annotations
 
 from collections import OrderedDict
+from time import perf_counter as _perf
 
 import numpy as np
 from mpi4py import MPI
 
+from . import profile as _profile
 from .array import DistArray, mpi_type
 from .runtime import InputError
 
@@ -134,18 +136,22 @@ class HaloExchange:
         (periodic, one rank along the axis) copies; returns at once."""
         if self._active:
             raise RuntimeError("halo exchange started twice without wait()")
+        t0 = _perf()
         MPI.Prequest.Startall(self._requests)
         for rs, ss in self._self_copies:
             for a in self.arrays:
                 a.data[rs] = a.data[ss]
         self._active = True
+        self._t_start = _perf() - t0  # cost log: start's share of the exchange time
         return self
 
     def wait(self) -> None:
         """Collective. Wait until every ghost cell of the exchange has arrived."""
         if self._active:
+            t0 = _perf()
             MPI.Request.Waitall(self._requests)
             self._active = False
+            _profile.record_halo(self, self._t_start + _perf() - t0)
 
     def exchange(self) -> None:
         """Collective. ``start()`` then ``wait()``."""

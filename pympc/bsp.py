@@ -1,0 +1,632 @@
+"""BSP supersteps on MPI: registered arrays with buffered put and get, message queues,
+and :meth:`BSP.sync` as the superstep boundary (BSPlib semantics, Hill et al. 1998).
+
+Semantics (see the BSP guide for the full rules and an example):
+
+* **registration** (:meth:`BSP.register`) is collective and takes effect at the next
+  sync. A registration is identified by its **order**: the k-th ``register`` call on
+  every rank names one distributed variable (its local arrays may differ in size per
+  rank but share the dtype). :meth:`BSP.deregister` also takes effect at the next sync.
+* :meth:`BSP.put` copies its source at once (it may change afterwards) and writes the
+  destination at the next sync; :meth:`BSP.hpput` reads its source during the sync (no
+  copy: leave it alone until then). :meth:`BSP.get` reads the remote value **during
+  the sync, before any put of the superstep writes**, and fills its local destination
+  by the time sync returns.
+* **two puts to one location** in one superstep: the put from the highest-numbered
+  source rank wins; among one rank's puts, the one issued last.
+* :meth:`BSP.send` queues a message (an integer tag and a numeric array) for any rank;
+  after the sync the receiver reads its queue (:meth:`BSP.qsize`, :meth:`BSP.move`,
+  :meth:`BSP.messages`) in source-rank order, then send order. Payloads are views that
+  stay valid until the next sync; messages not read by then are dropped.
+
+Implementation: one sync is an MPI RMA fence epoch on a small window of counts (each rank
+puts, into every rank it has traffic for, one row: record count, data bytes and up to 4
+put/get/message records inline), then **one message per rank pair** carrying all the data
+for that pair (plus one for the header when more than 4 records, and one reply when the
+pair has gets). Data moves from the put sources (or the put buffers) straight into the
+destination arrays through MPI derived datatypes, no packing in Python. An empty
+superstep is one ``MPI_Win_fence``, about the cost of ``MPI_Barrier``. Every sync
+records its compute, words, communication and sync time into the cost log
+(:mod:`pympc.profile`).
+"""
+
+from __future__ import annotations
+
+import atexit
+from contextlib import contextmanager
+from time import perf_counter as _perf
+
+import numpy as np
+from mpi4py import MPI
+
+from . import profile as _profile
+from .runtime import InputError, get_comm
+
+_PUT, _GET, _MSG = 1, 2, 3
+_INLINE = 4                  # records carried in the count row itself
+_HEAD = 3                    # row: record count, data bytes, registration mark
+_ROW = _HEAD + 4 * _INLINE   # words per count row
+_TAG_HDR, _TAG_DATA, _TAG_REPLY = 11, 13, 15   # + parity
+_DTYPES = tuple(np.dtype(c) for c in "?bBhHiIlqLQefdgFDG")
+_EMPTY = np.empty(0, np.uint8)
+
+
+class Registration:
+    """A registered array: the handle that :meth:`BSP.put` and :meth:`BSP.get` name.
+
+    ``index`` is the registration order (the same on every rank), ``array`` this rank's
+    array, ``sizes`` the element count of every rank's array (known once active).
+    """
+
+    __slots__ = ("index", "array", "dtype", "bytes", "addr", "sizes", "active", "_dead")
+
+    def __init__(self, index, array):
+        self.index = index
+        self.array = array
+        self.dtype = array.dtype
+        self.bytes = array.reshape(-1).view(np.uint8)
+        self.addr = MPI.Get_address(array) if array.size else 0
+        self.sizes = None
+        self.active = False
+        self._dead = False
+
+    def __repr__(self):
+        state = "active" if self.active else ("deregistered" if self._dead else "pending")
+        return f"Registration({self.index}, {self.dtype}, {self.array.shape}, {state})"
+
+
+class _Arena:
+    """Bump allocator for put and message buffers, reused every other superstep."""
+
+    __slots__ = ("buf", "used", "addr")
+
+    def __init__(self):
+        self.buf = np.empty(0, np.uint8)
+        self.used = 0
+        self.addr = 0
+
+    def take(self, n, align=False):
+        used = self.used
+        if align:
+            used = (used + 7) & ~7
+        if used + n > self.buf.size:
+            self.buf = np.empty(max(2 * self.buf.size, n, 1 << 16), np.uint8)
+            self.addr = MPI.Get_address(self.buf)
+            used = 0
+        self.used = used + n
+        return self.buf, used
+
+
+class _Out:
+    """Traffic of this superstep for one destination."""
+
+    __slots__ = ("recs", "views", "nbytes", "hdr")
+
+    def __init__(self):
+        self.recs = []    # (kind, a, b, nbytes) in issue order
+        self.views = []   # (buffer, offset, nbytes, address) of the data records
+        self.nbytes = 0
+        self.hdr = None
+
+
+def _blocks_spec(blocks):
+    """A receive/send spec for a list of (address, nbytes, buffer, offset) blocks:
+    a plain buffer when they merge into one, else an hindexed type at MPI_BOTTOM."""
+    merged = []
+    for addr, n, buf, off in blocks:
+        if n == 0:
+            continue
+        if merged and merged[-1][2] is buf and merged[-1][3] + merged[-1][1] == off:
+            merged[-1][1] += n
+        else:
+            merged.append([addr, n, buf, off])
+    if not merged:
+        return [_EMPTY, MPI.BYTE], None
+    if len(merged) == 1:
+        _, n, buf, off = merged[0]
+        return [buf[off:off + n], MPI.BYTE], None
+    t = MPI.BYTE.Create_hindexed([m[1] for m in merged], [m[0] for m in merged]).Commit()
+    return [MPI.BOTTOM, 1, t], t
+
+
+def _overlap(iv):
+    """True if two of the (registration, start, end) byte intervals overlap."""
+    if len(iv) > 64:
+        x = np.array(iv, np.int64)
+        x = x[np.lexsort((x[:, 1], x[:, 0]))]
+        return bool(((x[1:, 0] == x[:-1, 0]) & (x[1:, 1] < x[:-1, 2])).any())
+    iv.sort()
+    return any(p[0] == q[0] and q[1] < p[2] for p, q in zip(iv, iv[1:]))
+
+
+class BSP:
+    """Collective. A BSP computer on ``comm`` (default: the world): supersteps of local
+    compute, buffered communication and :meth:`sync`.
+
+    ``with BSP(comm) as bsp: ...`` (or call :meth:`close`). ``bsp.pid`` is this rank,
+    ``bsp.nprocs`` the number of ranks. The BSP object works on a duplicate of ``comm``,
+    so its messages never match the program's own.
+    """
+
+    def __init__(self, comm=None):
+        comm = get_comm(comm)
+        self.comm = comm.Dup()
+        self.pid = self.comm.Get_rank()
+        self.nprocs = P = self.comm.Get_size()
+        # Fences that end an epoch act as barriers (MPI 4.0, 12.5.1): the two count sets
+        # alternate by parity, so a set is cleared one epoch before it is written again.
+        # count window: a doorbell word per parity, then the rows, field-major:
+        # _cnt[parity, field, source]. A sender ORs its row and the doorbell in one
+        # MPI_Accumulate; an empty sync reads only its doorbell.
+        self._win = MPI.Win.Allocate((8 + 2 * P * _ROW) * 8, 8, comm=self.comm)
+        mem = np.frombuffer(self._win.tomemory(), np.int64)
+        mem[...] = 0
+        self._bell = memoryview(mem[:2])
+        self._bells = mem[:2]
+        self._cnt = mem[8:].reshape(2, _ROW, P)
+        self._rowbuf = np.zeros((P, 1 + _ROW), np.int64)
+        self._rowbuf[:, 0] = 1
+        self._rowtypes = {}
+        self._parity = 0
+        self._regs: dict = {}
+        self._nreg = 0
+        self._pend_reg: list = []
+        self._pend_dereg: list = []
+        self._out: dict = {}
+        self._gets: dict = {}
+        self._busy = False
+        self._queue: list = []
+        self._qpos = 0
+        self._arena = _Arena()
+        self._rarena = (_Arena(), _Arena())
+        self._t_start = _perf()
+        self._fence = self._win.Fence
+        self._fence()
+        _live.append(self)
+
+    # -- registration ------------------------------------------------------------------
+    def register(self, array) -> Registration:
+        """Collective. Register a numpy array (C-contiguous, numeric, writable) for remote
+        access; it takes effect at the next :meth:`sync`. Every rank registers its own
+        array of the variable, in the same order as the others: the order identifies it."""
+        if not isinstance(array, np.ndarray):
+            raise InputError(f"register needs a numpy array, got {type(array).__name__}")
+        if array.dtype.kind not in "biufc" or not array.dtype.isnative:
+            raise InputError(f"register needs a native numeric dtype, got {array.dtype}")
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise InputError("register needs a C-contiguous, writable array")
+        reg = Registration(self._nreg, array)
+        self._nreg += 1
+        self._pend_reg.append(reg)
+        self._busy = True
+        return reg
+
+    def deregister(self, reg: Registration) -> None:
+        """Collective. Withdraw a registration at the next :meth:`sync` (its index is not
+        reused); puts and gets of this superstep may still use it."""
+        if not isinstance(reg, Registration) or not reg.active or reg in self._pend_dereg:
+            raise InputError(f"deregister needs an active registration, got {reg!r}")
+        self._pend_dereg.append(reg)
+        self._busy = True
+
+    def _target(self, pid, reg, offset, n):
+        if not isinstance(reg, Registration) or not reg.active:
+            raise InputError(f"{reg!r} is not active: a registration takes effect at the next sync")
+        if not 0 <= pid < self.nprocs:
+            raise InputError(f"rank {pid} is outside 0..{self.nprocs - 1}")
+        if offset < 0 or offset + n > reg.sizes[pid]:
+            raise InputError(f"elements {offset}..{offset + n} are outside registration {reg.index} "
+                             f"on rank {pid} (size {reg.sizes[pid]})")
+
+    def _dest(self, pid):
+        o = self._out.get(pid)
+        if o is None:
+            o = self._out[pid] = _Out()
+        self._busy = True
+        return o
+
+    # -- one-sided communication -----------------------------------------------------------
+    def put(self, pid: int, src, reg: Registration, offset: int = 0) -> None:
+        """Local. Write ``src`` (cast to the registration's dtype) into rank ``pid``'s
+        array of ``reg`` at element ``offset``, at the next sync. ``src`` is copied now."""
+        if type(src) is not np.ndarray:
+            src = np.asarray(src)
+        n = src.size
+        if type(reg) is not Registration or not reg.active or not 0 <= pid < self.nprocs \
+                or not 0 <= offset <= reg.sizes[pid] - n:
+            self._target(pid, reg, offset, n)
+        isz = reg.dtype.itemsize
+        nbytes = n * isz
+        o = self._out.get(pid)
+        if o is None:
+            o = self._out[pid] = _Out()
+            self._busy = True
+        o.recs.append((_PUT, reg.index, int(offset) * isz, nbytes))
+        if nbytes:
+            ar = self._arena
+            buf, off = ar.take(nbytes)
+            np.copyto(buf[off:off + nbytes].view(reg.dtype).reshape(src.shape), src, casting="unsafe")
+            o.views.append((buf, off, nbytes, ar.addr + off))
+            o.nbytes += nbytes
+
+    def hpput(self, pid: int, src, reg: Registration, offset: int = 0) -> None:
+        """Local. :meth:`put` without the copy: ``src`` is read during the next sync, so
+        it must not change until the sync returns (nor be a destination of this
+        superstep's puts or gets). A source that is not a C-contiguous array of the
+        registration's dtype is copied as by :meth:`put`."""
+        if type(src) is not np.ndarray or type(reg) is not Registration or src.dtype != reg.dtype \
+                or not src.flags.c_contiguous:
+            return self.put(pid, src, reg, offset)
+        n = src.size
+        if not reg.active or not 0 <= pid < self.nprocs or not 0 <= offset <= reg.sizes[pid] - n:
+            self._target(pid, reg, offset, n)
+        nbytes = src.nbytes
+        o = self._out.get(pid)
+        if o is None:
+            o = self._out[pid] = _Out()
+            self._busy = True
+        o.recs.append((_PUT, reg.index, int(offset) * reg.dtype.itemsize, nbytes))
+        if nbytes:
+            b = src.view(np.uint8) if src.ndim == 1 else src.reshape(-1).view(np.uint8)
+            o.views.append((b, 0, nbytes, MPI.Get_address(b)))
+            o.nbytes += nbytes
+
+    def get(self, pid: int, reg: Registration, offset: int, out):
+        """Local. Read elements ``offset ...`` of rank ``pid``'s array of ``reg`` into
+        ``out`` (an array of the registration's dtype, or an element count: a new array
+        is made). The value is read at the next sync before any put writes; ``out`` is
+        filled when the sync returns. Returns ``out``."""
+        if isinstance(reg, Registration) and isinstance(out, (int, np.integer)):
+            out = np.empty(int(out), reg.dtype)
+        if (not isinstance(out, np.ndarray) or not isinstance(reg, Registration) or out.dtype != reg.dtype
+                or not out.flags.c_contiguous or not out.flags.writeable):
+            raise InputError("get needs a writable C-contiguous array of the registration's dtype "
+                             "(or an element count)")
+        offset = int(offset)
+        self._target(pid, reg, offset, out.size)
+        o = self._dest(pid)
+        o.recs.append((_GET, reg.index, offset * reg.dtype.itemsize, out.nbytes))
+        self._gets.setdefault(pid, []).append(out.reshape(-1).view(np.uint8))
+        return out
+
+    # -- messages ------------------------------------------------------------------------------
+    def send(self, pid: int, tag: int, payload) -> None:
+        """Local. Queue a message for rank ``pid``: an integer ``tag`` and a numeric array
+        (copied now, delivered flat at the next sync)."""
+        if not 0 <= pid < self.nprocs:
+            raise InputError(f"rank {pid} is outside 0..{self.nprocs - 1}")
+        payload = np.asarray(payload)
+        if payload.dtype.kind not in "biufc":
+            raise InputError(f"message payloads must be numeric arrays, got dtype {payload.dtype}")
+        dt = payload.dtype.newbyteorder("=")
+        code = _DTYPES.index(dt)
+        nbytes = payload.nbytes
+        o = self._dest(pid)
+        o.recs.append((_MSG, int(tag), code, nbytes))
+        if nbytes:
+            ar = self._arena
+            buf, off = ar.take(nbytes, align=True)
+            np.copyto(buf[off:off + nbytes].view(dt).reshape(payload.shape), payload)
+            o.views.append((buf, off, nbytes, ar.addr + off))
+            o.nbytes += nbytes
+
+    def qsize(self) -> tuple:
+        """Local. ``(messages, payload bytes)`` still in the queue."""
+        q = self._queue[self._qpos:]
+        return len(q), sum(m[2].nbytes for m in q)
+
+    def move(self):
+        """Local. The next message of the queue as ``(source, tag, payload)``, or ``None``
+        when the queue is empty. ``payload`` is a flat array valid until the next sync."""
+        if self._qpos >= len(self._queue):
+            return None
+        self._qpos += 1
+        return self._queue[self._qpos - 1]
+
+    def messages(self):
+        """Local. Iterate over (and empty) the queue: ``(source, tag, payload)`` tuples."""
+        while self._qpos < len(self._queue):
+            self._qpos += 1
+            yield self._queue[self._qpos - 1]
+
+    # -- the superstep boundary ---------------------------------------------------------------
+    def sync(self, label="sync") -> None:
+        """Collective. End the superstep: deliver every put, get and message, apply the
+        registrations, and record the superstep under ``label`` in the cost log."""
+        t0 = _perf()
+        if self._busy:
+            self._post_rows()
+            self._fence()
+            return self._exchange(label, t0, _perf())
+        self._fence()
+        t1 = _perf()
+        par = self._parity
+        if self._bell[par]:
+            return self._exchange(label, t0, t1)
+        # empty superstep: the fence was all; account for it inline (this path is l)
+        self._parity = 1 - par
+        if self._queue:
+            self._queue, self._qpos = [], 0
+        log = _profile._current
+        agg = log.labels.get(label)
+        if agg is None or log._kinds:
+            return log.end_superstep(label, t1 - t0, t1)
+        w = t0 - log._t0
+        log._t0 = t1
+        agg[0] += 1
+        agg[1] += w
+        agg[4] += t1 - t0
+        if w > agg[2]:
+            agg[2] = w
+
+    @contextmanager
+    def superstep(self, label="sync"):
+        """Collective. ``with bsp.superstep("label"): ...`` runs the block and then
+        :meth:`sync` (not when the block raises)."""
+        yield self
+        self.sync(label)
+
+    def time(self) -> float:
+        """Local. Seconds since this BSP object was made (``bsp_time``)."""
+        return _perf() - self._t_start
+
+    def _post_rows(self):
+        """Accumulate this superstep's count rows (and doorbells) into the windows of
+        the ranks it has traffic for (all ranks when registrations change)."""
+        P, me, par = self.nprocs, self.pid, self._parity
+        mark = 1 + len(self._pend_reg) + (len(self._pend_dereg) << 20) \
+            if (self._pend_reg or self._pend_dereg) else 0
+        rowbuf = self._rowbuf
+        base = 8 + par * P * _ROW + me
+        out = self._out
+        for j in (range(P) if mark else list(out)):
+            if j == me:
+                continue
+            o = out.get(j)
+            if o is None:
+                vals = [0, 0, mark]
+            else:
+                vals = [len(o.recs), o.nbytes, mark]
+                if len(o.recs) <= _INLINE:
+                    for rec in o.recs:
+                        vals.extend(rec)
+            k = len(vals)
+            rowbuf[j, 1:1 + k] = vals
+            t = self._rowtypes.get((par, k))
+            if t is None:
+                t = MPI.INT64_T.Create_indexed_block(1, [par] + [base + f * P for f in range(k)]).Commit()
+                self._rowtypes[(par, k)] = t
+            self._win.Accumulate([rowbuf[j, :1 + k], MPI.INT64_T], j, (0, 1, t), op=MPI.BOR)
+
+    def _fail(self, message):
+        self._out, self._gets, self._pend_reg, self._pend_dereg = {}, {}, [], []
+        self._busy = False
+        self._parity ^= 1
+        self._arena.used = 0
+        raise InputError(message)
+
+    def _exchange(self, label, t0, t1):
+        P, me, par = self.nprocs, self.pid, self._parity
+        comm = self.comm
+        rows = self._cnt[par]
+        if P <= 64:  # one numpy call for every row
+            cols = rows.T.tolist()
+            nrecs, dbytes, marks = [c[0] for c in cols], [c[1] for c in cols], [c[2] for c in cols]
+        else:
+            cols = None
+            nrecs, dbytes, marks = rows[:_HEAD].tolist()
+        mark = 1 + len(self._pend_reg) + (len(self._pend_dereg) << 20) \
+            if (self._pend_reg or self._pend_dereg) else 0
+        o = self._out.get(me)  # this rank's own traffic never goes through the window
+        nrecs[me], dbytes[me], marks[me] = (len(o.recs), o.nbytes, mark) if o else (0, 0, mark)
+        if (mark or any(marks)) and marks.count(mark) != P:
+            rows[...] = 0
+            self._bells[par] = 0
+            self._fail(f"register()/deregister() calls differ between ranks before this sync "
+                       f"(ranks {[r for r in range(P) if marks[r] != marks[0]]} differ from rank 0)")
+        srcs = [s for s in range(P) if nrecs[s]]
+        out, gets, regs = self._out, self._gets, self._regs
+        hreqs, recvs, sends, keep = [], [], [], []
+        # headers: inline in the count rows, or one message per pair
+        hdrs = {}
+        for s in srcs:
+            n = nrecs[s]
+            if s == me:
+                hdrs[s] = out[me].recs
+            elif n <= _INLINE:
+                c = cols[s] if cols else rows[:, s].tolist()
+                hdrs[s] = [c[k:k + 4] for k in range(_HEAD, _HEAD + 4 * n, 4)]
+            else:
+                hdrs[s] = np.empty((n, 4), np.int64)
+                hreqs.append(comm.Irecv([hdrs[s], MPI.INT64_T], s, _TAG_HDR + par))
+        rows[...] = 0
+        self._bells[par] = 0
+        # this rank's data: one message per destination, straight from the put buffers
+        sent = recvd = 0
+        for j, o in out.items():
+            sent += o.nbytes
+            if j == me:
+                continue
+            if len(o.recs) > _INLINE:
+                o.hdr = np.array(o.recs, np.int64)
+                sends.append(comm.Isend([o.hdr, MPI.INT64_T], j, _TAG_HDR + par))
+            if o.nbytes:
+                if len(o.views) == 1:
+                    b, off, n, _ = o.views[0]
+                    spec = [b[off:off + n], MPI.BYTE]
+                else:
+                    spec, t = _blocks_spec([(v[3], v[2], v[0], v[1]) for v in o.views])
+                    keep.append(t)
+                sends.append(comm.Isend(spec, j, _TAG_DATA + par))
+        # replies to this rank's gets land straight in the destination arrays
+        for s, views in gets.items():
+            if s != me:
+                spec, t = _blocks_spec([(MPI.Get_address(v), v.nbytes, v, 0) for v in views])
+                keep.append(t)
+                recvd += sum(v.nbytes for v in views)
+                recvs.append(comm.Irecv(spec, s, _TAG_REPLY + par))
+        if hreqs:
+            MPI.Request.Waitall(hreqs)
+            for s in srcs:
+                if isinstance(hdrs[s], np.ndarray):
+                    hdrs[s] = hdrs[s].tolist()
+        # one pass over the records: serve gets now (before any put of this superstep
+        # lands), note where puts and messages go
+        ra = self._rarena[par]
+        ra.used = 0
+        plan = {}      # source -> receive blocks
+        intervals = []
+        queue = []
+        myviews = iter(out[me].views) if me in out else None
+        mine = []      # this rank's own puts: (registration, offset, data)
+        for s in srcs:
+            blocks = []
+            want = []
+            for kind, a, b, n in hdrs[s]:
+                if kind == _PUT:
+                    r = regs.get(a)
+                    if r is None or not r.active or b < 0 or b + n > r.bytes.size:
+                        raise RuntimeError(f"pympc.bsp: bad put into registration {a} (bytes {b}..{b + n})")
+                    if n:
+                        intervals.append((a, b, b + n))
+                        if s == me:
+                            v = next(myviews)
+                            mine.append((r, b, v[0][v[1]:v[1] + n]))
+                        else:
+                            blocks.append((r.addr + b, n, r.bytes, b))
+                elif kind == _MSG:
+                    buf, off = ra.take(n, align=True)
+                    q = buf[off:off + n]
+                    if s == me:
+                        if n:
+                            v = next(myviews)
+                            q[...] = v[0][v[1]:v[1] + n]  # copied: the put buffers are reused
+                    else:
+                        blocks.append((ra.addr + off, n, buf, off))
+                    queue.append((s, a, q.view(_DTYPES[b])))
+                else:
+                    want.append((a, b, n))
+            if want:
+                if s == me:
+                    for v, (ridx, off, n) in zip(gets[me], want):
+                        v[...] = regs[ridx].bytes[off:off + n]
+                        sent += n
+                        recvd += n
+                else:
+                    rep = np.empty(sum(w[2] for w in want), np.uint8)
+                    pos = 0
+                    for ridx, off, n in want:
+                        r = regs.get(ridx)
+                        if r is None or not r.active or off < 0 or off + n > r.bytes.size:
+                            raise RuntimeError(f"pympc.bsp: bad get from registration {ridx}")
+                        rep[pos:pos + n] = r.bytes[off:off + n]
+                        pos += n
+                    sent += rep.nbytes
+                    keep.append(rep)
+                    sends.append(comm.Isend([rep, MPI.BYTE], s, _TAG_REPLY + par))
+            plan[s] = blocks
+            recvd += dbytes[s]
+        ordered = len(intervals) > 1 and _overlap(intervals)
+        staged = {}
+        for s in srcs:
+            if s == me or not dbytes[s]:
+                continue
+            if ordered:  # two puts write one place: through a buffer, applied in order
+                buf, off = ra.take(dbytes[s])
+                staged[s] = buf[off:off + dbytes[s]]
+                recvs.append(comm.Irecv([staged[s], MPI.BYTE], s, _TAG_DATA + par))
+            else:
+                blocks = plan[s]
+                if len(blocks) == 1:
+                    _, n, buf, off = blocks[0]
+                    spec = [buf[off:off + n], MPI.BYTE]
+                else:
+                    spec, t = _blocks_spec(blocks)
+                    keep.append(t)
+                recvs.append(comm.Irecv(spec, s, _TAG_DATA + par))
+        if not ordered:
+            for r, off, data in mine:
+                r.bytes[off:off + data.size] = data
+        MPI.Request.Waitall(recvs + sends)
+        for t in keep:
+            if type(t) is MPI.Datatype:
+                t.Free()
+        if ordered:
+            for s in srcs:
+                if s == me:
+                    for r, off, data in mine:
+                        r.bytes[off:off + data.size] = data
+                elif s in staged:
+                    stream, pos = staged[s], 0
+                    qi = iter(q for q in queue if q[0] == s)
+                    for kind, a, b, n in hdrs[s]:
+                        if kind == _PUT:
+                            regs[a].bytes[b:b + n] = stream[pos:pos + n]
+                        elif kind == _MSG:
+                            next(qi)[2].view(np.uint8)[...] = stream[pos:pos + n]
+                        else:
+                            continue
+                        pos += n
+        self._queue, self._qpos = queue, 0
+        self._out, self._gets = {}, {}
+        self._busy = False
+        self._parity = 1 - par
+        self._arena.used = 0
+        if mark:
+            self._apply_registrations()
+        t2 = _perf()
+        _profile._current.end_bsp_superstep(label, t1 - t0, t2 - t1, (sent + 7) >> 3, (recvd + 7) >> 3, t2)
+
+    def _apply_registrations(self):
+        info = self.comm.allgather(([(r.array.size, r.dtype.str) for r in self._pend_reg],
+                                    [r.index for r in self._pend_dereg]))
+        regs_new, dereg = self._pend_reg, self._pend_dereg
+        self._pend_reg, self._pend_dereg = [], []
+        if any(x[1] != info[0][1] for x in info):
+            raise InputError("deregister() was called for different registrations on different ranks")
+        for i, reg in enumerate(regs_new):
+            dts = {x[0][i][1] for x in info}
+            if len(dts) > 1:
+                raise InputError(f"registration {reg.index} has different dtypes on different ranks: "
+                                 f"{sorted(dts)}")
+            reg.sizes = [x[0][i][0] for x in info]
+            reg.active = True
+            self._regs[reg.index] = reg
+        for reg in dereg:
+            reg.active = False
+            reg._dead = True
+
+    # -- lifetime ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Collective. Free the window and the duplicated communicator (pending traffic
+        of an unfinished superstep is dropped)."""
+        if self._win is not None:
+            if self in _live:
+                _live.remove(self)
+            self._win.Fence()
+            self._win.Free()
+            for t in self._rowtypes.values():
+                t.Free()
+            self._win = None
+            self._cnt = self._bell = self._bells = None
+            self.comm.Free()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"BSP(pid={self.pid}, nprocs={self.nprocs})"
+
+
+_live: list = []
+
+
+@atexit.register
+def _close_at_exit():
+    # A BSP object left open would make MPI_Finalize fail on its window: close the
+    # remaining ones, in reverse order of creation (the same on every rank).
+    for bsp in reversed(list(_live)):
+        bsp.close()

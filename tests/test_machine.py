@@ -1,0 +1,80 @@
+"""Machine parameters (pympc.machine, ``pympc bench``): the h-relation pattern, every
+timing path moves the right words, the robust fit, and the command at a tiny size."""
+
+import json
+
+import numpy as np
+import pytest
+
+import pympc
+from pympc import machine
+from pympc.testing import run_mpi
+
+
+@pytest.mark.parametrize("P", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("h", [0, 1, 5, 64, 101])
+def test_hrelation_counts_send_and_receive_h_words(P, h):
+    for s in range(P):
+        assert sum(machine.counts(h, s, d, P) for d in range(P)) == h      # sends h
+        assert sum(machine.counts(h, d, s, P) for d in range(P)) == h      # receives h
+        assert max(machine.counts(h, s, d, P) for d in range(P)) <= -(-h // P)
+
+
+def test_fit_recovers_g_and_l_and_flags_outliers():
+    h = np.arange(0, 4097, 256)
+    t = 2e-9 * h + 5e-6
+    t[3] *= 3.0                       # a hiccup of the shared machine
+    f = machine.fit(h, t)
+    assert f["g"] == pytest.approx(2e-9, rel=1e-6) and f["l"] == pytest.approx(5e-6, rel=1e-6)
+    assert f["outliers"] == [int(h[3])]
+    assert f["g_low"] <= f["g"] <= f["g_high"]
+    assert abs(f["g_ls"] / f["g"] - 1) > 0.1 and f["r2"] < 1.0   # least squares is pulled off
+    with pytest.raises(pympc.InputError):
+        machine.fit([1, 1, 1], [1.0, 2.0, 3.0])
+
+
+def test_measure_rejects_bad_settings():
+    with pytest.raises(pympc.InputError):
+        machine.measure(hmax=1)
+    with pytest.raises(pympc.InputError, match="unknown"):
+        machine.measure(hmax=8, points=3, methods=("carrier pigeon",))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("method", machine.METHODS)
+@pytest.mark.parametrize("h", [0, 1, 7, 50])
+def test_every_hrelation_path_moves_the_right_words(comm, method, h):
+    hr = machine.HRelation(64, comm)
+    try:
+        assert hr.check(method, h)
+        assert hr.check(method, h)          # again, with buffers reused
+    finally:
+        hr.close()
+
+
+@pytest.mark.mpi
+def test_time_hrelations_and_empty_sync(comm):
+    t = machine.time_hrelations([0, 16, 32], ("hpput", "raw"), iters=2, reps=2, comm=comm)
+    assert set(t) == {"hpput", "raw"} and all(len(v) == 3 and min(v) > 0 for v in t.values())
+    e = machine.empty_sync(comm, iters=20, reps=2)
+    assert e["l_empty"] > 0 and e["barrier"] > 0
+    lp = machine.logp(comm, reps=10, big=1 << 12)
+    if comm.Get_size() == 1:
+        assert lp is None
+    else:
+        assert all(lp[k] > 0 for k in ("latency", "overhead", "overhead_recv", "gap", "bandwidth"))
+    assert machine.compute_rate(comm, n=256, reps=5) > 0
+
+
+def test_bench_command_writes_json(tmp_path):
+    out = tmp_path / "m.json"
+    r = run_mpi(2, ["-m", "pympc", "bench", "--hmax", "64", "--points", "3", "--reps", "1", "--iters", "2",
+                    "--json", str(out)], timeout=300)
+    assert r.returncode == 0, r.output[-3000:]
+    assert r.stdout.count("pympc bench: 2 rank(s)") == 1
+    res = json.loads(out.read_text())
+    assert res["format"] == machine.FORMAT and res["ranks"] == 2
+    for k in ("r", "g", "l", "l_empty", "barrier", "g_flops", "l_flops"):
+        assert np.isfinite(res[k]), k
+    assert set(res["fit"]) == set(machine.METHODS) and res["hrel"]["h"] == [0, 32, 64]
+    assert res["logp"]["latency"] > 0 and res["ratios"]["g_hpput_over_raw"] > 0

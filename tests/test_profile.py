@@ -1,0 +1,170 @@
+"""The cost log and the profile report (pympc.profile): aggregation per label, the
+figures of the report on hand-made logs, the PNG, the Amdahl/Gustafson fits on synthetic
+timings, and ``pympc report``."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+import pympc
+from pympc import profile
+
+
+def fake_log(ranks=2):
+    """A gathered log with known figures: label "step" (10 supersteps) and "io"."""
+    return {"format": profile.FORMAT, "ranks": ranks, "elapsed": 2.0, "elapsed_per_rank": [2.0] * ranks,
+            "labels": {
+                "step": {"count": [10] * ranks, "w": [1.0, 0.6][:ranks], "w_max": [0.1, 0.06][:ranks],
+                         "comm": [0.10, 0.40][:ranks], "sync": [0.02, 0.12][:ranks],
+                         "sent": [1000, 3000][:ranks], "recv": [1000, 1000][:ranks],
+                         "h": [1000, 3000][:ranks], "h_max": [100, 300][:ranks],
+                         "kinds": {"halo": {"count": [10] * ranks, "sent": [1000, 3000][:ranks],
+                                            "recv": [1000, 1000][:ranks], "seconds": [0.1, 0.4][:ranks]}}},
+                "io": {"count": [1] * ranks, "w": [0.2] * ranks, "w_max": [0.2] * ranks, "comm": [0.0] * ranks,
+                       "sync": [0.01] * ranks, "sent": [0] * ranks, "recv": [0] * ranks, "h": [0] * ranks,
+                       "h_max": [0] * ranks, "kinds": {}}}}
+
+
+def test_summarise_figures():
+    s = profile.summarise(fake_log(), {"g": 1e-6, "l": 1e-3, "ranks": 2})
+    row = {r["label"]: r for r in s["rows"]}["step"]
+    assert row["steps"] == 10
+    assert row["w_max"] == 1.0 and row["w_mean"] == pytest.approx(0.8)
+    assert row["w_imbalance"] == pytest.approx(1.25) and row["w_rank"] == 0
+    assert row["h"] == 3000 and row["h_imbalance"] == pytest.approx(1.5) and row["h_rank"] == 1
+    # comm + sync per rank: 0.12 and 0.52; the rank that waited least took 0.12
+    assert row["measured"] == pytest.approx(0.12)
+    assert row["idle"] == pytest.approx(0.40) and row["idle_rank"] == 1
+    assert row["idle_fraction"] == pytest.approx(0.40 / (1.12 + 1.12))
+    assert row["predicted"] == pytest.approx(3000e-6 + 10e-3)
+    assert row["ratio"] == pytest.approx(0.013 / 0.12)
+    tot = s["totals"]
+    assert tot["steps"] == 11 and tot["predicted"] == pytest.approx(0.013 + 0.001)
+    assert tot["accounted"] == pytest.approx((1.12 + 0.21) / 2.0)
+
+
+def test_summarise_without_machine_and_bad_input():
+    s = profile.summarise(fake_log(1))
+    assert "predicted" not in s["rows"][0] and s["machine"] is None
+    with pytest.raises(pympc.InputError, match="not a pympc profile"):
+        profile.summarise({"format": "x"})
+
+
+def test_report_text_and_png(tmp_path):
+    png = tmp_path / "r.png"
+    text = profile.report(fake_log(), {"g": 1e-6, "l": 1e-3, "ranks": 4}, png=str(png))
+    assert "step" in text and "io" in text and "total" in text
+    assert "measured at 4 rank(s)" in text and "warning" in text   # machine of another rank count
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = [ln for ln in text.splitlines() if ln.startswith("step")]
+    assert "0.11" in lines[0]     # pred/meas of the "step" label
+
+
+def test_report_cli(tmp_path, capsys):
+    log = tmp_path / "log.json"
+    log.write_text(json.dumps(fake_log()))
+    mach = tmp_path / "m.json"
+    mach.write_text(json.dumps({"g": 2e-9, "l": 5e-6, "ranks": 2}))
+    out = tmp_path / "s.json"
+    rc = profile.main([str(log), "--machine", str(mach), "--png", str(tmp_path / "p.png"), "--json", str(out)])
+    assert rc == 0
+    assert "pympc profile: 2 rank(s)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["rows"][0]["label"] == "step"
+    assert profile.main([str(tmp_path / "missing.json")]) == 1
+    from pympc import cli
+    assert cli.main(["report", str(log)]) == 0
+
+
+def test_scaling_section_with_three_rank_counts(tmp_path):
+    logs = []
+    for p in (1, 2, 4):
+        d = fake_log()
+        d["ranks"], d["elapsed"] = p, 10.0 * (0.2 + 0.8 / p)
+        logs.append(d)
+    text = profile.report(logs[0], scaling=logs, png=str(tmp_path / "s.png"))
+    assert "serial fraction s = 0.200" in text
+    assert "needs runs at 3" in profile.report(logs[0], scaling=logs[:2])
+
+
+def test_amdahl_fit_recovers_synthetic_serial_fraction():
+    P = np.array([1, 2, 4, 8, 16])
+    T = 100.0 * (0.05 + 0.95 / P)
+    f = profile.fit_amdahl(P, T)
+    assert f["serial_fraction"] == pytest.approx(0.05, abs=1e-12)
+    assert f["t1"] == pytest.approx(100.0) and f["max_speedup"] == pytest.approx(20.0)
+    assert f["rms_rel_residual"] < 1e-12
+    noisy = T * (1 + 0.02 * np.array([1, -1, 1, -1, 1]))
+    assert profile.fit_amdahl(P, noisy)["serial_fraction"] == pytest.approx(0.05, abs=0.02)
+    # superlinear data: no negative serial fraction
+    assert profile.fit_amdahl([1, 2, 4], [10.0, 4.0, 1.5])["serial_fraction"] >= 0
+
+
+def test_gustafson_fit_recovers_synthetic_serial_fraction():
+    P = np.array([1, 2, 4, 8])
+    S = P - 0.1 * (P - 1)                  # scaled speedup with s = 0.1
+    T = P * 5.0 / S                         # weak scaling: T(P) = P T(1) / S(P)
+    f = profile.fit_gustafson(P, T)
+    assert f["serial_fraction"] == pytest.approx(0.1, abs=1e-12)
+    assert np.allclose(f["scaled_speedup"], S)
+
+
+def test_fits_need_three_rank_counts():
+    with pytest.raises(pympc.InputError, match="3 or more"):
+        profile.fit_amdahl([1, 2, 2], [3.0, 2.0, 2.1])
+    with pytest.raises(pympc.InputError):
+        profile.fit_gustafson([1, 2, 4], [1.0, 0.0, 1.0])
+
+
+def test_log_aggregates_per_label_and_stays_bounded():
+    log = profile.Log()
+    with log:
+        for i in range(1000):
+            with log.superstep("a"):
+                profile.record_comm("halo", 10, 12, 1e-6)
+                profile.record_comm("reduce", 1, 1, 1e-6)
+            log.end_superstep("b", sync=0.0)
+    mine = log.local()
+    assert list(mine["labels"]) == ["a", "b"]
+    a = mine["labels"]["a"]
+    assert a["count"] == 1000 and a["sent"] == 11000 and a["recv"] == 13000
+    assert a["h"] == 13000 and a["h_max"] == 13
+    assert a["kinds"]["halo"]["count"] == 1000 and a["comm"] == pytest.approx(2e-3)
+    assert len(json.dumps(mine)) < 2000      # bounded: a few numbers per label
+    assert profile.current() is not log      # the block has ended
+
+
+def test_superstep_blocks_do_not_nest_and_outside_comm_is_kept():
+    log = profile.Log()
+    with log:
+        profile.record_comm("halo", 4, 4, 1e-6)          # before any superstep
+        with log.superstep("x"):
+            time.sleep(0.002)
+            with pytest.raises(pympc.InputError, match="nest"):
+                with log.superstep("y"):
+                    pass
+        profile.record_comm("reduce", 1, 1, 1e-6)        # still open when read
+    labels = log.local()["labels"]
+    assert labels[profile.OUTSIDE]["sent"] == 4
+    assert labels["x"]["w"] >= 0.0015 and labels["x"]["sent"] == 0
+    assert labels[profile.OPEN]["sent"] == 1
+
+
+def test_merge_handles_labels_missing_on_some_ranks():
+    a = {"elapsed": 1.0, "labels": {"x": profile._agg_dict([2, 1.0, 0.5, 0.1, 0.1, 8, 8, 8, 4, {}])}}
+    b = {"elapsed": 1.5, "labels": {"y": profile._agg_dict([1, 1.0, 1.0, 0.0, 0.2, 0, 0, 0, 0, {}])}}
+    m = profile.merge([a, b])
+    assert m["ranks"] == 2 and m["elapsed"] == 1.5 and list(m["labels"]) == ["x", "y"]
+    assert m["labels"]["x"]["count"] == [2, 0] and m["labels"]["y"]["sync"] == [0, 0.2]
+    profile.summarise(m)   # does not fail on zero rows
+
+
+@pytest.mark.mpi
+def test_default_log_is_always_on(comm):
+    """Recording needs no set-up: reductions land in the current (default) log."""
+    before = profile.current().local()["labels"].get(profile.OPEN, {}).get("kinds", {}).get("reduce", {})
+    with pympc.Decomposition((8,), comm=comm) as d:
+        pympc.DistArray(d).sum()
+    after = profile.current().local()["labels"][profile.OPEN]["kinds"]["reduce"]
+    assert after["count"] == before.get("count", 0) + 1
