@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from pympc.testing import run_mpi  # noqa: E402
 
-BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py", "bsp": "bench_bsp.py"}
+BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py", "bsp": "bench_bsp.py",
+           "solvers": "bench_solvers.py"}
 
 
 def cpu_model():
@@ -142,7 +143,27 @@ def bsp_table(runs):
     return str(table)
 
 
-TABLES = {"decomp": decomp_table, "io": io_table, "bsp": bsp_table}
+def solvers_table(runs):
+    table = Table(runs)
+    row = table.row
+    mc = lambda t: f"{t['Mcells']:.0f} Mcell/s"  # noqa: E731
+    row("heat solver step (halo + BCs + numba update)", "", lambda r: mc(r["heat_solver"]))
+    row("heat step, petsc4py DMDA (globalToLocal + numpy)", "",
+        lambda r: mc(r["heat_petsc"]) if r.get("heat_petsc") else "not installed")
+    row("**heat solver / petsc4py (speed)**", ">= 1.0", lambda r: fmt(r["ratios"].get("heat_over_petsc")))
+    row("roofline (16 B/update at the copy bandwidth)", "", lambda r: f"{r['roofline_Mcells']:.0f} Mcell/s")
+    row("heat solver / roofline", "", lambda r: fmt(r["ratios"]["heat_over_roofline"]))
+    row("heat: extra peak memory per step / two ghosted fields", "",
+        lambda r: fmt(r["heat_peak_extra_over_fields"]))
+    row("RB-SOR sweep, hand-written mpi4py + numpy (median)", "", lambda r: f"{r['sor_hand']['median'] * 1e3:.2f} ms")
+    row("RB-SOR sweep, pympc (median)", "", lambda r: f"{r['sor_pympc']['median'] * 1e3:.2f} ms")
+    row("**RB-SOR sweeps/s: pympc / hand-written**", "", lambda r: fmt(r["ratios"]["sor_sweeps_pympc_over_hand"]))
+    row("RB-SOR extra peak memory / fields: pympc, hand-written", "",
+        lambda r: f"{r['sor_pympc_peak_extra_over_fields']:.3g}, {r['sor_hand_peak_extra_over_fields']:.3g}")
+    return str(table)
+
+
+TABLES = {"decomp": decomp_table, "io": io_table, "bsp": bsp_table, "solvers": solvers_table}
 CAPTIONS = {
     "decomp": lambda r: (f"Grid {r['size']}², ghost width 1, periodic; medians of {r['reps']} batches of "
                          f"{r['steps']} steps, each timed to the slowest rank."),
@@ -152,6 +173,9 @@ CAPTIONS = {
     "bsp": lambda r: (f"h-relations h = 0..{r['hmax']} words ({r['points']} values, {r['reps']} batches of "
                       f"{r['iters']} supersteps each, random order, Theil-Sen fit); heat step on {r['size']}², "
                       f"medians of {r['reps']} batches of {r['steps']} supersteps; all timed to the slowest rank."),
+    "solvers": lambda r: (f"Heat solver on {r['size']}² (periodic), RB-SOR on {r['sor_size']}² (Dirichlet); "
+                          f"medians of {r['reps']} batches of {r['steps']} steps or sweeps, each timed to the "
+                          f"slowest rank."),
 }
 
 

@@ -1,6 +1,6 @@
 """Launch a job under mpiexec: what ``./run demo`` runs.
 
-    ./run demo [-n RANKS] [job arguments...]
+    ./run demo [-n RANKS] [job arguments...]     # the 2D heat demo (jobs/heat2d.py)
 
 RANKS defaults to the number of cores.  The hard timeout (``--timeout``, seconds) ends
 the whole job if it runs past it.
@@ -15,7 +15,7 @@ sys.path.insert(0, ROOT)
 
 from pympc.testing import run_mpi  # noqa: E402
 
-JOBS = {"demo": os.path.join(ROOT, "jobs", "pi_demo.py")}
+JOBS = {"demo": os.path.join(ROOT, "jobs", "heat2d.py"), "pi": os.path.join(ROOT, "jobs", "pi_demo.py")}
 
 
 def main(argv=None):

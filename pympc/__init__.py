@@ -24,10 +24,11 @@ from .halo import HaloExchange, start_halo, update_halo
 from . import io  # noqa: E402  (pympc.io.File, read, write)
 from .checkpoint import Checkpointer
 from .output import Output
+from .bsp import BSP
 
 __all__ = [
     "Decomposition", "DistArray", "HaloExchange", "reduce_all", "start_halo", "update_halo",
-    "io", "Output", "Checkpointer",
+    "io", "Output", "Checkpointer", "BSP",
     "__version__", "WORLD", "InputError", "PympcError", "check_all", "get_comm",
     "get_logger", "print0", "rng", "set_threads", "setup_logging",
 ]

@@ -56,26 +56,38 @@ def _apply(a: DistArray, sides, fill):
             fill(a.data, ax, side, region, d.ghost, d.local_shape[ax])
 
 
-def dirichlet(a: DistArray, value=0.0, sides=None) -> DistArray:
-    """Local. Set the ghost cells beyond the given physical boundaries to ``value``
-    (``numpy.pad(mode="constant")``). For a vertex-centred grid whose boundary points
-    are owned points, set those with ``a.owned`` as well; see the guide."""
+def dirichlet(a: DistArray, value=0.0, sides=None, face: bool = False) -> DistArray:
+    """Local. Dirichlet data ``value`` at the given physical boundaries.
+
+    ``face=False``: set the ghost cells to ``value`` (``numpy.pad(mode="constant")``);
+    on a vertex-centred grid the boundary points are owned points, which the solver
+    keeps at ``value``. ``face=True`` (cell centring, the boundary is a face between a
+    ghost and an owned cell): ghost k = 2 value - owned k, so the linear interpolant is
+    ``value`` on the face."""
     sides = _sides(a, sides)
 
     def fill(data, ax, side, region, g, n):
         idx = list(region)
-        idx[ax] = slice(0, g) if side < 0 else slice(g + n, n + 2 * g)
-        data[tuple(idx)] = value
+        if not face:
+            idx[ax] = slice(0, g) if side < 0 else slice(g + n, n + 2 * g)
+            data[tuple(idx)] = value
+            return
+        for k in range(g):
+            dst, src = list(region), list(region)
+            dst[ax], src[ax] = (g - 1 - k, g + k) if side < 0 else (g + n + k, g + n - 1 - k)
+            data[tuple(dst)] = 2.0 * value - data[tuple(src)]
     _apply(a, sides, fill)
     return a
 
 
-def neumann(a: DistArray, sides=None) -> DistArray:
-    """Local. Zero normal derivative: mirror the owned cells into the ghosts.
+def neumann(a: DistArray, sides=None, flux=0.0) -> DistArray:
+    """Local. Normal derivative ``flux`` (outward, default 0): mirror the owned cells
+    into the ghosts and add ``distance * flux``.
 
     Cell centring mirrors about the boundary face (``numpy.pad(mode="symmetric")``:
     ghost k = owned k); vertex centring about the boundary point (``mode="reflect"``:
-    ghost k = owned k + 1), so a centred difference across the boundary is zero.
+    ghost k = owned k + 1), so a centred difference across the boundary equals ``flux``
+    (zero by default).
     """
     sides = _sides(a, sides)
     shift = 1 if a.decomp.centring == "vertex" else 0
@@ -88,12 +100,14 @@ def neumann(a: DistArray, sides=None) -> DistArray:
                          f"axis {thin[0]}; use fewer ranks along it or a smaller ghost width")
 
     def fill(data, ax, side, region, g, n):
+        h = d.spacing[ax]
         for k in range(g):
             dst, src = list(region), list(region)
             if side < 0:
                 dst[ax], src[ax] = g - 1 - k, g + k + shift
             else:
                 dst[ax], src[ax] = g + n + k, g + n - 1 - k - shift
-            data[tuple(dst)] = data[tuple(src)]
+            dist = (2 * k + 1 + shift) * h  # from the mirrored point to the ghost
+            data[tuple(dst)] = data[tuple(src)] if flux == 0 else data[tuple(src)] + dist * flux
     _apply(a, sides, fill)
     return a

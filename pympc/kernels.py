@@ -169,3 +169,178 @@ def split_regions(decomp, width=None):
                     reg.append((0, n[b]))
             borders.append(tuple(reg))
     return tuple(inner), borders
+
+
+# ---------------------------------------------------------------------------------------
+# Kernels for the solvers, written once in 3-D: a 1-D or 2-D block is viewed as 3-D with
+# leading axes of size 1, coefficient 0 and neighbour offset 0 there (they read their own
+# point: never out of bounds; 0 * finite = 0 and 0 + y = y exactly, so the results equal
+# a 1-D/2-D formula bit for bit).
+# ---------------------------------------------------------------------------------------
+def _as3d(x: np.ndarray) -> np.ndarray:
+    return x.reshape((1,) * (3 - x.ndim) + x.shape)
+
+
+def _bounds3(a: DistArray, region):
+    b = _bounds(a, region)
+    return [(0, 1)] * (3 - len(b)) + b
+
+
+def _pad3(values, nd, fill=0.0):
+    return (fill,) * (3 - nd) + tuple(float(v) for v in values)
+
+
+def _leapfrog3(u, uo, out, l0, h0, l1, h1, l2, h2, o0, o1, r0, r1, r2):
+    for i in range(l0, h0):
+        for j in range(l1, h1):
+            o = out[i, j, l2:h2]
+            uc, uw, ue = u[i, j, l2:h2], u[i, j, l2 - 1:h2 - 1], u[i, j, l2 + 1:h2 + 1]
+            um, up = u[i - o0, j, l2:h2], u[i + o0, j, l2:h2]
+            us, un = u[i, j - o1, l2:h2], u[i, j + o1, l2:h2]
+            old = uo[i, j, l2:h2]
+            for k in range(o.shape[0]):
+                c = uc[k]
+                o[k] = (2.0 * c - old[k]) + ((r0 * (um[k] - 2.0 * c + up[k]) + r1 * (us[k] - 2.0 * c + un[k]))
+                                             + r2 * (uw[k] - 2.0 * c + ue[k]))
+
+
+def _heatvar3(u, kc, out, l0, h0, l1, h1, l2, h2, o0, o1, s0, s1, s2):
+    for i in range(l0, h0):
+        for j in range(l1, h1):
+            o = out[i, j, l2:h2]
+            uc, uw, ue = u[i, j, l2:h2], u[i, j, l2 - 1:h2 - 1], u[i, j, l2 + 1:h2 + 1]
+            um, up = u[i - o0, j, l2:h2], u[i + o0, j, l2:h2]
+            us, un = u[i, j - o1, l2:h2], u[i, j + o1, l2:h2]
+            kk, kw, ke = kc[i, j, l2:h2], kc[i, j, l2 - 1:h2 - 1], kc[i, j, l2 + 1:h2 + 1]
+            km, kp = kc[i - o0, j, l2:h2], kc[i + o0, j, l2:h2]
+            ks, kn = kc[i, j - o1, l2:h2], kc[i, j + o1, l2:h2]
+            for k in range(o.shape[0]):
+                c = uc[k]
+                k0 = kk[k]
+                f0 = 0.5 * (k0 + kp[k]) * (up[k] - c) - 0.5 * (k0 + km[k]) * (c - um[k])
+                f1 = 0.5 * (k0 + kn[k]) * (un[k] - c) - 0.5 * (k0 + ks[k]) * (c - us[k])
+                f2 = 0.5 * (k0 + ke[k]) * (ue[k] - c) - 0.5 * (k0 + kw[k]) * (c - uw[k])
+                o[k] = c + ((s0 * f0 + s1 * f1) + s2 * f2)
+
+
+def _jacobi3(u, f, out, l0, h0, l1, h1, l2, h2, o0, o1, w0, w1, w2, inv_diag):
+    for i in range(l0, h0):
+        for j in range(l1, h1):
+            o = out[i, j, l2:h2]
+            ff = f[i, j, l2:h2]
+            uw, ue = u[i, j, l2 - 1:h2 - 1], u[i, j, l2 + 1:h2 + 1]
+            um, up = u[i - o0, j, l2:h2], u[i + o0, j, l2:h2]
+            us, un = u[i, j - o1, l2:h2], u[i, j + o1, l2:h2]
+            for k in range(o.shape[0]):
+                o[k] = (ff[k] + ((w0 * (um[k] + up[k]) + w1 * (us[k] + un[k])) + w2 * (uw[k] + ue[k]))) * inv_diag
+
+
+def _rbsor3(u, f, l0, h0, l1, h1, l2, h2, o0, o1, w0, w1, w2, inv_diag, omega, g0, g1, g2, color):
+    # in place, on the points whose global index sum has the parity ``color``
+    for i in range(l0, h0):
+        for j in range(l1, h1):
+            start = l2 + ((color - (i + g0 + j + g1 + l2 + g2)) % 2)
+            for k in range(start, h2, 2):
+                gs = (f[i, j, k] + ((w0 * (u[i - o0, j, k] + u[i + o0, j, k]) + w1 * (u[i, j - o1, k] + u[i, j + o1, k]))
+                                    + w2 * (u[i, j, k - 1] + u[i, j, k + 1]))) * inv_diag
+                u[i, j, k] += omega * (gs - u[i, j, k])
+
+
+def _residual3(u, f, l0, h0, l1, h1, l2, h2, o0, o1, w0, w1, w2, diag):
+    s = 0.0
+    for i in range(l0, h0):
+        for j in range(l1, h1):
+            ff, uc = f[i, j, l2:h2], u[i, j, l2:h2]
+            uw, ue = u[i, j, l2 - 1:h2 - 1], u[i, j, l2 + 1:h2 + 1]
+            um, up = u[i - o0, j, l2:h2], u[i + o0, j, l2:h2]
+            us, un = u[i, j - o1, l2:h2], u[i, j + o1, l2:h2]
+            for k in range(uc.shape[0]):
+                r = ff[k] - (diag * uc[k] - ((w0 * (um[k] + up[k]) + w1 * (us[k] + un[k])) + w2 * (uw[k] + ue[k])))
+                s += r * r
+    return s
+
+
+if HAVE_NUMBA:
+    _LEAPFROG, _HEATVAR, _JACOBI, _RBSOR, _RESIDUAL = (
+        _jit(f) for f in (_leapfrog3, _heatvar3, _jacobi3, _rbsor3, _residual3))
+else:  # pragma: no cover - the plain Python loops still give the right answer, slowly
+    _LEAPFROG, _HEATVAR, _JACOBI, _RBSOR, _RESIDUAL = _leapfrog3, _heatvar3, _jacobi3, _rbsor3, _residual3
+
+
+def _check_pair(*arrays):
+    d = arrays[0].decomp
+    for x in arrays:
+        if x.decomp is not d or x.data.shape != arrays[0].data.shape or x.components:
+            raise InputError("stencil kernels need scalar DistArrays of one decomposition and shape")
+    return d
+
+
+def _flat(b):
+    return [x for lohi in b for x in lohi]
+
+
+def _offsets(d):
+    # neighbour offsets of the two leading axes of the 3-D view: 0 on padded axes
+    return [1 if a >= 3 - d.ndim else 0 for a in (0, 1)]
+
+
+def leapfrog_step(u: DistArray, u_old: DistArray, out: DistArray, r, region=None) -> DistArray:
+    """Local. One leapfrog step of the wave equation on owned cells:
+    ``out = 2 u - u_old + sum_a r[a] (u[i-1] - 2 u[i] + u[i+1])``, ``r[a] = (c dt / h[a])**2``.
+    Reads ``u``'s ghosts; ``out`` may be the same array as ``u_old``."""
+    d = _check_pair(u, u_old, out)
+    if out.data is u.data:
+        raise InputError("leapfrog_step cannot write into u")
+    r = _pad3(np.broadcast_to(np.asarray(r, dtype=float), (d.ndim,)), d.ndim)
+    _LEAPFROG(_as3d(u.data), _as3d(u_old.data), _as3d(out.data), *_flat(_bounds3(u, region)), *_offsets(d), *r)
+    return out
+
+
+def heat_step_variable(u: DistArray, k: DistArray, out: DistArray, s, region=None) -> DistArray:
+    """Local. One explicit step of ``u_t = div(k grad u)`` (flux form, face coefficients
+    the mean of the two cells): ``s[a] = dt / h[a]**2``. Reads the ghosts of ``u`` and
+    ``k``."""
+    d = _check_pair(u, k, out)
+    if out.data is u.data:
+        raise InputError("heat_step_variable cannot update in place: pass a second array")
+    s = _pad3(np.broadcast_to(np.asarray(s, dtype=float), (d.ndim,)), d.ndim)
+    _HEATVAR(_as3d(u.data), _as3d(k.data), _as3d(out.data), *_flat(_bounds3(u, region)), *_offsets(d), *s)
+    return out
+
+
+def _weights(d, h2inv):
+    w = np.broadcast_to(np.asarray(h2inv, dtype=float), (d.ndim,))
+    return _pad3(w, d.ndim), 2.0 * float(np.sum(w))
+
+
+def jacobi_step(u: DistArray, f: DistArray, out: DistArray, h2inv, region=None) -> DistArray:
+    """Local. One Jacobi sweep for ``-lap u = f`` with the (2d+1)-point Laplacian:
+    ``out = (f + sum_a (u[i-1] + u[i+1]) / h[a]**2) / (sum_a 2 / h[a]**2)``;
+    ``h2inv[a] = 1 / h[a]**2``."""
+    d = _check_pair(u, f, out)
+    if out.data is u.data:
+        raise InputError("jacobi_step needs a second array for the new iterate")
+    w, diag = _weights(d, h2inv)
+    _JACOBI(_as3d(u.data), _as3d(f.data), _as3d(out.data), *_flat(_bounds3(u, region)), *_offsets(d), *w, 1.0 / diag)
+    return out
+
+
+def rbsor_sweep(u: DistArray, f: DistArray, h2inv, omega: float, color: int, region=None) -> DistArray:
+    """Local. Half a red-black SOR sweep for ``-lap u = f``, in place: the points whose
+    global index sum has parity ``color`` (0 red, 1 black) move by ``omega`` times their
+    Gauss-Seidel correction. The colouring uses global indices, so it is the same on
+    every decomposition."""
+    d = _check_pair(u, f)
+    w, diag = _weights(d, h2inv)
+    g = _pad3([lo - d.ghost for lo in d.lo], d.ndim, 0.0)
+    _RBSOR(_as3d(u.data), _as3d(f.data), *_flat(_bounds3(u, region)), *_offsets(d), *w, 1.0 / diag, float(omega),
+           *(int(x) for x in g), int(color) % 2)
+    return u
+
+
+def residual_sumsq(u: DistArray, f: DistArray, h2inv, region=None) -> float:
+    """Local. This rank's sum of squares of ``f + lap u`` (the residual of ``-lap u = f``)
+    over ``region`` of the owned block; combine over ranks with one Allreduce."""
+    d = _check_pair(u, f)
+    w, diag = _weights(d, h2inv)
+    return float(_RESIDUAL(_as3d(u.data), _as3d(f.data), *_flat(_bounds3(u, region)), *_offsets(d), *w, diag))

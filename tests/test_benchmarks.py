@@ -47,3 +47,14 @@ def test_io_benchmark_runs_tiny(tmp_path):
     for key in ("write_pympc_over_raw_speed", "read_pympc_over_raw_speed", "write_pympc_over_gather_speed"):
         assert res["ratios"][key] > 0
     assert [p.name for p in tmp_path.iterdir()] == ["io.json"]  # its files are cleaned up
+
+
+def test_solvers_benchmark_runs_tiny(tmp_path):
+    out = tmp_path / "solvers.json"
+    r = run_mpi(2, [os.path.join(ROOT, "benchmarks", "bench_solvers.py"), "--size", "64", "--sor-size", "33",
+                    "--steps", "2", "--reps", "1", "--json", str(out)], timeout=300)
+    assert r.returncode == 0, r.output[-3000:]
+    res = json.loads(out.read_text())
+    assert res["ranks"] == 2
+    for key in ("heat_over_roofline", "sor_sweeps_pympc_over_hand"):
+        assert res["ratios"][key] > 0

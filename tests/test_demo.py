@@ -40,3 +40,39 @@ def test_pi_demo_rejects_bad_input_once():
     assert r.returncode != 0
     assert r.output.count("--samples must be >= 1") == 1, r.output
     assert "Traceback" not in r.output
+
+
+HEAT = os.path.join(ROOT, "jobs", "heat2d.py")
+
+
+def test_heat2d_demo_writes_h5_xdmf_png_and_restarts(tmp_path):
+    import h5py
+
+    def run(ranks, out, t_end, *extra):
+        r = run_mpi(ranks, [HEAT, "--n", "40", "--t-end", t_end, "--out", str(out), "--output-every", "10",
+                            "--checkpoint-every", "15", *extra], timeout=180)
+        assert r.returncode == 0, r.output[-3000:]
+        return r
+
+    out = tmp_path / "o"
+    r = run(3, out, "0.004")
+    assert r.stdout.count("heat2d: done") == 1
+    for name in ("heat2d.h5", "heat2d.xmf", "heat2d.png"):
+        assert (out / name).stat().st_size > 0
+    with h5py.File(out / "heat2d.h5") as f:
+        steps = sorted(f["steps"])
+        final = f[f"steps/{steps[-1]}/u"][...]
+        assert f["steps"][steps[-1]].attrs["time"] == pytest.approx(0.004)
+    assert steps[0] == "00000000" and len(steps) >= 3
+    assert final[0, 5] == 1.0 and final[-1, 5] == 0.0  # the walls
+    # half the run on 2 ranks, then a restart from its checkpoint: the same field, bit for bit
+    run(2, tmp_path / "p", "0.002")
+    run(2, tmp_path / "p", "0.004", "--restart")
+    with h5py.File(tmp_path / "p" / "heat2d.h5") as f:
+        assert set(steps) <= set(f["steps"])  # plus step 14, where the first half ended
+        np.testing.assert_array_equal(f[f"steps/{steps[-1]}/u"][...], final)
+
+
+def test_heat2d_demo_bad_input(tmp_path):
+    r = run_mpi(2, [HEAT, "--n", "2", "--out", str(tmp_path)], timeout=120)
+    assert r.returncode != 0 and r.output.count("--n must be >= 3") == 1, r.output

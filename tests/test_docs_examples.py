@@ -17,7 +17,10 @@ def first_python_block(page):
 
 @pytest.mark.parametrize("page,expect", [("decomposition.md", "after 50 steps: sum"),
                                          ("first-program.md", "pi ~"),
-                                         ("io.md", "wrote ['checkpoints', 'heat.h5', 'heat.xmf']")])
+                                         ("io.md", "wrote ['checkpoints', 'heat.h5', 'heat.xmf']"),
+                                         ("solvers/heat.md", "t = 0.0100 after"),
+                                         ("solvers/wave.md", "energy drift after 500 steps"),
+                                         ("solvers/poisson.md", "converged after")])
 def test_guide_example_runs(tmp_path, page, expect):
     script = tmp_path / "example.py"
     script.write_text(first_python_block(page))

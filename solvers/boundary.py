@@ -1,0 +1,90 @@
+"""Boundary conditions of the solvers, per side of the domain.
+
+``bc`` arguments accept:
+
+* ``None`` or ``"dirichlet"``: homogeneous Dirichlet (0) on every non-periodic side;
+* ``"neumann"``: zero normal derivative on every non-periodic side;
+* a dict ``{side: spec}`` with sides named ``"x-"``, ``"x+"``, ``"y-"``, ``"y+"``,
+  ``"z-"``, ``"z+"`` (axis 0, 1, 2; low and high), each spec ``("dirichlet", value)`` or
+  ``("neumann", outward_derivative)``; sides left out are Dirichlet 0.
+
+Periodic axes come from the decomposition and take no condition.
+"""
+
+from __future__ import annotations
+
+from pympc import bc as _bc
+from pympc.runtime import InputError
+
+AXES = "xyz"
+
+
+def side_name(axis: int, side: int) -> str:
+    """Local. ``"x-"``, ``"y+"``, ... for ``(axis, side)``."""
+    return f"{AXES[axis]}{'-' if side < 0 else '+'}"
+
+
+class Boundaries:
+    """Local. Parsed boundary conditions for a decomposition (see the module doc)."""
+
+    def __init__(self, decomp, spec=None):
+        self.decomp = decomp
+        sides = [(a, s) for a in range(decomp.ndim) if not decomp.periodic[a] for s in (-1, 1)]
+        default = ("dirichlet", 0.0)
+        if spec is None or spec == "dirichlet":
+            spec = {}
+        elif spec == "neumann":
+            spec = {side_name(a, s): ("neumann", 0.0) for a, s in sides}
+        elif not isinstance(spec, dict):
+            raise InputError(f"bc must be None, 'dirichlet', 'neumann' or a dict, got {spec!r}")
+        known = {side_name(a, s): (a, s) for a in range(decomp.ndim) for s in (-1, 1)}
+        for name in spec:
+            if name not in known:
+                raise InputError(f"unknown side {name!r}; sides are {sorted(known)}")
+            if decomp.periodic[known[name][0]]:
+                raise InputError(f"side {name!r} is on a periodic axis: it takes no boundary condition")
+        self.conditions = {}
+        for a, s in sides:
+            kind, value = spec.get(side_name(a, s), default)
+            if kind not in ("dirichlet", "neumann"):
+                raise InputError(f"boundary kind must be 'dirichlet' or 'neumann', got {kind!r}")
+            self.conditions[(a, s)] = (kind, float(value))
+
+    def dirichlet_sides(self):
+        """Local. ``[(axis, side, value)]`` of the Dirichlet sides."""
+        return [(a, s, v) for (a, s), (k, v) in self.conditions.items() if k == "dirichlet"]
+
+    def apply(self, u) -> None:
+        """Local. Fill ``u``'s ghosts at the physical boundaries (after a halo exchange)."""
+        face = self.decomp.centring == "cell"
+        for (a, s), (kind, value) in self.conditions.items():
+            if kind == "dirichlet":
+                _bc.dirichlet(u, value, sides=[(a, s)], face=face)
+            else:
+                _bc.neumann(u, sides=[(a, s)], flux=value)
+
+    def fix_points(self, u) -> None:
+        """Local. On a vertex-centred grid, hold the owned boundary points of Dirichlet
+        sides at their values (they are not unknowns)."""
+        d = self.decomp
+        if d.centring != "vertex":
+            return
+        for a, s, v in self.dirichlet_sides():
+            if d.at_boundary(a, s):
+                idx = [slice(None)] * d.ndim
+                idx[a] = 0 if s < 0 else -1
+                u.owned[tuple(idx)] = v
+
+    def unknown_region(self):
+        """Local. The owned region of unknowns: without the boundary points of Dirichlet
+        sides on a vertex-centred grid (per axis ``(lo, hi)`` in owned coordinates)."""
+        d = self.decomp
+        region = [[0, n] for n in d.local_shape]
+        if d.centring == "vertex":
+            for a, s, _ in self.dirichlet_sides():
+                if d.at_boundary(a, s):
+                    if s < 0:
+                        region[a][0] = 1
+                    else:
+                        region[a][1] = d.local_shape[a] - 1
+        return [(lo, max(lo, hi)) for lo, hi in region]

@@ -1,0 +1,95 @@
+"""Explicit diffusion: ``u_t = div(alpha grad u)`` in 1, 2 or 3 dimensions.
+
+Discretisation: the (2d+1)-point Laplacian (flux form with face coefficients the mean of
+the two neighbours when ``alpha`` varies) and forward Euler in time (FTCS). Second order
+in space, first in time; with the automatic step ``dt = safety * h_min^2 / (2 d alpha_max)``
+the time error is O(h^2) too. Boundaries per side (Dirichlet, Neumann, periodic; see
+:mod:`solvers.boundary`). The update has no global reduction, so every rank count gives
+the same field bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import pympc
+from pympc import kernels
+from pympc.runtime import InputError
+
+from .boundary import Boundaries
+from .loop import TimeLoop
+
+
+class Heat(TimeLoop):
+    """Collective. The heat equation on ``decomp`` (a :class:`pympc.Decomposition`).
+
+    ``alpha``: a positive number or a DistArray (variable coefficient); ``u0``: a
+    DistArray, a number, or ``f(*coords)`` of the grid coordinates; ``bc``: see
+    :mod:`solvers.boundary`; ``dt``: the time step (default: stable automatic).
+    ``solver.u`` is the current field, ``solver.t`` the time, ``solver.step_count``.
+    """
+
+    name = "heat"
+
+    def __init__(self, decomp, alpha=1.0, u0=0.0, bc=None, dt=None, safety=0.9, comm=None):
+        super().__init__(decomp, comm=comm)
+        self.bc = Boundaries(decomp, bc)
+        self.u = _field(decomp, u0)
+        self._v = self.u.empty_like()
+        self.variable = isinstance(alpha, pympc.DistArray)
+        if self.variable:
+            self.alpha = alpha
+            if alpha.decomp is not decomp:
+                raise InputError("alpha must live on the solver's decomposition")
+            amin, amax = pympc.reduce_all(("min", alpha), ("max", alpha))
+            pympc.update_halo(alpha)
+            for (a, s), _ in self.bc.conditions.items():  # coefficients beyond the boundary
+                pympc.bc.neumann(alpha, sides=[(a, s)])
+        else:
+            amin = amax = float(alpha)
+            self.alpha = amax
+        if not amin > 0:
+            raise InputError(f"alpha must be positive, got minimum {amin}")
+        h2 = np.array(decomp.spacing) ** 2
+        stable = 1.0 / (2.0 * amax * np.sum(1.0 / h2))
+        if dt is None:
+            dt = safety * stable
+        elif dt > stable * (1 + 1e-12):
+            raise InputError(f"dt={dt:g} exceeds the stability limit {stable:g} of the explicit scheme")
+        self.dt = float(dt)
+        self._region = self.bc.unknown_region()
+        self.bc.fix_points(self.u)
+
+    def fields(self):
+        """Local. The fields a checkpoint or output step holds."""
+        return {"u": self.u}
+
+    def set_fields(self, fields):
+        """Local. Take the fields of a restart."""
+        self.u.owned[...] = fields["u"].owned
+
+    def advance(self):
+        """Collective. One time step."""
+        u, v = self.u, self._v
+        with self.superstep("halo"):
+            pympc.update_halo(u)
+        self.bc.apply(u)
+        with self.superstep("update"):
+            if self.variable:
+                kernels.heat_step_variable(u, self.alpha, v, self.dt / np.array(self.decomp.spacing) ** 2,
+                                           region=self._region)
+            else:
+                kernels.heat_step(u, v, self.alpha * self.dt / np.array(self.decomp.spacing) ** 2,
+                                  region=self._region)
+        self.bc.fix_points(v)
+        self.u, self._v = v, u
+
+
+def _field(decomp, init, dtype=np.float64):
+    if isinstance(init, pympc.DistArray):
+        if init.decomp is not decomp:
+            raise InputError("the initial field must live on the solver's decomposition")
+        return init.copy()
+    if callable(init):
+        return pympc.DistArray.from_function(decomp, init, dtype=dtype, coords=True)
+    return pympc.DistArray(decomp, dtype).fill(float(init))
