@@ -26,6 +26,8 @@ from mpi4py import MPI
 
 import pympc
 from pympc import kernels, profile
+from pympc.checkpoint import Checkpointer
+from pympc.output import Output
 from pympc.runtime import InputError, get_comm
 
 from .boundary import Boundaries
@@ -112,9 +114,16 @@ class Poisson:
         self.comm.Allreduce(local, total, op=MPI.SUM)
         return float(np.sqrt(total[0]))
 
-    def solve(self, method="rbsor", tol=1e-8, maxiter=100000, omega=None, check_every=1) -> Result:
+    def solve(self, method="rbsor", tol=1e-8, maxiter=100000, omega=None, check_every=1, output=None,
+              checkpoint=None, checkpoint_every=None, restart=False) -> Result:
         """Collective. Iterate with ``method`` (``"jacobi"`` or ``"rbsor"``) until the
-        relative residual is below ``tol`` (see the module doc)."""
+        relative residual is below ``tol`` (see the module doc).
+
+        ``output``: an HDF5 path (``.xmf`` beside it) or a :class:`pympc.Output`; the
+        solution and ``f`` are written at the end as step = iterations. ``checkpoint``: a
+        directory or :class:`pympc.Checkpointer`, saved every ``checkpoint_every``
+        iterations and at the end; ``restart=True`` continues from its newest checkpoint
+        (the iterate, iteration count and residual history)."""
         if method not in ("jacobi", "rbsor"):
             raise InputError(f"method must be 'jacobi' or 'rbsor', got {method!r}")
         if not tol > 0 or int(maxiter) < 1 or int(check_every) < 1:
@@ -123,16 +132,30 @@ class Poisson:
             omega = optimal_omega(self.decomp) if method == "rbsor" else 1.0
         if method == "rbsor" and not 0 < omega < 2:
             raise InputError(f"SOR needs 0 < omega < 2, got {omega}")
+        ck = checkpoint if (checkpoint is None or isinstance(checkpoint, Checkpointer)) \
+            else Checkpointer(checkpoint, comm=self.comm)
         fnorm = self._norm_f()
         r0 = self._residual()
         scale = fnorm if fnorm > 0 else (r0 if r0 > 0 else 1.0)
         history = [r0 / scale]
-        reason = "converged" if history[0] < tol else None
         it = 0
+        if restart and ck is not None and ck.latest() is not None:
+            r = ck.load(self.decomp)
+            if r.state.get("solver") != f"poisson-{method}":
+                raise InputError(f"checkpoint {ck.path(r.step)} is of {r.state.get('solver')!r}, "
+                                 f"not poisson-{method}")
+            self.u.owned[...] = r.fields["u"].owned
+            it, history = int(r.state["iteration"]), list(r.state["history"])
+        reason = "converged" if history[-1] < tol else None
         label = f"poisson-{method}"
+
+        def save(n):
+            ck.save(n, {"u": self.u}, {"solver": label, "iteration": n, "history": history, "tol": tol})
         while reason is None:
             self.iterate(method, omega)
             it += 1
+            if ck is not None and checkpoint_every and it % checkpoint_every == 0:
+                save(it)
             if it % check_every == 0 or it >= maxiter:
                 with profile.superstep(f"{label}:residual"):
                     rel = self._residual() / scale
@@ -146,6 +169,12 @@ class Poisson:
         u = self.u
         if self.singular:
             u.owned[...] -= u.sum() / np.prod(self.decomp.shape)  # the zero-mean solution
+        if ck is not None:
+            save(it)
+        if output is not None:
+            out = output if isinstance(output, Output) else Output(output, self.decomp, comm=self.comm,
+                                                                   params={"method": method, "tol": tol})
+            out.write(it, float(it), u=u, f=self.f)
         return Result(u, it, history[-1], reason, history)
 
     def iterate(self, method="rbsor", omega=None) -> None:

@@ -225,3 +225,28 @@ def test_poisson_periodic_singular_and_reasons(comm):
         with pytest.raises(pympc.InputError, match="omega"):
             Poisson(d, 1.0).solve("rbsor", omega=2.5)
         assert 1.0 < optimal_omega(d) < 2.0
+
+
+@pytest.mark.mpi
+def test_poisson_output_checkpoint_and_restart(comm, shared_tmp_path):
+    import h5py
+
+    n = 17
+    h, exact, f = model_problem(n)
+    with pympc.Decomposition((n, n), comm=comm, spacing=h) as d:
+        full = Poisson(d, pympc.DistArray.from_global(d, f if comm.Get_rank() == 0 else None))
+        ref = full.solve("rbsor", tol=1e-10, check_every=4)
+        part = Poisson(d, pympc.DistArray.from_global(d, f if comm.Get_rank() == 0 else None))
+        ck = str(shared_tmp_path / "ck")
+        r1 = part.solve("rbsor", tol=1e-10, check_every=4, maxiter=12, checkpoint=ck, checkpoint_every=4)
+        assert r1.reason == "iteration limit"
+        again = Poisson(d, pympc.DistArray.from_global(d, f if comm.Get_rank() == 0 else None))
+        r2 = again.solve("rbsor", tol=1e-10, check_every=4, checkpoint=ck, restart=True,
+                         output=str(shared_tmp_path / "p.h5"))
+        assert r2.iterations == ref.iterations and r2.history == ref.history
+        np.testing.assert_array_equal(r2.u.gather(root=None), ref.u.gather(root=None))
+    if comm.Get_rank() == 0:
+        with h5py.File(shared_tmp_path / "p.h5") as fh:
+            (step,) = list(fh["steps"])
+            assert int(step) == ref.iterations and set(fh["steps"][step]) == {"u", "f"}
+    comm.Barrier()
