@@ -88,13 +88,7 @@ class Log:
             agg = self.labels[label] = _new_agg()
         if self._kinds:
             return self._close_comm(agg, t, sync)
-        w = t - self._t0 - sync
-        self._t0 = t
-        agg[_N] += 1
-        agg[_W] += w
-        agg[_SYNC] += sync
-        if w > agg[_WMAX]:
-            agg[_WMAX] = w
+        self._add(agg, t, 0.0, sync, 0, 0)
 
     def end_bsp_superstep(self, label, sync: float, comm: float, sent: int, recv: int, t: float) -> None:
         """Local. :meth:`record` of a ``"bsp"`` communication and :meth:`end_superstep`
@@ -112,20 +106,7 @@ class Log:
         k[1] += sent
         k[2] += recv
         k[3] += comm
-        w = t - self._t0 - comm - sync
-        self._t0 = t
-        agg[_N] += 1
-        agg[_W] += w
-        if w > agg[_WMAX]:
-            agg[_WMAX] = w
-        agg[_COMM] += comm
-        agg[_SYNC] += sync
-        agg[_SENT] += sent
-        agg[_RECV] += recv
-        h = sent if sent > recv else recv
-        agg[_H] += h
-        if h > agg[_HMAX]:
-            agg[_HMAX] = h
+        self._add(agg, t, comm, sync, sent, recv)
 
     def _close_comm(self, agg, t, sync):
         kinds = self._kinds
@@ -145,7 +126,10 @@ class Log:
             comm += k[3]
             sent += k[1]
             recv += k[2]
-        h = sent if sent > recv else recv
+        self._add(agg, t, comm, sync, sent, recv)
+
+    def _add(self, agg, t, comm, sync, sent, recv):
+        # one superstep ending at t into the label's aggregate; the next starts at t
         w = t - self._t0 - comm - sync
         self._t0 = t
         agg[_N] += 1
@@ -156,6 +140,7 @@ class Log:
         agg[_SYNC] += sync
         agg[_SENT] += sent
         agg[_RECV] += recv
+        h = sent if sent > recv else recv
         agg[_H] += h
         if h > agg[_HMAX]:
             agg[_HMAX] = h
