@@ -20,7 +20,8 @@ def first_python_block(page):
                                          ("io.md", "wrote ['checkpoints', 'heat.h5', 'heat.xmf']"),
                                          ("solvers/heat.md", "t = 0.0100 after"),
                                          ("solvers/wave.md", "energy drift after 500 steps"),
-                                         ("solvers/poisson.md", "converged after")])
+                                         ("solvers/poisson.md", "converged after"),
+                                         ("solvers/krylov.md", "CG: converged in")])
 def test_guide_example_runs(tmp_path, page, expect):
     script = tmp_path / "example.py"
     script.write_text(first_python_block(page))

@@ -1,0 +1,333 @@
+"""Krylov methods on DistArrays: CG (classic and single-reduction), preconditioned CG,
+BiCGStab and restarted GMRES(m), with matrix-free stencil operators.
+
+**Stopping rule** (every method): the relative residual ``||b - A x||_2 / ||b||_2`` below
+``tol``. CG and BiCGStab track it through their recurrences; GMRES through its least
+squares problem. At the end the true residual is computed once and returned. ``history``
+holds the relative residual after each iteration (index 0: the initial guess).
+
+**Reasons**: ``"converged"``, ``"iteration limit"``, ``"breakdown"`` (a zero denominator
+in BiCGStab or GMRES), ``"indefinite"`` (CG met ``p.Ap <= 0``: the operator is not
+positive definite).
+
+**Reductions**: dot products go through :func:`pympc.reduce_all`, several fused into one
+``Allreduce`` where the algebra allows: classic CG needs two per iteration,
+``cg(..., variant="single")`` (Chronopoulos-Gear) one.
+
+An operator is any object with ``decomp`` and ``apply(x, y)`` (Collective: ``y = A x``
+on the unknowns, 0 elsewhere) and, for the Jacobi preconditioner, ``diagonal()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import pympc
+from pympc import profile
+from pympc.runtime import InputError
+
+from .boundary import Boundaries
+
+
+@dataclass
+class KrylovResult:
+    """What the Krylov methods return."""
+
+    x: pympc.DistArray
+    iterations: int
+    residual: float
+    reason: str
+    history: list = field(default_factory=list)
+
+    @property
+    def converged(self) -> bool:
+        """Local. True when the stopping tolerance was met."""
+        return self.reason == "converged"
+
+
+class StencilOperator:
+    """Local (construction). The matrix-free operator
+    ``A u = -sum_a (u[i-1] - 2 u[i] + u[i+1]) / h_a^2 + sum_a v_a (u[i+1] - u[i-1]) / (2 h_a)
+    + shift * u`` on the unknowns of ``decomp`` (a vertex grid: Dirichlet sides are
+    homogeneous and their boundary points are not unknowns; periodic axes wrap).
+    ``velocity`` (one number per axis) makes it nonsymmetric (convection-diffusion)."""
+
+    def __init__(self, decomp, velocity=None, shift=0.0, bc=None):
+        self.decomp = decomp
+        self.bc = Boundaries(decomp, bc)
+        if any(k != "dirichlet" or v != 0 for k, v in self.bc.conditions.values()):
+            raise InputError("StencilOperator takes homogeneous Dirichlet or periodic boundaries")
+        self.h = np.array(decomp.spacing, dtype=float)
+        self.velocity = np.zeros(decomp.ndim) if velocity is None else np.broadcast_to(
+            np.asarray(velocity, dtype=float), (decomp.ndim,)).copy()
+        self.shift = float(shift)
+        self.region = self.bc.unknown_region()
+        g = decomp.ghost
+        self._sl = tuple(slice(g + lo, g + hi) for lo, hi in self.region)
+        self._mask = None
+
+    def _shifted(self, axis, k):
+        s = list(self._sl)
+        s[axis] = slice(s[axis].start + k, s[axis].stop + k)
+        return tuple(s)
+
+    def apply(self, x, y) -> None:
+        """Collective. ``y = A x`` on the unknowns, 0 on the other points."""
+        pympc.update_halo(x)
+        self.bc.apply(x)
+        xd, sl = x.data, self._sl
+        c = xd[sl]
+        acc = (2.0 * float(np.sum(1.0 / self.h ** 2)) + self.shift) * c
+        for a in range(self.decomp.ndim):
+            lo, hi = xd[self._shifted(a, -1)], xd[self._shifted(a, 1)]
+            acc -= (lo + hi) / self.h[a] ** 2
+            if self.velocity[a]:
+                acc += self.velocity[a] * (hi - lo) / (2.0 * self.h[a])
+        y.data[...] = 0.0
+        y.data[sl] = acc
+
+    def diagonal(self):
+        """Local. The diagonal of A (1 on the points that are not unknowns)."""
+        d = pympc.DistArray(self.decomp).fill(1.0)
+        d.data[self._sl] = 2.0 * float(np.sum(1.0 / self.h ** 2)) + self.shift
+        return d
+
+    def restrict(self, b):
+        """Local. A copy of ``b`` with the non-unknown points set to 0 (the right-hand
+        side the operator's rows see)."""
+        out = b.empty_like()
+        out.data[self._sl] = b.data[self._sl]
+        return out
+
+
+class Jacobi:
+    """Local (construction). The Jacobi preconditioner ``z = r / diag(A)``."""
+
+    def __init__(self, op):
+        self.inv = op.diagonal()
+        self.inv.owned[...] = 1.0 / self.inv.owned
+
+    def apply(self, r, z) -> None:
+        """Local. ``z = D^-1 r`` on owned points."""
+        np.multiply(r.owned, self.inv.owned, out=z.owned)
+
+
+class Identity:
+    """Local (construction). No preconditioning."""
+
+    def apply(self, r, z) -> None:
+        """Local. ``z = r``."""
+        z.owned[...] = r.owned
+
+
+def _setup(op, b, x0, tol, maxiter):
+    if b.decomp is not op.decomp:
+        raise InputError("b must live on the operator's decomposition")
+    if not tol > 0 or int(maxiter) < 1:
+        raise InputError("tol must be > 0 and maxiter >= 1")
+    rhs = op.restrict(b) if hasattr(op, "restrict") else b
+    x = b.empty_like() if x0 is None else x0.copy()
+    bnorm = rhs.norm(2)
+    return rhs, x, (bnorm if bnorm > 0 else 1.0)
+
+
+def _true_residual(op, rhs, x, scale):
+    r = x.empty_like()
+    op.apply(x, r)
+    r.owned[...] = rhs.owned - r.owned
+    return r.norm(2) / scale
+
+
+def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> KrylovResult:
+    """Collective. (Preconditioned) conjugate gradients for SPD ``op``.
+
+    ``M``: a preconditioner (``Jacobi(op)``, any object with ``apply(r, z)``), None for
+    none. ``variant="classic"`` takes two Allreduces per iteration; ``"single"`` the
+    Chronopoulos-Gear form, one (its recurrence differs by round-off)."""
+    if variant not in ("classic", "single"):
+        raise InputError(f"variant must be 'classic' or 'single', got {variant!r}")
+    rhs, x, scale = _setup(op, b, x0, tol, maxiter)
+    M = M or Identity()
+    r, z, p, q = (x.empty_like() for _ in range(4))
+    op.apply(x, q)
+    r.owned[...] = rhs.owned - q.owned
+    M.apply(r, z)
+    rz, rr = pympc.reduce_all(("dot", r, z), ("dot", r, r))
+    history = [float(np.sqrt(abs(rr))) / scale]
+    reason, it = ("converged" if history[0] < tol else None), 0
+    label = f"cg-{variant}"
+    if variant == "classic":
+        p.owned[...] = z.owned
+        while reason is None:
+            with profile.superstep(label):
+                op.apply(p, q)
+                (pq,) = pympc.reduce_all(("dot", p, q))
+                if not pq > 0:
+                    reason = "indefinite"
+                    break
+                alpha = rz / pq
+                x.axpy(alpha, p)
+                r.axpy(-alpha, q)
+                M.apply(r, z)
+                rz_new, rr = pympc.reduce_all(("dot", r, z), ("dot", r, r))
+                p.owned[...] = z.owned + (rz_new / rz) * p.owned
+                rz = rz_new
+            it += 1
+            history.append(float(np.sqrt(abs(rr))) / scale)
+            reason = "converged" if history[-1] < tol else ("iteration limit" if it >= maxiter else None)
+    else:
+        s = x.empty_like()
+        w = x.empty_like()
+        alpha_old = beta = None
+        while reason is None:
+            with profile.superstep(label):
+                op.apply(z, w)
+                rz, wz, rr = pympc.reduce_all(("dot", r, z), ("dot", w, z), ("dot", r, r))
+                if it > 0:
+                    history.append(float(np.sqrt(abs(rr))) / scale)
+                    if history[-1] < tol:
+                        reason = "converged"
+                        break
+                    if it >= maxiter:
+                        reason = "iteration limit"
+                        break
+                if alpha_old is None:
+                    beta, denom = 0.0, wz
+                else:
+                    beta = rz / rz_old
+                    denom = wz - beta * rz / alpha_old
+                if not denom > 0:
+                    reason = "indefinite"
+                    break
+                alpha = rz / denom
+                p.owned[...] = z.owned + beta * p.owned
+                s.owned[...] = w.owned + beta * s.owned
+                x.axpy(alpha, p)
+                r.axpy(-alpha, s)
+                M.apply(r, z)
+                rz_old, alpha_old = rz, alpha
+            it += 1
+    return KrylovResult(x, it, _true_residual(op, rhs, x, scale), reason, history)
+
+
+def bicgstab(op, b, x0=None, tol=1e-8, maxiter=10000, M=None) -> KrylovResult:
+    """Collective. Preconditioned BiCGStab for general (nonsymmetric) ``op``."""
+    rhs, x, scale = _setup(op, b, x0, tol, maxiter)
+    M = M or Identity()
+    r, r0, p, v, s, t, ph, sh = (x.empty_like() for _ in range(8))
+    op.apply(x, v)
+    r.owned[...] = rhs.owned - v.owned
+    r0.owned[...] = r.owned
+    history = [r.norm(2) / scale]
+    reason, it = ("converged" if history[0] < tol else None), 0
+    rho_old = alpha = omega = 1.0
+    v.fill(0.0)
+    while reason is None:
+        with profile.superstep("bicgstab"):
+            (rho,) = pympc.reduce_all(("dot", r0, r))
+            if rho == 0 or omega == 0:
+                reason = "breakdown"
+                break
+            beta = (rho / rho_old) * (alpha / omega)
+            p.owned[...] = r.owned + beta * (p.owned - omega * v.owned)
+            M.apply(p, ph)
+            op.apply(ph, v)
+            (r0v,) = pympc.reduce_all(("dot", r0, v))
+            if r0v == 0:
+                reason = "breakdown"
+                break
+            alpha = rho / r0v
+            s.owned[...] = r.owned - alpha * v.owned
+            M.apply(s, sh)
+            op.apply(sh, t)
+            tt, ts = pympc.reduce_all(("dot", t, t), ("dot", t, s))
+            omega = ts / tt if tt != 0 else 0.0
+            x.axpy(alpha, ph)
+            x.axpy(omega, sh)
+            r.owned[...] = s.owned - omega * t.owned
+            rho_old = rho
+            (rr,) = pympc.reduce_all(("dot", r, r))
+        it += 1
+        history.append(float(np.sqrt(abs(rr))) / scale)
+        if history[-1] < tol:
+            reason = "converged"
+        elif not np.isfinite(history[-1]):
+            reason = "breakdown"
+        elif it >= maxiter:
+            reason = "iteration limit"
+    return KrylovResult(x, it, _true_residual(op, rhs, x, scale), reason, history)
+
+
+def gmres(op, b, x0=None, tol=1e-8, maxiter=10000, restart=30, M=None) -> KrylovResult:
+    """Collective. Right-preconditioned restarted GMRES(m), ``m = restart``.
+
+    Arnoldi by classical Gram-Schmidt applied twice (each pass one fused Allreduce of the
+    k dot products), Givens rotations for the least-squares residual. ``iterations``
+    counts Arnoldi steps (matrix-vector products)."""
+    m = int(restart)
+    if m < 1:
+        raise InputError(f"restart must be >= 1, got {restart}")
+    rhs, x, scale = _setup(op, b, x0, tol, maxiter)
+    M = M or Identity()
+    w, tmp = x.empty_like(), x.empty_like()
+    op.apply(x, w)
+    r = x.empty_like()
+    r.owned[...] = rhs.owned - w.owned
+    beta = r.norm(2)
+    history = [beta / scale]
+    reason, it = ("converged" if history[0] < tol else None), 0
+    while reason is None:
+        V = [r.empty_like() for _ in range(m + 1)]
+        V[0].owned[...] = r.owned / beta
+        H = np.zeros((m + 1, m))
+        cs, sn = np.zeros(m), np.zeros(m)
+        g = np.zeros(m + 1)
+        g[0] = beta
+        k = 0
+        for k in range(m):
+            with profile.superstep("gmres"):
+                M.apply(V[k], tmp)
+                op.apply(tmp, w)
+                for _ in range(2):  # CGS2: two passes, one fused reduction each
+                    h = np.array(pympc.reduce_all(*[("dot", V[j], w) for j in range(k + 1)]), dtype=float)
+                    for j in range(k + 1):
+                        w.axpy(-h[j], V[j])
+                    H[:k + 1, k] += h
+                H[k + 1, k] = w.norm(2)
+            it += 1
+            if H[k + 1, k] != 0:
+                V[k + 1].owned[...] = w.owned / H[k + 1, k]
+            for j in range(k):  # apply the earlier rotations to the new column
+                H[j, k], H[j + 1, k] = cs[j] * H[j, k] + sn[j] * H[j + 1, k], -sn[j] * H[j, k] + cs[j] * H[j + 1, k]
+            denom = np.hypot(H[k, k], H[k + 1, k])
+            if denom == 0:
+                reason = "breakdown"
+                break
+            cs[k], sn[k] = H[k, k] / denom, H[k + 1, k] / denom
+            H[k, k] = denom
+            H[k + 1, k] = 0.0
+            g[k], g[k + 1] = cs[k] * g[k], -sn[k] * g[k]
+            history.append(abs(g[k + 1]) / scale)
+            if history[-1] < tol:
+                reason = "converged"
+                break
+            if it >= maxiter:
+                reason = "iteration limit"
+                break
+        n = k + 1 if reason != "breakdown" else k
+        if n > 0:
+            y = np.linalg.solve(np.triu(H[:n, :n]), g[:n])
+            w.fill(0.0)
+            for j in range(n):
+                w.axpy(y[j], V[j])
+            M.apply(w, tmp)
+            x.owned[...] += tmp.owned
+        if reason is None:  # restart from the true residual
+            op.apply(x, w)
+            r.owned[...] = rhs.owned - w.owned
+            beta = r.norm(2)
+            if beta / scale < tol:
+                reason = "converged"
+    return KrylovResult(x, it, _true_residual(op, rhs, x, scale), reason, history)
