@@ -85,6 +85,8 @@ class Decomposition:
     origin, spacing : grid geometry per axis (scalars broadcast).
     centring : ``"vertex"`` (point i at ``origin + i*spacing``) or ``"cell"`` (the centre
         of cell i, ``origin + (i + 1/2)*spacing``).
+    sizes : optional block sizes per axis (one list per axis, one entry per rank along
+        it) instead of the even split; multigrid aligns coarse levels with it.
 
     Creating one is **collective** (it builds a Cartesian communicator); call
     :meth:`close` (or use ``with``) when done. Impossible requests raise the same
@@ -92,7 +94,7 @@ class Decomposition:
     """
 
     def __init__(self, shape, comm=None, dims=None, periodic=False, ghost=1, stencil="star",
-                 origin=0.0, spacing=1.0, centring="vertex"):
+                 origin=0.0, spacing=1.0, centring="vertex", sizes=None):
         comm = get_comm(comm)
         shape = tuple(int(n) for n in np.atleast_1d(shape))
         ndim = len(shape)
@@ -113,6 +115,11 @@ class Decomposition:
         ghost = int(ghost)
         if ghost < 1:
             raise InputError(f"ghost width must be >= 1, got {ghost}")
+        if sizes is not None:  # explicit block sizes per axis (e.g. a multigrid level aligned
+            sizes = [[int(x) for x in s] for s in sizes]  # with the finer one)
+            if len(sizes) != ndim or any(sum(s) != n or min(s) < 1 for s, n in zip(sizes, shape)):
+                raise InputError(f"sizes must give, per axis, positive block sizes that sum to {shape}")
+            dims = tuple(len(s) for s in sizes)
         dims = choose_dims(size, shape, dims, ghost)
         if stencil not in STENCILS:
             raise InputError(f"stencil must be one of {STENCILS}, got {stencil!r}")
@@ -122,7 +129,7 @@ class Decomposition:
             if dims[a] > shape[a]:
                 raise InputError(f"axis {a} has {shape[a]} points but {dims[a]} ranks along it: "
                                  f"more ranks than points (choose dims or fewer ranks)")
-            thinnest = shape[a] // dims[a]
+            thinnest = min(sizes[a]) if sizes is not None else shape[a] // dims[a]
             if dims[a] > 1 and thinnest < ghost:
                 raise InputError(f"axis {a}: blocks of {thinnest} points are thinner than the ghost "
                                  f"width {ghost} ({shape[a]} points over {dims[a]} ranks)")
@@ -146,7 +153,7 @@ class Decomposition:
         self.rank = self.cart.Get_rank()
         self.size = size
         self.coords = tuple(self.cart.Get_coords(self.rank))
-        self._sizes = [split_sizes(shape[a], dims[a]) for a in range(ndim)]
+        self._sizes = sizes or [split_sizes(shape[a], dims[a]) for a in range(ndim)]
         self._starts = [np.concatenate([[0], np.cumsum(s)[:-1]]).astype(int).tolist() for s in self._sizes]
         self.lo = tuple(self._starts[a][self.coords[a]] for a in range(ndim))
         self.local_shape = tuple(self._sizes[a][self.coords[a]] for a in range(ndim))

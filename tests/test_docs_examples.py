@@ -21,7 +21,8 @@ def first_python_block(page):
                                          ("solvers/heat.md", "t = 0.0100 after"),
                                          ("solvers/wave.md", "energy drift after 500 steps"),
                                          ("solvers/poisson.md", "converged after"),
-                                         ("solvers/krylov.md", "CG: converged in")])
+                                         ("solvers/krylov.md", "CG: converged in"),
+                                         ("solvers/multigrid.md", "MG: converged in 7 V-cycles")])
 def test_guide_example_runs(tmp_path, page, expect):
     script = tmp_path / "example.py"
     script.write_text(first_python_block(page))
