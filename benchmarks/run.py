@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from pympc.testing import run_mpi  # noqa: E402
 
 BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py", "bsp": "bench_bsp.py",
-           "solvers": "bench_solvers.py"}
+           "solvers": "bench_solvers.py", "krylov": "bench_krylov.py"}
 
 
 def cpu_model():
@@ -163,7 +163,38 @@ def solvers_table(runs):
     return str(table)
 
 
-TABLES = {"decomp": decomp_table, "io": io_table, "bsp": bsp_table, "solvers": solvers_table}
+def krylov_table(runs):
+    table = Table(runs)
+    row = table.row
+    ms = lambda t: f"{t['median'] * 1e3:.2f} ms"  # noqa: E731
+    row("CG per iteration, pympc, assembled matrix", "", lambda r: ms(r["cg_assembled_per_iter"]))
+    row("CG per iteration, pympc, single-reduction variant", "", lambda r: ms(r["cg_single_per_iter"]))
+    row("CG per iteration, pympc, matrix-free operator", "", lambda r: ms(r["cg_matrix_free_per_iter"]))
+    row("CG per iteration, PETSc KSP CG (same AIJ rows)", "",
+        lambda r: ms(r["cg_petsc_per_iter"]) if r.get("cg_petsc_per_iter") else "not installed")
+    row("**CG: pympc (assembled) / PETSc time**", "<= 1.0", lambda r: fmt(r["ratios"]["cg_pympc_over_petsc_time"]))
+    row("CG: pympc matrix-free / PETSc time", "", lambda r: fmt(r["ratios"].get("cg_matrix_free_over_petsc_time")))
+    row("CG: extra tracemalloc peak / one vector", "", lambda r: fmt(r["cg_peak_extra_over_vector"]))
+
+    def solve(key):
+        def get(r):
+            v = r[key]
+            if "error" in v:
+                return v["error"][:40]
+            return f"{v['median'] * 1e3:.0f} ms, {v['iterations']} it"
+        return get
+    row("MG-PCG to 1e-8, pympc geometric multigrid", "", solve("mgcg_pympc"))
+    row("CG + PCGAMG (PETSc)", "", solve("mgcg_petsc_gamg"))
+    row("CG + PCMG, Galerkin, DMDA interpolation (PETSc)", "", solve("mgcg_petsc_mg"))
+    row("pyamg smoothed aggregation + CG (1 rank)", "", solve("mgcg_pyamg"))
+    row("**MG-PCG: pympc / best of the others (time)**", "<= 1.5",
+        lambda r: fmt(r["ratios"].get("mgcg_pympc_over_best_time")))
+    row("multigrid hierarchy / fine-grid fields", "<= 1.5", lambda r: fmt(r["mg_hierarchy_over_fine"]))
+    row("MG-PCG: extra tracemalloc peak / one field", "", lambda r: fmt(r["mgcg_peak_extra_over_field"]))
+    return str(table)
+
+
+TABLES = {"decomp": decomp_table, "io": io_table, "bsp": bsp_table, "solvers": solvers_table, "krylov": krylov_table}
 CAPTIONS = {
     "decomp": lambda r: (f"Grid {r['size']}², ghost width 1, periodic; medians of {r['reps']} batches of "
                          f"{r['steps']} steps, each timed to the slowest rank."),
@@ -176,6 +207,9 @@ CAPTIONS = {
     "solvers": lambda r: (f"Heat solver on {r['size']}² (periodic), RB-SOR on {r['sor_size']}² (Dirichlet); "
                           f"medians of {r['reps']} batches of {r['steps']} steps or sweeps, each timed to the "
                           f"slowest rank."),
+    "krylov": lambda r: (f"CG: {r['size']}² 5-point Laplacian, {r['iters']} iterations, residual norm every "
+                         f"iteration; MG-PCG: {r['mg_size']}² to 1e-8; medians of {r['reps']} runs after a "
+                         f"warm-up, each timed to the slowest rank."),
 }
 
 

@@ -16,6 +16,7 @@ from mpi4py import MPI
 from mpi4py.util.dtlib import from_numpy_dtype
 
 from . import profile as _profile
+from . import vector
 from .grid import Decomposition
 from .runtime import InputError
 
@@ -234,7 +235,9 @@ class DistArray:
         """Local. ``self += alpha * x`` on owned cells, without a temporary array."""
         if x.decomp is not self.decomp:
             raise InputError("axpy needs DistArrays on one decomposition")
-        if alpha == 1:
+        if vector.fast(self.owned, x.owned):
+            vector.axpby(self.owned, alpha, x.owned, 1.0)
+        elif alpha == 1:
             np.add(self.owned, x.owned, out=self.owned)
         else:
             # owned += alpha * x by chunks of rows: no full-size temporary
@@ -261,12 +264,13 @@ def _local(op, a, b=None):
     if op == "sum":
         return x.sum()
     if op == "dot":
-        return np.vdot(x, b.owned)
+        return vector.dot(x, b.owned) if vector.fast(x, b.owned) else np.vdot(x, b.owned)
     if op == "norm1":
         return np.abs(x).sum()
     if op == "norm2":
-        v = np.vdot(x, x).real if np.iscomplexobj(x) else np.dot(x.ravel(), x.ravel())
-        return v
+        if vector.fast(x):
+            return vector.dot(x, x)
+        return np.vdot(x, x).real if np.iscomplexobj(x) else np.dot(x.ravel(), x.ravel())
     if op == "norminf":
         return np.abs(x).max() if x.size else -np.inf
     if op == "min":

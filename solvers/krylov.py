@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import pympc
-from pympc import profile
+from pympc import profile, vector
 from pympc.runtime import InputError
 
 from .boundary import Boundaries
@@ -149,11 +149,13 @@ def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Kr
     if variant not in ("classic", "single"):
         raise InputError(f"variant must be 'classic' or 'single', got {variant!r}")
     rhs, x, scale = _setup(op, b, x0, tol, maxiter)
+    r, p, q = (x.empty_like() for _ in range(3))
+    z = r if M is None else x.empty_like()  # without a preconditioner z is r itself
     M = M or Identity()
-    r, z, p, q = (x.empty_like() for _ in range(4))
     op.apply(x, q)
     r.owned[...] = rhs.owned - q.owned
-    M.apply(r, z)
+    if z is not r:
+        M.apply(r, z)
     rz, rr = pympc.reduce_all(("dot", r, z), ("dot", r, r))
     history = [float(np.sqrt(abs(rr))) / scale]
     reason, it = ("converged" if history[0] < tol else None), 0
@@ -170,9 +172,13 @@ def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Kr
                 alpha = rz / pq
                 x.axpy(alpha, p)
                 r.axpy(-alpha, q)
-                M.apply(r, z)
-                rz_new, rr = pympc.reduce_all(("dot", r, z), ("dot", r, r))
-                p.owned[...] = z.owned + (rz_new / rz) * p.owned
+                if z is not r:
+                    M.apply(r, z)
+                if z is r:  # no preconditioner: r.z is r.r
+                    rz_new = rr = pympc.reduce_all(("dot", r, r))[0]
+                else:
+                    rz_new, rr = pympc.reduce_all(("dot", r, z), ("dot", r, r))
+                vector.axpby(p.owned, 1.0, z.owned, rz_new / rz)  # p = z + beta p
                 rz = rz_new
             it += 1
             history.append(float(np.sqrt(abs(rr))) / scale)
@@ -202,11 +208,12 @@ def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Kr
                     reason = "indefinite"
                     break
                 alpha = rz / denom
-                p.owned[...] = z.owned + beta * p.owned
-                s.owned[...] = w.owned + beta * s.owned
+                vector.axpby(p.owned, 1.0, z.owned, beta)
+                vector.axpby(s.owned, 1.0, w.owned, beta)
                 x.axpy(alpha, p)
                 r.axpy(-alpha, s)
-                M.apply(r, z)
+                if z is not r:
+                    M.apply(r, z)
                 rz_old, alpha_old = rz, alpha
             it += 1
     return KrylovResult(x, it, _true_residual(op, rhs, x, scale), reason, history)

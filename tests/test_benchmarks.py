@@ -58,3 +58,12 @@ def test_solvers_benchmark_runs_tiny(tmp_path):
     assert res["ranks"] == 2
     for key in ("heat_over_roofline", "sor_sweeps_pympc_over_hand"):
         assert res["ratios"][key] > 0
+
+
+def test_krylov_benchmark_runs_tiny(tmp_path):
+    out = tmp_path / "krylov.json"
+    r = run_mpi(2, [os.path.join(ROOT, "benchmarks", "bench_krylov.py"), "--size", "33", "--iters", "5",
+                    "--mg-size", "33", "--reps", "1", "--json", str(out)], timeout=300)
+    assert r.returncode == 0, r.output[-3000:]
+    res = json.loads(out.read_text())
+    assert res["mgcg_pympc"]["iterations"] > 0 and res["cg_assembled_per_iter"]["median"] > 0
