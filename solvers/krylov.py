@@ -20,8 +20,6 @@ on the unknowns, 0 elsewhere) and, for the Jacobi preconditioner, ``diagonal()``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 import pympc
@@ -29,22 +27,10 @@ from pympc import profile, vector
 from pympc.runtime import InputError
 
 from .boundary import Boundaries
+from .result import Result, verdict
 
 
-@dataclass
-class KrylovResult:
-    """What the Krylov methods return."""
-
-    x: pympc.DistArray
-    iterations: int
-    residual: float
-    reason: str
-    history: list = field(default_factory=list)
-
-    @property
-    def converged(self) -> bool:
-        """Local. True when the stopping tolerance was met."""
-        return self.reason == "converged"
+KrylovResult = Result  # the name earlier code used
 
 
 class StencilOperator:
@@ -140,7 +126,7 @@ def _true_residual(op, rhs, x, scale):
     return r.norm(2) / scale
 
 
-def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> KrylovResult:
+def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Result:
     """Collective. (Preconditioned) conjugate gradients for SPD ``op``.
 
     ``M``: a preconditioner (``Jacobi(op)``, any object with ``apply(r, z)``), None for
@@ -182,7 +168,7 @@ def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Kr
                 rz = rz_new
             it += 1
             history.append(float(np.sqrt(abs(rr))) / scale)
-            reason = "converged" if history[-1] < tol else ("iteration limit" if it >= maxiter else None)
+            reason = verdict(history, tol, it, maxiter)
     else:
         s = x.empty_like()
         w = x.empty_like()
@@ -193,11 +179,8 @@ def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Kr
                 rz, wz, rr = pympc.reduce_all(("dot", r, z), ("dot", w, z), ("dot", r, r))
                 if it > 0:
                     history.append(float(np.sqrt(abs(rr))) / scale)
-                    if history[-1] < tol:
-                        reason = "converged"
-                        break
-                    if it >= maxiter:
-                        reason = "iteration limit"
+                    reason = verdict(history, tol, it, maxiter)
+                    if reason:
                         break
                 if alpha_old is None:
                     beta, denom = 0.0, wz
@@ -216,10 +199,10 @@ def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Kr
                     M.apply(r, z)
                 rz_old, alpha_old = rz, alpha
             it += 1
-    return KrylovResult(x, it, _true_residual(op, rhs, x, scale), reason, history)
+    return Result(x, it, _true_residual(op, rhs, x, scale), reason, history)
 
 
-def bicgstab(op, b, x0=None, tol=1e-8, maxiter=10000, M=None) -> KrylovResult:
+def bicgstab(op, b, x0=None, tol=1e-8, maxiter=10000, M=None) -> Result:
     """Collective. Preconditioned BiCGStab for general (nonsymmetric) ``op``."""
     rhs, x, scale = _setup(op, b, x0, tol, maxiter)
     M = M or Identity()
@@ -258,16 +241,11 @@ def bicgstab(op, b, x0=None, tol=1e-8, maxiter=10000, M=None) -> KrylovResult:
             (rr,) = pympc.reduce_all(("dot", r, r))
         it += 1
         history.append(float(np.sqrt(abs(rr))) / scale)
-        if history[-1] < tol:
-            reason = "converged"
-        elif not np.isfinite(history[-1]):
-            reason = "breakdown"
-        elif it >= maxiter:
-            reason = "iteration limit"
-    return KrylovResult(x, it, _true_residual(op, rhs, x, scale), reason, history)
+        reason = "breakdown" if not np.isfinite(history[-1]) else verdict(history, tol, it, maxiter)
+    return Result(x, it, _true_residual(op, rhs, x, scale), reason, history)
 
 
-def gmres(op, b, x0=None, tol=1e-8, maxiter=10000, restart=30, M=None) -> KrylovResult:
+def gmres(op, b, x0=None, tol=1e-8, maxiter=10000, restart=30, M=None) -> Result:
     """Collective. Right-preconditioned restarted GMRES(m), ``m = restart``.
 
     Arnoldi by classical Gram-Schmidt applied twice (each pass one fused Allreduce of the
@@ -317,11 +295,8 @@ def gmres(op, b, x0=None, tol=1e-8, maxiter=10000, restart=30, M=None) -> Krylov
             H[k + 1, k] = 0.0
             g[k], g[k + 1] = cs[k] * g[k], -sn[k] * g[k]
             history.append(abs(g[k + 1]) / scale)
-            if history[-1] < tol:
-                reason = "converged"
-                break
-            if it >= maxiter:
-                reason = "iteration limit"
+            reason = verdict(history, tol, it, maxiter)
+            if reason:
                 break
         n = k + 1 if reason != "breakdown" else k
         if n > 0:
@@ -337,4 +312,4 @@ def gmres(op, b, x0=None, tol=1e-8, maxiter=10000, restart=30, M=None) -> Krylov
             beta = r.norm(2)
             if beta / scale < tol:
                 reason = "converged"
-    return KrylovResult(x, it, _true_residual(op, rhs, x, scale), reason, history)
+    return Result(x, it, _true_residual(op, rhs, x, scale), reason, history)

@@ -21,8 +21,6 @@ CG preconditioner.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import scipy.sparse as sp
 from mpi4py import MPI
@@ -33,22 +31,10 @@ from pympc import kernels, profile
 from pympc.runtime import InputError
 
 from .krylov import StencilOperator
+from .result import Result, verdict
 
 
-@dataclass
-class MGResult:
-    """What :meth:`Multigrid.solve` returns."""
-
-    u: pympc.DistArray
-    cycles: int
-    residual: float
-    reason: str
-    history: list = field(default_factory=list)
-
-    @property
-    def converged(self) -> bool:
-        """Local. True when the tolerance was met."""
-        return self.reason == "converged"
+MGResult = Result  # the name earlier code used
 
 
 class _Level:
@@ -60,6 +46,13 @@ class _Level:
         self.u = pympc.DistArray(decomp)
         self.f = pympc.DistArray(decomp)
         self.r = pympc.DistArray(decomp)
+        self.unknown = np.zeros(decomp.ghosted_shape, dtype=bool)  # built once per level
+        self.unknown[self.op._sl] = True
+
+    def ghosts(self, a, stencil=None):
+        """Exchange ``a``'s halo and fill its boundary ghosts (homogeneous Dirichlet)."""
+        pympc.update_halo(a, stencil=stencil)
+        self.op.bc.apply(a)
 
 
 def _coarse_sizes(d):
@@ -185,8 +178,7 @@ class Multigrid:
     # -- pieces ----------------------------------------------------------------------
     def _smooth(self, lev, order):
         for color in order:
-            pympc.update_halo(lev.u)
-            lev.op.bc.apply(lev.u)
+            lev.ghosts(lev.u)
             kernels.rbsor_sweep(lev.u, lev.f, lev.h2inv, self.omega, color, region=lev.region)
 
     def _residual(self, lev):
@@ -196,8 +188,7 @@ class Multigrid:
 
     def _restrict(self, fine, coarse):
         d = fine.d
-        pympc.update_halo(fine.r, stencil="box")
-        fine.op.bc.apply(fine.r)
+        fine.ghosts(fine.r, "box")
         x = fine.r.data
         g = d.ghost
         for a in range(d.ndim):  # [1/4, 1/2, 1/4] along axis a, owned range of axis a
@@ -214,17 +205,11 @@ class Multigrid:
         sub = tuple(slice(g + (lo % 2), g + d.local_shape[a], 2) for a, lo in enumerate(d.lo))
         coarse.f.owned[...] = x[sub]
         # Dirichlet boundary points of the coarse level carry no residual
-        coarse.f.data[...] = np.where(self._unknown_mask(coarse), coarse.f.data, 0.0)
-
-    def _unknown_mask(self, lev):
-        m = np.zeros(lev.d.ghosted_shape, dtype=bool)
-        m[lev.op._sl] = True
-        return m
+        coarse.f.data[~coarse.unknown] = 0.0
 
     def _prolong_add(self, coarse, fine):
         dc = coarse.d
-        pympc.update_halo(coarse.u, stencil="box")
-        coarse.op.bc.apply(coarse.u)
+        coarse.ghosts(coarse.u, "box")
         c = coarse.u.data
         df = fine.d
         for a in range(df.ndim):
@@ -305,7 +290,7 @@ class Multigrid:
         self._cycle(0, symmetric=True)
         fine.u, fine.f = saved_u, saved_f
 
-    def solve(self, f, u0=None, tol=1e-8, maxcycles=100) -> MGResult:
+    def solve(self, f, u0=None, tol=1e-8, maxcycles=100) -> Result:
         """Collective. Cycles until ``||f - A u|| / ||f|| < tol`` (one Allreduce per
         cycle); ``u0`` the initial guess (default 0)."""
         fine = self.levels[0]
@@ -322,13 +307,8 @@ class Multigrid:
             k += 1
             self._residual(fine)
             history.append(fine.r.norm(2) / fnorm)
-            if history[-1] < tol:
-                reason = "converged"
-            elif not np.isfinite(history[-1]) or history[-1] > 1e8 * history[0]:
-                reason = "diverged"
-            elif k >= maxcycles:
-                reason = "iteration limit"
+            reason = verdict(history, tol, k, maxcycles, diverge=True)
         u = fine.u.copy()
         if self.singular:
             u.owned[...] -= u.sum() / np.prod(fine.d.shape)
-        return MGResult(u, k, history[-1], reason, history)
+        return Result(u, k, history[-1], reason, history)

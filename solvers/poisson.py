@@ -19,8 +19,6 @@ another exchange. The default ``omega`` is the optimum for the model problem,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from mpi4py import MPI
 
@@ -32,22 +30,7 @@ from pympc.runtime import InputError, get_comm
 
 from .boundary import Boundaries
 from .heat import _field
-
-
-@dataclass
-class Result:
-    """What :meth:`Poisson.solve` returns."""
-
-    u: pympc.DistArray
-    iterations: int
-    residual: float
-    reason: str
-    history: list = field(default_factory=list)
-
-    @property
-    def converged(self) -> bool:
-        """Local. True when the stopping tolerance was met."""
-        return self.reason == "converged"
+from .result import Result, verdict
 
 
 def jacobi_radius(decomp) -> float:
@@ -99,12 +82,9 @@ class Poisson:
     def _residual(self):
         pympc.update_halo(self.u)
         self.bc.apply(self.u)
-        t0 = profile.perf_counter() if hasattr(profile, "perf_counter") else None
         local = np.array([kernels.residual_sumsq(self.u, self.f, self.h2inv, self.region)])
         total = np.empty(1)
         self.comm.Allreduce(local, total, op=MPI.SUM)
-        if t0 is not None:
-            pass
         return float(np.sqrt(total[0]))
 
     def _norm_f(self):
@@ -160,12 +140,7 @@ class Poisson:
                 with profile.superstep(f"{label}:residual"):
                     rel = self._residual() / scale
                 history.append(rel)
-                if rel < tol:
-                    reason = "converged"
-                elif not np.isfinite(rel) or rel > 1e8 * max(history[0], 1e-300):
-                    reason = "diverged"
-                elif it >= maxiter:
-                    reason = "iteration limit"
+                reason = verdict(history, tol, it, maxiter, diverge=True)
         u = self.u
         if self.singular:
             u.owned[...] -= u.sum() / np.prod(self.decomp.shape)  # the zero-mean solution
