@@ -260,6 +260,10 @@ _KIND = {"sum": "sum", "dot": "sum", "norm1": "sum", "norm2": "sum", "min": "min
 
 
 def _local(op, a, b=None):
+    if not isinstance(a, DistArray):  # a partial value this rank computed itself
+        if op not in ("sum", "min", "max"):
+            raise InputError(f"a local value can be reduced by sum, min or max, not {op!r}")
+        return a
     x = a.owned
     if op == "sum":
         return x.sum()
@@ -297,13 +301,19 @@ def reduce_all(*requests, comm=None):
 
     Each request is ``(op, a)`` or ``("dot", a, b)`` with op one of ``sum``, ``min``,
     ``max``, ``norm1``, ``norm2``, ``norminf``, ``dot``. Returns the values in order.
+    ``a`` may also be a number this rank computed itself (its partial sum, min or max,
+    e.g. from a fused kernel) with op ``sum``, ``min`` or ``max``; ``comm`` is then needed
+    when no request names a DistArray.
     Sums of one kind go through ``MPI_SUM``; a mix of sums and min/max travels in one
     float64 buffer with a combined operation (min as max of the negative). Complex values
     take two slots. Integer sums are exact while below 2**53 in a mixed request.
     """
     if not requests:
         return []
-    comm = comm or requests[0][1].decomp.cart
+    if comm is None:
+        comm = next((r[1].decomp.cart for r in requests if isinstance(r[1], DistArray)), None)
+        if comm is None:
+            raise InputError("reduce_all of local values only needs comm=")
     vals, layout = [], []  # layout: (kind, complex?, index)
     for req in requests:
         op = req[0]
@@ -314,7 +324,8 @@ def reduce_all(*requests, comm=None):
         vals.append(v)
     kinds = {_KIND[op] for op, _ in layout}
     if len(layout) == 1 and layout[0][0] in ("min", "max"):
-        buf = np.array([vals[0]], dtype=requests[0][1].dtype)
+        a0 = requests[0][1]
+        buf = np.array([vals[0]], dtype=a0.dtype if isinstance(a0, DistArray) else np.asarray(a0).dtype)
         t0 = _perf()
         comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MIN if layout[0][0] == "min" else MPI.MAX)
         _profile.record_comm("reduce", 1, 1, _perf() - t0)

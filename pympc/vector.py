@@ -37,8 +37,21 @@ def _axpby3(y, a, x, b):
                 yr[k] = a * xr[k] + b * yr[k]
 
 
+def _cg_update3(x, r, p, q, alpha):
+    s = 0.0
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            xr, rr, pr, qr = x[i, j], r[i, j], p[i, j], q[i, j]
+            for k in range(xr.shape[0]):
+                xr[k] += alpha * pr[k]
+                v = rr[k] - alpha * qr[k]
+                rr[k] = v
+                s += v * v
+    return s
+
+
 if _jit is not None:
-    _DOT, _AXPBY = _jit(_dot3), _jit(_axpby3)
+    _DOT, _AXPBY, _CG_UPDATE = _jit(_dot3), _jit(_axpby3), _jit(_cg_update3)
 
 
 def _as3(v):
@@ -66,3 +79,13 @@ def axpby(y: np.ndarray, a: float, x: np.ndarray, b: float) -> None:
     else:
         y *= b
         y += a * x
+
+
+def cg_update(x: np.ndarray, r: np.ndarray, p: np.ndarray, q: np.ndarray, alpha: float) -> float:
+    """Local. The conjugate-gradient update in one pass over the four views:
+    ``x += alpha p``, ``r -= alpha q``, and the local ``r . r`` of the new ``r``."""
+    if fast(x, r, p, q):
+        return float(_CG_UPDATE(_as3(x), _as3(r), _as3(p), _as3(q), float(alpha)))
+    axpby(x, alpha, p, 1.0)
+    axpby(r, -alpha, q, 1.0)
+    return float(np.vdot(r, r).real)

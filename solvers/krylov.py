@@ -10,6 +10,10 @@ holds the relative residual after each iteration (index 0: the initial guess).
 in BiCGStab or GMRES), ``"indefinite"`` (CG met ``p.Ap <= 0``: the operator is not
 positive definite).
 
+**Vectors**: ``b`` and ``x0`` are read, never written; their values on points that are
+not unknowns (Dirichlet boundary points, empty rows) are ignored. The solution ``x`` is
+0 there. CG holds four vectors (x, r, p, Ap; five with a preconditioner).
+
 **Reductions**: dot products go through :func:`pympc.reduce_all`, several fused into one
 ``Allreduce`` where the algebra allows: classic CG needs two per iteration,
 ``cg(..., variant="single")`` (Chronopoulos-Gear) one.
@@ -80,10 +84,13 @@ class StencilOperator:
         d.data[self._sl] = 2.0 * float(np.sum(1.0 / self.h ** 2)) + self.shift
         return d
 
-    def restrict(self, b):
-        """Local. A copy of ``b`` with the non-unknown points set to 0 (the right-hand
-        side the operator's rows see)."""
-        out = b.empty_like()
+    def restrict(self, b, out=None):
+        """Local. ``b`` with the non-unknown points set to 0 (the right-hand side the
+        operator's rows see), into ``out`` (a new DistArray when None)."""
+        if out is None:
+            out = b.empty_like()
+        else:
+            out.data[...] = 0.0
         out.data[self._sl] = b.data[self._sl]
         return out
 
@@ -109,20 +116,48 @@ class Identity:
 
 
 def _setup(op, b, x0, tol, maxiter):
+    """The iterate: zeros, or ``x0`` on the unknowns (0 on the points that are not)."""
     if b.decomp is not op.decomp:
         raise InputError("b must live on the operator's decomposition")
     if not tol > 0 or int(maxiter) < 1:
         raise InputError("tol must be > 0 and maxiter >= 1")
-    rhs = op.restrict(b) if hasattr(op, "restrict") else b
-    x = b.empty_like() if x0 is None else x0.copy()
-    bnorm = rhs.norm(2)
-    return rhs, x, (bnorm if bnorm > 0 else 1.0)
+    if x0 is not None and x0.decomp is not op.decomp:
+        raise InputError("x0 must live on the operator's decomposition")
+    x = b.empty_like()
+    if x0 is not None:
+        if hasattr(op, "restrict"):
+            op.restrict(x0, out=x)
+        else:
+            x.owned[...] = x0.owned
+    return x
 
 
-def _true_residual(op, rhs, x, scale):
-    r = x.empty_like()
-    op.apply(x, r)
-    r.owned[...] = rhs.owned - r.owned
+def _residual(op, b, x, r, tmp, zero=False):
+    """``r = b - A x`` on the operator's unknowns (``tmp`` takes ``A x``; with ``zero``
+    x is known to be 0 and the product is skipped). No vector is allocated: the
+    right-hand side is restricted into ``r`` itself. Returns ``||b||`` restricted."""
+    if hasattr(op, "restrict"):
+        op.restrict(b, out=r)
+    else:
+        r.owned[...] = b.owned
+    bnorm = r.norm(2)
+    if not zero:
+        op.apply(x, tmp)
+        vector.axpby(r.owned, -1.0, tmp.owned, 1.0)
+    return bnorm
+
+
+def _start(op, b, x, x0, r, tmp):
+    """The initial residual into ``r`` and the scale of the stopping rule (``||b||``,
+    1 when b = 0)."""
+    bnorm = _residual(op, b, x, r, tmp, zero=x0 is None)
+    return bnorm if bnorm > 0 else 1.0
+
+
+def _true_residual(op, b, x, r, tmp, scale):
+    """The relative true residual ``||b - A x|| / scale``, computed in ``r`` and ``tmp``
+    (vectors the method no longer needs)."""
+    _residual(op, b, x, r, tmp)
     return r.norm(2) / scale
 
 
@@ -134,36 +169,39 @@ def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Re
     Chronopoulos-Gear form, one (its recurrence differs by round-off)."""
     if variant not in ("classic", "single"):
         raise InputError(f"variant must be 'classic' or 'single', got {variant!r}")
-    rhs, x, scale = _setup(op, b, x0, tol, maxiter)
+    x = _setup(op, b, x0, tol, maxiter)
     r, p, q = (x.empty_like() for _ in range(3))
     z = r if M is None else x.empty_like()  # without a preconditioner z is r itself
     M = M or Identity()
-    op.apply(x, q)
-    r.owned[...] = rhs.owned - q.owned
+    scale = _start(op, b, x, x0, r, q)
     if z is not r:
         M.apply(r, z)
     rz, rr = pympc.reduce_all(("dot", r, z), ("dot", r, r))
     history = [float(np.sqrt(abs(rr))) / scale]
     reason, it = ("converged" if history[0] < tol else None), 0
     label = f"cg-{variant}"
+    comm = x.decomp.cart
+    # an operator that computes p.Ap in its product's pass (SparseOperator) saves a pass
+    apply_dot = getattr(op, "apply_dot", None)
     if variant == "classic":
         p.owned[...] = z.owned
         while reason is None:
             with profile.superstep(label):
-                op.apply(p, q)
-                (pq,) = pympc.reduce_all(("dot", p, q))
+                if apply_dot is not None:
+                    (pq,) = pympc.reduce_all(("sum", apply_dot(p, q)), comm=comm)
+                else:
+                    op.apply(p, q)
+                    (pq,) = pympc.reduce_all(("dot", p, q))
                 if not pq > 0:
                     reason = "indefinite"
                     break
                 alpha = rz / pq
-                x.axpy(alpha, p)
-                r.axpy(-alpha, q)
-                if z is not r:
-                    M.apply(r, z)
+                rr_local = vector.cg_update(x.owned, r.owned, p.owned, q.owned, alpha)  # one pass
                 if z is r:  # no preconditioner: r.z is r.r
-                    rz_new = rr = pympc.reduce_all(("dot", r, r))[0]
+                    rz_new = rr = pympc.reduce_all(("sum", rr_local), comm=comm)[0]
                 else:
-                    rz_new, rr = pympc.reduce_all(("dot", r, z), ("dot", r, r))
+                    M.apply(r, z)
+                    rz_new, rr = pympc.reduce_all(("dot", r, z), ("sum", rr_local), comm=comm)
                 vector.axpby(p.owned, 1.0, z.owned, rz_new / rz)  # p = z + beta p
                 rz = rz_new
             it += 1
@@ -173,10 +211,11 @@ def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Re
         s = x.empty_like()
         w = x.empty_like()
         alpha_old = beta = None
+        rr_req = ("dot", r, r)
         while reason is None:
             with profile.superstep(label):
                 op.apply(z, w)
-                rz, wz, rr = pympc.reduce_all(("dot", r, z), ("dot", w, z), ("dot", r, r))
+                rz, wz, rr = pympc.reduce_all(("dot", r, z), ("dot", w, z), rr_req, comm=comm)
                 if it > 0:
                     history.append(float(np.sqrt(abs(rr))) / scale)
                     reason = verdict(history, tol, it, maxiter)
@@ -193,22 +232,20 @@ def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Re
                 alpha = rz / denom
                 vector.axpby(p.owned, 1.0, z.owned, beta)
                 vector.axpby(s.owned, 1.0, w.owned, beta)
-                x.axpy(alpha, p)
-                r.axpy(-alpha, s)
+                rr_req = ("sum", vector.cg_update(x.owned, r.owned, p.owned, s.owned, alpha))
                 if z is not r:
                     M.apply(r, z)
                 rz_old, alpha_old = rz, alpha
             it += 1
-    return Result(x, it, _true_residual(op, rhs, x, scale), reason, history)
+    return Result(x, it, _true_residual(op, b, x, r, q, scale), reason, history)
 
 
 def bicgstab(op, b, x0=None, tol=1e-8, maxiter=10000, M=None) -> Result:
     """Collective. Preconditioned BiCGStab for general (nonsymmetric) ``op``."""
-    rhs, x, scale = _setup(op, b, x0, tol, maxiter)
+    x = _setup(op, b, x0, tol, maxiter)
     M = M or Identity()
     r, r0, p, v, s, t, ph, sh = (x.empty_like() for _ in range(8))
-    op.apply(x, v)
-    r.owned[...] = rhs.owned - v.owned
+    scale = _start(op, b, x, x0, r, v)
     r0.owned[...] = r.owned
     history = [r.norm(2) / scale]
     reason, it = ("converged" if history[0] < tol else None), 0
@@ -242,7 +279,7 @@ def bicgstab(op, b, x0=None, tol=1e-8, maxiter=10000, M=None) -> Result:
         it += 1
         history.append(float(np.sqrt(abs(rr))) / scale)
         reason = "breakdown" if not np.isfinite(history[-1]) else verdict(history, tol, it, maxiter)
-    return Result(x, it, _true_residual(op, rhs, x, scale), reason, history)
+    return Result(x, it, _true_residual(op, b, x, r, v, scale), reason, history)
 
 
 def gmres(op, b, x0=None, tol=1e-8, maxiter=10000, restart=30, M=None) -> Result:
@@ -254,12 +291,10 @@ def gmres(op, b, x0=None, tol=1e-8, maxiter=10000, restart=30, M=None) -> Result
     m = int(restart)
     if m < 1:
         raise InputError(f"restart must be >= 1, got {restart}")
-    rhs, x, scale = _setup(op, b, x0, tol, maxiter)
+    x = _setup(op, b, x0, tol, maxiter)
     M = M or Identity()
-    w, tmp = x.empty_like(), x.empty_like()
-    op.apply(x, w)
-    r = x.empty_like()
-    r.owned[...] = rhs.owned - w.owned
+    w, tmp, r = x.empty_like(), x.empty_like(), x.empty_like()
+    scale = _start(op, b, x, x0, r, w)
     beta = r.norm(2)
     history = [beta / scale]
     reason, it = ("converged" if history[0] < tol else None), 0
@@ -307,9 +342,8 @@ def gmres(op, b, x0=None, tol=1e-8, maxiter=10000, restart=30, M=None) -> Result
             M.apply(w, tmp)
             x.owned[...] += tmp.owned
         if reason is None:  # restart from the true residual
-            op.apply(x, w)
-            r.owned[...] = rhs.owned - w.owned
+            _residual(op, b, x, r, w)
             beta = r.norm(2)
             if beta / scale < tol:
                 reason = "converged"
-    return Result(x, it, _true_residual(op, rhs, x, scale), reason, history)
+    return Result(x, it, _true_residual(op, b, x, r, w, scale), reason, history)

@@ -103,6 +103,17 @@ def test_reduce_all_issues_one_allreduce(comm):
         glob = a.gather(root=None)
         assert out == [pytest.approx(glob.sum()), glob.max(), pytest.approx(np.linalg.norm(glob)),
                        glob.min(), pytest.approx((glob * glob).sum())]
+        # partial values a rank computed itself travel in the same Allreduce
+        me, P = comm.Get_rank(), comm.Get_size()
+        counting.calls.clear()
+        out = reduce_all(("dot", a, a), ("sum", float(me + 1)), ("max", 10 * me), comm=counting)
+        assert counting.calls == ["Allreduce"]
+        assert out == [pytest.approx((glob * glob).sum()), P * (P + 1) / 2, 10 * (P - 1)]
+        assert reduce_all(("sum", 2.0), comm=d.cart) == [2.0 * P]
+        with pytest.raises(pympc.InputError, match="comm="):
+            reduce_all(("sum", 1.0))
+        with pytest.raises(pympc.InputError, match="sum, min or max"):
+            reduce_all(("norm2", 1.0), comm=d.cart)
 
 
 @pytest.mark.mpi
