@@ -1,4 +1,4 @@
-"""Geometric multigrid: V(1,1) convergence per cycle and cycle counts independent of the
+"""Geometric multigrid: V(1,1) convergence per cycle (every cycle) and cycle counts independent of the
 grid (2D 33^2..513^2, 3D 17^3..65^3), the same counts on every rank count as on one,
 against scipy's direct solve, periodic (mean-zero) problems, W-cycles, MG-preconditioned
 CG, and clear errors for sizes that do not coarsen."""
@@ -40,8 +40,8 @@ def test_v11_2d_reduction_per_cycle_and_grid_independent_counts(comm):
         assert r.converged
         h = np.array(r.history)
         rates = h[1:] / h[:-1]
-        # 10x per cycle on average over the solve, no cycle worse than 0.11
-        assert (h[-1] / h[0]) ** (1 / r.cycles) <= 0.1 and rates.max() <= 0.11, rates
+        # every cycle reduces the residual 2-norm by 10x or more (the first included)
+        assert rates.max() <= 0.1, rates
         counts.append(r.cycles)
     assert max(counts) - min(counts) <= 2, counts
     with pympc.Decomposition((129, 129), comm=MPI.COMM_SELF, spacing=1 / 128) as ds:
@@ -51,7 +51,12 @@ def test_v11_2d_reduction_per_cycle_and_grid_independent_counts(comm):
 
 @pytest.mark.mpi
 def test_v11_3d_grid_independent_counts(comm):
-    counts = [solve(comm, (n, n, n)).cycles for n in (17, 33, 65)]
+    counts = []
+    for n in (17, 33, 65):
+        r = solve(comm, (n, n, n))
+        h = np.array(r.history)
+        assert r.converged and (h[1:] / h[:-1]).max() <= 0.125, h[1:] / h[:-1]  # 0.09-0.115 measured
+        counts.append(r.cycles)
     assert max(counts) - min(counts) <= 2, counts
 
 
