@@ -133,11 +133,24 @@ def bsp_table(runs):
     row("g: BSP send / raw", "", lambda r: fmt(r["ratios"]["g_send_over_raw"]))
     row("g: MPI_Put per pair + fence / raw (design option)", "", lambda r: fmt(r["ratios"]["g_rma_over_raw"]))
     row("l (intercept of the hpput fit)", "", lambda r: us(r["machine"]["l"]))
+    ac = lambda r: r["machine"]["after_compute"]  # noqa: E731
+    row("after a compute phase (memory stream) per rank", "",
+        lambda r: f"{ac(r)['stream_bytes'] / 2**20:.0f} MiB, {ac(r)['stream_seconds'] * 1e3:.2f} ms")
+    row("  then raw Alltoallv: g, l", "",
+        lambda r: f"{ns(ac(r)['fit']['raw']['g'])}, {us(ac(r)['fit']['raw']['l'])}")
+    row("  then BSP hpput: g, l", "",
+        lambda r: f"{ns(ac(r)['fit']['hpput']['g'])}, {us(ac(r)['fit']['hpput']['l'])}")
+    row("l after compute / back to back (raw)", "",
+        lambda r: fmt(r["ratios"]["l_raw_after_compute_over_back_to_back"]))
     row("heat step (periodic axis 0): h per superstep", "",
         lambda r: f"{r['heat']['h'] / r['heat']['steps']:.0f} words")
+    row("heat: compute per superstep (slowest rank)", "", lambda r: us(r["heat"]["w_max"] / r["heat"]["steps"]))
     row("heat: measured comm + sync per superstep", "", lambda r: us(r["heat"]["measured"] / r["heat"]["steps"]))
+    row("heat: g, l the report picks", "", lambda r: r["heat"]["model"])
     row("heat: predicted g*h + l per superstep", "", lambda r: us(r["heat"]["predicted"] / r["heat"]["steps"]))
     row("**heat: predicted / measured**", "0.8 - 1.2", lambda r: fmt(r["ratios"]["heat_predicted_over_measured"]))
+    row("heat: predicted / measured with the back-to-back hpput g, l (bspbench)", "",
+        lambda r: fmt(r["ratios"]["heat_back_to_back_predicted_over_measured"]))
     row("heat, periodic on both axes (strided column copies): predicted / measured", "",
         lambda r: fmt(r["ratios"]["heat_both_predicted_over_measured"]))
     return str(table)

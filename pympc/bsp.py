@@ -51,6 +51,10 @@ _DTYPES = tuple(np.dtype(c) for c in "?bBhHiIlqLQefdgFDG")
 _EMPTY = np.empty(0, np.uint8)
 
 
+def _no_fence() -> None:
+    """The fence of a one-rank BSP object: nothing to order or wait for."""
+
+
 class Registration:
     """A registered array: the handle that :meth:`BSP.put` and :meth:`BSP.get` name.
 
@@ -182,6 +186,8 @@ class BSP:
         self._t_start = _perf()
         self._fence = self._win.Fence
         self._fence()
+        if P == 1:  # no other rank touches the window: a sync needs no fence (0.5 -> 0.1 µs,
+            self._fence = _no_fence  # and 22 -> ~1 µs right after a memory-bound compute phase)
         _live.append(self)
 
     # -- registration ------------------------------------------------------------------

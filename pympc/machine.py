@@ -144,11 +144,52 @@ class HRelation:
         self.bsp.close()
 
 
-def time_hrelations(hs, methods=METHODS, iters: int = 10, reps: int = 5, seed: int = 0, comm=None) -> dict:
+def cache_bytes() -> int:
+    """Local. The size of the last-level cache in bytes (from Linux's sysfs; 32 MiB when
+    it cannot be read)."""
+    import glob
+
+    best = 0
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            txt = open(path).read().strip()
+        except OSError:
+            continue
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(txt[-1:], 1)
+        try:
+            best = max(best, int(txt.rstrip("KMG")) * mult)
+        except ValueError:
+            continue
+    return best or (32 << 20)
+
+
+class Stream:
+    """Local. A compute phase that streams memory, like a stencil sweep over a large
+    grid: one ``copyto`` from one buffer into another, ``nbytes`` of traffic in all
+    (half read, half written). Run before a superstep, it leaves the caches, TLBs and
+    branch predictors as a real compute phase leaves them for the communication after it."""
+
+    def __init__(self, nbytes: int):
+        n = max(1, int(nbytes) // 16)
+        self.src, self.dst = np.ones(n), np.empty(n)
+
+    def __call__(self) -> None:
+        np.copyto(self.dst, self.src)
+
+
+def time_hrelations(hs, methods=METHODS, iters: int = 10, reps: int = 5, seed: int = 0, comm=None,
+                    compute: int = 0) -> dict:
     """Collective. Seconds per superstep of h-relations for every ``h`` in ``hs`` and
-    every method: the median over ``reps`` batches of ``iters`` supersteps, each batch
-    timed to the slowest rank. Batches run in a random order (from ``seed``, the same on
-    every rank), so drift of a shared machine does not bias the slope."""
+    every method: the median over ``reps`` batches of ``iters`` supersteps. Batches run
+    in a random order (from ``seed``, the same on every rank), so drift of a shared
+    machine does not bias the slope.
+
+    ``compute=0``: supersteps back to back (bspbench), each batch timed to the slowest
+    rank. ``compute > 0``: every superstep follows a compute phase that streams
+    ``compute`` bytes (:class:`Stream`), which is not timed: the time from the end of a
+    rank's compute phase to the end of its superstep, summed over the batch, of the rank
+    that waited least (the one that computed longest: the critical path), as
+    :func:`pympc.profile.summarise` measures a program's supersteps."""
     comm = get_comm(comm)
     hs = [int(h) for h in hs]
     if not hs or min(hs) < 0:
@@ -156,6 +197,7 @@ def time_hrelations(hs, methods=METHODS, iters: int = 10, reps: int = 5, seed: i
     for m in methods:
         if m not in METHODS:
             raise InputError(f"unknown h-relation method {m!r}; use one of {METHODS}")
+    stream = Stream(compute) if compute > 0 else None
     hr = HRelation(max(hs), comm)
     try:
         for m in methods:  # warm-up: plans, buffers, first-touch pages
@@ -168,11 +210,20 @@ def time_hrelations(hs, methods=METHODS, iters: int = 10, reps: int = 5, seed: i
             m, i = jobs[k]
             h = hs[i]
             comm.Barrier()
-            t0 = time.perf_counter()
-            for _ in range(iters):
-                hr.run(m, h)
-            dt = (time.perf_counter() - t0) / iters
-            samples[m][i].append(comm.allreduce(dt, op=MPI.MAX))
+            if stream is None:
+                t0 = time.perf_counter()
+                for _ in range(iters):
+                    hr.run(m, h)
+                dt = (time.perf_counter() - t0) / iters
+                samples[m][i].append(comm.allreduce(dt, op=MPI.MAX))
+            else:
+                dt = 0.0
+                for _ in range(iters):
+                    stream()
+                    t0 = time.perf_counter()
+                    hr.run(m, h)
+                    dt += time.perf_counter() - t0
+                samples[m][i].append(comm.allreduce(dt / iters, op=MPI.MIN))
     finally:
         hr.close()
     return {m: [float(np.median(s)) for s in samples[m]] for m in methods}
@@ -292,12 +343,32 @@ def logp(comm=None, reps: int = 200, big: int = 1 << 20) -> dict | None:
     return vals
 
 
+def stream_seconds(stream: Stream, comm, reps: int = 5) -> float:
+    """Collective. Seconds of one :class:`Stream` pass, the median of ``reps``, on the
+    slowest rank (every rank streaming at once, as in a superstep)."""
+    ts = []
+    stream()
+    for _ in range(reps):
+        comm.Barrier()
+        t0 = time.perf_counter()
+        stream()
+        ts.append(time.perf_counter() - t0)
+    return float(comm.allreduce(float(np.median(ts)), op=MPI.MAX))
+
+
 def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters: int = 10,
-            seed: int = 0, methods=METHODS, with_logp: bool = True) -> dict:
+            seed: int = 0, methods=METHODS, with_logp: bool = True, compute: int | None = None) -> dict:
     """Collective. Everything ``pympc bench`` reports, as a dict (the same on every
     rank): ``r``, ``g``, ``l`` (from the hpput h-relations), ``g_flops``, ``l_flops``,
     ``l_empty`` and ``barrier``, the fit of every method, the raw timings, the ratios
-    against the raw Alltoallv and the barrier, and ``logp``."""
+    against the raw Alltoallv and the barrier, and ``logp``.
+
+    ``after_compute``: the hpput and raw h-relations again, each superstep after a compute
+    phase streaming ``compute`` bytes per rank (default: twice the last-level cache shared
+    among the node's ranks; 0 skips it):
+    ``stream_bytes``, ``stream_seconds``, ``fit`` per method and the timings. The
+    profile report predicts supersteps with long compute phases from these
+    (:func:`pympc.profile.model_parameters`)."""
     comm = get_comm(comm)
     if hmax < 2 or points < 3:
         raise InputError(f"need hmax >= 2 and points >= 3, got hmax={hmax}, points={points}")
@@ -331,6 +402,17 @@ def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters
             if m != "raw":
                 ratios[f"g_{m}_over_raw"] = fits[m]["g"] / fits["raw"]["g"]
     out["ratios"] = ratios
+    if compute is None:  # the ranks of a node together stream twice its last-level cache
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        compute = 2 * cache_bytes() // node.Get_size()
+        node.Free()
+    if compute > 0:
+        cold_methods = [m for m in ("hpput", "raw") if m in methods]
+        ct = time_hrelations(hs, cold_methods, iters=iters, reps=reps, seed=seed + 1, comm=comm,
+                             compute=compute)
+        out["after_compute"] = {"stream_bytes": int(compute),
+                                "stream_seconds": stream_seconds(Stream(compute), comm),
+                                "fit": {m: fit(hs, ct[m]) for m in cold_methods}, "hrel": {"h": hs, **ct}}
     out["logp"] = logp(comm) if with_logp else None
     out["versions"] = {"python": platform.python_version(), "numpy": np.__version__,
                        "mpi4py": __import__("mpi4py").__version__,
@@ -352,6 +434,13 @@ def summary(res: dict) -> str:
                      f"R² {f['r2']:.3f}  max residual {f['max_rel_residual']:.0%}  outliers {f['outliers']}")
     for k, v in res["ratios"].items():
         lines.append(f"  {k} = {v:.3g}")
+    ac = res.get("after_compute")
+    if ac:
+        lines.append(f"  after a compute phase streaming {ac['stream_bytes'] / 2**20:.0f} MiB "
+                     f"({ac['stream_seconds'] * 1e3:.3g} ms), the superstep alone:")
+        for m, f in ac["fit"].items():
+            lines.append(f"  {m:>6}: g = {f['g'] * 1e9:8.3g} ns/word  l = {f['l'] * us:8.3g} µs  "
+                         f"R² {f['r2']:.3f}  max residual {f['max_rel_residual']:.0%}")
     main = res["fit"][res["g_method"]]
     if main["g"] <= 0 or main["r2"] < 0.8:
         lines.append(f"  warning: T(h) is far from a line (g = {main['g']:.3g}, R² {main['r2']:.2f}): "
@@ -377,9 +466,12 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=10, help="supersteps per batch [10]")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random order [0]")
     ap.add_argument("--no-logp", action="store_true", help="skip the LogP measurements")
+    ap.add_argument("--compute", type=int, default=None,
+                    help="bytes per rank a compute phase streams before each after-compute "
+                         "superstep [twice the last-level cache / ranks on the node]; 0 skips those")
     args = ap.parse_args(argv)
     res = measure(hmax=args.hmax, points=args.points, reps=args.reps, iters=args.iters, seed=args.seed,
-                  with_logp=not args.no_logp)
+                  with_logp=not args.no_logp, compute=args.compute)
     if MPI.COMM_WORLD.Get_rank() == 0:
         if args.json:
             with open(args.json, "w") as f:

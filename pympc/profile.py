@@ -298,6 +298,33 @@ def load(path) -> dict:
         return json.load(f)
 
 
+def model_parameters(machine: dict, bsp: bool, w_step: float):
+    """Local. The ``(g, l, name)`` that predict a superstep's communication, chosen from
+    a ``pympc bench`` result by how the superstep communicates and what came before:
+
+    * **layer**: supersteps with BSP puts, gets or messages (``bsp``) take the BSP
+      h-relation fit (``hpput``); the others (halo exchanges, reductions, empty syncs:
+      the decomposition layer's direct MPI calls) the raw ``MPI_Alltoallv`` fit;
+    * **cache state**: a superstep whose compute phase (``w_step`` seconds, the slowest
+      rank's mean) lasts at least half the bench's memory stream (which streams twice the
+      last-level cache: half of it is long enough to have streamed the cache once,
+      ``after_compute.stream_seconds / 2``) takes the fit measured after such a stream:
+      its communication runs with the caches and TLBs the compute phase has emptied, which
+      costs several times the back-to-back figure. Shorter compute phases take the
+      back-to-back (bspbench) fit.
+
+    A machine dict without these fits (only ``g`` and ``l``) gives its ``g`` and ``l``."""
+    method = "hpput" if bsp else "raw"
+    ac = machine.get("after_compute")
+    if ac and w_step >= 0.5 * ac.get("stream_seconds", math.inf) and method in ac.get("fit", {}):
+        f = ac["fit"][method]
+        return f["g"], f["l"], f"{method}, after compute"
+    f = machine.get("fit", {}).get(method)
+    if f:
+        return f["g"], f["l"], f"{method}, back to back"
+    return machine["g"], machine["l"], "g, l"
+
+
 def summarise(data: dict, machine: dict | None = None) -> dict:
     """Local. The figures of the report, computed from a gathered log.
 
@@ -307,8 +334,9 @@ def summarise(data: dict, machine: dict | None = None) -> dict:
     recv) words), ``h_imbalance`` and ``h_rank``; ``measured`` communication + sync
     seconds (the least of any rank: the rank that waited least); ``idle`` (seconds
     ranks spent waiting beyond that, summed) and ``idle_fraction`` (of all ranks' time
-    in the label); with a machine, ``predicted = g*h + steps*l`` and ``ratio`` =
-    predicted / measured. ``totals`` sums them.
+    in the label); with a machine, ``predicted = g*h + steps*l`` with the ``g`` and
+    ``l`` of :func:`model_parameters` (named in ``model``) and ``ratio`` = predicted /
+    measured. ``totals`` sums them.
     """
     if data.get("format") != FORMAT:
         raise InputError(f"not a pympc profile log (format {data.get('format')!r})")
@@ -316,6 +344,7 @@ def summarise(data: dict, machine: dict | None = None) -> dict:
     if machine:
         g, l = machine.get("g"), machine.get("l")
     rows = []
+    steps_of = {lab: max(1, int(max(d["count"]))) for lab, d in data["labels"].items()}
     for lab, d in data["labels"].items():
         w = np.asarray(d["w"], float)
         c = np.asarray(d["comm"], float) + np.asarray(d["sync"], float)
@@ -334,7 +363,8 @@ def summarise(data: dict, machine: dict | None = None) -> dict:
                "idle_rank": int(c.argmax()), "time": float((w + c).mean()),
                "kinds": sorted(d.get("kinds", {}))}
         if g is not None and l is not None:
-            row["predicted"] = g * row["h"] + l * steps
+            gg, ll, row["model"] = model_parameters(machine, "bsp" in row["kinds"], row["w_max"] / steps_of[lab])
+            row["predicted"] = gg * row["h"] + ll * steps
             row["ratio"] = row["predicted"] / measured if measured > 0 else math.inf
         rows.append(row)
     tot = {"label": "total", "steps": sum(r["steps"] for r in rows)}
@@ -383,6 +413,11 @@ def report(data, machine=None, png=None, scaling=None) -> str:
         if machine.get("ranks") not in (None, s["ranks"]):
             out.append(f"warning: g and l were measured at {machine['ranks']} ranks, this run has "
                        f"{s['ranks']}: the prediction is indicative only")
+        ac = machine.get("after_compute")
+        if ac:
+            out.append(f"  after a compute phase streaming {ac['stream_bytes'] / 2**20:.0f} MiB "
+                       f"({_t(ac['stream_seconds'])}): " + ", ".join(
+                           f"{m} g = {_t(f['g'])}/word, l = {_t(f['l'])}" for m, f in ac["fit"].items()))
     head = (f"{'label':<16} {'steps':>6} {'w max':>10} {'w imb':>6} {'h words':>10} {'h imb':>6} "
             f"{'comm+sync':>10} {'g*h+l':>10} {'pred/meas':>9} {'idle':>6}  ranks (w, h, idle)")
     out += ["", head, "-" * len(head)]
@@ -399,6 +434,9 @@ def report(data, machine=None, png=None, scaling=None) -> str:
     out.append("w: compute seconds of the slowest rank; h: largest per-rank words, max(sent, recv) "
                "per superstep, summed; comm+sync: seconds of the rank that waited least; idle: "
                "time ranks waited beyond that, as a share of all ranks' time in the label.")
+    models = [(r["label"], r["model"]) for r in s["rows"] if "model" in r]
+    if models:
+        out.append("g*h+l with: " + "; ".join(f"{lab}: {m}" for lab, m in models))
     if scaling:
         runs = [(x["ranks"], x["elapsed"]) if isinstance(x, dict) else tuple(x) for x in scaling]
         ranks = [p for p, _ in runs]

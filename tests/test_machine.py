@@ -69,7 +69,7 @@ def test_time_hrelations_and_empty_sync(comm):
 def test_bench_command_writes_json(tmp_path):
     out = tmp_path / "m.json"
     r = run_mpi(2, ["-m", "pympc", "bench", "--hmax", "64", "--points", "3", "--reps", "1", "--iters", "2",
-                    "--json", str(out)], timeout=300)
+                    "--compute", str(1 << 20), "--json", str(out)], timeout=300)
     assert r.returncode == 0, r.output[-3000:]
     assert r.stdout.count("pympc bench: 2 rank(s)") == 1
     res = json.loads(out.read_text())
@@ -78,3 +78,15 @@ def test_bench_command_writes_json(tmp_path):
         assert np.isfinite(res[k]), k
     assert set(res["fit"]) == set(machine.METHODS) and res["hrel"]["h"] == [0, 32, 64]
     assert res["logp"]["latency"] > 0 and res["ratios"]["g_hpput_over_raw"] > 0
+    ac = res["after_compute"]  # the same h-relations, each after a 1 MiB memory stream
+    assert ac["stream_bytes"] == 1 << 20 and ac["stream_seconds"] > 0
+    assert set(ac["fit"]) == {"hpput", "raw"} and all(len(ac["hrel"][m]) == 3 for m in ("hpput", "raw"))
+    assert "after a compute phase streaming 1 MiB" in r.stdout
+
+
+def test_stream_and_cache_size():
+    assert machine.cache_bytes() >= 1 << 16
+    s = machine.Stream(1 << 16)
+    s.dst[...] = 0
+    s()
+    assert s.src.size == 4096 and np.all(s.dst == 1.0)

@@ -45,6 +45,27 @@ def test_summarise_figures():
     assert tot["accounted"] == pytest.approx((1.12 + 0.21) / 2.0)
 
 
+def test_model_parameters_follow_the_layer_and_the_compute_phase():
+    """A superstep's prediction takes the fit of its layer (BSP puts: hpput; halo and
+    reductions: raw MPI) measured back to back, or after a memory stream when its
+    compute phase lasts at least half the bench's stream."""
+    fit = lambda g, l: {"g": g, "l": l}  # noqa: E731
+    mach = {"g": 1.0, "l": 2.0, "ranks": 2, "fit": {"hpput": fit(3.0, 4.0), "raw": fit(5.0, 6.0)},
+            "after_compute": {"stream_bytes": 1 << 25, "stream_seconds": 0.004,
+                              "fit": {"hpput": fit(7.0, 8.0), "raw": fit(9.0, 10.0)}}}
+    mp = profile.model_parameters
+    assert mp(mach, True, 0.001) == (3.0, 4.0, "hpput, back to back")
+    assert mp(mach, False, 0.001) == (5.0, 6.0, "raw, back to back")
+    assert mp(mach, True, 0.002) == (7.0, 8.0, "hpput, after compute")
+    assert mp(mach, False, 0.01) == (9.0, 10.0, "raw, after compute")
+    assert mp({"g": 1.0, "l": 2.0}, True, 1.0) == (1.0, 2.0, "g, l")
+    # the "step" label of the fake log: halo only, 0.1 s of compute per superstep
+    row = {r["label"]: r for r in profile.summarise(fake_log(), mach)["rows"]}["step"]
+    assert row["model"] == "raw, after compute" and row["predicted"] == pytest.approx(9.0 * 3000 + 10.0 * 10)
+    text = profile.report(fake_log(), mach)
+    assert "step: raw, after compute" in text and "after a compute phase streaming 32 MiB" in text
+
+
 def test_summarise_without_machine_and_bad_input():
     s = profile.summarise(fake_log(1))
     assert "predicted" not in s["rows"][0] and s["machine"] is None
