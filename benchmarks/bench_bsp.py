@@ -30,7 +30,7 @@ from mpi4py import MPI
 
 import pympc
 from common import emit, versions
-from pympc import kernels, machine, profile
+from pympc import kernels, machine, profile, report
 from pympc.bsp import BSP
 
 comm = MPI.COMM_WORLD
@@ -63,9 +63,9 @@ def heat(n, steps, reps, periodic, mach, warm):
                 for _ in range(steps):
                     step()
                 data = log.gather(root=None)
-            s = profile.summarise(data, mach)
+            s = report.summarise(data, mach)
             row = {r["label"]: r for r in s["rows"]}["heat"]
-            sw = {r["label"]: r for r in profile.summarise(data, warm)["rows"]}["heat"]
+            sw = {r["label"]: r for r in report.summarise(data, warm)["rows"]}["heat"]
             row["ratio_back_to_back"] = sw["ratio"]
             runs.append(row)
     d.close()

@@ -13,7 +13,7 @@ def main(argv=None) -> int:
     commands = {
         "info": ("pympc.info", "report the MPI + HDF5 stack and check that it is consistent"),
         "bench": ("pympc.machine", "measure BSP r, g, l and LogP parameters (run under mpiexec)"),
-        "report": ("pympc.profile", "report a profile log: BSP costs predicted vs measured"),
+        "report": ("pympc.report", "report a profile log: BSP costs predicted vs measured"),
     }
     if not argv or argv[0] in ("-h", "--help"):
         print(f"pympc {__version__}\n\nusage: pympc COMMAND [ARGS]\n\ncommands:")

@@ -189,7 +189,7 @@ def time_hrelations(hs, methods=METHODS, iters: int = 10, reps: int = 5, seed: i
     ``compute`` bytes (:class:`Stream`), which is not timed: the time from the end of a
     rank's compute phase to the end of its superstep, summed over the batch, of the rank
     that waited least (the one that computed longest: the critical path), as
-    :func:`pympc.profile.summarise` measures a program's supersteps."""
+    :func:`pympc.report.summarise` measures a program's supersteps."""
     comm = get_comm(comm)
     hs = [int(h) for h in hs]
     if not hs or min(hs) < 0:
@@ -368,7 +368,7 @@ def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters
     among the node's ranks; 0 skips it):
     ``stream_bytes``, ``stream_seconds``, ``fit`` per method and the timings. The
     profile report predicts supersteps with long compute phases from these
-    (:func:`pympc.profile.model_parameters`)."""
+    (:func:`pympc.report.model_parameters`)."""
     comm = get_comm(comm)
     if hmax < 2 or points < 3:
         raise InputError(f"need hmax >= 2 and points >= 3, got hmax={hmax}, points={points}")

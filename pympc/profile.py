@@ -1,5 +1,4 @@
-"""The cost log and the profile report: where a run's time went, and what the BSP cost
-model predicts for it.
+"""The cost log: where a run's time went, recorded superstep by superstep.
 
 Every rank keeps a :class:`Log`. A **superstep** is the interval between two superstep
 boundaries (:meth:`pympc.bsp.BSP.sync`, or the end of a ``with log.superstep(label)``
@@ -19,24 +18,18 @@ stays a few numbers per label. Recording is always on: the module keeps a curren
 reductions and the BSP layer call :func:`record_comm` into it, which costs a few
 hundred nanoseconds.
 
-:func:`report` turns a gathered log (a dict, or the JSON file :meth:`Log.save` writes)
-into a table: per label the measured ``w``, ``h``, communication and sync time, the
-predicted communication cost ``g*h + l`` (with ``g`` and ``l`` from ``pympc bench``),
-imbalance, idle fraction and the ranks responsible; :func:`plot` draws it;
-:func:`fit_amdahl` and :func:`fit_gustafson` fit runs at several rank counts.
-``pympc report LOG.json [--machine M.json] [--png out.png]`` does all of it.
+:mod:`pympc.report` turns a gathered log (a dict, or the JSON file :meth:`Log.save`
+writes) into the profile report: measured against predicted, imbalance, idle time, the
+scaling fits (``pympc report LOG.json``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from contextlib import contextmanager
 from time import perf_counter
 
-import numpy as np
-
-from .runtime import InputError, get_comm
+from .runtime import get_comm
 
 FORMAT = "pympc-profile/1"
 OUTSIDE = "(outside)"  # communication recorded outside any labelled superstep
@@ -93,20 +86,8 @@ class Log:
     def end_bsp_superstep(self, label, sync: float, comm: float, sent: int, recv: int, t: float) -> None:
         """Local. :meth:`record` of a ``"bsp"`` communication and :meth:`end_superstep`
         in one call (what BSP.sync does at the end of a superstep with traffic)."""
-        if self._kinds:
-            self.record("bsp", sent, recv, comm)
-            return self.end_superstep(label, sync, t)
-        agg = self.labels.get(label)
-        if agg is None:
-            agg = self.labels[label] = _new_agg()
-        k = agg[_KINDS].get("bsp")
-        if k is None:
-            k = agg[_KINDS]["bsp"] = [0, 0, 0, 0.0]
-        k[0] += 1
-        k[1] += sent
-        k[2] += recv
-        k[3] += comm
-        self._add(agg, t, comm, sync, sent, recv)
+        self.record("bsp", sent, recv, comm)
+        self.end_superstep(label, sync, t)
 
     def _close_comm(self, agg, t, sync):
         kinds = self._kinds
@@ -290,301 +271,9 @@ def superstep(label="superstep"):
 
 
 # ---------------------------------------------------------------------------------------
-# the report
+# files
 # ---------------------------------------------------------------------------------------
 def load(path) -> dict:
     """Local. A gathered log (or ``pympc bench`` machine file) from its JSON file."""
     with open(path) as f:
         return json.load(f)
-
-
-def model_parameters(machine: dict, bsp: bool, w_step: float):
-    """Local. The ``(g, l, name)`` that predict a superstep's communication, chosen from
-    a ``pympc bench`` result by how the superstep communicates and what came before:
-
-    * **layer**: supersteps with BSP puts, gets or messages (``bsp``) take the BSP
-      h-relation fit (``hpput``); the others (halo exchanges, reductions, empty syncs:
-      the decomposition layer's direct MPI calls) the raw ``MPI_Alltoallv`` fit;
-    * **cache state**: a superstep whose compute phase (``w_step`` seconds, the slowest
-      rank's mean) lasts at least half the bench's memory stream (which streams twice the
-      last-level cache: half of it is long enough to have streamed the cache once,
-      ``after_compute.stream_seconds / 2``) takes the fit measured after such a stream:
-      its communication runs with the caches and TLBs the compute phase has emptied, which
-      costs several times the back-to-back figure. Shorter compute phases take the
-      back-to-back (bspbench) fit.
-
-    A machine dict without these fits (only ``g`` and ``l``) gives its ``g`` and ``l``."""
-    method = "hpput" if bsp else "raw"
-    ac = machine.get("after_compute")
-    if ac and w_step >= 0.5 * ac.get("stream_seconds", math.inf) and method in ac.get("fit", {}):
-        f = ac["fit"][method]
-        return f["g"], f["l"], f"{method}, after compute"
-    f = machine.get("fit", {}).get(method)
-    if f:
-        return f["g"], f["l"], f"{method}, back to back"
-    return machine["g"], machine["l"], "g, l"
-
-
-def summarise(data: dict, machine: dict | None = None) -> dict:
-    """Local. The figures of the report, computed from a gathered log.
-
-    Per label: ``steps``; ``w_max``/``w_mean`` (summed compute seconds of the slowest
-    and the average rank), ``w_imbalance`` (max/mean) and ``w_rank`` (the slowest
-    rank); ``h`` (the largest per-rank sum over the label's supersteps of max(sent,
-    recv) words), ``h_imbalance`` and ``h_rank``; ``measured`` communication + sync
-    seconds (the least of any rank: the rank that waited least); ``idle`` (seconds
-    ranks spent waiting beyond that, summed) and ``idle_fraction`` (of all ranks' time
-    in the label); with a machine, ``predicted = g*h + steps*l`` with the ``g`` and
-    ``l`` of :func:`model_parameters` (named in ``model``) and ``ratio`` = predicted /
-    measured. ``totals`` sums them.
-    """
-    if data.get("format") != FORMAT:
-        raise InputError(f"not a pympc profile log (format {data.get('format')!r})")
-    g = l = None
-    if machine:
-        g, l = machine.get("g"), machine.get("l")
-    rows = []
-    steps_of = {lab: max(1, int(max(d["count"]))) for lab, d in data["labels"].items()}
-    for lab, d in data["labels"].items():
-        w = np.asarray(d["w"], float)
-        c = np.asarray(d["comm"], float) + np.asarray(d["sync"], float)
-        h = np.asarray(d["h"], float)
-        steps = int(max(d["count"]))
-        measured = float(c.min())
-        idle = float((c - measured).sum())
-        busy = float((w + c).sum())
-        row = {"label": lab, "steps": steps, "w_max": float(w.max()), "w_mean": float(w.mean()),
-               "w_imbalance": float(w.max() / w.mean()) if w.mean() > 0 else 1.0, "w_rank": int(w.argmax()),
-               "h": int(h.max()), "h_mean": float(h.mean()),
-               "h_imbalance": float(h.max() / h.mean()) if h.mean() > 0 else 1.0, "h_rank": int(h.argmax()),
-               "sent": int(np.sum(d["sent"])), "recv": int(np.sum(d["recv"])),
-               "comm": float(np.min(d["comm"])), "sync": float(np.min(d["sync"])),
-               "measured": measured, "idle": idle, "idle_fraction": idle / busy if busy > 0 else 0.0,
-               "idle_rank": int(c.argmax()), "time": float((w + c).mean()),
-               "kinds": sorted(d.get("kinds", {}))}
-        if g is not None and l is not None:
-            gg, ll, row["model"] = model_parameters(machine, "bsp" in row["kinds"], row["w_max"] / steps_of[lab])
-            row["predicted"] = gg * row["h"] + ll * steps
-            row["ratio"] = row["predicted"] / measured if measured > 0 else math.inf
-        rows.append(row)
-    tot = {"label": "total", "steps": sum(r["steps"] for r in rows)}
-    for k in ("w_max", "w_mean", "measured", "idle", "time", "predicted"):
-        if rows and all(k in r for r in rows):
-            tot[k] = sum(r[k] for r in rows)
-    tot["h"] = sum(r["h"] for r in rows)
-    busy = sum(r["time"] for r in rows) * data["ranks"]
-    tot["idle_fraction"] = tot.get("idle", 0.0) / busy if busy > 0 else 0.0
-    if "predicted" in tot and tot.get("measured"):
-        tot["ratio"] = tot["predicted"] / tot["measured"]
-    tot["elapsed"] = data["elapsed"]
-    tot["accounted"] = tot.get("time", 0.0) / data["elapsed"] if data["elapsed"] > 0 else 0.0
-    return {"ranks": data["ranks"], "elapsed": data["elapsed"], "rows": rows, "totals": tot,
-            "machine": {"g": g, "l": l, "ranks": (machine or {}).get("ranks")} if machine else None}
-
-
-def _t(x):
-    if x is None:
-        return "-"
-    x = float(x)
-    for unit, f in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if abs(x) >= f:
-            return f"{x / f:.3g} {unit}"
-    return f"{x / 1e-9:.3g} ns"
-
-
-def report(data, machine=None, png=None, scaling=None) -> str:
-    """Local. The profile report of a gathered log (dict or JSON path) as text.
-
-    ``machine``: ``pympc bench`` results (dict or path) for the predicted ``g*h + l``;
-    ``png``: also draw :func:`plot` into this file; ``scaling``: a list of gathered
-    logs of the same program at 3 or more rank counts (or ``(ranks, seconds)`` pairs),
-    fitted with :func:`fit_amdahl` and :func:`fit_gustafson` on their elapsed times.
-    """
-    if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
-        data = load(data)
-    if isinstance(machine, (str, bytes)) or hasattr(machine, "__fspath__"):
-        machine = load(machine)
-    s = summarise(data, machine)
-    out = [f"pympc profile: {s['ranks']} rank(s), elapsed {_t(s['elapsed'])}, "
-           f"{s['totals']['accounted']:.0%} of it in logged supersteps"]
-    if machine:
-        out.append(f"machine: g = {_t(machine['g'])}/word, l = {_t(machine['l'])}"
-                   f" (measured at {machine.get('ranks', '?')} rank(s))")
-        if machine.get("ranks") not in (None, s["ranks"]):
-            out.append(f"warning: g and l were measured at {machine['ranks']} ranks, this run has "
-                       f"{s['ranks']}: the prediction is indicative only")
-        ac = machine.get("after_compute")
-        if ac:
-            out.append(f"  after a compute phase streaming {ac['stream_bytes'] / 2**20:.0f} MiB "
-                       f"({_t(ac['stream_seconds'])}): " + ", ".join(
-                           f"{m} g = {_t(f['g'])}/word, l = {_t(f['l'])}" for m, f in ac["fit"].items()))
-    head = (f"{'label':<16} {'steps':>6} {'w max':>10} {'w imb':>6} {'h words':>10} {'h imb':>6} "
-            f"{'comm+sync':>10} {'g*h+l':>10} {'pred/meas':>9} {'idle':>6}  ranks (w, h, idle)")
-    out += ["", head, "-" * len(head)]
-    for r in s["rows"] + [s["totals"]]:
-        total = r["label"] == "total"
-        ranks = "" if total else f"  {r['w_rank']}, {r['h_rank']}, {r['idle_rank']}"
-        out.append(f"{r['label'][:16]:<16} {r['steps']:>6} {_t(r.get('w_max')):>10} "
-                   f"{'' if total else format(r['w_imbalance'], '.2f'):>6} {r['h']:>10} "
-                   f"{'' if total else format(r['h_imbalance'], '.2f'):>6} {_t(r.get('measured')):>10} "
-                   f"{_t(r.get('predicted')):>10} "
-                   f"{format(r['ratio'], '.2f') if 'ratio' in r else '-':>9} "
-                   f"{r['idle_fraction']:>6.1%}{ranks}")
-    out.append("")
-    out.append("w: compute seconds of the slowest rank; h: largest per-rank words, max(sent, recv) "
-               "per superstep, summed; comm+sync: seconds of the rank that waited least; idle: "
-               "time ranks waited beyond that, as a share of all ranks' time in the label.")
-    models = [(r["label"], r["model"]) for r in s["rows"] if "model" in r]
-    if models:
-        out.append("g*h+l with: " + "; ".join(f"{lab}: {m}" for lab, m in models))
-    if scaling:
-        runs = [(x["ranks"], x["elapsed"]) if isinstance(x, dict) else tuple(x) for x in scaling]
-        ranks = [p for p, _ in runs]
-        times = [t for _, t in runs]
-        if len(set(ranks)) >= 3:
-            a = fit_amdahl(ranks, times)
-            gu = fit_gustafson(ranks, times)
-            out += ["", "scaling over rank counts " + ", ".join(map(str, ranks)) + ":",
-                    f"  Amdahl (strong scaling, T = T1 (s + (1-s)/P)): serial fraction s = "
-                    f"{a['serial_fraction']:.3f}, T1 = {_t(a['t1'])}, max speedup {a['max_speedup']:.1f}, "
-                    f"rms relative residual {a['rms_rel_residual']:.1%}",
-                    f"  Gustafson (weak scaling, S = P - s (P-1)): serial fraction s = "
-                    f"{gu['serial_fraction']:.3f}, rms residual {gu['rms_residual']:.3g}"]
-        else:
-            out.append("scaling: needs runs at 3 or more rank counts")
-    if png:
-        plot(s, png, scaling=scaling)
-        out.append(f"plot: {png}")
-    return "\n".join(out)
-
-
-def plot(summary: dict, path, scaling=None) -> None:
-    """Local. Draw a summary (:func:`summarise`) into a PNG: per label the slowest rank's
-    compute, the measured communication + sync and the predicted ``g*h + l``; with
-    ``scaling``, the elapsed times against rank count and the Amdahl fit."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = summary["rows"]
-    n = 2 if scaling else 1
-    fig, axes = plt.subplots(1, n, figsize=(6 + 4 * (n - 1), 1.2 + 0.5 * max(3, len(rows))), squeeze=False)
-    ax = axes[0][0]
-    y = np.arange(len(rows))
-    hgt = 0.27
-    ax.barh(y - hgt, [r["w_max"] for r in rows], hgt, label="compute w (slowest rank)")
-    ax.barh(y, [r["measured"] for r in rows], hgt, label="comm + sync (measured)")
-    if rows and "predicted" in rows[0]:
-        ax.barh(y + hgt, [r["predicted"] for r in rows], hgt, label="g*h + l (predicted)", hatch="//",
-                fill=False)
-    ax.set_yticks(y, [r["label"] for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel("seconds (summed over the label's supersteps)")
-    ax.set_title(f"pympc profile, {summary['ranks']} rank(s)")
-    ax.legend(fontsize="small")
-    if scaling:
-        runs = sorted((x["ranks"], x["elapsed"]) if isinstance(x, dict) else tuple(x) for x in scaling)
-        ax2 = axes[0][1]
-        P = np.array([p for p, _ in runs], float)
-        T = np.array([t for _, t in runs], float)
-        ax2.loglog(P, T, "o", label="measured")
-        if len(set(P)) >= 3:
-            a = fit_amdahl(P, T)
-            Pf = np.geomspace(P.min(), P.max() * 2, 50)
-            ax2.loglog(Pf, a["t1"] * (a["serial_fraction"] + (1 - a["serial_fraction"]) / Pf), "-",
-                       label=f"Amdahl, s = {a['serial_fraction']:.3f}")
-        ax2.set_xlabel("ranks")
-        ax2.set_ylabel("elapsed seconds")
-        ax2.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------
-# scaling fits
-# ---------------------------------------------------------------------------------------
-def _check_runs(ranks, times):
-    P = np.asarray(ranks, float)
-    T = np.asarray(times, float)
-    if P.shape != T.shape or P.ndim != 1:
-        raise InputError("ranks and times must be two lists of one length")
-    if len(set(P.tolist())) < 3:
-        raise InputError(f"a scaling fit needs runs at 3 or more rank counts, got {sorted(set(P.tolist()))}")
-    if (P < 1).any() or (T <= 0).any():
-        raise InputError("rank counts must be >= 1 and times > 0")
-    return P, T
-
-
-def fit_amdahl(ranks, times) -> dict:
-    """Local. Fit strong-scaling times (fixed problem) to Amdahl's law
-    ``T(P) = T1 * (s + (1 - s) / P)``: least squares in ``a + b/P`` with ``a, b >= 0``.
-
-    Returns ``serial_fraction`` s, ``t1``, ``max_speedup`` (1/s), ``speedup`` at each
-    given P, the fitted ``times`` and ``rms_rel_residual``. Needs 3 or more rank counts.
-    """
-    P, T = _check_runs(ranks, times)
-    A = np.stack([np.ones_like(P), 1.0 / P], axis=1)
-    wgt = 1.0 / T  # relative residuals: every run counts alike
-    (a, b), *_ = np.linalg.lstsq(A * wgt[:, None], T * wgt, rcond=None)
-    if a < 0:
-        a, b = 0.0, float(np.sum(T / P * wgt ** 2) / np.sum((wgt / P) ** 2))
-    elif b < 0:
-        a, b = float(np.sum(T * wgt ** 2) / np.sum(wgt ** 2)), 0.0
-    t1 = a + b
-    s = a / t1 if t1 > 0 else 1.0
-    fitted = a + b / P
-    return {"serial_fraction": float(s), "t1": float(t1),
-            "max_speedup": float(1 / s) if s > 0 else math.inf,
-            "speedup": (t1 / fitted).tolist(), "times": fitted.tolist(),
-            "rms_rel_residual": float(np.sqrt(np.mean(((T - fitted) / T) ** 2)))}
-
-
-def fit_gustafson(ranks, times) -> dict:
-    """Local. Fit weak-scaling times (work per rank fixed) to Gustafson's law: the
-    scaled speedup ``S(P) = P * T(P0) / T(P)`` (P0 the smallest rank count, taken as
-    perfectly efficient) against ``S = P - s (P - 1)``, least squares in s.
-
-    Returns ``serial_fraction`` s, the measured ``scaled_speedup``, the fitted ones and
-    ``rms_residual``. Needs 3 or more rank counts.
-    """
-    P, T = _check_runs(ranks, times)
-    t0 = T[P.argmin()]
-    S = P * t0 / T
-    x = P - 1
-    s = float(np.sum((P - S) * x) / np.sum(x * x)) if np.sum(x * x) > 0 else 0.0
-    fitted = P - s * x
-    return {"serial_fraction": s, "scaled_speedup": S.tolist(), "fitted": fitted.tolist(),
-            "rms_residual": float(np.sqrt(np.mean((S - fitted) ** 2)))}
-
-
-# ---------------------------------------------------------------------------------------
-# pympc report
-# ---------------------------------------------------------------------------------------
-def main(argv=None) -> int:
-    """Local. ``pympc report LOG.json [LOG2.json ...] [--machine M.json] [--png out.png]``.
-
-    With several logs the first is reported and all of them (3 or more rank counts)
-    feed the Amdahl/Gustafson fits.
-    """
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="pympc report", description="report a pympc profile log")
-    ap.add_argument("logs", nargs="+", help="gathered log(s) written by Log.save")
-    ap.add_argument("--machine", help="machine parameters written by 'pympc bench --json'")
-    ap.add_argument("--png", help="also draw the report into this PNG file")
-    ap.add_argument("--json", help="write the summary figures as JSON here")
-    args = ap.parse_args(argv)
-    try:
-        logs = [load(p) for p in args.logs]
-        machine = load(args.machine) if args.machine else None
-        text = report(logs[0], machine, png=args.png, scaling=logs if len(logs) > 1 else None)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"pympc report: {e}")
-        return 1
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(summarise(logs[0], machine), f, indent=1)
-    return 0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pympc
-from pympc import profile
+from pympc import profile, report
 from pympc.bsp import BSP
 from pympc.testing import run_mpi
 
@@ -374,7 +374,7 @@ def test_sync_accounts_words_exactly(comm):
     for lab in ("pattern", "fan-out", "empty"):
         d = data["labels"][lab]
         assert min(d["w"]) >= 0 and min(d["sync"]) > 0
-    s = profile.summarise(data, {"g": 1e-9, "l": 1e-5, "ranks": P})
+    s = report.summarise(data, {"g": 1e-9, "l": 1e-5, "ranks": P})
     row = {r["label"]: r for r in s["rows"]}["fan-out"]
     assert row["h"] == 5 * P and row["h_rank"] == 0
     assert row["predicted"] == pytest.approx(5 * P * 1e-9 + 1e-5)
@@ -414,7 +414,7 @@ def test_log_save_writes_one_json_on_root(comm, shared_tmp_path):
     comm.Barrier()
     data = json.loads(path.read_text())
     assert data["ranks"] == comm.Get_size() and list(data["labels"]) == ["a", "b"]
-    assert "pympc profile" in profile.report(str(path))
+    assert "pympc profile" in report.report(str(path))
 
 
 # ---------------------------------------------------------------------------------------

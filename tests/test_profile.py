@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pympc
-from pympc import profile
+from pympc import profile, report
 
 
 def fake_log(ranks=2):
@@ -28,7 +28,7 @@ def fake_log(ranks=2):
 
 
 def test_summarise_figures():
-    s = profile.summarise(fake_log(), {"g": 1e-6, "l": 1e-3, "ranks": 2})
+    s = report.summarise(fake_log(), {"g": 1e-6, "l": 1e-3, "ranks": 2})
     row = {r["label"]: r for r in s["rows"]}["step"]
     assert row["steps"] == 10
     assert row["w_max"] == 1.0 and row["w_mean"] == pytest.approx(0.8)
@@ -53,29 +53,29 @@ def test_model_parameters_follow_the_layer_and_the_compute_phase():
     mach = {"g": 1.0, "l": 2.0, "ranks": 2, "fit": {"hpput": fit(3.0, 4.0), "raw": fit(5.0, 6.0)},
             "after_compute": {"stream_bytes": 1 << 25, "stream_seconds": 0.004,
                               "fit": {"hpput": fit(7.0, 8.0), "raw": fit(9.0, 10.0)}}}
-    mp = profile.model_parameters
+    mp = report.model_parameters
     assert mp(mach, True, 0.001) == (3.0, 4.0, "hpput, back to back")
     assert mp(mach, False, 0.001) == (5.0, 6.0, "raw, back to back")
     assert mp(mach, True, 0.002) == (7.0, 8.0, "hpput, after compute")
     assert mp(mach, False, 0.01) == (9.0, 10.0, "raw, after compute")
     assert mp({"g": 1.0, "l": 2.0}, True, 1.0) == (1.0, 2.0, "g, l")
     # the "step" label of the fake log: halo only, 0.1 s of compute per superstep
-    row = {r["label"]: r for r in profile.summarise(fake_log(), mach)["rows"]}["step"]
+    row = {r["label"]: r for r in report.summarise(fake_log(), mach)["rows"]}["step"]
     assert row["model"] == "raw, after compute" and row["predicted"] == pytest.approx(9.0 * 3000 + 10.0 * 10)
-    text = profile.report(fake_log(), mach)
+    text = report.report(fake_log(), mach)
     assert "step: raw, after compute" in text and "after a compute phase streaming 32 MiB" in text
 
 
 def test_summarise_without_machine_and_bad_input():
-    s = profile.summarise(fake_log(1))
+    s = report.summarise(fake_log(1))
     assert "predicted" not in s["rows"][0] and s["machine"] is None
     with pytest.raises(pympc.InputError, match="not a pympc profile"):
-        profile.summarise({"format": "x"})
+        report.summarise({"format": "x"})
 
 
 def test_report_text_and_png(tmp_path):
     png = tmp_path / "r.png"
-    text = profile.report(fake_log(), {"g": 1e-6, "l": 1e-3, "ranks": 4}, png=str(png))
+    text = report.report(fake_log(), {"g": 1e-6, "l": 1e-3, "ranks": 4}, png=str(png))
     assert "step" in text and "io" in text and "total" in text
     assert "measured at 4 rank(s)" in text and "warning" in text   # machine of another rank count
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -89,11 +89,11 @@ def test_report_cli(tmp_path, capsys):
     mach = tmp_path / "m.json"
     mach.write_text(json.dumps({"g": 2e-9, "l": 5e-6, "ranks": 2}))
     out = tmp_path / "s.json"
-    rc = profile.main([str(log), "--machine", str(mach), "--png", str(tmp_path / "p.png"), "--json", str(out)])
+    rc = report.main([str(log), "--machine", str(mach), "--png", str(tmp_path / "p.png"), "--json", str(out)])
     assert rc == 0
     assert "pympc profile: 2 rank(s)" in capsys.readouterr().out
     assert json.loads(out.read_text())["rows"][0]["label"] == "step"
-    assert profile.main([str(tmp_path / "missing.json")]) == 1
+    assert report.main([str(tmp_path / "missing.json")]) == 1
     from pympc import cli
     assert cli.main(["report", str(log)]) == 0
 
@@ -104,38 +104,38 @@ def test_scaling_section_with_three_rank_counts(tmp_path):
         d = fake_log()
         d["ranks"], d["elapsed"] = p, 10.0 * (0.2 + 0.8 / p)
         logs.append(d)
-    text = profile.report(logs[0], scaling=logs, png=str(tmp_path / "s.png"))
+    text = report.report(logs[0], scaling=logs, png=str(tmp_path / "s.png"))
     assert "serial fraction s = 0.200" in text
-    assert "needs runs at 3" in profile.report(logs[0], scaling=logs[:2])
+    assert "needs runs at 3" in report.report(logs[0], scaling=logs[:2])
 
 
 def test_amdahl_fit_recovers_synthetic_serial_fraction():
     P = np.array([1, 2, 4, 8, 16])
     T = 100.0 * (0.05 + 0.95 / P)
-    f = profile.fit_amdahl(P, T)
+    f = report.fit_amdahl(P, T)
     assert f["serial_fraction"] == pytest.approx(0.05, abs=1e-12)
     assert f["t1"] == pytest.approx(100.0) and f["max_speedup"] == pytest.approx(20.0)
     assert f["rms_rel_residual"] < 1e-12
     noisy = T * (1 + 0.02 * np.array([1, -1, 1, -1, 1]))
-    assert profile.fit_amdahl(P, noisy)["serial_fraction"] == pytest.approx(0.05, abs=0.02)
+    assert report.fit_amdahl(P, noisy)["serial_fraction"] == pytest.approx(0.05, abs=0.02)
     # superlinear data: no negative serial fraction
-    assert profile.fit_amdahl([1, 2, 4], [10.0, 4.0, 1.5])["serial_fraction"] >= 0
+    assert report.fit_amdahl([1, 2, 4], [10.0, 4.0, 1.5])["serial_fraction"] >= 0
 
 
 def test_gustafson_fit_recovers_synthetic_serial_fraction():
     P = np.array([1, 2, 4, 8])
     S = P - 0.1 * (P - 1)                  # scaled speedup with s = 0.1
     T = P * 5.0 / S                         # weak scaling: T(P) = P T(1) / S(P)
-    f = profile.fit_gustafson(P, T)
+    f = report.fit_gustafson(P, T)
     assert f["serial_fraction"] == pytest.approx(0.1, abs=1e-12)
     assert np.allclose(f["scaled_speedup"], S)
 
 
 def test_fits_need_three_rank_counts():
     with pytest.raises(pympc.InputError, match="3 or more"):
-        profile.fit_amdahl([1, 2, 2], [3.0, 2.0, 2.1])
+        report.fit_amdahl([1, 2, 2], [3.0, 2.0, 2.1])
     with pytest.raises(pympc.InputError):
-        profile.fit_gustafson([1, 2, 4], [1.0, 0.0, 1.0])
+        report.fit_gustafson([1, 2, 4], [1.0, 0.0, 1.0])
 
 
 def test_log_aggregates_per_label_and_stays_bounded():
@@ -178,7 +178,7 @@ def test_merge_handles_labels_missing_on_some_ranks():
     m = profile.merge([a, b])
     assert m["ranks"] == 2 and m["elapsed"] == 1.5 and list(m["labels"]) == ["x", "y"]
     assert m["labels"]["x"]["count"] == [2, 0] and m["labels"]["y"]["sync"] == [0, 0.2]
-    profile.summarise(m)   # does not fail on zero rows
+    report.summarise(m)   # does not fail on zero rows
 
 
 @pytest.mark.mpi
