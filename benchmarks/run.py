@@ -216,7 +216,8 @@ CAPTIONS = {
                      f"{r['reps']} repetitions, each timed to the slowest rank."),
     "bsp": lambda r: (f"h-relations h = 0..{r['hmax']} words ({r['points']} values, {r['reps']} batches of "
                       f"{r['iters']} supersteps each, random order, Theil-Sen fit); heat step on {r['size']}², "
-                      f"medians of {r['reps']} batches of {r['steps']} supersteps; all timed to the slowest rank."),
+                      f"the median of {r.get('heat_reps', r['reps'])} batches of {r['steps']} supersteps; h-relations timed to "
+                      f"the slowest rank back to back, to the least-waiting rank after a compute phase."),
     "solvers": lambda r: (f"Heat solver on {r['size']}² (periodic), RB-SOR on {r['sor_size']}² (Dirichlet); "
                           f"medians of {r['reps']} batches of {r['steps']} steps or sweeps, each timed to the "
                           f"slowest rank."),
