@@ -22,6 +22,10 @@ def first_python_block(page):
                                          ("solvers/wave.md", "energy drift after 500 steps"),
                                          ("solvers/poisson.md", "converged after"),
                                          ("solvers/krylov.md", "CG: converged in"),
+                                         ("solvers/cg.md", "CG: converged in"),
+                                         ("solvers/bicgstab.md", "BiCGStab: converged in"),
+                                         ("solvers/gmres.md", "GMRES: converged in"),
+                                         ("solvers/preconditioners.md", "'multigrid': 8"),
                                          ("solvers/multigrid.md", "MG: converged in")])
 def test_guide_example_runs(tmp_path, page, expect):
     script = tmp_path / "example.py"

@@ -1,16 +1,16 @@
 """Make the solvers' verification figures (docs/figures/*.png) on one rank:
 
     .venv/bin/python docs/figures/make_verification.py                   # all of them
-    .venv/bin/python docs/figures/make_verification.py krylov multigrid  # only these
+    .venv/bin/python docs/figures/make_verification.py cg multigrid  # only these
 
-The optional arguments name the figures to make (heat, wave, poisson, krylov,
-multigrid); without any, all are made.
+The optional arguments name the figures to make (heat, wave, poisson, cg, bicgstab,
+gmres, preconditioners, multigrid); without any, all are made.
 
 Heat and wave: max error against the analytic solution on 4 grids (slope 2 = second
 order). Poisson: error of Jacobi and RB-SOR against the manufactured solution, and RB-SOR
 iterations against N. Wave: the drift of the discrete energy over 1000 steps.
-Krylov: relative residual histories of CG (classic and single-reduction), Jacobi-PCG,
-BiCGStab and GMRES(30) on 65², with the final error against scipy's sparse direct solve.
+CG, BiCGStab, GMRES: relative residual histories on 65², with the final error against
+scipy's sparse direct solve. Preconditioners: iterations against N with and without.
 Multigrid: the residual reduction factor of each V(1,1) cycle (2D 33²..513², 3D
 17³..129³), and V-cycles and MG-preconditioned CG iterations to 1e-8 against N.
 """
@@ -32,6 +32,7 @@ from solvers.heat import Heat  # noqa: E402
 from solvers.krylov import Jacobi, StencilOperator, bicgstab, cg, gmres  # noqa: E402
 from solvers.multigrid import Multigrid  # noqa: E402
 from solvers.poisson import Poisson  # noqa: E402
+from solvers.sparse import BlockJacobi, SparseOperator  # noqa: E402
 from solvers.wave import Wave  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -153,49 +154,98 @@ def gathered_operator(n, velocity=None):
     return A.tocsc()
 
 
-def krylov_fig():
-    n, tol, vel = 65, 1e-10, (20.0, -10.0)
-    h = 1.0 / (n - 1)
+KRYLOV_N, KRYLOV_TOL, KRYLOV_VEL = 65, 1e-10, (20.0, -10.0)
+
+
+def history_fig(fname, title, velocity, methods, note=None):
+    """Relative residual histories of ``methods`` (name, solve(op, b), line style) on the
+    65² problem (random right-hand side) with the final error against scipy's sparse
+    direct solve of the same matrix in the legend."""
+    n, tol = KRYLOV_N, KRYLOV_TOL
     B = np.random.default_rng(3).random((n, n))
-    problems = [
-        ("SPD: Dirichlet Laplacian", None, [
-            ("CG", lambda op, b: cg(op, b, tol=tol), dict(ls="-")),
-            ('CG, variant="single"', lambda op, b: cg(op, b, tol=tol, variant="single"),
-             dict(ls="--", marker="x", markevery=(0, 25))),
-            ("PCG, Jacobi", lambda op, b: cg(op, b, tol=tol, M=Jacobi(op)),
-             dict(ls=":", marker="o", mfc="none", markevery=(12, 25))),
-        ]),
-        (f"nonsymmetric: convection-diffusion, v = {vel}", vel, [
-            ("BiCGStab", lambda op, b: bicgstab(op, b, tol=tol), dict(ls="-")),
-            ("GMRES(30)", lambda op, b: gmres(op, b, tol=tol, restart=30), dict(ls="-")),
-        ]),
-    ]
+    x_ref = spla.spsolve(gathered_operator(n, velocity), B[1:-1, 1:-1].ravel())
     out = {}
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
-    for ax, (title, velocity, methods) in zip(axes, problems):
-        x_ref = spla.spsolve(gathered_operator(n, velocity), B[1:-1, 1:-1].ravel())
-        with pympc.Decomposition((n, n), spacing=h) as d:
-            b = pympc.DistArray.from_global(d, B)
-            op = StencilOperator(d, velocity=velocity)
-            for name, method, style in methods:
-                r = method(op, b)
-                x = r.x.gather(root=None)[1:-1, 1:-1].ravel()
-                err = np.linalg.norm(x - x_ref) / np.linalg.norm(x_ref)
-                out[name] = (r.reason, r.iterations, err)
-                ax.semilogy(r.history, lw=1.2, ms=4, **style,
-                            label=f"{name}: {r.iterations} it., err {err:.1e}")
-        ax.axhline(tol, color="k", lw=0.6, ls="-.")
-        ax.set_title(title, fontsize=9)
-        if velocity is None:  # the diagonal is constant: Jacobi only rescales
-            ax.text(0.97, 0.97, "the three curves coincide:\nJacobi scales a constant diagonal",
-                    transform=ax.transAxes, ha="right", va="top", fontsize=7)
-        ax.set_xlabel("iteration")
-        ax.legend(fontsize=8, title="err = |x - x_scipy| / |x_scipy|", title_fontsize=7)
-    axes[0].set_ylabel("relative residual |b - Ax| / |b|")
-    fig.suptitle(f"{n}² grid, random right-hand side, tol {tol:g} (dash-dot)", fontsize=9)
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    with pympc.Decomposition((n, n), spacing=1.0 / (n - 1)) as d:
+        b = pympc.DistArray.from_global(d, B)
+        op = StencilOperator(d, velocity=velocity)
+        for name, method, style in methods:
+            r = method(op, b)
+            x = r.x.gather(root=None)[1:-1, 1:-1].ravel()
+            err = np.linalg.norm(x - x_ref) / np.linalg.norm(x_ref)
+            out[name] = (r.reason, r.iterations, err)
+            ax.semilogy(r.history, lw=1.2, ms=4, **style, label=f"{name}: {r.iterations} it., err {err:.1e}")
+    ax.axhline(tol, color="k", lw=0.6, ls="-.")
+    ax.set_title(f"{title}, {n}² grid, random right-hand side, tol {tol:g}", fontsize=8)
+    if note:
+        ax.text(0.97, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize=7)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("relative residual |b - Ax| / |b|")
+    ax.legend(fontsize=7, title="err = |x - x_scipy| / |x_scipy|", title_fontsize=7, loc="lower left")
     fig.tight_layout()
-    fig.savefig(os.path.join(HERE, "krylov_convergence.png"), dpi=90)
+    fig.savefig(os.path.join(HERE, fname), dpi=90)
+    plt.close(fig)
     return out
+
+
+def cg_fig():
+    tol = KRYLOV_TOL
+    return history_fig("krylov_cg.png", "SPD: Dirichlet Laplacian", None, [
+        ("CG", lambda op, b: cg(op, b, tol=tol), dict(ls="-")),
+        ('CG, variant="single"', lambda op, b: cg(op, b, tol=tol, variant="single"),
+         dict(ls="--", marker="x", markevery=(0, 25))),
+        ("PCG, Jacobi", lambda op, b: cg(op, b, tol=tol, M=Jacobi(op)),
+         dict(ls=":", marker="o", mfc="none", markevery=(12, 25)))],
+        note="the three curves coincide:\nJacobi scales a constant diagonal")
+
+
+def bicgstab_fig():
+    tol = KRYLOV_TOL
+    return history_fig("krylov_bicgstab.png", f"convection-diffusion, v = {KRYLOV_VEL}", KRYLOV_VEL, [
+        ("BiCGStab", lambda op, b: bicgstab(op, b, tol=tol), dict(ls="-"))],
+        note="BiCGStab's residual is not monotone:\nthe stopping rule reads the last one")
+
+
+def gmres_fig():
+    tol = KRYLOV_TOL
+    return history_fig("krylov_gmres.png", f"convection-diffusion, v = {KRYLOV_VEL}", KRYLOV_VEL, [
+        (f"GMRES({m})", (lambda m: lambda op, b: gmres(op, b, tol=tol, restart=m))(m), dict(ls=ls))
+        for m, ls in ((30, "-"), (60, "--"), (120, ":"))],
+        note="the same counts as\nscipy.sparse.linalg.gmres")
+
+
+def preconditioners_fig():
+    """Iterations to 1e-8 against N on assembled matrices: CG on the Laplacian without
+    and with the multigrid preconditioner; GMRES(30) on convection-diffusion without and
+    with block-Jacobi ILU (on one rank the one block is the whole matrix)."""
+    tol, ns = 1e-8, [17, 33, 65, 129]
+    rows = {"CG": [], "CG + multigrid": [], "GMRES(30)": [], "GMRES(30) + block-Jacobi ILU": []}
+    for n in ns:
+        with pympc.Decomposition((n, n), spacing=1.0 / (n - 1)) as d:
+            f = mg_rhs(d)
+            A = SparseOperator.laplacian(d)
+            C = SparseOperator.laplacian(d, velocity=KRYLOV_VEL)
+            mg = Multigrid(d)
+            rows["CG"].append(cg(A, f, tol=tol).iterations)
+            rows["CG + multigrid"].append(cg(A, f, tol=tol, M=mg).iterations)
+            rows["GMRES(30)"].append(gmres(C, f, tol=tol, restart=30).iterations)
+            rows["GMRES(30) + block-Jacobi ILU"].append(
+                gmres(C, f, tol=tol, restart=30, M=BlockJacobi(C, "ilu")).iterations)
+            mg.close()
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for (name, its), style in zip(rows.items(), ("o-", "s-", "o--", "s--")):
+        ax.loglog(ns, its, style, ms=5, label=name)
+    ax.set_xticks(ns)
+    ax.xaxis.set_major_formatter(mticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+    ax.set_xlabel("N (points per axis)")
+    ax.set_ylabel("iterations to 1e-8")
+    ax.set_title("assembled 2-D operators, one rank", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(HERE, "preconditioners.png"), dpi=90)
+    plt.close(fig)
+    return dict(zip(ns, zip(*rows.values())))
 
 
 def mg_rhs(d):
@@ -253,8 +303,9 @@ def multigrid_fig():
     return out
 
 
-FIGURES = {"heat": heat_fig, "wave": wave_fig, "poisson": poisson_fig,
-           "krylov": krylov_fig, "multigrid": multigrid_fig}
+FIGURES = {"heat": heat_fig, "wave": wave_fig, "poisson": poisson_fig, "cg": cg_fig,
+           "bicgstab": bicgstab_fig, "gmres": gmres_fig, "preconditioners": preconditioners_fig,
+           "multigrid": multigrid_fig}
 
 
 def main(names):
