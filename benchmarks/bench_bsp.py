@@ -15,7 +15,12 @@ object (``--json FILE`` writes it).
   a ``--size``² grid periodic along axis 0): the predicted communication cost
   ``g*h + l`` of its supersteps against the measured communication + sync time
   (target: within 20%), and the same for a grid periodic on both axes, whose halo also
-  copies strided columns (reported, no target).
+  copies strided columns (reported, no target). ``g`` and ``l`` are the ones the
+  profile report picks (the halo layer's, measured after a compute phase, as
+  ``pympc bench`` does with its default h range); the heat batches run interleaved with
+  those h-relation batches, so that model and program see the same minutes of a shared
+  machine. The ratio with the raw ``MPI_Alltoallv`` fit and with bspbench's
+  back-to-back hpput fit are reported for comparison.
 
 Ratios are what to compare; absolute times drift between runs on a shared machine.
 """
@@ -37,47 +42,58 @@ comm = MPI.COMM_WORLD
 R = 0.2
 
 
-def heat(n, steps, reps, periodic, mach, warm):
-    """Collective. Profile ``reps`` batches of ``steps`` heat supersteps; the batch with
-    the median measured communication + sync time is reported (the model's inputs and
-    outputs of that batch: h, steps, measured, predicted with the parameters the report
-    picks from ``mach`` and, for comparison, with the back-to-back ``warm`` g and l)."""
-    P = comm.Get_size()
-    d = pympc.Decomposition((n, n), dims=MPI.Compute_dims(P, 2), periodic=periodic)
-    u, v = pympc.DistArray(d), pympc.DistArray(d)
-    u.fill(1.0)
-    state = [u, v]
-    runs = []
-    with BSP(comm) as bsp:
-        def step():
-            pympc.update_halo(state[0])
-            kernels.heat_step(state[0], state[1], R)
-            state.reverse()
-            bsp.sync("heat")
+class Heat:
+    """Collective. The heat step on a ``n``² grid (``update_halo`` + the compiled FTCS
+    kernel + ``BSP.sync`` per superstep): :meth:`batch` profiles ``steps`` supersteps and
+    keeps the gathered log; :meth:`result` summarises the batches with a machine model."""
 
+    def __init__(self, n, steps, periodic):
+        P = comm.Get_size()
+        self.d = pympc.Decomposition((n, n), dims=MPI.Compute_dims(P, 2), periodic=periodic)
+        self.state = [pympc.DistArray(self.d), pympc.DistArray(self.d)]
+        self.state[0].fill(1.0)
+        self.steps, self.periodic, self.logs = steps, periodic, []
+        self.bsp = BSP(comm)
         for _ in range(3):
-            step()  # warm-up: plan built, kernel compiled
-        for _ in range(reps):
-            comm.Barrier()
-            with profile.Log(comm) as log:
-                for _ in range(steps):
-                    step()
-                data = log.gather(root=None)
-            s = report.summarise(data, mach)
-            row = {r["label"]: r for r in s["rows"]}["heat"]
-            sw = {r["label"]: r for r in report.summarise(data, warm)["rows"]}["heat"]
-            row["ratio_back_to_back"] = sw["ratio"]
+            self.step()  # warm-up: plan built, kernel compiled
+
+    def step(self):
+        pympc.update_halo(self.state[0])
+        kernels.heat_step(self.state[0], self.state[1], R)
+        self.state.reverse()
+        self.bsp.sync("heat")
+
+    def batch(self):
+        comm.Barrier()
+        with profile.Log(comm) as log:
+            for _ in range(self.steps):
+                self.step()
+            self.logs.append(log.gather(root=None))
+
+    def result(self, mach, models):
+        """Local. The batch with the median measured communication + sync: its h, steps,
+        measured, predicted with the parameters the report picks from ``mach``, and the
+        ratio with each alternative model of ``models`` (name -> machine dict)."""
+        runs = []
+        for data in self.logs:
+            row = {r["label"]: r for r in report.summarise(data, mach)["rows"]}["heat"]
+            for name, m in models.items():
+                row[f"ratio_{name}"] = {r["label"]: r for r in report.summarise(data, m)["rows"]}["heat"]["ratio"]
             runs.append(row)
-    d.close()
-    runs.sort(key=lambda r: r["measured"])
-    best = runs[len(runs) // 2]
-    keep = ("steps", "h", "w_max", "w_imbalance", "measured", "comm", "sync", "predicted", "ratio",
-            "idle_fraction", "model", "ratio_back_to_back")
-    out = {k: best[k] for k in keep}
-    out["ratios_all"] = sorted(r["ratio"] for r in runs)
-    out["dims"] = list(d.dims)
-    out["periodic"] = list(periodic)
-    return out
+        runs.sort(key=lambda r: r["measured"])
+        best = runs[len(runs) // 2]
+        keep = ("steps", "h", "w_max", "w_imbalance", "measured", "comm", "sync", "predicted", "ratio",
+                "idle_fraction", "model") + tuple(f"ratio_{name}" for name in models)
+        out = {k: best[k] for k in keep}
+        out["batches"] = len(runs)
+        out["ratios_all"] = sorted(r["ratio"] for r in runs)
+        out["dims"] = list(self.d.dims)
+        out["periodic"] = list(self.periodic)
+        return out
+
+    def close(self):
+        self.bsp.close()
+        self.d.close()
 
 
 def main(argv=None):
@@ -90,39 +106,60 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=11, help="batches (h-relations: per h and method)")
     ap.add_argument("--hmax", type=int, default=65536, help="largest h of the h-relations (words)")
     ap.add_argument("--points", type=int, default=17, help="h values from 0 to hmax")
+    ap.add_argument("--cold-hmax", type=int, default=16384,
+                    help="largest h of the h-relations after a compute phase (pympc bench's default)")
     ap.add_argument("--iters", type=int, default=10, help="supersteps per h-relation batch")
     ap.add_argument("--json", help="write the results here (rank 0)")
     args = ap.parse_args(argv)
     P = comm.Get_size()
     res = {"ranks": P, "size": args.size, "steps": args.steps, "reps": args.reps, "heat_reps": args.heat_reps,
-           "hmax": args.hmax, "points": args.points, "iters": args.iters}
+           "hmax": args.hmax, "cold_hmax": args.cold_hmax, "points": args.points, "iters": args.iters}
 
     # l: empty superstep against MPI_Barrier
     es = machine.empty_sync(comm, reps=args.reps)
     res["empty"] = es
     # g: h-relations through every path, one randomised run
     hs = sorted(set(np.linspace(0, args.hmax, args.points).round().astype(int).tolist()))
-    times = machine.time_hrelations(hs, machine.METHODS, iters=args.iters, reps=args.reps, seed=1, comm=comm)
-    fits = {m: machine.fit(hs, times[m]) for m in machine.METHODS}
+    times = machine.time_hrelations(hs, machine.ALL, iters=args.iters, reps=args.reps, seed=1, comm=comm)
+    fits = {m: machine.fit_method(m, hs, times[m]) for m in machine.ALL}
     res["hrel"] = {"h": hs, **times}
     res["fit"] = fits
     r = machine.compute_rate(comm)
-    # the same h-relations after a compute phase streaming the caches out, as pympc bench
+    # the hpput, raw and halo h-relations after a compute phase (a stencil sweep of twice
+    # the last-level cache, as pympc bench does, with its default h range), interleaved
+    # batch by batch with the heat step's batches, so that the model and the program are
+    # measured in the same minutes of a shared machine
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     stream = 2 * machine.cache_bytes() // node.Get_size()
     node.Free()
-    cold = machine.time_hrelations(hs, ("hpput", "raw"), iters=args.iters, reps=args.reps, seed=2,
-                                   comm=comm, compute=stream)
+    heats = {"heat": Heat(args.size, args.steps, (True, False)),
+             "heat_periodic_both": Heat(args.size, args.steps, (True, True))}
+
+    def heat_batches():
+        for hb in heats.values():
+            hb.batch()
+
+    cold_methods = ("hpput", "raw", "halo")
+    hc = sorted(set(np.linspace(0, args.cold_hmax, args.points).round().astype(int).tolist()))
+    jobs = len(cold_methods) * len(hc) * args.reps
+    cold = machine.time_hrelations(hc, cold_methods, iters=args.iters, reps=args.reps, seed=2, comm=comm,
+                                   compute=stream, between=heat_batches, every=max(1, jobs // args.heat_reps))
+    while len(heats["heat"].logs) < args.heat_reps:  # fewer h-relation batches than heat batches
+        heat_batches()
     after = {"stream_bytes": stream, "stream_seconds": machine.stream_seconds(machine.Stream(stream), comm),
-             "fit": {m: machine.fit(hs, cold[m]) for m in cold}, "hrel": {"h": hs, **cold}}
+             "fit": {m: machine.fit_method(m, hc, cold[m]) for m in cold}, "hrel": {"h": hc, **cold}}
     mach = {"ranks": P, "r": r, "g": fits["hpput"]["g"], "l": fits["hpput"]["l"], "fit": fits,
             "after_compute": after}
     res["machine"] = {k: v for k, v in mach.items() if k != "fit"}
-    # the back-to-back model alone (bspbench's g and l), for comparison
-    warm = {"ranks": P, "g": fits["hpput"]["g"], "l": fits["hpput"]["l"]}
-    # the model on the heat step
-    res["heat"] = heat(args.size, args.steps, args.heat_reps, (True, False), mach, warm)
-    res["heat_periodic_both"] = heat(args.size, args.steps, args.heat_reps, (True, True), mach, warm)
+    # the alternatives, for comparison: without the halo layer's own fit (raw MPI after
+    # compute, the model before it), and bspbench's back-to-back hpput g and l alone
+    no_halo = {**mach, "fit": {k: v for k, v in fits.items() if k != "halo"},
+               "after_compute": {**after, "fit": {k: v for k, v in after["fit"].items() if k != "halo"}}}
+    models = {"raw_after_compute": no_halo,
+              "back_to_back": {"ranks": P, "g": fits["hpput"]["g"], "l": fits["hpput"]["l"]}}
+    for name, hb in heats.items():
+        res[name] = hb.result(mach, models)
+        hb.close()
 
     res["ratios"] = {
         "l_empty_over_barrier": es["l_empty"] / es["barrier"],
@@ -133,6 +170,8 @@ def main(argv=None):
         "heat_predicted_over_measured": res["heat"]["ratio"],
         "heat_both_predicted_over_measured": res["heat_periodic_both"]["ratio"],
         "heat_back_to_back_predicted_over_measured": res["heat"]["ratio_back_to_back"],
+        "heat_raw_after_compute_predicted_over_measured": res["heat"]["ratio_raw_after_compute"],
+        "g_halo_over_raw": fits["halo"]["g"] / fits["raw"]["g"],
         "g_raw_after_compute_over_back_to_back": after["fit"]["raw"]["g"] / fits["raw"]["g"],
         "l_raw_after_compute_over_back_to_back": after["fit"]["raw"]["l"] / fits["raw"]["l"],
     }

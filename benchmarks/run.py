@@ -132,14 +132,18 @@ def bsp_table(runs):
     row("g: BSP put / raw (one copy more, in the put)", "", lambda r: fmt(r["ratios"]["g_put_over_raw"]))
     row("g: BSP send / raw", "", lambda r: fmt(r["ratios"]["g_send_over_raw"]))
     row("g: MPI_Put per pair + fence / raw (design option)", "", lambda r: fmt(r["ratios"]["g_rma_over_raw"]))
+    row("g: halo exchange + sync (decomposition layer) / raw", "",
+        lambda r: fmt(r["ratios"].get("g_halo_over_raw")))
     row("l (intercept of the hpput fit)", "", lambda r: us(r["machine"]["l"]))
     ac = lambda r: r["machine"]["after_compute"]  # noqa: E731
-    row("after a compute phase (memory stream) per rank", "",
+    row("after a compute phase (stencil sweep) per rank", "",
         lambda r: f"{ac(r)['stream_bytes'] / 2**20:.0f} MiB, {ac(r)['stream_seconds'] * 1e3:.2f} ms")
     row("  then raw Alltoallv: g, l", "",
         lambda r: f"{ns(ac(r)['fit']['raw']['g'])}, {us(ac(r)['fit']['raw']['l'])}")
     row("  then BSP hpput: g, l", "",
         lambda r: f"{ns(ac(r)['fit']['hpput']['g'])}, {us(ac(r)['fit']['hpput']['l'])}")
+    row("  then halo exchange + sync: g, l", "",
+        lambda r: f"{ns(ac(r)['fit']['halo']['g'])}, {us(ac(r)['fit']['halo']['l'])}" if "halo" in ac(r)["fit"] else "-")
     row("l after compute / back to back (raw)", "",
         lambda r: fmt(r["ratios"]["l_raw_after_compute_over_back_to_back"]))
     row("heat step (periodic axis 0): h per superstep", "",
@@ -149,6 +153,10 @@ def bsp_table(runs):
     row("heat: g, l the report picks", "", lambda r: r["heat"]["model"])
     row("heat: predicted g*h + l per superstep", "", lambda r: us(r["heat"]["predicted"] / r["heat"]["steps"]))
     row("**heat: predicted / measured**", "0.8 - 1.2", lambda r: fmt(r["ratios"]["heat_predicted_over_measured"]))
+    row("heat: predicted / measured with the raw Alltoallv fit after compute (no layer fit)", "",
+        lambda r: fmt(r["ratios"].get("heat_raw_after_compute_predicted_over_measured")))
+    row("heat: predicted / measured, all batches (min .. max)", "",
+        lambda r: f"{fmt(min(r['heat']['ratios_all']))} .. {fmt(max(r['heat']['ratios_all']))}")
     row("heat: predicted / measured with the back-to-back hpput g, l (bspbench)", "",
         lambda r: fmt(r["ratios"]["heat_back_to_back_predicted_over_measured"]))
     row("heat, periodic on both axes (strided column copies): predicted / measured", "",
@@ -216,8 +224,11 @@ CAPTIONS = {
                      f"{r['reps']} repetitions, each timed to the slowest rank."),
     "bsp": lambda r: (f"h-relations h = 0..{r['hmax']} words ({r['points']} values, {r['reps']} batches of "
                       f"{r['iters']} supersteps each, random order, Theil-Sen fit); heat step on {r['size']}², "
-                      f"the median of {r.get('heat_reps', r['reps'])} batches of {r['steps']} supersteps; h-relations timed to "
-                      f"the slowest rank back to back, to the least-waiting rank after a compute phase."),
+                      f"the median of {r.get('heat', {}).get('batches', r.get('heat_reps', r['reps']))} batches of "
+                      f"{r['steps']} supersteps, interleaved with the h-relations after a compute phase "
+                      f"(h = 0..{r.get('cold_hmax', r['hmax'])}); h-relations timed to "
+                      f"the slowest rank back to back, to the least-waiting rank after a compute phase "
+                      f"(the halo layer's by the cost log, as programs)."),
     "solvers": lambda r: (f"Heat solver on {r['size']}² (periodic), RB-SOR on {r['sor_size']}² (Dirichlet); "
                           f"medians of {r['reps']} batches of {r['steps']} steps or sweeps, each timed to the "
                           f"slowest rank."),

@@ -15,12 +15,21 @@ in flops (times ``r``).
 The same h-relations are timed through :meth:`BSP.hpput` (the reported ``g``, ``l``),
 :meth:`BSP.put` (one copy more per word, in the put call), :meth:`BSP.send`, a raw
 ``MPI_Alltoallv`` of the same data with the counts known in advance (the reference) and
-one ``MPI_Put`` per rank pair in a fence epoch (the RMA design option).
+one ``MPI_Put`` per rank pair in a fence epoch (the RMA design option), and through the
+decomposition layer (``halo``: :class:`HaloRelation`, a halo exchange and an empty sync,
+timed by the cost log as the profile report times programs).
+
+Each layer gets its own fit because the profile report predicts a superstep with the
+parameters of the layer it communicates through (:func:`pympc.report.model_parameters`):
+after a long compute phase, most of a small superstep's cost is fetching that layer's
+code and data back into the emptied caches, which differs from layer to layer. Those
+parameters are measured too (``after_compute``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 import time
@@ -32,6 +41,7 @@ from .runtime import InputError, get_comm
 
 FORMAT = "pympc-machine/1"
 METHODS = ("hpput", "put", "send", "raw", "rma")
+ALL = METHODS + ("halo",)  # with the decomposition layer's halo h-relation (HaloRelation)
 
 
 def compute_rate(comm=None, n: int = 4096, reps: int = 200) -> float:
@@ -164,51 +174,159 @@ def cache_bytes() -> int:
 
 
 class Stream:
-    """Local. A compute phase that streams memory, like a stencil sweep over a large
-    grid: one ``copyto`` from one buffer into another, ``nbytes`` of traffic in all
-    (half read, half written). Run before a superstep, it leaves the caches, TLBs and
-    branch predictors as a real compute phase leaves them for the communication after it."""
+    """Local. A compute phase like a stencil program's: one sweep of the compiled 2-D
+    five-point (FTCS) kernel of :mod:`pympc.kernels` from one square grid into another,
+    ``nbytes`` of memory traffic in all (half read, half written with ordinary stores).
+    Run before a superstep, it leaves the caches, TLBs and branch predictors as a real
+    compute phase leaves them for the communication after it.
+
+    (A plain ``copyto`` of the same size, the first version, left the communication
+    after it about 15% cheaper than a stencil sweep does: large copies write around the
+    cache, so fewer dirty lines are left to evict. The stencil predicts the heat step
+    within a few per cent at one rank, the copy 0.8.)"""
 
     def __init__(self, nbytes: int):
-        n = max(1, int(nbytes) // 16)
-        self.src, self.dst = np.ones(n), np.empty(n)
+        side = max(3, math.isqrt(max(0, int(nbytes)) // 16))
+        self.src, self.dst = np.ones((side, side)), np.ones((side, side))
 
     def __call__(self) -> None:
-        np.copyto(self.dst, self.src)
+        from . import kernels
+
+        n = self.src.shape[0] - 1
+        f = kernels._FTCS.get(2) if kernels.BACKEND == "numba" else None
+        if f is not None:
+            f(self.src, self.dst, 1, n, 1, n, 0.1, 0.1)
+        else:
+            kernels._ftcs_numpy(self.src, self.dst, (slice(1, n), slice(1, n)), (0.1, 0.1))
+
+
+class HaloRelation:
+    """Collective. h-relations of the decomposition layer, run the way a pympc stencil
+    program runs its supersteps: ``update_halo`` of one array, the compute phase (if any),
+    then an empty :meth:`BSP.sync`. For each ``h`` the array has 4 rows per rank and
+    ``h/2`` columns (rounded up, at least one), split along axis 0 over all ranks and
+    periodic along it: every rank sends its first and last owned row to its two
+    neighbours (at one rank: two local row copies) and receives two rows, ``h`` words
+    each way (:attr:`words` has the exact count per ``h``). :meth:`close` frees it all."""
+
+    LABEL = "halo h-relation"
+
+    def __init__(self, hs, comm=None):
+        from .array import DistArray
+        from .bsp import BSP
+        from .grid import Decomposition
+
+        comm = get_comm(comm)
+        self.comm, self.P, self.me = comm, comm.Get_size(), comm.Get_rank()
+        self.words, self.arrays = {}, {}
+        for h in sorted(set(int(x) for x in hs)):
+            cols = max(1, -(-h // 2))
+            d = Decomposition((4 * self.P, cols), comm=comm, dims=(self.P, 1), periodic=(True, False))
+            a = DistArray(d)
+            a.owned[...] = np.arange(d.lo[0], d.hi[0], dtype=float)[:, None]  # each row its global index
+            self.words[h], self.arrays[h] = 2 * cols, a
+        self.bsp = BSP(comm)
+
+    def run(self, h: int, compute=None) -> None:
+        """Collective. One superstep: the halo exchange, ``compute()``, the sync."""
+        from .halo import update_halo
+
+        update_halo(self.arrays[h])
+        if compute is not None:
+            compute()
+        self.bsp.sync(self.LABEL)
+
+    def check(self, h: int) -> bool:
+        """Collective. Run one superstep on cleared ghosts and verify them: the ghost row
+        above holds the previous rank's last row, the one below the next rank's first."""
+        a = self.arrays[h]
+        g = a.decomp.ghost
+        a.data[:g] = a.data[-g:] = -1.0
+        self.run(h)
+        lo, hi, N = a.decomp.lo[0], a.decomp.hi[0], 4 * self.P
+        cols = slice(g, a.data.shape[1] - g)
+        ok = bool(np.all(a.data[g - 1, cols] == (lo - 1) % N) and np.all(a.data[-g, cols] == hi % N))
+        return bool(self.comm.allreduce(ok, op=MPI.LAND))
+
+    def close(self) -> None:
+        """Collective. Free the arrays' decompositions and the BSP object."""
+        self.bsp.close()
+        for a in self.arrays.values():
+            a.decomp.close()
+        self.arrays = {}
+
+
+def words(method: str, h: int) -> int:
+    """Local. The words each rank sends and receives in an h-relation of ``method``:
+    ``h``, except the halo layer's, which moves whole rows of ``ceil(h/2)`` (at least one)
+    words: ``h`` rounded up to even, at least 2."""
+    return 2 * max(1, -(-int(h) // 2)) if method == "halo" else int(h)
+
+
+def _time_halo(halo: HaloRelation, h: int, iters: int, compute) -> float:
+    # One batch of halo supersteps under a cost log, timed as the profile report times a
+    # program's supersteps: the rank that waited least, communication + sync.
+    from .profile import Log
+    from .report import summarise
+
+    halo.comm.Barrier()
+    with Log(halo.comm) as log:
+        for _ in range(iters):
+            halo.run(h, compute)
+        data = log.gather(root=None)
+    row = next(r for r in summarise(data)["rows"] if r["label"] == HaloRelation.LABEL)
+    return row["measured"] / iters
 
 
 def time_hrelations(hs, methods=METHODS, iters: int = 10, reps: int = 5, seed: int = 0, comm=None,
-                    compute: int = 0) -> dict:
+                    compute: int = 0, between=None, every: int = 0) -> dict:
     """Collective. Seconds per superstep of h-relations for every ``h`` in ``hs`` and
-    every method: the median over ``reps`` batches of ``iters`` supersteps. Batches run
-    in a random order (from ``seed``, the same on every rank), so drift of a shared
-    machine does not bias the slope.
+    every method (of :data:`METHODS`, or ``"halo"``: :class:`HaloRelation`): the median
+    over ``reps`` batches of ``iters`` supersteps. Batches run in a random order (from
+    ``seed``, the same on every rank), so drift of a shared machine does not bias the
+    slope.
 
     ``compute=0``: supersteps back to back (bspbench), each batch timed to the slowest
-    rank. ``compute > 0``: every superstep follows a compute phase that streams
-    ``compute`` bytes (:class:`Stream`), which is not timed: the time from the end of a
-    rank's compute phase to the end of its superstep, summed over the batch, of the rank
-    that waited least (the one that computed longest: the critical path), as
-    :func:`pympc.report.summarise` measures a program's supersteps."""
+    rank. ``compute > 0``: every superstep follows a compute phase, a :class:`Stream` of
+    ``compute`` bytes, which is not timed: the time from the end of a rank's compute phase
+    to the end of its superstep, summed over the batch, of the rank that waited least (the
+    one that computed longest: the critical path), as :func:`pympc.report.summarise`
+    measures a program's supersteps. The ``"halo"`` method is always timed that way, by
+    the cost log itself (its compute phase sits between the exchange and the sync, as in a
+    stencil program).
+
+    ``between``: a collective callable run before every ``every``-th batch, to measure
+    the parameters in the same time window as a program (``bench_bsp`` interleaves the
+    heat step this way)."""
     comm = get_comm(comm)
     hs = [int(h) for h in hs]
     if not hs or min(hs) < 0:
         raise InputError("h values must be >= 0")
     for m in methods:
-        if m not in METHODS:
-            raise InputError(f"unknown h-relation method {m!r}; use one of {METHODS}")
+        if m not in ALL:
+            raise InputError(f"unknown h-relation method {m!r}; use one of {ALL}")
     stream = Stream(compute) if compute > 0 else None
-    hr = HRelation(max(hs), comm)
+    mpi = [m for m in methods if m != "halo"]
+    hr = HRelation(max(hs), comm) if mpi else None
+    halo = HaloRelation(hs, comm) if "halo" in methods else None
     try:
-        for m in methods:  # warm-up: plans, buffers, first-touch pages
+        for m in mpi:  # warm-up: plans, buffers, first-touch pages
             hr.run(m, max(hs))
             hr.run(m, 0)
+        if halo is not None:
+            for h in hs:
+                halo.run(h)
         jobs = [(m, i) for m in methods for i in range(len(hs)) for _ in range(reps)]
         order = np.random.default_rng(seed).permutation(len(jobs))
         samples = {m: [[] for _ in hs] for m in methods}
-        for k in order:
+        for n, k in enumerate(order):
+            if between is not None and every > 0 and n % every == 0:
+                between()
             m, i = jobs[k]
             h = hs[i]
+            if m == "halo":
+                samples[m][i].append(_time_halo(halo, h, iters, stream))
+                continue
             comm.Barrier()
             if stream is None:
                 t0 = time.perf_counter()
@@ -225,8 +343,17 @@ def time_hrelations(hs, methods=METHODS, iters: int = 10, reps: int = 5, seed: i
                     dt += time.perf_counter() - t0
                 samples[m][i].append(comm.allreduce(dt / iters, op=MPI.MIN))
     finally:
-        hr.close()
+        if hr is not None:
+            hr.close()
+        if halo is not None:
+            halo.close()
     return {m: [float(np.median(s)) for s in samples[m]] for m in methods}
+
+
+def fit_method(method: str, hs, times) -> dict:
+    """Local. :func:`fit` of ``times`` against the words ``method`` moves for each ``h``
+    (:func:`words`)."""
+    return fit([words(method, h) for h in hs], times)
 
 
 def fit(hs, times) -> dict:
@@ -357,13 +484,13 @@ def stream_seconds(stream: Stream, comm, reps: int = 5) -> float:
 
 
 def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters: int = 10,
-            seed: int = 0, methods=METHODS, with_logp: bool = True, compute: int | None = None) -> dict:
+            seed: int = 0, methods=ALL, with_logp: bool = True, compute: int | None = None) -> dict:
     """Collective. Everything ``pympc bench`` reports, as a dict (the same on every
     rank): ``r``, ``g``, ``l`` (from the hpput h-relations), ``g_flops``, ``l_flops``,
     ``l_empty`` and ``barrier``, the fit of every method, the raw timings, the ratios
     against the raw Alltoallv and the barrier, and ``logp``.
 
-    ``after_compute``: the hpput and raw h-relations again, each superstep after a compute
+    ``after_compute``: the hpput, raw and halo h-relations again, each superstep after a compute
     phase streaming ``compute`` bytes per rank (default: twice the last-level cache shared
     among the node's ranks; 0 skips it):
     ``stream_bytes``, ``stream_seconds``, ``fit`` per method and the timings. The
@@ -373,20 +500,23 @@ def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters
     if hmax < 2 or points < 3:
         raise InputError(f"need hmax >= 2 and points >= 3, got hmax={hmax}, points={points}")
     for m in methods:
-        if m not in METHODS:
-            raise InputError(f"unknown h-relation method {m!r}; use one of {METHODS}")
+        if m not in ALL:
+            raise InputError(f"unknown h-relation method {m!r}; use one of {ALL}")
     hs = sorted(set(np.linspace(0, hmax, points).round().astype(int).tolist()))
     P = comm.Get_size()
-    hr = HRelation(max(hs), comm)
+    hr, halo = HRelation(max(hs), comm), HaloRelation([1, max(hs)], comm)
     try:
-        checked = {m: hr.check(m, max(hs)) and hr.check(m, 1) for m in methods}
+        checked = {m: hr.check(m, max(hs)) and hr.check(m, 1) for m in methods if m != "halo"}
+        if "halo" in methods:
+            checked["halo"] = halo.check(max(hs)) and halo.check(1)
     finally:
         hr.close()
+        halo.close()
     if not all(checked.values()):
         raise RuntimeError(f"h-relation data check failed: {checked}")
     r = compute_rate(comm)
     times = time_hrelations(hs, methods, iters=iters, reps=reps, seed=seed, comm=comm)
-    fits = {m: fit(hs, times[m]) for m in methods}
+    fits = {m: fit_method(m, hs, times[m]) for m in methods}
     es = empty_sync(comm)
     main = fits.get("hpput") or fits[methods[0]]
     out = {"format": FORMAT, "ranks": P, "r": r, "g": main["g"], "l": main["l"],
@@ -407,12 +537,13 @@ def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters
         compute = 2 * cache_bytes() // node.Get_size()
         node.Free()
     if compute > 0:
-        cold_methods = [m for m in ("hpput", "raw") if m in methods]
+        cold_methods = [m for m in ("hpput", "raw", "halo") if m in methods]
         ct = time_hrelations(hs, cold_methods, iters=iters, reps=reps, seed=seed + 1, comm=comm,
                              compute=compute)
         out["after_compute"] = {"stream_bytes": int(compute),
                                 "stream_seconds": stream_seconds(Stream(compute), comm),
-                                "fit": {m: fit(hs, ct[m]) for m in cold_methods}, "hrel": {"h": hs, **ct}}
+                                "fit": {m: fit_method(m, hs, ct[m]) for m in cold_methods},
+                                "hrel": {"h": hs, **ct}}
     out["logp"] = logp(comm) if with_logp else None
     out["versions"] = {"python": platform.python_version(), "numpy": np.__version__,
                        "mpi4py": __import__("mpi4py").__version__,

@@ -21,27 +21,35 @@ from .profile import FORMAT, load
 from .runtime import InputError
 
 
-def model_parameters(machine: dict, bsp: bool, w_step: float):
+def model_parameters(machine: dict, kinds, w_step: float):
     """Local. The ``(g, l, name)`` that predict a superstep's communication, chosen from
     a ``pympc bench`` result by how the superstep communicates and what came before:
 
-    * **layer**: supersteps with BSP puts, gets or messages (``bsp``) take the BSP
-      h-relation fit (``hpput``); the others (halo exchanges, reductions, empty syncs:
-      the decomposition layer's direct MPI calls) the raw ``MPI_Alltoallv`` fit;
+    * **layer** (``kinds``: the kinds of communication the superstep recorded):
+      supersteps with BSP puts, gets or messages (``"bsp"``) take the BSP h-relation fit
+      (``hpput``); those with halo exchanges (``"halo"``) the decomposition layer's halo
+      h-relation fit (``halo``: an exchange and an empty sync, as a stencil program
+      runs them); the others (reductions, empty syncs) the raw ``MPI_Alltoallv`` fit. A
+      machine file without the halo fit (older ones) gives halo supersteps the raw fit;
     * **cache state**: a superstep whose compute phase (``w_step`` seconds, the slowest
-      rank's mean) lasts at least half the bench's memory stream (which streams twice the
-      last-level cache: half of it is long enough to have streamed the cache once,
-      ``after_compute.stream_seconds / 2``) takes the fit measured after such a stream:
-      its communication runs with the caches and TLBs the compute phase has emptied, which
-      costs several times the back-to-back figure. Shorter compute phases take the
+      rank's mean) lasts at least half the bench's compute phase (which streams twice
+      the last-level cache: half of it is long enough to have streamed the cache once,
+      ``after_compute.stream_seconds / 2``) takes the fit measured after such a phase:
+      its communication runs with the caches and TLBs the compute phase has emptied,
+      which costs several times the back-to-back figure. Shorter compute phases take the
       back-to-back (bspbench) fit.
 
-    A machine dict without these fits (only ``g`` and ``l``) gives its ``g`` and ``l``."""
-    method = "hpput" if bsp else "raw"
+    A machine dict without these fits (only ``g`` and ``l``) gives its ``g`` and ``l``.
+    ``kinds`` may also be a bool: ``True`` for a BSP superstep (the old signature)."""
+    if isinstance(kinds, bool):
+        kinds = ("bsp",) if kinds else ()
     ac = machine.get("after_compute")
-    if ac and w_step >= 0.5 * ac.get("stream_seconds", math.inf) and method in ac.get("fit", {}):
-        f = ac["fit"][method]
-        return f["g"], f["l"], f"{method}, after compute"
+    cold = bool(ac) and w_step >= 0.5 * ac.get("stream_seconds", math.inf)
+    fits = (ac or {}).get("fit", {}) if cold else machine.get("fit", {})
+    method = "hpput" if "bsp" in kinds else "halo" if "halo" in kinds and "halo" in fits else "raw"
+    f = fits.get(method)
+    if f:
+        return f["g"], f["l"], f"{method}, {'after compute' if cold else 'back to back'}"
     f = machine.get("fit", {}).get(method)
     if f:
         return f["g"], f["l"], f"{method}, back to back"
@@ -86,7 +94,7 @@ def summarise(data: dict, machine: dict | None = None) -> dict:
                "idle_rank": int(c.argmax()), "time": float((w + c).mean()),
                "kinds": sorted(d.get("kinds", {}))}
         if g is not None and l is not None:
-            gg, ll, row["model"] = model_parameters(machine, "bsp" in row["kinds"], row["w_max"] / steps_of[lab])
+            gg, ll, row["model"] = model_parameters(machine, row["kinds"], row["w_max"] / steps_of[lab])
             row["predicted"] = gg * row["h"] + ll * steps
             row["ratio"] = row["predicted"] / measured if measured > 0 else math.inf
         rows.append(row)

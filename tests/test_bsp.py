@@ -496,14 +496,20 @@ def test_guide_example_runs(tmp_path):
 def test_bsp_benchmark_runs_tiny(tmp_path):
     out = tmp_path / "bsp.json"
     r = run_mpi(2, [os.path.join(ROOT, "benchmarks", "bench_bsp.py"), "--size", "32", "--steps", "3",
-                    "--hmax", "64", "--points", "3", "--reps", "1", "--iters", "2", "--json", str(out)],
+                    "--hmax", "64", "--cold-hmax", "32", "--points", "3", "--reps", "1", "--iters", "2",
+                    "--heat-reps", "4", "--json", str(out)],
                 timeout=300)
     assert r.returncode == 0, r.output[-3000:]
     res = json.loads(out.read_text())
     assert res["ranks"] == 2
-    for key in ("l_empty_over_barrier", "g_hpput_over_raw", "g_put_over_raw", "heat_predicted_over_measured"):
+    for key in ("l_empty_over_barrier", "g_hpput_over_raw", "g_put_over_raw", "g_halo_over_raw",
+                "heat_predicted_over_measured", "heat_raw_after_compute_predicted_over_measured"):
         assert res["ratios"][key] > 0, key
     assert res["machine"]["g"] > 0 and res["heat"]["h"] > 0
+    # at least --heat-reps batches of each heat variant, each with its own prediction
+    assert res["heat"]["batches"] >= 4 and len(res["heat"]["ratios_all"]) == res["heat"]["batches"]
+    assert res["heat"]["model"] == "halo, after compute" or res["heat"]["model"] == "halo, back to back"
+    assert set(res["machine"]["after_compute"]["fit"]) == {"hpput", "raw", "halo"}
 
 
 def test_bench_driver_writes_bsp_results(tmp_path):
@@ -515,7 +521,8 @@ def test_bench_driver_writes_bsp_results(tmp_path):
     finally:
         sys.path.pop(0)
     rc = bench_run.main(["bsp", "--ranks", "1", "--out", str(tmp_path), "--size", "32", "--steps", "2",
-                         "--hmax", "32", "--points", "3", "--reps", "1", "--iters", "1"])
+                         "--hmax", "32", "--cold-hmax", "32", "--points", "3", "--reps", "1", "--iters", "1",
+                         "--heat-reps", "2"])
     assert rc == 0
     md = (tmp_path / "bsp.md").read_text()
     assert "**l: empty sync / MPI_Barrier**" in md and "1 rank(s)" in md and "| - |" not in md

@@ -53,6 +53,37 @@ def test_every_hrelation_path_moves_the_right_words(comm, method, h):
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("h", [0, 1, 7, 50])
+def test_halo_hrelation_moves_h_words_and_the_log_counts_them(comm, h):
+    from pympc import profile, report
+
+    assert machine.words("halo", h) == max(2, h + h % 2) and machine.words("raw", h) == h
+    hr = machine.HaloRelation([h], comm)
+    try:
+        assert hr.check(h) and hr.check(h)
+        with profile.Log(comm) as log:
+            for _ in range(3):
+                hr.run(h, compute=lambda: None)
+            data = log.gather(root=None)
+        row = {r["label"]: r for r in report.summarise(data)["rows"]}[machine.HaloRelation.LABEL]
+        assert row["steps"] == 3 and row["kinds"] == ["halo"]
+        assert row["h"] == 3 * machine.words("halo", h)     # every rank sends and receives h words
+    finally:
+        hr.close()
+
+
+@pytest.mark.mpi
+def test_time_hrelations_interleaves_and_times_the_halo_layer(comm):
+    calls = []
+    t = machine.time_hrelations([0, 16, 32], ("raw", "halo"), iters=2, reps=2, comm=comm, compute=1 << 16,
+                                between=lambda: calls.append(comm.allreduce(1)), every=4)
+    assert set(t) == {"raw", "halo"} and all(len(v) == 3 and min(v) > 0 for v in t.values())
+    assert calls == [comm.Get_size()] * 3        # 12 batches, one call before every 4th
+    f = machine.fit_method("halo", [0, 16, 32], [4.0, 11.0, 19.0])   # 0.5 * words + 3, words 2, 16, 32
+    assert f["g"] == pytest.approx(0.5) and f["l"] == pytest.approx(3.0)
+
+
+@pytest.mark.mpi
 def test_time_hrelations_and_empty_sync(comm):
     t = machine.time_hrelations([0, 16, 32], ("hpput", "raw"), iters=2, reps=2, comm=comm)
     assert set(t) == {"hpput", "raw"} and all(len(v) == 3 and min(v) > 0 for v in t.values())
@@ -76,17 +107,22 @@ def test_bench_command_writes_json(tmp_path):
     assert res["format"] == machine.FORMAT and res["ranks"] == 2
     for k in ("r", "g", "l", "l_empty", "barrier", "g_flops", "l_flops"):
         assert np.isfinite(res[k]), k
-    assert set(res["fit"]) == set(machine.METHODS) and res["hrel"]["h"] == [0, 32, 64]
+    assert set(res["fit"]) == set(machine.ALL) and res["hrel"]["h"] == [0, 32, 64]
+    assert "halo" in machine.ALL and res["ratios"]["g_halo_over_raw"] > 0
     assert res["logp"]["latency"] > 0 and res["ratios"]["g_hpput_over_raw"] > 0
     ac = res["after_compute"]  # the same h-relations, each after a 1 MiB memory stream
     assert ac["stream_bytes"] == 1 << 20 and ac["stream_seconds"] > 0
-    assert set(ac["fit"]) == {"hpput", "raw"} and all(len(ac["hrel"][m]) == 3 for m in ("hpput", "raw"))
+    assert set(ac["fit"]) == {"hpput", "raw", "halo"} and all(len(ac["hrel"][m]) == 3 for m in ac["fit"])
     assert "after a compute phase streaming 1 MiB" in r.stdout
 
 
 def test_stream_and_cache_size():
     assert machine.cache_bytes() >= 1 << 16
-    s = machine.Stream(1 << 16)
-    s.dst[...] = 0
+    s = machine.Stream(1 << 16)       # two 64 x 64 grids, one stencil sweep between them
+    s.src[...] = np.arange(64.0)[:, None] ** 2
+    s.dst[...] = -1.0
     s()
-    assert s.src.size == 4096 and np.all(s.dst == 1.0)
+    assert s.src.shape == s.dst.shape == (64, 64)
+    # FTCS with r = 0.1 on i**2: u + 0.1 * 2 along axis 0, unchanged along axis 1
+    assert np.allclose(s.dst[1:-1, 1:-1], s.src[1:-1, 1:-1] + 0.2)
+    assert np.all(s.dst[0] == -1.0) and np.all(s.dst[:, -1] == -1.0)  # the rim is not written

@@ -46,24 +46,36 @@ def test_summarise_figures():
 
 
 def test_model_parameters_follow_the_layer_and_the_compute_phase():
-    """A superstep's prediction takes the fit of its layer (BSP puts: hpput; halo and
-    reductions: raw MPI) measured back to back, or after a memory stream when its
-    compute phase lasts at least half the bench's stream."""
+    """A superstep's prediction takes the fit of its layer (BSP puts: hpput; halo
+    exchanges: the halo h-relation; reductions and empty syncs: raw MPI) measured back to
+    back, or after a compute phase when its own lasts at least half the bench's."""
     fit = lambda g, l: {"g": g, "l": l}  # noqa: E731
-    mach = {"g": 1.0, "l": 2.0, "ranks": 2, "fit": {"hpput": fit(3.0, 4.0), "raw": fit(5.0, 6.0)},
-            "after_compute": {"stream_bytes": 1 << 25, "stream_seconds": 0.004,
-                              "fit": {"hpput": fit(7.0, 8.0), "raw": fit(9.0, 10.0)}}}
+    old = {"g": 1.0, "l": 2.0, "ranks": 2, "fit": {"hpput": fit(3.0, 4.0), "raw": fit(5.0, 6.0)},
+           "after_compute": {"stream_bytes": 1 << 25, "stream_seconds": 0.004,
+                             "fit": {"hpput": fit(7.0, 8.0), "raw": fit(9.0, 10.0)}}}
     mp = report.model_parameters
-    assert mp(mach, True, 0.001) == (3.0, 4.0, "hpput, back to back")
-    assert mp(mach, False, 0.001) == (5.0, 6.0, "raw, back to back")
-    assert mp(mach, True, 0.002) == (7.0, 8.0, "hpput, after compute")
-    assert mp(mach, False, 0.01) == (9.0, 10.0, "raw, after compute")
-    assert mp({"g": 1.0, "l": 2.0}, True, 1.0) == (1.0, 2.0, "g, l")
+    assert mp(old, ("bsp",), 0.001) == (3.0, 4.0, "hpput, back to back")
+    assert mp(old, (), 0.001) == (5.0, 6.0, "raw, back to back")
+    assert mp(old, ["bsp", "halo"], 0.002) == (7.0, 8.0, "hpput, after compute")
+    assert mp(old, (), 0.01) == (9.0, 10.0, "raw, after compute")
+    assert mp(old, True, 0.001) == (3.0, 4.0, "hpput, back to back")  # the bool form
+    # a machine file without the halo fits: halo supersteps take the raw ones
+    assert mp(old, ("halo",), 0.001) == (5.0, 6.0, "raw, back to back")
+    assert mp(old, ("halo", "reduce"), 0.01) == (9.0, 10.0, "raw, after compute")
+    assert mp({"g": 1.0, "l": 2.0}, ("bsp",), 1.0) == (1.0, 2.0, "g, l")
+    mach = {**old, "fit": {**old["fit"], "halo": fit(11.0, 12.0)},
+            "after_compute": {**old["after_compute"], "fit": {**old["after_compute"]["fit"], "halo": fit(13.0, 14.0)}}}
+    assert mp(mach, ("halo",), 0.001) == (11.0, 12.0, "halo, back to back")
+    assert mp(mach, ("halo", "reduce"), 0.002) == (13.0, 14.0, "halo, after compute")
+    assert mp(mach, ("reduce",), 0.002) == (9.0, 10.0, "raw, after compute")
+    assert mp(mach, ("bsp", "halo"), 0.002) == (7.0, 8.0, "hpput, after compute")
     # the "step" label of the fake log: halo only, 0.1 s of compute per superstep
-    row = {r["label"]: r for r in report.summarise(fake_log(), mach)["rows"]}["step"]
+    row = {r["label"]: r for r in report.summarise(fake_log(), old)["rows"]}["step"]
     assert row["model"] == "raw, after compute" and row["predicted"] == pytest.approx(9.0 * 3000 + 10.0 * 10)
+    row = {r["label"]: r for r in report.summarise(fake_log(), mach)["rows"]}["step"]
+    assert row["model"] == "halo, after compute" and row["predicted"] == pytest.approx(13.0 * 3000 + 14.0 * 10)
     text = report.report(fake_log(), mach)
-    assert "step: raw, after compute" in text and "after a compute phase streaming 32 MiB" in text
+    assert "step: halo, after compute" in text and "after a compute phase streaming 32 MiB" in text
 
 
 def test_summarise_without_machine_and_bad_input():
