@@ -1,4 +1,5 @@
-"""Serial numpy oracles shared by the decomposition, halo, boundary and kernel tests."""
+"""Serial numpy oracles shared by the decomposition, halo, boundary, kernel and solver
+tests (and by docs/figures/make_verification.py)."""
 
 import numpy as np
 
@@ -64,3 +65,34 @@ def ftcs(padded, r, ghost):
         term = r[a] * (padded[tuple(lo)] - 2.0 * c + padded[tuple(hi)])
         acc = term if acc is None else acc + term
     return c + acc
+
+
+def stencil_matrix(n, velocity=None):
+    """The matrix of solvers.krylov.StencilOperator on an n x n Dirichlet grid of spacing
+    h = 1/(n-1) (interior unknowns, natural order), assembled with scipy: the 5-point
+    Laplacian, plus central convection ``velocity`` if given. Returns ``(h, A)``."""
+    import scipy.sparse as sp
+
+    h = 1.0 / (n - 1)
+    m = n - 2
+    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
+    eye = sp.eye(m)
+    A = (sp.kron(T, eye) + sp.kron(eye, T)) / h ** 2
+    if velocity is not None:
+        D = sp.diags([-1.0, 0.0, 1.0], [-1, 0, 1], shape=(m, m)) / (2 * h)
+        A = A + velocity[0] * sp.kron(D, eye) + velocity[1] * sp.kron(eye, D)
+    return h, A.tocsc()
+
+
+def mode_ramp_rhs(d):
+    """A DistArray on decomposition ``d``: a sine mode plus a ramp, every frequency
+    present (the multigrid tests' right-hand side)."""
+    import pympc
+
+    def f(*x):
+        modes, ramp = 1.0, 1.0
+        for a, xi in enumerate(x):
+            modes = modes * np.sin(np.pi * (a + 1) * xi)
+            ramp = ramp * xi
+        return modes + ramp
+    return pympc.DistArray.from_function(d, f, coords=True)

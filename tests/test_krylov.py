@@ -4,27 +4,15 @@ iteration counts on every rank count (up to one, from round-off); stopping reaso
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from mpi4py import MPI
 
 import pympc
+from oracle import stencil_matrix
 from solvers.krylov import Jacobi, StencilOperator, bicgstab, cg, gmres
 
 N = 21
 VEL = (20.0, -10.0)
-
-
-def gathered(n, velocity=None, periodic=False):
-    h = 1.0 / (n - 1)
-    m = n - 2
-    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
-    eye = sp.eye(m)
-    A = (sp.kron(T, eye) + sp.kron(eye, T)) / h ** 2
-    if velocity is not None:
-        D = sp.diags([-1.0, 0.0, 1.0], [-1, 0, 1], shape=(m, m)) / (2 * h)
-        A = A + velocity[0] * sp.kron(D, eye) + velocity[1] * sp.kron(eye, D)
-    return h, A.tocsc()
 
 
 METHODS = [
@@ -40,7 +28,7 @@ METHODS = [
 @pytest.mark.mpi
 @pytest.mark.parametrize("name,velocity,method", METHODS, ids=[m[0] for m in METHODS])
 def test_krylov_equals_scipy_and_serial_iteration_counts(comm, name, velocity, method):
-    h, A = gathered(N, velocity)
+    h, A = stencil_matrix(N, velocity)
     B = np.random.default_rng(3).random((N, N))
     tol = 1e-10
     direct = spla.spsolve(A, B[1:-1, 1:-1].ravel()).reshape(N - 2, N - 2)
@@ -59,7 +47,7 @@ def test_krylov_equals_scipy_and_serial_iteration_counts(comm, name, velocity, m
 
 @pytest.mark.mpi
 def test_reasons_and_reductions(comm):
-    h, _ = gathered(N)
+    h, _ = stencil_matrix(N)
     with pympc.Decomposition((N, N), comm=comm, spacing=h) as d:
         b = pympc.DistArray(d).fill(1.0)
         assert cg(StencilOperator(d, shift=-1e5), b).reason == "indefinite"
@@ -119,7 +107,7 @@ def test_cg_holds_four_vectors():
 def test_initial_guess_and_restricted_rhs(comm):
     """A nonzero x0 starts from its residual; b's values on the Dirichlet points (not
     unknowns) are ignored by every method, and b itself is left unchanged."""
-    h, A = gathered(N)
+    h, A = stencil_matrix(N)
     B = np.random.default_rng(4).random((N, N))
     direct = spla.spsolve(A, B[1:-1, 1:-1].ravel()).reshape(N - 2, N - 2)
     with pympc.Decomposition((N, N), comm=comm, spacing=h) as d:

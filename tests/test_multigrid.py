@@ -5,29 +5,19 @@ CG, and clear errors for sizes that do not coarsen."""
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from mpi4py import MPI
 
 import pympc
+from oracle import mode_ramp_rhs, stencil_matrix
 from solvers.krylov import StencilOperator, cg
 from solvers.multigrid import Multigrid
-
-
-def rhs(d):
-    def f(*x):
-        modes, ramp = 1.0, 1.0
-        for a, xi in enumerate(x):
-            modes = modes * np.sin(np.pi * (a + 1) * xi)
-            ramp = ramp * xi
-        return modes + ramp
-    return pympc.DistArray.from_function(d, f, coords=True)
 
 
 def solve(comm, shape, **kw):
     with pympc.Decomposition(shape, comm=comm, spacing=1 / (shape[0] - 1)) as d:
         mg = Multigrid(d, **kw)
-        r = mg.solve(rhs(d), tol=1e-8)
+        r = mg.solve(mode_ramp_rhs(d), tol=1e-8)
         mg.close()
     return r
 
@@ -45,7 +35,7 @@ def test_v11_2d_reduction_per_cycle_and_grid_independent_counts(comm):
         counts.append(r.cycles)
     assert max(counts) - min(counts) <= 2, counts
     with pympc.Decomposition((129, 129), comm=MPI.COMM_SELF, spacing=1 / 128) as ds:
-        serial = Multigrid(ds).solve(rhs(ds), tol=1e-8)
+        serial = Multigrid(ds).solve(mode_ramp_rhs(ds), tol=1e-8)
     assert abs(serial.cycles - counts[2]) <= 1
 
 
@@ -65,14 +55,11 @@ def test_multigrid_equals_direct_solve_and_pcg(comm):
     n = 33
     h = 1 / (n - 1)
     with pympc.Decomposition((n, n), comm=comm, spacing=h) as d:
-        f = rhs(d)
+        f = mode_ramp_rhs(d)
         F = f.gather(root=None)
         mg = Multigrid(d)
         r = mg.solve(f, tol=1e-10)
-        m = n - 2
-        T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
-        A = ((sp.kron(T, sp.eye(m)) + sp.kron(sp.eye(m), T)) / h ** 2).tocsc()
-        direct = spla.spsolve(A, F[1:-1, 1:-1].ravel())
+        direct = spla.spsolve(stencil_matrix(n)[1], F[1:-1, 1:-1].ravel())
         u = r.u.gather(root=None)[1:-1, 1:-1].ravel()
         assert np.linalg.norm(u - direct) / np.linalg.norm(direct) < 1e-10 * 4 * n * n
         p = cg(StencilOperator(d), f, tol=1e-10, M=mg)
@@ -81,7 +68,7 @@ def test_multigrid_equals_direct_solve_and_pcg(comm):
         assert w.converged and w.cycles <= r.cycles
         mg.close()
     with pympc.Decomposition((n, n), comm=MPI.COMM_SELF, spacing=h) as ds:
-        ps = cg(StencilOperator(ds), rhs(ds), tol=1e-10, M=Multigrid(ds))
+        ps = cg(StencilOperator(ds), mode_ramp_rhs(ds), tol=1e-10, M=Multigrid(ds))
     assert abs(ps.iterations - p.iterations) <= 1
 
 

@@ -24,7 +24,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
 import scipy.sparse.linalg as spla  # noqa: E402
 
 import pympc  # noqa: E402
@@ -36,6 +35,8 @@ from solvers.sparse import BlockJacobi, SparseOperator  # noqa: E402
 from solvers.wave import Wave  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests"))
+from oracle import mode_ramp_rhs, stencil_matrix  # noqa: E402  (the tests' serial oracles)
 
 
 def mesh(n, periodic=False):
@@ -140,20 +141,6 @@ def poisson_fig():
     return out
 
 
-def gathered_operator(n, velocity=None):
-    """The matrix of StencilOperator on an n x n Dirichlet grid (interior unknowns,
-    natural order), assembled with scipy: the oracle for the Krylov solvers."""
-    h = 1.0 / (n - 1)
-    m = n - 2
-    T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(m, m))
-    eye = sp.eye(m)
-    A = (sp.kron(T, eye) + sp.kron(eye, T)) / h ** 2
-    if velocity is not None:
-        D = sp.diags([-1.0, 0.0, 1.0], [-1, 0, 1], shape=(m, m)) / (2 * h)
-        A = A + velocity[0] * sp.kron(D, eye) + velocity[1] * sp.kron(eye, D)
-    return A.tocsc()
-
-
 KRYLOV_N, KRYLOV_TOL, KRYLOV_VEL = 65, 1e-10, (20.0, -10.0)
 
 
@@ -163,7 +150,7 @@ def history_fig(fname, title, velocity, methods, note=None):
     direct solve of the same matrix in the legend."""
     n, tol = KRYLOV_N, KRYLOV_TOL
     B = np.random.default_rng(3).random((n, n))
-    x_ref = spla.spsolve(gathered_operator(n, velocity), B[1:-1, 1:-1].ravel())
+    x_ref = spla.spsolve(stencil_matrix(n, velocity)[1], B[1:-1, 1:-1].ravel())
     out = {}
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     with pympc.Decomposition((n, n), spacing=1.0 / (n - 1)) as d:
@@ -222,7 +209,7 @@ def preconditioners_fig():
     rows = {"CG": [], "CG + multigrid": [], "GMRES(30)": [], "GMRES(30) + block-Jacobi ILU": []}
     for n in ns:
         with pympc.Decomposition((n, n), spacing=1.0 / (n - 1)) as d:
-            f = mg_rhs(d)
+            f = mode_ramp_rhs(d)
             A = SparseOperator.laplacian(d)
             C = SparseOperator.laplacian(d, velocity=KRYLOV_VEL)
             mg = Multigrid(d)
@@ -248,17 +235,6 @@ def preconditioners_fig():
     return dict(zip(ns, zip(*rows.values())))
 
 
-def mg_rhs(d):
-    """A sine mode plus a ramp (the right-hand side of tests/test_multigrid.py)."""
-    def f(*x):
-        modes, ramp = 1.0, 1.0
-        for a, xi in enumerate(x):
-            modes = modes * np.sin(np.pi * (a + 1) * xi)
-            ramp = ramp * xi
-        return modes + ramp
-    return pympc.DistArray.from_function(d, f, coords=True)
-
-
 def multigrid_fig():
     tol, tol_text = 1e-8, "1e-8"
     grids = {2: [33, 65, 129, 257, 513], 3: [17, 33, 65, 129]}
@@ -270,7 +246,7 @@ def multigrid_fig():
         for n, c in zip(ns, colours):
             with pympc.Decomposition((n,) * dim, spacing=1.0 / (n - 1)) as d:
                 mg = Multigrid(d)
-                f = mg_rhs(d)
+                f = mode_ramp_rhs(d)
                 r = mg.solve(f, tol=tol)
                 p = cg(StencilOperator(d), f, tol=tol, M=mg)
                 mg.close()
