@@ -57,26 +57,53 @@ class StencilOperator:
         g = decomp.ghost
         self._sl = tuple(slice(g + lo, g + hi) for lo, hi in self.region)
         self._mask = None
+        self._pieces()
 
-    def _shifted(self, axis, k):
-        s = list(self._sl)
-        s[axis] = slice(s[axis].start + k, s[axis].stop + k)
-        return tuple(s)
+    def _pieces(self):
+        # The unknowns whose stencil reads no ghost (computed while the halo travels),
+        # the slabs around them (computed after it), and the slabs of y outside the
+        # unknowns (set to 0), all in owned coordinates.
+        d = self.decomp
+        inner = [(max(lo, 1), min(hi, n - 1)) for (lo, hi), n in zip(self.region, d.local_shape)]
+        if any(lo >= hi for lo, hi in inner):
+            self._inner, self._frame = None, [list(self.region)]
+        else:
+            self._inner, self._frame = inner, []
+            cur = [list(r) for r in self.region]
+            for a, (ilo, ihi) in enumerate(inner):
+                for lo, hi in ((cur[a][0], ilo), (ihi, cur[a][1])):
+                    if lo < hi:
+                        self._frame.append([tuple(r) for r in cur[:a]] + [(lo, hi)] + [tuple(r) for r in cur[a + 1:]])
+                cur[a] = [ilo, ihi]
+        self._zero = []
+        for a, sl in enumerate(self._sl):
+            for part in (slice(0, sl.start), slice(sl.stop, None)):
+                idx = [slice(None)] * d.ndim
+                idx[a] = part
+                self._zero.append(tuple(idx))
+
+    def apply_dot(self, x, y) -> float:
+        """Collective. ``y = A x`` as :meth:`apply`, and this rank's part of ``x . y``
+        (reduce it with :func:`pympc.reduce_all`), in one compiled pass: conjugate
+        gradients needs ``p . A p`` right after the product. The unknowns whose stencil
+        reads no ghost value are computed while the halo exchange is in flight."""
+        from pympc import kernels
+
+        self.bc.apply(x)  # physical-boundary ghosts only: the halo never writes those
+        plan = pympc.start_halo(x)
+        s = 0.0
+        if self._inner is not None:
+            s += kernels.convdiff_apply_dot(x, y, self.h, self.velocity, self.shift, region=self._inner)
+        plan.wait()
+        for box in self._frame:
+            s += kernels.convdiff_apply_dot(x, y, self.h, self.velocity, self.shift, region=box)
+        for idx in self._zero:
+            y.data[idx] = 0.0
+        return s
 
     def apply(self, x, y) -> None:
         """Collective. ``y = A x`` on the unknowns, 0 on the other points."""
-        pympc.update_halo(x)
-        self.bc.apply(x)
-        xd, sl = x.data, self._sl
-        c = xd[sl]
-        acc = (2.0 * float(np.sum(1.0 / self.h ** 2)) + self.shift) * c
-        for a in range(self.decomp.ndim):
-            lo, hi = xd[self._shifted(a, -1)], xd[self._shifted(a, 1)]
-            acc -= (lo + hi) / self.h[a] ** 2
-            if self.velocity[a]:
-                acc += self.velocity[a] * (hi - lo) / (2.0 * self.h[a])
-        y.data[...] = 0.0
-        y.data[sl] = acc
+        self.apply_dot(x, y)
 
     def diagonal(self):
         """Local. The diagonal of A (1 on the points that are not unknowns)."""
