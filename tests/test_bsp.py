@@ -502,9 +502,13 @@ def test_bsp_benchmark_runs_tiny(tmp_path):
     assert r.returncode == 0, r.output[-3000:]
     res = json.loads(out.read_text())
     assert res["ranks"] == 2
+    # at h <= 64 words a fitted slope is noise and may have either sign: the ratios exist
+    # and are numbers; the timings behind them are positive
     for key in ("l_empty_over_barrier", "g_hpput_over_raw", "g_put_over_raw", "g_halo_over_raw",
                 "heat_predicted_over_measured", "heat_raw_after_compute_predicted_over_measured"):
-        assert res["ratios"][key] > 0, key
+        assert np.isfinite(res["ratios"][key]), key
+    assert res["ratios"]["l_empty_over_barrier"] > 0 and res["heat"]["measured"] > 0
+    assert all(t > 0 for m in ("hpput", "raw", "halo") for t in res["hrel"][m])
     assert res["machine"]["g"] > 0 and res["heat"]["h"] > 0
     # at least --heat-reps batches of each heat variant, each with its own prediction
     assert res["heat"]["batches"] >= 4 and len(res["heat"]["ratios_all"]) == res["heat"]["batches"]

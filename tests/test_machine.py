@@ -108,8 +108,9 @@ def test_bench_command_writes_json(tmp_path):
     for k in ("r", "g", "l", "l_empty", "barrier", "g_flops", "l_flops"):
         assert np.isfinite(res[k]), k
     assert set(res["fit"]) == set(machine.ALL) and res["hrel"]["h"] == [0, 32, 64]
-    assert "halo" in machine.ALL and res["ratios"]["g_halo_over_raw"] > 0
-    assert res["logp"]["latency"] > 0 and res["ratios"]["g_hpput_over_raw"] > 0
+    assert "halo" in machine.ALL and np.isfinite(res["ratios"]["g_halo_over_raw"])  # a slope over h <= 64: noise
+    assert res["logp"]["latency"] > 0 and np.isfinite(res["ratios"]["g_hpput_over_raw"])
+    assert all(t > 0 for m in machine.ALL for t in res["hrel"][m])
     ac = res["after_compute"]  # the same h-relations, each after a 1 MiB memory stream
     assert ac["stream_bytes"] == 1 << 20 and ac["stream_seconds"] > 0
     assert set(ac["fit"]) == {"hpput", "raw", "halo"} and all(len(ac["hrel"][m]) == 3 for m in ac["fit"])
