@@ -377,40 +377,59 @@ def residual_sumsq(u: DistArray, f: DistArray, h2inv, region=None) -> float:
     return float(_RESIDUAL(_as3d(u.data), _as3d(f.data), *_flat(_bounds3(u, region)), *_offsets(d), *w, diag))
 
 
+class ConvDiff:
+    """Local. The convection-diffusion operator
+    ``y = (sum_a 2 / h[a]**2 + shift) x - sum_a (x[i-1] + x[i+1]) / h[a]**2
+    + sum_a v[a] (x[i+1] - x[i-1]) / (2 h[a])`` of a ``ndim``-D grid, its coefficients
+    computed once: :meth:`apply_dot` applies it to a region. ``diag`` is its diagonal.
+    ``backend``: ``"numba"`` (default when available) or ``"numpy"``; the numpy version
+    (also ``PYMPC_KERNELS=numpy``) gives the same ``y`` bit for bit, in that order of
+    operations (the dot product may differ in the last bits)."""
+
+    def __init__(self, ndim: int, h, velocity=None, shift=0.0, backend=None):
+        self.ndim = int(ndim)
+        self.h = np.broadcast_to(np.asarray(h, dtype=float), (self.ndim,))
+        self.v = np.zeros(self.ndim) if velocity is None else np.broadcast_to(
+            np.asarray(velocity, dtype=float), (self.ndim,))
+        self.diag = 2.0 * float(np.sum(1.0 / self.h ** 2)) + float(shift)
+        backend = backend or BACKEND
+        if backend not in ("numba", "numpy"):
+            raise InputError(f"backend must be 'numba' or 'numpy', got {backend!r}")
+        self.compiled = backend == "numba" and _CONVDIFF is not None
+        self._coef = (self.diag, *_pad3([float(hh ** 2) for hh in self.h], self.ndim, np.inf),
+                      *_pad3(self.v, self.ndim), *_pad3([2.0 * float(hh) for hh in self.h], self.ndim, 1.0))
+
+    def apply_dot(self, x: DistArray, y: DistArray, region=None) -> float:
+        """Local. ``y = A x`` on ``region`` of the owned block (default all of it), and
+        this rank's part of ``x . y`` there, in one pass. Reads ``x``'s ghosts; writes
+        only ``region`` of ``y``."""
+        d = _check_pair(x, y)
+        if x.data is y.data:
+            raise InputError("convdiff_apply_dot needs a second array for the result")
+        if d.ndim != self.ndim:
+            raise InputError(f"a {self.ndim}-D operator cannot act on a {d.ndim}-D array")
+        if self.compiled:
+            return float(_CONVDIFF(_as3d(x.data), _as3d(y.data), *_flat(_bounds3(x, region)), *_offsets(d),
+                                   *self._coef))
+        b = _bounds(x, region)
+        if any(lo >= hi for lo, hi in b):
+            return 0.0
+        sl = tuple(slice(lo, hi) for lo, hi in b)
+        xd = x.data
+        c = xd[sl]
+        acc = self.diag * c
+        for a in range(d.ndim):
+            lo, hi = xd[_shift(sl, a, -1)], xd[_shift(sl, a, 1)]
+            acc -= (lo + hi) / self.h[a] ** 2
+            if self.v[a]:
+                acc += self.v[a] * (hi - lo) / (2.0 * self.h[a])
+        y.data[sl] = acc
+        return float(np.vdot(c, acc))
+
+
 def convdiff_apply_dot(x: DistArray, y: DistArray, h, velocity=None, shift=0.0, region=None,
                        backend=None) -> float:
-    """Local. The convection-diffusion operator on ``region`` of the owned block (default
-    all of it), and this rank's part of ``x . y`` there, in one pass:
-    ``y = (sum_a 2 / h[a]**2 + shift) x - sum_a (x[i-1] + x[i+1]) / h[a]**2
-    + sum_a v[a] (x[i+1] - x[i-1]) / (2 h[a])``, in that order of operations (the numpy
-    version, ``PYMPC_KERNELS=numpy``, gives the same ``y`` bit for bit; the sum may
-    differ in the last bits). Reads ``x``'s ghosts; writes only ``region`` of ``y``.
-    ``backend``: ``"numba"`` (default when available) or ``"numpy"``."""
-    d = _check_pair(x, y)
-    if x.data is y.data:
-        raise InputError("convdiff_apply_dot needs a second array for the result")
-    h = np.broadcast_to(np.asarray(h, dtype=float), (d.ndim,))
-    v = np.zeros(d.ndim) if velocity is None else np.broadcast_to(np.asarray(velocity, dtype=float), (d.ndim,))
-    dg = 2.0 * float(np.sum(1.0 / h ** 2)) + float(shift)
-    backend = backend or BACKEND
-    if backend not in ("numba", "numpy"):
-        raise InputError(f"backend must be 'numba' or 'numpy', got {backend!r}")
-    if backend == "numba" and _CONVDIFF is not None:
-        q = _pad3([float(hh ** 2) for hh in h], d.ndim, np.inf)
-        t = _pad3([2.0 * float(hh) for hh in h], d.ndim, 1.0)
-        return float(_CONVDIFF(_as3d(x.data), _as3d(y.data), *_flat(_bounds3(x, region)), *_offsets(d), dg, *q,
-                               *_pad3(v, d.ndim), *t))
-    b = _bounds(x, region)
-    if any(lo >= hi for lo, hi in b):
-        return 0.0
-    sl = tuple(slice(lo, hi) for lo, hi in b)
-    xd = x.data
-    c = xd[sl]
-    acc = dg * c
-    for a in range(d.ndim):
-        lo, hi = xd[_shift(sl, a, -1)], xd[_shift(sl, a, 1)]
-        acc -= (lo + hi) / h[a] ** 2
-        if v[a]:
-            acc += v[a] * (hi - lo) / (2.0 * h[a])
-    y.data[sl] = acc
-    return float(np.vdot(c, acc))
+    """Local. :class:`ConvDiff` ``(h, velocity, shift)`` applied once: ``y = A x`` on
+    ``region`` of the owned block and this rank's part of ``x . y`` there. Code that
+    applies one operator many times keeps a :class:`ConvDiff`."""
+    return ConvDiff(x.decomp.ndim, h, velocity, shift, backend).apply_dot(x, y, region)

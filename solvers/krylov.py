@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 import pympc
-from pympc import profile, vector
+from pympc import kernels, profile, vector
 from pympc.runtime import InputError
 
 from .boundary import Boundaries
@@ -57,28 +57,24 @@ class StencilOperator:
         g = decomp.ghost
         self._sl = tuple(slice(g + lo, g + hi) for lo, hi in self.region)
         self._mask = None
+        self._kernel = kernels.ConvDiff(decomp.ndim, self.h, self.velocity, self.shift)
         self._pieces()
 
     def _pieces(self):
-        # The unknowns whose stencil reads no ghost (computed while the halo travels),
-        # the slabs around them (computed after it), and the slabs of y outside the
-        # unknowns (set to 0), all in owned coordinates.
-        d = self.decomp
-        inner = [(max(lo, 1), min(hi, n - 1)) for (lo, hi), n in zip(self.region, d.local_shape)]
-        if any(lo >= hi for lo, hi in inner):
-            self._inner, self._frame = None, [list(self.region)]
-        else:
-            self._inner, self._frame = inner, []
-            cur = [list(r) for r in self.region]
-            for a, (ilo, ihi) in enumerate(inner):
-                for lo, hi in ((cur[a][0], ilo), (ihi, cur[a][1])):
-                    if lo < hi:
-                        self._frame.append([tuple(r) for r in cur[:a]] + [(lo, hi)] + [tuple(r) for r in cur[a + 1:]])
-                cur[a] = [ilo, ihi]
+        # kernels.split_regions(width 1) clipped to the unknowns: the part whose stencil
+        # reads no ghost (computed while the halo travels) and the strips around it
+        # (after); and the slabs of y outside the unknowns (set to 0).
+        def clip(box):
+            box = [(max(lo, rlo), min(hi, rhi)) for (lo, hi), (rlo, rhi) in zip(box, self.region)]
+            return box if all(lo < hi for lo, hi in box) else None
+
+        inner, borders = kernels.split_regions(self.decomp, width=1)
+        self._inner = clip(inner)
+        self._frame = [c for c in map(clip, borders) if c is not None]
         self._zero = []
         for a, sl in enumerate(self._sl):
             for part in (slice(0, sl.start), slice(sl.stop, None)):
-                idx = [slice(None)] * d.ndim
+                idx = [slice(None)] * self.decomp.ndim
                 idx[a] = part
                 self._zero.append(tuple(idx))
 
@@ -87,16 +83,14 @@ class StencilOperator:
         (reduce it with :func:`pympc.reduce_all`), in one compiled pass: conjugate
         gradients needs ``p . A p`` right after the product. The unknowns whose stencil
         reads no ghost value are computed while the halo exchange is in flight."""
-        from pympc import kernels
-
         self.bc.apply(x)  # physical-boundary ghosts only: the halo never writes those
         plan = pympc.start_halo(x)
         s = 0.0
         if self._inner is not None:
-            s += kernels.convdiff_apply_dot(x, y, self.h, self.velocity, self.shift, region=self._inner)
+            s += self._kernel.apply_dot(x, y, self._inner)
         plan.wait()
         for box in self._frame:
-            s += kernels.convdiff_apply_dot(x, y, self.h, self.velocity, self.shift, region=box)
+            s += self._kernel.apply_dot(x, y, box)
         for idx in self._zero:
             y.data[idx] = 0.0
         return s
@@ -108,7 +102,7 @@ class StencilOperator:
     def diagonal(self):
         """Local. The diagonal of A (1 on the points that are not unknowns)."""
         d = pympc.DistArray(self.decomp).fill(1.0)
-        d.data[self._sl] = 2.0 * float(np.sum(1.0 / self.h ** 2)) + self.shift
+        d.data[self._sl] = self._kernel.diag
         return d
 
     def restrict(self, b, out=None):

@@ -122,7 +122,7 @@ class SparseOperator:
         # rows that read a ghost value and rows that do not: the product computes the
         # second kind while the halo messages travel
         ghost_pos = np.ones(d.ghosted_shape, dtype=bool)
-        ghost_pos[tuple(slice(d.ghost, d.ghost + n) for n in d.local_shape)] = False
+        ghost_pos[d.owned_slices()] = False
         reads_ghost = np.zeros(ng, dtype=bool)
         row_of_entry = np.repeat(np.arange(ng), np.diff(A.indptr))
         reads_ghost[row_of_entry[ghost_pos.reshape(-1)[A.indices]]] = True
