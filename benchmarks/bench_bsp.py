@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
 from mpi4py import MPI
 
 import pympc
@@ -119,7 +118,7 @@ def main(argv=None):
     es = machine.empty_sync(comm, reps=args.reps)
     res["empty"] = es
     # g: h-relations through every path, one randomised run
-    hs = sorted(set(np.linspace(0, args.hmax, args.points).round().astype(int).tolist()))
+    hs = machine.h_values(args.hmax, args.points)
     times = machine.time_hrelations(hs, machine.ALL, iters=args.iters, reps=args.reps, seed=1, comm=comm)
     fits = {m: machine.fit_method(m, hs, times[m]) for m in machine.ALL}
     res["hrel"] = {"h": hs, **times}
@@ -129,9 +128,6 @@ def main(argv=None):
     # the last-level cache, as pympc bench does, with its default h range), interleaved
     # batch by batch with the heat step's batches, so that the model and the program are
     # measured in the same minutes of a shared machine
-    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    stream = 2 * machine.cache_bytes() // node.Get_size()
-    node.Free()
     heats = {"heat": Heat(args.size, args.steps, (True, False)),
              "heat_periodic_both": Heat(args.size, args.steps, (True, True))}
 
@@ -140,14 +136,12 @@ def main(argv=None):
             hb.batch()
 
     cold_methods = ("hpput", "raw", "halo")
-    hc = sorted(set(np.linspace(0, args.cold_hmax, args.points).round().astype(int).tolist()))
+    hc = machine.h_values(args.cold_hmax, args.points)
     jobs = len(cold_methods) * len(hc) * args.reps
-    cold = machine.time_hrelations(hc, cold_methods, iters=args.iters, reps=args.reps, seed=2, comm=comm,
-                                   compute=stream, between=heat_batches, every=max(1, jobs // args.heat_reps))
+    after = machine.after_compute(hc, cold_methods, comm=comm, iters=args.iters, reps=args.reps, seed=2,
+                                  between=heat_batches, every=max(1, jobs // args.heat_reps))
     while len(heats["heat"].logs) < args.heat_reps:  # fewer h-relation batches than heat batches
         heat_batches()
-    after = {"stream_bytes": stream, "stream_seconds": machine.stream_seconds(machine.Stream(stream), comm),
-             "fit": {m: machine.fit_method(m, hc, cold[m]) for m in cold}, "hrel": {"h": hc, **cold}}
     mach = {"ranks": P, "r": r, "g": fits["hpput"]["g"], "l": fits["hpput"]["l"], "fit": fits,
             "after_compute": after}
     res["machine"] = {k: v for k, v in mach.items() if k != "fit"}

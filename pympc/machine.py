@@ -186,18 +186,20 @@ class Stream:
     within a few per cent at one rank, the copy 0.8.)"""
 
     def __init__(self, nbytes: int):
-        side = max(3, math.isqrt(max(0, int(nbytes)) // 16))
-        self.src, self.dst = np.ones((side, side)), np.ones((side, side))
-
-    def __call__(self) -> None:
         from . import kernels
 
-        n = self.src.shape[0] - 1
+        side = max(3, math.isqrt(max(0, int(nbytes)) // 16))
+        self.nbytes = int(nbytes)
+        self.src, self.dst = np.ones((side, side)), np.ones((side, side))
+        n = side - 1
         f = kernels._FTCS.get(2) if kernels.BACKEND == "numba" else None
         if f is not None:
-            f(self.src, self.dst, 1, n, 1, n, 0.1, 0.1)
+            self._sweep = lambda: f(self.src, self.dst, 1, n, 1, n, 0.1, 0.1)
         else:
-            kernels._ftcs_numpy(self.src, self.dst, (slice(1, n), slice(1, n)), (0.1, 0.1))
+            self._sweep = lambda: kernels._ftcs_numpy(self.src, self.dst, (slice(1, n), slice(1, n)), (0.1, 0.1))
+
+    def __call__(self) -> None:
+        self._sweep()
 
 
 class HaloRelation:
@@ -207,7 +209,7 @@ class HaloRelation:
     ``h/2`` columns (rounded up, at least one), split along axis 0 over all ranks and
     periodic along it: every rank sends its first and last owned row to its two
     neighbours (at one rank: two local row copies) and receives two rows, ``h`` words
-    each way (:attr:`words` has the exact count per ``h``). :meth:`close` frees it all."""
+    each way (exactly :func:`words` ``("halo", h)``). :meth:`close` frees it all."""
 
     LABEL = "halo h-relation"
 
@@ -218,13 +220,13 @@ class HaloRelation:
 
         comm = get_comm(comm)
         self.comm, self.P, self.me = comm, comm.Get_size(), comm.Get_rank()
-        self.words, self.arrays = {}, {}
+        self.arrays = {}
         for h in sorted(set(int(x) for x in hs)):
-            cols = max(1, -(-h // 2))
-            d = Decomposition((4 * self.P, cols), comm=comm, dims=(self.P, 1), periodic=(True, False))
+            d = Decomposition((4 * self.P, words("halo", h) // 2), comm=comm, dims=(self.P, 1),
+                              periodic=(True, False))
             a = DistArray(d)
             a.owned[...] = np.arange(d.lo[0], d.hi[0], dtype=float)[:, None]  # each row its global index
-            self.words[h], self.arrays[h] = 2 * cols, a
+            self.arrays[h] = a
         self.bsp = BSP(comm)
 
     def run(self, h: int, compute=None) -> None:
@@ -254,6 +256,28 @@ class HaloRelation:
         for a in self.arrays.values():
             a.decomp.close()
         self.arrays = {}
+
+
+def _check_methods(methods) -> None:
+    for m in methods:
+        if m not in ALL:
+            raise InputError(f"unknown h-relation method {m!r}; use one of {ALL}")
+
+
+def h_values(hmax: int, points: int) -> list:
+    """Local. ``points`` h values spread evenly over ``0..hmax`` (rounded, distinct)."""
+    return sorted(set(np.linspace(0, hmax, points).round().astype(int).tolist()))
+
+
+def default_compute_bytes(comm=None) -> int:
+    """Collective. The memory traffic per rank of the compute phase before the
+    after-compute h-relations: the ranks of a node together stream twice its last-level
+    cache."""
+    node = get_comm(comm).Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return 2 * cache_bytes() // node.Get_size()
+    finally:
+        node.Free()
 
 
 def words(method: str, h: int) -> int:
@@ -287,8 +311,8 @@ def time_hrelations(hs, methods=METHODS, iters: int = 10, reps: int = 5, seed: i
     slope.
 
     ``compute=0``: supersteps back to back (bspbench), each batch timed to the slowest
-    rank. ``compute > 0``: every superstep follows a compute phase, a :class:`Stream` of
-    ``compute`` bytes, which is not timed: the time from the end of a rank's compute phase
+    rank. ``compute > 0`` (or a :class:`Stream`): every superstep follows a compute
+    phase, a :class:`Stream` of ``compute`` bytes, which is not timed: the time from the end of a rank's compute phase
     to the end of its superstep, summed over the batch, of the rank that waited least (the
     one that computed longest: the critical path), as :func:`pympc.report.summarise`
     measures a program's supersteps. The ``"halo"`` method is always timed that way, by
@@ -302,10 +326,8 @@ def time_hrelations(hs, methods=METHODS, iters: int = 10, reps: int = 5, seed: i
     hs = [int(h) for h in hs]
     if not hs or min(hs) < 0:
         raise InputError("h values must be >= 0")
-    for m in methods:
-        if m not in ALL:
-            raise InputError(f"unknown h-relation method {m!r}; use one of {ALL}")
-    stream = Stream(compute) if compute > 0 else None
+    _check_methods(methods)
+    stream = compute if isinstance(compute, Stream) else Stream(compute) if compute > 0 else None
     mpi = [m for m in methods if m != "halo"]
     hr = HRelation(max(hs), comm) if mpi else None
     halo = HaloRelation(hs, comm) if "halo" in methods else None
@@ -348,6 +370,20 @@ def time_hrelations(hs, methods=METHODS, iters: int = 10, reps: int = 5, seed: i
         if halo is not None:
             halo.close()
     return {m: [float(np.median(s)) for s in samples[m]] for m in methods}
+
+
+def after_compute(hs, methods=("hpput", "raw", "halo"), compute: int | None = None, comm=None,
+                  **kw) -> dict:
+    """Collective. The h-relations of ``methods`` for every ``h`` in ``hs``, each
+    superstep after a compute phase of ``compute`` bytes per rank (default
+    :func:`default_compute_bytes`), fitted: ``stream_bytes``, ``stream_seconds`` (one
+    compute phase), ``fit`` per method and the timings ``hrel``. ``kw`` goes to
+    :func:`time_hrelations` (``iters``, ``reps``, ``seed``, ``between``, ``every``)."""
+    comm = get_comm(comm)
+    stream = Stream(default_compute_bytes(comm) if compute is None else compute)
+    ct = time_hrelations(hs, methods, comm=comm, compute=stream, **kw)
+    return {"stream_bytes": stream.nbytes, "stream_seconds": stream_seconds(stream, comm),
+            "fit": {m: fit_method(m, hs, ct[m]) for m in methods}, "hrel": {"h": list(hs), **ct}}
 
 
 def fit_method(method: str, hs, times) -> dict:
@@ -499,10 +535,8 @@ def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters
     comm = get_comm(comm)
     if hmax < 2 or points < 3:
         raise InputError(f"need hmax >= 2 and points >= 3, got hmax={hmax}, points={points}")
-    for m in methods:
-        if m not in ALL:
-            raise InputError(f"unknown h-relation method {m!r}; use one of {ALL}")
-    hs = sorted(set(np.linspace(0, hmax, points).round().astype(int).tolist()))
+    _check_methods(methods)
+    hs = h_values(hmax, points)
     P = comm.Get_size()
     hr, halo = HRelation(max(hs), comm), HaloRelation([1, max(hs)], comm)
     try:
@@ -532,18 +566,10 @@ def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters
             if m != "raw":
                 ratios[f"g_{m}_over_raw"] = fits[m]["g"] / fits["raw"]["g"]
     out["ratios"] = ratios
-    if compute is None:  # the ranks of a node together stream twice its last-level cache
-        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-        compute = 2 * cache_bytes() // node.Get_size()
-        node.Free()
-    if compute > 0:
+    if compute is None or compute > 0:
         cold_methods = [m for m in ("hpput", "raw", "halo") if m in methods]
-        ct = time_hrelations(hs, cold_methods, iters=iters, reps=reps, seed=seed + 1, comm=comm,
-                             compute=compute)
-        out["after_compute"] = {"stream_bytes": int(compute),
-                                "stream_seconds": stream_seconds(Stream(compute), comm),
-                                "fit": {m: fit_method(m, hs, ct[m]) for m in cold_methods},
-                                "hrel": {"h": hs, **ct}}
+        out["after_compute"] = after_compute(hs, cold_methods, compute, comm, iters=iters, reps=reps,
+                                             seed=seed + 1)
     out["logp"] = logp(comm) if with_logp else None
     out["versions"] = {"python": platform.python_version(), "numpy": np.__version__,
                        "mpi4py": __import__("mpi4py").__version__,
