@@ -22,6 +22,15 @@ from .runtime import InputError
 
 _TAG_SCATTER, _TAG_GATHER = 7101, 7102
 
+#: The dtypes a DistArray holds (native byte order), each tested through halo exchange,
+#: scatter, gather, every reduction and HDF5 I/O. ``longdouble`` and ``clongdouble`` are
+#: not among them: their size and precision differ between platforms (80-bit x87 padded
+#: to 16 bytes on x86-64, IEEE quad on some aarch64, plain double elsewhere), so a file
+#: or a reduction in them would not mean the same thing on every machine.
+SUPPORTED_DTYPES = tuple(np.dtype(t) for t in (
+    np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+    np.float16, np.float32, np.float64, np.complex64, np.complex128))
+
 
 def mpi_type(dtype) -> MPI.Datatype:
     """Local. The MPI datatype of a numpy dtype (any numeric dtype)."""
