@@ -5,6 +5,9 @@ view of the owned block inside it. Scatter, gather (natural order), reductions f
 one ``Allreduce``, and arithmetic on owned cells. Data moves through buffer-based MPI
 calls with subarray datatypes: no pickling, and gather allocates the global array on the
 receiving rank only.
+
+Supported dtypes: :data:`SUPPORTED_DTYPES` (bool, int8-64, uint8-64, float16/32/64,
+complex64/128, native byte order; not longdouble).
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from time import perf_counter as _perf
 
 import numpy as np
 from mpi4py import MPI
-from mpi4py.util.dtlib import from_numpy_dtype
 
 from . import profile as _profile
 from . import vector
 from .grid import Decomposition
 from .runtime import InputError
+from .watchdog import watched as _watched
 
 _TAG_SCATTER, _TAG_GATHER = 7101, 7102
 
@@ -31,24 +34,42 @@ SUPPORTED_DTYPES = tuple(np.dtype(t) for t in (
     np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
     np.float16, np.float32, np.float64, np.complex64, np.complex128))
 
+_DTYPE_NAMES = ", ".join(str(t) for t in SUPPORTED_DTYPES)
+
+
+def check_dtype(dtype) -> np.dtype:
+    """Local. ``dtype`` as a native-byte-order numpy dtype if it is one of
+    :data:`SUPPORTED_DTYPES` (``">f8"`` gives ``float64``), else an
+    :class:`~pympc.InputError` that lists them."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as e:
+        raise InputError(f"DistArray needs a numeric dtype ({_DTYPE_NAMES}); {dtype!r} is not a dtype") from e
+    if dt.kind in "biufc" and not dt.isnative:
+        dt = dt.newbyteorder("=")
+    if dt not in SUPPORTED_DTYPES:
+        why = " (longdouble is not supported: its size differs between platforms)" \
+            if dt.kind in "fc" else ""
+        raise InputError(f"DistArray needs a numeric dtype among pympc.array.SUPPORTED_DTYPES "
+                         f"({_DTYPE_NAMES}), got {dt}{why}")
+    return dt
+
+
+# Data moves as bytes: an unsigned integer type of the element's size (complex: MPI's
+# complex types, predefined, so nothing to free). MPICH's subarray datatypes over its
+# FLOAT16 type move zeros (measured: every float16 halo and gather came back 0.0), and
+# bits moved as integers arrive unchanged for every dtype, NaN payloads included.
+_MOVE = {1: MPI.UINT8_T, 2: MPI.UINT16_T, 4: MPI.UINT32_T, 8: MPI.UINT64_T}
+
 
 def mpi_type(dtype) -> MPI.Datatype:
-    """Local. The MPI datatype of a numpy dtype (any numeric dtype)."""
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "biufc":
-        raise InputError(f"DistArray needs a numeric dtype, got {dtype}")
-    t = _MPI_TYPES.get(dtype.str)
-    if t is None:
-        # mpi4py's predefined type for the dtype's code when it has one (dtlib's
-        # from_numpy_dtype builds a new datatype on every call, which would leak)
-        t = MPI._typedict.get(dtype.char) if dtype.isnative else None
-        if t is None:
-            t = from_numpy_dtype(dtype).Commit()
-        _MPI_TYPES[dtype.str] = t
-    return t
-
-
-_MPI_TYPES: dict = {}
+    """Local. The predefined MPI datatype that moves one element of a supported dtype
+    (for halo exchange, scatter and gather: it carries the bits, it is not for
+    arithmetic)."""
+    dt = check_dtype(dtype)
+    if dt.kind == "c":
+        return MPI.C_FLOAT_COMPLEX if dt.itemsize == 8 else MPI.C_DOUBLE_COMPLEX
+    return _MOVE[dt.itemsize]
 
 
 def block_type(base: MPI.Datatype, full_shape, block_shape, starts) -> MPI.Datatype:
@@ -58,23 +79,73 @@ def block_type(base: MPI.Datatype, full_shape, block_shape, starts) -> MPI.Datat
     return t.Commit()
 
 
-class DistArray:
-    """A distributed array on a decomposition.
+def _describe(x) -> str:
+    if isinstance(x, np.ndarray):
+        return (f"a numpy array of shape {x.shape} and dtype {x.dtype} (a DistArray holds "
+                f"one rank's block: scatter a global array with DistArray.from_global(decomp, "
+                f"array), or wrap a ghosted block with DistArray(decomp, dtype, data=block))")
+    return f"{type(x).__module__}.{type(x).__qualname__}" if type(x).__module__ != "builtins" \
+        else type(x).__name__
 
-    ``DistArray(decomp, dtype=float, components=())`` allocates the ghosted local block
-    (zeros). ``components`` adds trailing axes per point, e.g. ``(3,)`` for a vector field.
-    Construction is local; methods say whether they are collective.
+
+def require_distarray(x, name: str = "argument", where: str = "") -> "DistArray":
+    """Local. ``x`` if it is a :class:`DistArray`, else an :class:`~pympc.InputError`
+    that names ``where``, the argument and what came instead (the one check behind every
+    call that needs a DistArray)."""
+    if not isinstance(x, DistArray):
+        raise InputError(f"{where + ': ' if where else ''}{name} must be a pympc.DistArray, "
+                         f"got {_describe(x)}")
+    return x
+
+
+def require_compatible(a: "DistArray", b: "DistArray", where: str, halo: bool = False,
+                       components: bool = True) -> None:
+    """Local. An :class:`~pympc.InputError` naming ``where`` unless DistArrays ``a`` and
+    ``b`` pair point for point: compatible decompositions
+    (:meth:`Decomposition.compatible`, with ``halo`` as there) and, with ``components``,
+    the same components."""
+    why = a.decomp.mismatch(b.decomp, halo=halo)
+    if why is None and components and a.components != b.components:
+        why = f"their components differ ({a.components} and {b.components})"
+    if why is not None:
+        raise InputError(f"{where}: the DistArrays are not on one decomposition: {why}")
+
+
+class DistArray:
+    """Local (construction). This rank's block of a distributed array on a
+    :class:`~pympc.grid.Decomposition`, with ghost cells around it.
+
+    ``DistArray(decomp, dtype=np.float64, components=(), data=None)`` allocates the
+    ghosted local block (zeros), or wraps ``data`` (a C-contiguous array of that shape
+    and dtype). ``components`` adds trailing axes per point, e.g. ``(3,)`` for a vector
+    field (never split). ``dtype`` is one of :data:`SUPPORTED_DTYPES`.
+
+    Attributes
+    ----------
+    decomp : the :class:`~pympc.grid.Decomposition` it lives on.
+    data : the ghosted local numpy array, ``decomp.ghosted_shape + components``
+        (``ghosted`` is the same array). Owned point ``i`` (global index ``decomp.lo +
+        i``) is at ``data[decomp.ghost + i]`` on each axis.
+    owned : the view of the owned block inside ``data`` (``decomp.local_shape +
+        components``); writing into it writes ``data``.
+    dtype, components : the element type and the trailing per-point axes.
+
+    Construction is local; the methods say whether they are collective. Operations on
+    two DistArrays (``+``, ``dot``, ``axpy``, halo exchange, kernels) need them on
+    compatible decompositions (:meth:`~pympc.grid.Decomposition.compatible`).
     """
 
     def __init__(self, decomp: Decomposition, dtype=np.float64, components=(), data=None):
+        if not isinstance(decomp, Decomposition):
+            raise InputError(f"DistArray needs a pympc.Decomposition, got {_describe(decomp)}")
         self.decomp = decomp
-        self.dtype = np.dtype(dtype)
-        mpi_type(self.dtype)  # validates
+        self.dtype = check_dtype(dtype)
         self.components = tuple(int(c) for c in np.atleast_1d(components)) if np.size(components) else ()
         shape = decomp.ghosted_shape + self.components
         if data is None:
             data = np.zeros(shape, dtype=self.dtype)
-        elif data.shape != shape or data.dtype != self.dtype or not data.flags.c_contiguous:
+        elif (not isinstance(data, np.ndarray) or data.shape != shape or data.dtype != self.dtype
+              or not data.flags.c_contiguous):
             raise InputError(f"data must be a C-contiguous {self.dtype} array of shape {shape}")
         self.data = data
         self.owned = data[decomp.owned_slices()]
@@ -95,6 +166,7 @@ class DistArray:
         return a
 
     @classmethod
+    @_watched("DistArray.from_global")
     def from_global(cls, decomp, array, root=0, dtype=None, components=()):
         """Collective. Scatter a global array held on ``root`` (ignored elsewhere) into a
         new DistArray. Only ``root`` needs the global array."""
@@ -106,7 +178,7 @@ class DistArray:
         else:
             meta = None
         dt, shape = comm.bcast(meta, root=root)
-        dtype = np.dtype(dtype or dt)
+        dtype = check_dtype(dtype or dt)  # every rank: the same error, or a native dtype
         comps = tuple(shape[decomp.ndim:])
         if components and tuple(np.atleast_1d(components)) != comps:
             comps = None
@@ -147,6 +219,7 @@ class DistArray:
                 t.Free()
 
     # -- gather ------------------------------------------------------------------------
+    @_watched("DistArray.gather")
     def gather(self, root=0):
         """Collective. The global array in natural order on ``root`` (``None`` on the
         others, which allocate nothing); ``root=None`` gives it to every rank."""
@@ -205,21 +278,26 @@ class DistArray:
         return reduce_all((key, self))[0]
 
     def dot(self, other: "DistArray"):
-        """Collective. ``sum(conj(self) * other)`` over owned cells (``vdot``)."""
+        """Collective. ``sum(conj(self) * other)`` over owned cells (``vdot``); ``other``
+        must be on a compatible decomposition with the same components."""
         return reduce_all(("dot", self, other))[0]
 
     # -- arithmetic on owned cells ---------------------------------------------------
     def _binary(self, other, op, inplace=False):
         if isinstance(other, DistArray):
-            if other.decomp is not self.decomp or other.components != self.components:
-                raise InputError("DistArrays must share a decomposition and components")
-            rhs = other.owned
+            require_compatible(self, other, f"DistArray {op.__name__}")
+            rhs, rhs_type = other.owned, other.dtype
         else:
             rhs = other
+            # Python numbers are "weak" (NEP 50): float32 array * 2.0 stays float32
+            rhs_type = type(other) if type(other) in (int, float, complex) else np.asarray(other).dtype
         if inplace:
             op(self.owned, rhs, out=self.owned)
             return self
-        dtype = np.result_type(self.dtype, other.dtype if isinstance(other, DistArray) else np.asarray(other).dtype)
+        try:  # the dtype numpy's own operation gives (int / int is float64)
+            dtype = op.resolve_dtypes((self.dtype, rhs_type, None))[-1]
+        except (TypeError, ValueError) as e:
+            raise InputError(f"DistArray {op.__name__}: no result dtype for {self.dtype} and {rhs_type}: {e}") from e
         out = DistArray(self.decomp, dtype, self.components)
         op(self.owned, rhs, out=out.owned)
         return out
@@ -242,8 +320,7 @@ class DistArray:
 
     def axpy(self, alpha, x: "DistArray") -> "DistArray":
         """Local. ``self += alpha * x`` on owned cells, without a temporary array."""
-        if x.decomp is not self.decomp:
-            raise InputError("axpy needs DistArrays on one decomposition")
+        require_compatible(self, require_distarray(x, "x", "axpy"), "axpy")
         if vector.fast(self.owned, x.owned):
             vector.axpby(self.owned, alpha, x.owned, 1.0)
         elif alpha == 1:
@@ -264,114 +341,231 @@ class DistArray:
 # ---------------------------------------------------------------------------------------
 # Fused reductions
 # ---------------------------------------------------------------------------------------
+# Every value travels in 8-byte slots of one uint64 buffer, grouped by how it combines:
+#   "f+" float64 sum (a complex value takes two), "i+" 64-bit integer sum (wrapping, as
+#   numpy's: signed values travel as their two's-complement bits), "f>" float64 max
+#   (NaN wins, as in numpy; a min travels negated), "i>"/"i<" int64 max/min, "u>"/"u<"
+#   uint64 max/min. Integers never pass through float64, so they stay exact in any mix;
+#   float16/float32 values are exact in float64 (and MPICH's MPI_MAX on float16 asserts).
+_SLOTS = ("f+", "i+", "f>", "i>", "i<", "u>", "u<")
 _KIND = {"sum": "sum", "dot": "sum", "norm1": "sum", "norm2": "sum", "min": "min", "max": "max",
          "norminf": "max"}
+_HEADER = len(_SLOTS)
 
 
-def _local(op, a, b=None):
-    if not isinstance(a, DistArray):  # a partial value this rank computed itself
+def _combine(inbuf, inoutbuf, datatype):
+    # The buffer starts with the slot counts (the same on every rank and left alone), so
+    # one operation serves every layout.
+    i = np.frombuffer(inbuf, dtype=np.uint64)
+    o = np.frombuffer(inoutbuf, dtype=np.uint64)
+    p = _HEADER
+    for kind, n in zip(_SLOTS, o[:_HEADER].tolist()):
+        if not n:
+            continue
+        a, b = i[p:p + n], o[p:p + n]
+        if kind == "f+":
+            b.view(np.float64)[...] += a.view(np.float64)
+        elif kind == "i+":
+            b += a
+        elif kind == "f>":
+            np.maximum(b.view(np.float64), a.view(np.float64), out=b.view(np.float64))
+        else:
+            t = np.int64 if kind[0] == "i" else np.uint64
+            f = np.maximum if kind[1] == ">" else np.minimum
+            f(b.view(t), a.view(t), out=b.view(t))
+        p += n
+
+
+_OP: list = []
+
+
+def _f(v):
+    return float(v.view(np.float64)[0])
+
+
+def _sumprod(x, y, dtype):
+    # sum(x * y) accumulated in dtype, without a full-size temporary
+    idx = "abcdefghijklmnop"[:x.ndim]
+    return np.einsum(f"{idx},{idx}->", x, y, dtype=dtype)
+
+
+def _operand(op, v, b=None):
+    """This rank's part of one request: ``[(slot kind, np.float64 | np.int64 |
+    np.uint64)]``, and a function that makes the result from the reduced slots (given
+    as 1-element uint64 arrays)."""
+    if isinstance(v, DistArray):
+        x, dtype = v.owned, v.dtype
+    else:
+        # a partial value this rank computed itself: a number, never an array (an
+        # Allreduce of an array would be element-wise, not the reduction asked for)
         if op not in ("sum", "min", "max"):
-            raise InputError(f"a local value can be reduced by sum, min or max, not {op!r}")
-        return a
-    x = a.owned
-    if op == "sum":
-        return x.sum()
-    if op == "dot":
-        return vector.dot(x, b.owned) if vector.fast(x, b.owned) else np.vdot(x, b.owned)
-    if op == "norm1":
-        return np.abs(x).sum()
+            raise InputError(f"reduce_all: {op!r} takes a pympc.DistArray, got {_describe(v)}; a "
+                             f"local value can be reduced by sum, min or max, not {op!r}")
+        if np.ndim(v) != 0:
+            raise InputError(f"reduce_all: ({op!r}, ...) takes a pympc.DistArray or one number this "
+                             f"rank computed (its partial {op}), got {_describe(v)}; reduce a local "
+                             f"numpy array first, e.g. ({op!r}, arr.{op}())")
+        x = np.asarray(v)
+        if x.dtype.kind not in "biufc":
+            raise InputError(f"reduce_all: a local value must be a number, got {_describe(v)}")
+        dtype = x.dtype
+    kind = dtype.kind
+    if op in ("min", "max"):
+        if kind == "c":
+            raise InputError(f"{op}() of a complex array: complex numbers have no order "
+                             f"(reduce the real part, the imaginary part or norm(np.inf))")
+        sign = 1 if op == "max" else -1
+        if kind == "f":  # min as the max of the negated values
+            val = -np.inf if x.size == 0 else np.float64(x.max() if op == "max" else -x.min())
+            return [("f>", np.float64(val))], (lambda s: dtype.type(sign * _f(s[0])))
+        t = np.uint64 if kind == "u" else np.int64
+        slot = ("u" if kind == "u" else "i") + (">" if op == "max" else "<")
+        if x.size == 0:
+            val = t(np.iinfo(t).min if op == "max" else np.iinfo(t).max)
+        else:
+            val = t(x.max() if op == "max" else x.min())
+        return [(slot, val)], (lambda s: dtype.type(s[0].view(t)[0]))
+    if op in ("sum", "dot"):
+        if op == "dot":
+            y = require_distarray(b, "the second array of 'dot'", "reduce_all").owned
+            require_compatible(v, b, "dot")
+            rt = np.result_type(x.dtype, y.dtype)
+            if rt.kind in "biu":  # exact, in 64 bits (numpy's vdot would stay in int8)
+                s = _sumprod(x, y, np.uint64 if rt.kind == "u" else np.int64)
+            elif rt == np.float16:
+                s = _sumprod(x, y, np.float64)
+            else:
+                s = vector.dot(x, y) if vector.fast(x, y) else np.vdot(x, y)
+        else:
+            rt = dtype
+            if kind in "biu":
+                s = x.sum(dtype=np.uint64 if kind == "u" else np.int64)
+            else:  # float16 partial sums would overflow at 65504
+                s = x.sum(dtype=np.float64 if rt == np.float16 else None)
+        if rt.kind in "biu":
+            t = np.uint64 if rt.kind == "u" else np.int64
+            return [("i+", t(s))], (lambda r: int(r[0].view(t)[0]))
+        if rt.kind == "c":
+            s = complex(s)
+            return ([("f+", np.float64(s.real)), ("f+", np.float64(s.imag))],
+                    (lambda r: complex(_f(r[0]), _f(r[1]))))
+        return [("f+", np.float64(s))], (lambda r: _f(r[0]))
+    native = dtype in (np.float32, np.float64) or kind == "c"
+    if op == "norm1":  # bool, integers, float16 in float64 (abs(int8(-128)) is -128)
+        s = np.abs(x).sum() if native else np.abs(x, dtype=np.float64).sum()
+        return [("f+", np.float64(s))], (lambda r: _f(r[0]))
     if op == "norm2":
         if vector.fast(x):
-            return vector.dot(x, x)
-        return np.vdot(x, x).real if np.iscomplexobj(x) else np.dot(x.ravel(), x.ravel())
+            s = vector.dot(x, x)
+        elif kind == "c":
+            s = np.vdot(x, x).real
+        elif native:
+            s = np.dot(x.ravel(), x.ravel())
+        else:  # an int8 or float16 square overflows in its own type
+            s = _sumprod(x, x, np.float64)
+        return [("f+", np.float64(s))], (lambda r: float(np.sqrt(_f(r[0]))))
     if op == "norminf":
-        return np.abs(x).max() if x.size else -np.inf
-    if op == "min":
-        return x.min() if x.size else np.inf
-    if op == "max":
-        return x.max() if x.size else -np.inf
+        if x.size == 0:
+            s = 0.0
+        else:
+            s = np.abs(x).max() if native else np.abs(x, dtype=np.float64).max()
+        return [("f>", np.float64(s))], (lambda r: _f(r[0]))
     raise InputError(f"unknown reduction {op!r}; use one of {sorted(_KIND)}")
 
 
-def _fused_op(nsum):
-    def fn(inbuf, inoutbuf, datatype):
-        i = np.frombuffer(inbuf, dtype=np.float64)
-        io = np.frombuffer(inoutbuf, dtype=np.float64)
-        io[:nsum] += i[:nsum]
-        np.maximum(io[nsum:], i[nsum:], out=io[nsum:])
-    return fn
+def _parse(req):
+    if not isinstance(req, tuple) or not req or req[0] not in _KIND:
+        op = req[0] if isinstance(req, tuple) and req else req
+        raise InputError(f"reduce_all: each request is (op, a) or ('dot', a, b) with op one of "
+                         f"{sorted(_KIND)}, got {op!r}")
+    n = 3 if req[0] == "dot" else 2
+    if len(req) != n:
+        raise InputError(f"reduce_all: {req[0]!r} takes {n - 1} operand(s), got {len(req) - 1}")
+    return req
 
 
-_OPS: dict = {}
+def _same_ranks(c1, c2) -> bool:
+    return c1 is c2 or MPI.Comm.Compare(c1, c2) in (MPI.IDENT, MPI.CONGRUENT)
 
 
+@_watched("pympc.reduce_all")
 def reduce_all(*requests, comm=None):
     """Collective. Several global reductions in one ``Allreduce``.
 
     Each request is ``(op, a)`` or ``("dot", a, b)`` with op one of ``sum``, ``min``,
     ``max``, ``norm1``, ``norm2``, ``norminf``, ``dot``. Returns the values in order.
-    ``a`` may also be a number this rank computed itself (its partial sum, min or max,
-    e.g. from a fused kernel) with op ``sum``, ``min`` or ``max``; ``comm`` is then needed
-    when no request names a DistArray.
-    Sums of one kind go through ``MPI_SUM``; a mix of sums and min/max travels in one
-    float64 buffer with a combined operation (min as max of the negative). Complex values
-    take two slots. Integer sums are exact while below 2**53 in a mixed request.
+    ``a`` may also be one number this rank computed itself (its partial sum, min or
+    max, e.g. from a fused kernel) with op ``sum``, ``min`` or ``max``; ``comm`` is then
+    needed when no request names a DistArray. A numpy array is refused (an Allreduce
+    of it would be element-wise): reduce it locally first, or make it a DistArray.
+
+    Every DistArray of one call must live on the same ranks; ``dot``'s two on
+    compatible decompositions (:meth:`~pympc.grid.Decomposition.compatible`).
+
+    Results, for every dtype of :data:`SUPPORTED_DTYPES`: ``sum`` and ``dot`` of
+    bool/integer arrays are exact Python ints (wrapping at 64 bits like numpy's sums;
+    a ``dot`` of integers is computed in 64 bits, not in the arrays' dtype); of floats a
+    float (float16 summed in float64), of complex a complex. ``min``/``max`` give a
+    numpy scalar of the array's dtype (a NaN anywhere gives NaN, as numpy; for bool,
+    ``max`` is any and ``min`` is all); complex arrays have no order and raise
+    :class:`~pympc.InputError`. Norms are floats (bool, integer and float16 arrays
+    are measured in float64). Integer values are exact in any mix of requests.
     """
     if not requests:
         return []
+    requests = [_parse(r) for r in requests]
+    arrays = [x for r in requests for x in r[1:] if isinstance(x, DistArray)]
+    if arrays:
+        c0 = arrays[0].decomp.cart
+        for x in arrays[1:]:
+            if x.decomp is not arrays[0].decomp and not _same_ranks(c0, x.decomp.cart):
+                raise InputError("reduce_all: the DistArrays of one call live on different ranks "
+                                 "(decompositions over different communicators)")
     if comm is None:
-        comm = next((r[1].decomp.cart for r in requests if isinstance(r[1], DistArray)), None)
-        if comm is None:
-            raise InputError("reduce_all of local values only needs comm=")
-    vals, layout = [], []  # layout: (kind, complex?, index)
-    for req in requests:
-        op = req[0]
-        if op not in _KIND:
-            raise InputError(f"unknown reduction {op!r}; use one of {sorted(_KIND)}")
-        v = _local(op, *req[1:])
-        layout.append((op, np.iscomplexobj(v)))
-        vals.append(v)
-    kinds = {_KIND[op] for op, _ in layout}
-    if len(layout) == 1 and layout[0][0] in ("min", "max"):
-        a0 = requests[0][1]
-        buf = np.array([vals[0]], dtype=a0.dtype if isinstance(a0, DistArray) else np.asarray(a0).dtype)
-        t0 = _perf()
-        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MIN if layout[0][0] == "min" else MPI.MAX)
-        _profile.record_comm("reduce", 1, 1, _perf() - t0)
-        return [buf[0]]
-    if kinds == {"sum"} and not any(c for _, c in layout):
-        dtypes = [np.asarray(v).dtype for v in vals]
-        dt = np.result_type(*dtypes) if all(d.kind in "iu" for d in dtypes) else np.float64
-        if all(d.kind in "iu" for d in dtypes):
-            dt = np.int64
-        buf = np.array(vals, dtype=dt)
-        t0 = _perf()
-        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-        _profile.record_comm("reduce", buf.size, buf.size, _perf() - t0)
-        out = buf.tolist()
-        return [np.sqrt(x) if op == "norm2" else x for (op, _), x in zip(layout, out)]
-    sums, maxs = [], []
+        if not arrays:
+            raise InputError("reduce_all of local values only needs comm= (the communicator "
+                             "whose ranks' partial values are combined)")
+        comm = arrays[0].decomp.cart
+    parts = [_operand(*r) for r in requests]
+    counts = dict.fromkeys(_SLOTS, 0)
+    for slots, _ in parts:
+        for kind, _v in slots:
+            counts[kind] += 1
+    start, p = {}, _HEADER
+    for kind in _SLOTS:
+        start[kind], p = p, p + counts[kind]
+    buf = np.zeros(p, dtype=np.uint64)
+    buf[:_HEADER] = [counts[k] for k in _SLOTS]
+    fill = dict(start)
     where = []
-    for (op, cplx), v in zip(layout, vals):
-        if _KIND[op] == "sum":
-            where.append(("s", len(sums), cplx))
-            sums += [float(np.real(v)), float(np.imag(v))] if cplx else [float(v)]
-        else:
-            where.append(("m", len(maxs), False))
-            maxs.append(-float(v) if op == "min" else float(v))
-    nsum = len(sums)
-    buf = np.array(sums + maxs, dtype=np.float64)
-    if nsum not in _OPS:
-        _OPS[nsum] = MPI.Op.Create(_fused_op(nsum), commute=True)
+    for slots, _ in parts:
+        idx = []
+        for kind, v in slots:
+            i = fill[kind]
+            fill[kind] += 1
+            buf[i:i + 1].view(type(v))[0] = v
+            idx.append(i)
+        where.append(idx)
+    used = [k for k in _SLOTS if counts[k]]
+    body = buf[_HEADER:]
     t0 = _perf()
-    comm.Allreduce(MPI.IN_PLACE, [buf, MPI.DOUBLE], op=_OPS[nsum])
-    _profile.record_comm("reduce", buf.size, buf.size, _perf() - t0)
-    out = []
-    for (op, _), (kind, i, cplx) in zip(layout, where):
-        if kind == "s":
-            x = complex(buf[i], buf[i + 1]) if cplx else buf[i]
-            out.append(np.sqrt(x) if op == "norm2" else x)
-        else:
-            x = buf[nsum + i]
-            out.append(-x if op == "min" else x)
-    return out
+    # one kind alone goes through MPI's own operation; a mix through _combine
+    if used == ["f+"]:
+        comm.Allreduce(MPI.IN_PLACE, [body.view(np.float64), MPI.DOUBLE], op=MPI.SUM)
+    elif used == ["i+"]:
+        comm.Allreduce(MPI.IN_PLACE, [body, MPI.UINT64_T], op=MPI.SUM)
+    elif len(used) == 1 and used[0] != "f>":
+        t = MPI.INT64_T if used[0][0] == "i" else MPI.UINT64_T
+        comm.Allreduce(MPI.IN_PLACE, [body, t], op=MPI.MAX if used[0][1] == ">" else MPI.MIN)
+    else:
+        if not _OP:
+            _OP.append(MPI.Op.Create(_combine, commute=True))
+        # one element of a contiguous type: MPI cannot split the buffer between calls of
+        # the operation (which reads the layout from the buffer's start)
+        whole = MPI.UINT64_T.Create_contiguous(buf.size).Commit()
+        try:
+            comm.Allreduce(MPI.IN_PLACE, [buf, 1, whole], op=_OP[0])
+        finally:
+            whole.Free()
+    _profile.record_comm("reduce", body.size, body.size, _perf() - t0)
+    return [make([buf[i:i + 1] for i in idx]) for (_, make), idx in zip(parts, where)]

@@ -11,12 +11,12 @@ means every physical boundary.
 
 from __future__ import annotations
 
-from .array import DistArray
+from .array import DistArray, require_distarray
 from .runtime import InputError
 
 
-def _sides(a: DistArray, sides):
-    d = a.decomp
+def _sides(a: DistArray, sides, where):
+    d = require_distarray(a, "a", where).decomp
     if sides is None:
         sides = [(ax, s) for ax in range(d.ndim) if not d.periodic[ax] for s in (-1, 1)]
     out = []
@@ -64,7 +64,7 @@ def dirichlet(a: DistArray, value=0.0, sides=None, face: bool = False) -> DistAr
     keeps at ``value``. ``face=True`` (cell centring, the boundary is a face between a
     ghost and an owned cell): ghost k = 2 value - owned k, so the linear interpolant is
     ``value`` on the face."""
-    sides = _sides(a, sides)
+    sides = _sides(a, sides, "bc.dirichlet")
 
     def fill(data, ax, side, region, g, n):
         idx = list(region)
@@ -89,7 +89,7 @@ def neumann(a: DistArray, sides=None, flux=0.0) -> DistArray:
     ghost k = owned k + 1), so a centred difference across the boundary equals ``flux``
     (zero by default).
     """
-    sides = _sides(a, sides)
+    sides = _sides(a, sides, "bc.neumann")
     shift = 1 if a.decomp.centring == "vertex" else 0
     d = a.decomp
     # decided from the whole decomposition, so every rank raises or none does

@@ -108,18 +108,24 @@ class Decomposition:
         dims = _per_axis(dims, ndim, "dims", int)
         if any(d < 0 for d in dims):
             raise InputError(f"dims must be >= 0 (0 = free), got {dims}")
+        if sizes is not None:  # explicit block sizes per axis (e.g. a multigrid level aligned
+            sizes = [[int(x) for x in s] for s in sizes]  # with the finer one)
+            if len(sizes) != ndim or any(not s or sum(s) != n or min(s) < 1 for s, n in zip(sizes, shape)):
+                raise InputError(f"sizes must give, per axis, positive block sizes that sum to {shape}")
+            implied = tuple(len(s) for s in sizes)
+            if any(d and d != i for d, i in zip(dims, implied)):
+                raise InputError(f"sizes imply the process grid {implied}, which contradicts dims={dims}")
+            # before the rank-count check below: a grid of the wrong size would leave ranks
+            # out of the Cartesian communicator (MPI_COMM_NULL on them, an abort later)
+            dims = implied
         fixed = int(np.prod([d for d in dims if d > 0])) if any(d > 0 for d in dims) else 1
         if size % fixed or (all(d > 0 for d in dims) and fixed != size):
-            raise InputError(f"process grid dims={dims} does not fit {size} ranks")
+            what = f"sizes= (block counts {dims})" if sizes is not None else f"dims={dims}"
+            raise InputError(f"process grid {what} does not fit {size} ranks")
         periodic = _per_axis(periodic, ndim, "periodic", bool)
         ghost = int(ghost)
         if ghost < 1:
             raise InputError(f"ghost width must be >= 1, got {ghost}")
-        if sizes is not None:  # explicit block sizes per axis (e.g. a multigrid level aligned
-            sizes = [[int(x) for x in s] for s in sizes]  # with the finer one)
-            if len(sizes) != ndim or any(sum(s) != n or min(s) < 1 for s, n in zip(sizes, shape)):
-                raise InputError(f"sizes must give, per axis, positive block sizes that sum to {shape}")
-            dims = tuple(len(s) for s in sizes)
         dims = choose_dims(size, shape, dims, ghost)
         if stencil not in STENCILS:
             raise InputError(f"stencil must be one of {STENCILS}, got {stencil!r}")
@@ -197,6 +203,42 @@ class Decomposition:
         if self.periodic[axis]:
             return False
         return self.coords[axis] == (0 if side < 0 else self.dims[axis] - 1)
+
+    # -- compatibility -----------------------------------------------------------------
+    def mismatch(self, other, halo: bool = False) -> str | None:
+        """Local. Why arrays on ``self`` and ``other`` cannot be combined point for point,
+        or ``None`` when they can (see :meth:`compatible`)."""
+        if other is self:
+            return None
+        if not isinstance(other, Decomposition):
+            return f"{type(other).__name__} is not a Decomposition"
+        for what, x, y in (("global shapes", self.shape, other.shape),
+                           ("process grids", self.dims, other.dims),
+                           ("block sizes", self._sizes, other._sizes)):
+            if x != y:
+                return f"their {what} differ ({x} and {y})"
+        if halo:
+            for what, x, y in (("ghost widths", self.ghost, other.ghost),
+                               ("periodicities", self.periodic, other.periodic)):
+                if x != y:
+                    return f"their {what} differ ({x} and {y})"
+        if self.cart == MPI.COMM_NULL or other.cart == MPI.COMM_NULL:
+            return "one of them is closed"
+        # the same ranks in the same order: MPI_Comm_compare is local, and with equal
+        # process grids (and reorder=False) every rank then owns the same block in both
+        if MPI.Comm.Compare(self.cart, other.cart) not in (MPI.IDENT, MPI.CONGRUENT):
+            return "their communicators hold different ranks (or the same ranks in another order)"
+        return None
+
+    def compatible(self, other, halo: bool = False) -> bool:
+        """Local. Whether arrays on ``self`` and ``other`` pair point for point on every
+        rank: the same communicator group (same ranks, same order), global shape,
+        process grid and block sizes. Two decompositions built alike are compatible
+        (``other is self`` is not required). ``halo=True`` also asks for the same ghost
+        width and periodicity, as one halo exchange of arrays on both needs. It looks only
+        at what every rank of the group holds alike, so every rank gets the same answer and
+        a refusal based on it is the same everywhere."""
+        return self.mismatch(other, halo) is None
 
     # -- index ranges ------------------------------------------------------------------
     def ranges(self, rank=None) -> tuple:

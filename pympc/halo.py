@@ -27,8 +27,9 @@ import numpy as np
 from mpi4py import MPI
 
 from . import profile as _profile
-from .array import DistArray, mpi_type
+from .array import DistArray, mpi_type, require_compatible, require_distarray
 from .runtime import InputError
+from .watchdog import watched as _watched
 
 _TAG_BASE = 7200
 
@@ -71,14 +72,8 @@ class HaloExchange:
     """
 
     def __init__(self, *arrays: DistArray, stencil=None, width=None):
-        if not arrays:
-            raise InputError("HaloExchange needs at least one DistArray")
+        _check_arrays(arrays, "HaloExchange")
         d = arrays[0].decomp
-        for a in arrays:
-            if not isinstance(a, DistArray):
-                raise InputError(f"HaloExchange takes DistArrays, got {type(a).__name__}")
-            if a.decomp is not d:
-                raise InputError("all arrays of one halo exchange must share a decomposition")
         stencil = stencil or d.stencil
         if stencil not in ("star", "box"):
             raise InputError(f"stencil must be 'star' or 'box', got {stencil!r}")
@@ -145,6 +140,7 @@ class HaloExchange:
         self._t_start = _perf() - t0  # cost log: start's share of the exchange time
         return self
 
+    @_watched("HaloExchange.wait")
     def wait(self) -> None:
         """Collective. Wait until every ghost cell of the exchange has arrived."""
         if self._active:
@@ -177,6 +173,17 @@ class HaloExchange:
 _MAX_CACHED = 16
 
 
+def _check_arrays(arrays, where):
+    """DistArrays, all on decompositions compatible with the first one's (with the same
+    ghost width and periodicity: the plan's regions and neighbours come from it)."""
+    if not arrays:
+        raise InputError(f"{where} needs at least one DistArray")
+    for i, a in enumerate(arrays):
+        require_distarray(a, f"array {i}", where)
+        if i:
+            require_compatible(arrays[0], a, where, halo=True, components=False)
+
+
 def plan_for(*arrays: DistArray, stencil=None, width=None) -> HaloExchange:
     """Collective. The cached :class:`HaloExchange` for these arrays (built on first use).
 
@@ -184,8 +191,7 @@ def plan_for(*arrays: DistArray, stencil=None, width=None) -> HaloExchange:
     width; the least recently used beyond 16 is closed. Every rank calls it with the same
     arrays in the same order, so the caches agree.
     """
-    if not arrays:
-        raise InputError("update_halo needs at least one DistArray")
+    _check_arrays(arrays, "update_halo")
     d = arrays[0].decomp
     key = (tuple(id(a.data) for a in arrays), stencil, width)
     cache = d._halo_plans
@@ -202,6 +208,7 @@ def plan_for(*arrays: DistArray, stencil=None, width=None) -> HaloExchange:
     return plan
 
 
+@_watched("pympc.update_halo")
 def update_halo(*arrays: DistArray, stencil=None, width=None) -> None:
     """Collective. Exchange the ghost cells of one or more DistArrays (one message per
     neighbour and direction for all of them), with a plan cached on the decomposition."""

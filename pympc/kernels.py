@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from .array import DistArray
+from .array import DistArray, require_compatible, require_distarray
 from .runtime import InputError
 
 try:
@@ -92,16 +92,51 @@ def _shift(sl, axis, k):
     return tuple(s)
 
 
+def _f64(x):
+    # the compiled loops compute in float64 whatever the arrays' dtype (numba promotes
+    # float32 * float64) and round once at the store; the reference does the same
+    return x if x.dtype == np.float64 else x.astype(np.float64)
+
+
 def _ftcs_numpy(u, out, sl, r):
-    c = u[sl]
+    c = _f64(u[sl])
     acc = None
     for a, ra in enumerate(r):
-        term = ra * (u[_shift(sl, a, -1)] - 2.0 * c + u[_shift(sl, a, 1)])
+        term = ra * (_f64(u[_shift(sl, a, -1)]) - 2.0 * c + _f64(u[_shift(sl, a, 1)]))
         acc = term if acc is None else acc + term
     out[sl] = c + acc
 
 
 # ---------------------------------------------------------------------------------------
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_arrays(where, names, *arrays, components=False):
+    """The one input check of every kernel: DistArrays (``names`` says which argument is
+    which), of one real floating dtype (float32 or float64: what the compiled loops
+    compute in), on compatible decompositions with the same ghosted shape."""
+    for name, x in zip(names, arrays):
+        require_distarray(x, name, where)
+    a0 = arrays[0]
+    for name, x in zip(names, arrays):
+        if x.dtype not in FLOAT_DTYPES:
+            raise InputError(f"{where}: {name} has dtype {x.dtype}; the stencil kernels take real "
+                             f"floating arrays (float32 or float64): an integer array would be "
+                             f"truncated at every step")
+        if x is not a0:
+            require_compatible(a0, x, where)
+            if x.dtype != a0.dtype:
+                raise InputError(f"{where}: {names[0]} and {name} have different dtypes "
+                                 f"({a0.dtype} and {x.dtype})")
+            if x.data.shape != a0.data.shape:
+                raise InputError(f"{where}: {names[0]} and {name} have different ghost widths "
+                                 f"(ghosted blocks {a0.data.shape} and {x.data.shape})")
+        if x.components and not components:
+            raise InputError(f"{where} works on scalar fields (no components); {name} has "
+                             f"components {x.components}")
+    return a0.decomp
+
+
 def _bounds(a: DistArray, region):
     d = a.decomp
     g = d.ghost
@@ -121,12 +156,31 @@ def heat_step(u: DistArray, out: DistArray, r, region=None, backend=None) -> Dis
     """Local. One explicit (FTCS) diffusion step on owned cells:
     ``out = u + sum_a r[a] * (u[i-1] - 2 u[i] + u[i+1])`` along each axis ``a``, with
     ``r[a] = alpha dt / h[a]**2``. Reads ``u``'s ghosts (exchange them first), writes
-    ``out``'s owned cells (or ``region`` of them). ``r`` may be a scalar."""
-    d = u.decomp
-    if out.decomp is not d or u.data.shape != out.data.shape or u.dtype != out.dtype:
-        raise InputError("heat_step needs u and out of one decomposition, shape and dtype")
-    if u.components:
-        raise InputError("heat_step works on scalar fields (no components)")
+    ``out``'s owned cells (or ``region`` of them). ``r`` may be a scalar.
+
+    ``u`` and ``out``: float32 or float64 DistArrays (one dtype) on compatible
+    decompositions; any other dtype raises :class:`~pympc.InputError`.
+
+    Order of operations (what makes the result bit-identical to numpy, to the
+    ``backend="numpy"`` version and across decompositions and rank counts): per point,
+    in float64, with ``c = u[i]`` and ``lo_a``, ``hi_a`` its neighbours along axis ``a``,
+    ::
+
+        t_a = r[a] * ((lo_a - 2.0 * c) + hi_a)
+        out[i] = c + (((t_0 + t_1) + t_2))       # axes summed left to right, then c added
+
+    rounded to ``out``'s dtype once, at the store. In numpy on the padded global array
+    ``U`` (2-D, float64)::
+
+        c = U[1:-1, 1:-1]
+        out = c + (r[0] * (U[:-2, 1:-1] - 2.0 * c + U[2:, 1:-1])
+                   + r[1] * (U[1:-1, :-2] - 2.0 * c + U[1:-1, 2:]))
+
+    The compiled loop uses no fast-math (no reassociation, no fused multiply-add), so
+    each operation rounds as in numpy. A float32 array is computed in float64 and
+    rounded at the end (numpy on float32 would round every operation: convert to
+    float64 first to reproduce it)."""
+    d = _check_arrays("heat_step", ("u", "out"), u, out)
     if u.data is out.data:
         raise InputError("heat_step cannot update in place: pass a second array")
     r = tuple(float(x) for x in np.broadcast_to(np.asarray(r, dtype=float), (d.ndim,)))
@@ -298,12 +352,6 @@ else:  # pragma: no cover - the plain Python loops still give the right answer, 
     _CONVDIFF = None
 
 
-def _check_pair(*arrays):
-    d = arrays[0].decomp
-    for x in arrays:
-        if x.decomp is not d or x.data.shape != arrays[0].data.shape or x.components:
-            raise InputError("stencil kernels need scalar DistArrays of one decomposition and shape")
-    return d
 
 
 def _flat(b):
@@ -319,7 +367,7 @@ def leapfrog_step(u: DistArray, u_old: DistArray, out: DistArray, r, region=None
     """Local. One leapfrog step of the wave equation on owned cells:
     ``out = 2 u - u_old + sum_a r[a] (u[i-1] - 2 u[i] + u[i+1])``, ``r[a] = (c dt / h[a])**2``.
     Reads ``u``'s ghosts; ``out`` may be the same array as ``u_old``."""
-    d = _check_pair(u, u_old, out)
+    d = _check_arrays("leapfrog_step", ("u", "u_old", "out"), u, u_old, out)
     if out.data is u.data:
         raise InputError("leapfrog_step cannot write into u")
     r = _pad3(np.broadcast_to(np.asarray(r, dtype=float), (d.ndim,)), d.ndim)
@@ -331,7 +379,7 @@ def heat_step_variable(u: DistArray, k: DistArray, out: DistArray, s, region=Non
     """Local. One explicit step of ``u_t = div(k grad u)`` (flux form, face coefficients
     the mean of the two cells): ``s[a] = dt / h[a]**2``. Reads the ghosts of ``u`` and
     ``k``."""
-    d = _check_pair(u, k, out)
+    d = _check_arrays("heat_step_variable", ("u", "k", "out"), u, k, out)
     if out.data is u.data:
         raise InputError("heat_step_variable cannot update in place: pass a second array")
     s = _pad3(np.broadcast_to(np.asarray(s, dtype=float), (d.ndim,)), d.ndim)
@@ -348,7 +396,7 @@ def jacobi_step(u: DistArray, f: DistArray, out: DistArray, h2inv, region=None) 
     """Local. One Jacobi sweep for ``-lap u = f`` with the (2d+1)-point Laplacian:
     ``out = (f + sum_a (u[i-1] + u[i+1]) / h[a]**2) / (sum_a 2 / h[a]**2)``;
     ``h2inv[a] = 1 / h[a]**2``."""
-    d = _check_pair(u, f, out)
+    d = _check_arrays("jacobi_step", ("u", "f", "out"), u, f, out)
     if out.data is u.data:
         raise InputError("jacobi_step needs a second array for the new iterate")
     w, diag = _weights(d, h2inv)
@@ -361,7 +409,7 @@ def rbsor_sweep(u: DistArray, f: DistArray, h2inv, omega: float, color: int, reg
     global index sum has parity ``color`` (0 red, 1 black) move by ``omega`` times their
     Gauss-Seidel correction. The colouring uses global indices, so it is the same on
     every decomposition."""
-    d = _check_pair(u, f)
+    d = _check_arrays("rbsor_sweep", ("u", "f"), u, f)
     w, diag = _weights(d, h2inv)
     g = _pad3([lo - d.ghost for lo in d.lo], d.ndim, 0.0)
     _RBSOR(_as3d(u.data), _as3d(f.data), *_flat(_bounds3(u, region)), *_offsets(d), *w, 1.0 / diag, float(omega),
@@ -372,7 +420,7 @@ def rbsor_sweep(u: DistArray, f: DistArray, h2inv, omega: float, color: int, reg
 def residual_sumsq(u: DistArray, f: DistArray, h2inv, region=None) -> float:
     """Local. This rank's sum of squares of ``f + lap u`` (the residual of ``-lap u = f``)
     over ``region`` of the owned block; combine over ranks with one Allreduce."""
-    d = _check_pair(u, f)
+    d = _check_arrays("residual_sumsq", ("u", "f"), u, f)
     w, diag = _weights(d, h2inv)
     return float(_RESIDUAL(_as3d(u.data), _as3d(f.data), *_flat(_bounds3(u, region)), *_offsets(d), *w, diag))
 
@@ -403,7 +451,7 @@ class ConvDiff:
         """Local. ``y = A x`` on ``region`` of the owned block (default all of it), and
         this rank's part of ``x . y`` there, in one pass. Reads ``x``'s ghosts; writes
         only ``region`` of ``y``."""
-        d = _check_pair(x, y)
+        d = _check_arrays("ConvDiff.apply_dot", ("x", "y"), x, y)
         if x.data is y.data:
             raise InputError("convdiff_apply_dot needs a second array for the result")
         if d.ndim != self.ndim:
@@ -416,10 +464,10 @@ class ConvDiff:
             return 0.0
         sl = tuple(slice(lo, hi) for lo, hi in b)
         xd = x.data
-        c = xd[sl]
+        c = _f64(xd[sl])
         acc = self.diag * c
         for a in range(d.ndim):
-            lo, hi = xd[_shift(sl, a, -1)], xd[_shift(sl, a, 1)]
+            lo, hi = _f64(xd[_shift(sl, a, -1)]), _f64(xd[_shift(sl, a, 1)])
             acc -= (lo + hi) / self.h[a] ** 2
             if self.v[a]:
                 acc += self.v[a] * (hi - lo) / (2.0 * self.h[a])
@@ -432,4 +480,5 @@ def convdiff_apply_dot(x: DistArray, y: DistArray, h, velocity=None, shift=0.0, 
     """Local. :class:`ConvDiff` ``(h, velocity, shift)`` applied once: ``y = A x`` on
     ``region`` of the owned block and this rank's part of ``x . y`` there. Code that
     applies one operator many times keeps a :class:`ConvDiff`."""
+    require_distarray(x, "x", "convdiff_apply_dot")
     return ConvDiff(x.decomp.ndim, h, velocity, shift, backend).apply_dot(x, y, region)
