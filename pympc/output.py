@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+from .array import require_distarray
 from .grid import Decomposition
 from .io import File
 from .runtime import InputError, get_comm
@@ -75,6 +76,8 @@ class Output:
         """Collective. Write ``fields`` (DistArrays) as output step ``step`` at ``time``."""
         if not fields:
             raise InputError("Output.write needs at least one field")
+        for name, a in fields.items():  # before the file is opened: nothing is touched
+            require_distarray(a, f"field {name!r}", "Output.write")
         grp = step_group(step)
         meta = {}
         with File(self.path, "r+", comm=self.comm) as f:

@@ -28,6 +28,7 @@ import numpy as np
 
 import pympc
 from pympc import kernels, profile, vector
+from pympc.array import require_distarray
 from pympc.runtime import InputError
 
 from .boundary import Boundaries
@@ -138,6 +139,9 @@ class Identity:
 
 def _setup(op, b, x0, tol, maxiter):
     """The iterate: zeros, or ``x0`` on the unknowns (0 on the points that are not)."""
+    require_distarray(b, "b", "the Krylov solver")
+    if x0 is not None:
+        require_distarray(x0, "x0", "the Krylov solver")
     if b.decomp is not op.decomp:
         raise InputError("b must live on the operator's decomposition")
     if not tol > 0 or int(maxiter) < 1:
