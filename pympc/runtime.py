@@ -8,6 +8,7 @@ communicator once for its error handling, as PETSc does at initialisation).
 from __future__ import annotations
 
 import logging
+from array import array as _array
 import os
 import sys
 import time
@@ -79,6 +80,10 @@ WORLD = MPI.COMM_WORLD
 # user's own collective on the world communicator.
 _ERRCOMM = WORLD.Dup()
 
+# The hang watchdog marks the collectives (check_all below); its thread starts at the end
+# of this module, once the exception hook can report a bad PYMPC_HANG_TIMEOUT.
+from . import watchdog as _watchdog  # noqa: E402
+
 
 def get_comm(comm=None):
     """Local. ``comm`` if given, else the world communicator (every ``comm=`` goes here)."""
@@ -106,6 +111,7 @@ class InputError(PympcError, ValueError):
     """
 
 
+@_watchdog.watched("pympc.check_all")
 def check_all(ok, message: str, comm=None, exc=InputError) -> None:
     """Collective. Raise ``exc(message)`` on every rank if ``ok`` is false on any rank.
 
@@ -116,7 +122,11 @@ def check_all(ok, message: str, comm=None, exc=InputError) -> None:
     """
     comm = get_comm(comm)
     size = comm.Get_size()
-    bad = comm.allreduce(comm.Get_rank() if not ok else size, op=MPI.MIN)
+    # a buffer Allreduce: it releases the GIL while it waits (mpi4py's pickled allreduce
+    # holds it), so the hang watchdog's thread still runs on a rank stuck here
+    buf = _array("q", [comm.Get_rank() if not ok else size])
+    comm.Allreduce(MPI.IN_PLACE, [buf, MPI.INT64_T], op=MPI.MIN)
+    bad = buf[0]
     if bad == size:
         return
     msg = comm.bcast(str(message) if comm.Get_rank() == bad else None, root=bad)
@@ -179,6 +189,8 @@ def install_excepthook() -> None:
 
 if os.environ.get("PYMPC_EXCEPTHOOK", "1") != "0":
     install_excepthook()
+
+_watchdog.start()
 
 
 # ---------------------------------------------------------------------------------------
