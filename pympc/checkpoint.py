@@ -4,8 +4,31 @@ A checkpoint is written to ``<prefix>_<step>.h5.tmp``, flushed and closed collec
 then rank 0 fsyncs it, renames it to ``<prefix>_<step>.h5`` and fsyncs the directory.
 A file with the final name is therefore always complete, and the previous checkpoint
 stays valid until the new one is: a job killed at any moment (even by SIGKILL) leaves a
-loadable checkpoint. The last ``keep`` checkpoints are kept (default 2); stray ``.tmp``
-files from a killed job are ignored and removed at the next save.
+loadable checkpoint. Stray ``.tmp`` files from a killed job are ignored and removed at
+the next save.
+
+**Order of writing, not of steps.** Every checkpoint carries a ``sequence`` number, one
+more than the highest in the directory when it was written (rank 0 reads it from the
+files and broadcasts it, so every rank and every later program agrees). "Newest" means
+the highest sequence: a shorter re-run into the same directory writes step 5 after step
+30, and step 5 is then the newest. Saving keeps the ``keep`` newest written (default 2)
+and never removes the file just written. The sequence lives in the file itself, written
+before the rename, so a crash cannot leave it saying something else than the order the
+files were completed in. Files written before pympc stored a sequence count as older than
+any with one, ordered by step among themselves.
+
+**Damaged checkpoints.** A file with a checkpoint's name that is empty, truncated, not
+HDF5, or misses an attribute or a field dataset is damaged. :meth:`Checkpointer.load`
+and :meth:`Checkpointer.latest` then use the newest intact checkpoint instead, with one
+:class:`CheckpointWarning` per damaged file (rank 0, once per process) naming it and the
+checkpoint used; loading a damaged checkpoint by its step is an error. pympc never
+deletes a damaged file (it is yours to inspect); it does not count towards ``keep``.
+
+**Self-describing.** Besides ``state`` (any JSON-able dict), a checkpoint stores its
+``step``, ``sequence`` and ``time`` as root attributes and the solver's ``physics`` (a dict
+of parameters such as the diffusivity or the boundary conditions) as attributes of the
+group ``/physics``; :meth:`Checkpointer.info` reads them back without the fields, and
+:meth:`CheckpointInfo.check_physics` refuses a restart whose physics differ.
 
 Fields are stored as global arrays, so a run can restart on any number of ranks. An
 explicit solver without global reductions (the heat equation) then continues
@@ -24,19 +47,28 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import re
 import sys
-import time
+import time as _time
+import warnings
 
+import h5py
 import numpy as np
 
 from .array import DistArray
 from .grid import Decomposition
 from .io import FORMAT_VERSION, File
-from .runtime import InputError, get_comm
+from .runtime import InputError, check_all, get_comm
 
 CHECKPOINT_KIND = "pympc-checkpoint"
+# the root attributes without which a checkpoint cannot be loaded
+_REQUIRED_ATTRS = ("step", "state", "rng_states", "fields")
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint file was skipped because it is damaged (rank 0 warns, once)."""
 
 
 def _fsync_path(path, directory=False):
@@ -48,22 +80,219 @@ def _fsync_path(path, directory=False):
 
 
 _saves = [0]
+# (path, reason, size, mtime) of the damaged files this process has warned about: a file
+# is reported once, however many Checkpointers look at it, and again once it changes
+_warned: set = set()
 
 
 def _test_pause(phase):
     """Tests kill jobs at exact phases: ``PYMPC_CHECKPOINT_PAUSE=phase:n`` makes the
-    n-th save of this process announce the phase on stderr and wait to be killed."""
+    n-th save of this process announce the phase on stderr and wait to be killed.
+    Phases: ``write`` (one field written), ``rename`` (file complete, not yet renamed),
+    ``prune`` (renamed, older ones not yet removed)."""
     want, _, nth = os.environ.get("PYMPC_CHECKPOINT_PAUSE", "").partition(":")
     if want == phase and _saves[0] == int(nth or 1):
         sys.stderr.write(f"pympc-checkpoint-phase {phase}\n")
         sys.stderr.flush()
-        time.sleep(600)
+        _time.sleep(600)
+
+
+# ---------------------------------------------------------------------------------------
+# Physics: stored, read back and compared
+# ---------------------------------------------------------------------------------------
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _physics_json(physics) -> str | None:
+    """The canonical JSON text of ``physics`` (None stays None); InputError if it is not
+    a dict of JSON-able values with string keys."""
+    if physics is None:
+        return None
+    if not isinstance(physics, dict) or not all(isinstance(k, str) and k for k in physics):
+        raise InputError(f"physics must be a dict with non-empty string keys, got {physics!r}")
+
+    def strict(o):  # numpy numbers and arrays, nothing else (str(obj) would hide a mistake)
+        if isinstance(o, (np.integer, np.floating, np.bool_, np.ndarray)):
+            return _json_default(o)
+        raise TypeError(f"{type(o).__name__} is not JSON-able")
+
+    try:
+        return json.dumps(physics, sort_keys=True, default=strict)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"physics must hold numbers, strings, bools, lists and dicts: {e}") from None
+
+
+def _physics_attr(v):
+    """One physics value as an HDF5 attribute a reader sees as it is: numbers, bools,
+    strings and lists of numbers natively, anything else as JSON text."""
+    if isinstance(v, bool):
+        return np.bool_(v)
+    if isinstance(v, int):
+        return np.int64(v)
+    if isinstance(v, float):
+        return np.float64(v)
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        return np.array(v, dtype=np.float64 if any(isinstance(x, float) for x in v) else np.int64)
+    return json.dumps(v, sort_keys=True)
+
+
+def _same(a, b) -> bool:
+    """Equal physics values after a JSON round trip: 1 == 1.0, nan == nan, True != 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+_MISSING = "<absent>"
+
+
+def diff_physics(stored, current) -> list:
+    """Local. The keys whose values differ between two physics dicts (a key present in
+    only one counts), sorted. Values are compared as a checkpoint stores them (JSON:
+    tuples are lists, numpy numbers are Python numbers), numbers by value (1 == 1.0)."""
+    a = json.loads(_physics_json(stored) or "{}")
+    b = json.loads(_physics_json(current) or "{}")
+    return sorted(k for k in set(a) | set(b)
+                  if k not in a or k not in b or not _same(a[k], b[k]))
+
+
+class CheckpointInfo:
+    """Local. What a checkpoint says about itself, read without its fields.
+
+    ``step``, ``sequence`` (its place in the order of writing; 0 for a checkpoint from
+    before pympc stored one), ``time`` (None if it was saved without one), ``physics``
+    (the dict given to save, None if it was saved without), ``state``, ``path``,
+    ``saved_ranks`` (the rank count that wrote it) and ``field_names``.
+    """
+
+    def __init__(self, step, sequence, time, physics, state, path, saved_ranks, field_names):
+        self.step, self.sequence, self.time, self.physics = step, sequence, time, physics
+        self.state, self.path, self.saved_ranks, self.field_names = state, path, saved_ranks, field_names
+
+    def physics_diff(self, physics) -> list:
+        """Local. The keys of ``physics`` (the run's own) that differ from the stored
+        physics, sorted; see :func:`diff_physics`."""
+        return diff_physics(self.physics or {}, physics)
+
+    def check_physics(self, physics, allow_change=()) -> None:
+        """Local. Raise :class:`~pympc.InputError` if the stored physics differ from
+        ``physics`` in a key not named in ``allow_change``; the message lists each such
+        key with both values. Identical on every rank (the stored physics are read by
+        rank 0 and broadcast, and ``physics`` must be the same everywhere)."""
+        allowed = {allow_change} if isinstance(allow_change, str) else set(allow_change or ())
+        bad = [k for k in self.physics_diff(physics) if k not in allowed]
+        if not bad:
+            return
+        old = json.loads(_physics_json(self.physics or {}))
+        new = json.loads(_physics_json(physics) or "{}")
+        what = "; ".join(f"{k}: {json.dumps(old.get(k, _MISSING))} in the checkpoint, "
+                         f"{json.dumps(new.get(k, _MISSING))} now" for k in bad)
+        raise InputError(f"checkpoint {self.path} (step {self.step}) was written with other physics: "
+                         f"{what}. Restart with the same physics, or allow these keys to change: {bad}")
+
+    def __repr__(self):
+        return (f"CheckpointInfo(step={self.step}, sequence={self.sequence}, time={self.time}, "
+                f"path={self.path!r})")
+
+
+class Restart(CheckpointInfo):
+    """Local. What :meth:`Checkpointer.load` returns: a :class:`CheckpointInfo` plus
+    ``fields`` ({name: DistArray}) and ``rngs`` (this rank's Generators, or None when
+    the rank count changed)."""
+
+    def __init__(self, step, fields, state, rngs, saved_ranks, info: CheckpointInfo | None = None):
+        if info is None:
+            info = CheckpointInfo(step, 0, None, None, state, None, saved_ranks, sorted(fields))
+        super().__init__(step, info.sequence, info.time, info.physics, state, info.path, saved_ranks,
+                         info.field_names)
+        self.fields, self.rngs = fields, rngs
+
+
+# ---------------------------------------------------------------------------------------
+# Inspecting the files (rank 0 alone; the verdict is broadcast)
+# ---------------------------------------------------------------------------------------
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _inspect(path: str, step: int):
+    """A CheckpointInfo for an intact checkpoint, else the reason it is damaged (str)
+    together with its sequence if that much can be read: ``(info, None)`` or
+    ``(sequence_or_None, reason)``."""
+    seq = None
+    try:
+        if os.path.getsize(path) == 0:
+            return None, "empty file (0 bytes)"
+        if not h5py.is_hdf5(path):
+            return None, "not an HDF5 file"
+        with h5py.File(path, "r") as f:  # HDF5 refuses a truncated file here
+            a = f.attrs
+            if "sequence" in a:
+                seq = int(a["sequence"])
+            kind = _text(a.get("kind"))
+            if kind != CHECKPOINT_KIND:
+                return seq, f"not a pympc checkpoint (kind {kind!r})"
+            ver = a.get("format_version")
+            if ver is None or int(ver) != FORMAT_VERSION:
+                return seq, (f"checkpoint format version {None if ver is None else int(ver)}; "
+                             f"this pympc reads version {FORMAT_VERSION}")
+            missing = [k for k in _REQUIRED_ATTRS if k not in a]
+            if missing:
+                return seq, "missing attribute " + ", ".join(missing)
+            if int(a["step"]) != step:
+                return seq, f"its step attribute ({int(a['step'])}) is not the step in its name"
+            state = json.loads(_text(a["state"]))
+            saved_ranks = len(json.loads(_text(a["rng_states"])))
+            names = json.loads(_text(a["fields"]))
+            grid = a.get("grid_shape")
+            for n in names:
+                ds = f.get(f"fields/{n}")
+                if not isinstance(ds, h5py.Dataset):
+                    return seq, f"missing dataset /fields/{n}"
+                if grid is not None and tuple(ds.shape[:len(grid)]) != tuple(int(x) for x in grid):
+                    return seq, f"dataset /fields/{n} has shape {ds.shape}, not the grid's {tuple(grid)}"
+                if ds.chunks is None and ds.id.get_storage_size() < ds.size * ds.dtype.itemsize:
+                    return seq, f"dataset /fields/{n} has no data"
+            t = a.get("time")
+            physics = json.loads(_text(a["physics"])) if "physics" in a else None
+            return CheckpointInfo(step, seq or 0, None if t is None else float(t), physics, state, path,
+                                  saved_ranks, list(names)), None
+    except OSError as e:  # HDF5 names the cause ("truncated file: eof = ...")
+        return seq, f"truncated or corrupt ({e})"
+    except Exception as e:  # noqa: BLE001 - any failure to read it makes it damaged
+        return seq, f"unreadable ({type(e).__name__}: {e})"
+
+
+class _Scan:
+    """What rank 0 found in the directory: intact checkpoints oldest written first,
+    damaged ones as (path, reason), and the highest sequence any file shows."""
+
+    def __init__(self, intact, damaged, top):
+        self.intact, self.damaged, self.top = intact, damaged, top
 
 
 class Checkpointer:
     """Collective. Checkpoints of a run in ``directory`` named ``<prefix>_<step>.h5``.
 
-    ``save`` is collective and atomic; ``load``/``latest`` find the newest complete one.
+    ``save`` is collective and atomic; ``load``/``latest``/``info`` find the newest
+    written intact one (see the module doc for the order and for damaged files).
     """
 
     def __init__(self, directory, prefix="checkpoint", keep=2, comm=None):
@@ -87,83 +316,224 @@ class Checkpointer:
         """Local. The file name of the checkpoint of ``step``."""
         return os.path.join(self.directory, f"{self.prefix}_{int(step):08d}.h5")
 
-    def steps(self) -> list:
-        """Collective. Steps of the complete checkpoints present, oldest first."""
-        found = None
-        if self.comm.Get_rank() == 0:
-            pat = re.compile(re.escape(self.prefix) + r"_(\d+)\.h5$")
-            found = sorted(int(m.group(1)) for f in os.listdir(self.directory)
-                           if (m := pat.match(f)))
-        return self.comm.bcast(found, root=0)
+    # -- finding checkpoints -------------------------------------------------------------
+    def _names(self):
+        pat = re.compile(re.escape(self.prefix) + r"_(\d+)\.h5$")
+        return sorted((int(m.group(1)), os.path.join(self.directory, f))
+                      for f in os.listdir(self.directory) if (m := pat.match(f)))
 
-    def save(self, step: int, fields: dict, state: dict | None = None, rngs=None) -> str:
+    def _scan_local(self) -> _Scan:
+        intact, damaged, top = [], [], 0
+        for step, path in self._names():
+            info, reason = _inspect(path, step)
+            if reason is None:
+                intact.append(info)
+                top = max(top, info.sequence)
+            else:
+                damaged.append((path, reason))
+                top = max(top, info or 0)
+        intact.sort(key=lambda i: (i.sequence, i.step))
+        return _Scan(intact, damaged, top)
+
+    def _scan(self, warn=True) -> _Scan:
+        """Collective. Rank 0 inspects the directory, every rank gets its verdict; rank
+        0 warns once about each damaged file."""
+        scan = None
+        if self.comm.Get_rank() == 0:
+            try:
+                scan = self._scan_local()
+            except OSError as e:
+                scan = f"cannot list checkpoint directory {self.directory}: {e}"
+            if warn and isinstance(scan, _Scan):
+                self._warn_damaged(scan)
+        scan = self.comm.bcast(scan, root=0)
+        if isinstance(scan, str):
+            raise InputError(scan)
+        return scan
+
+    def _warn_damaged(self, scan):
+        for path, reason in scan.damaged:
+            try:
+                st = os.stat(path)
+                key = (os.path.abspath(path), reason, st.st_size, st.st_mtime_ns)
+            except OSError:
+                key = (os.path.abspath(path), reason)
+            if key in _warned:
+                continue
+            _warned.add(key)
+            use = (f"the newest intact one is step {scan.intact[-1].step} ({scan.intact[-1].path})"
+                   if scan.intact else f"no intact checkpoint is left in {self.directory}")
+            warnings.warn(f"damaged checkpoint {path} skipped: {reason}; {use}. pympc does not "
+                          "delete it.", CheckpointWarning, stacklevel=4)
+
+    def checkpoints(self) -> list:
+        """Collective. :class:`CheckpointInfo` of every intact checkpoint present,
+        oldest written first."""
+        return self._scan().intact
+
+    def steps(self) -> list:
+        """Collective. Steps of the intact checkpoints present, oldest written first
+        (a re-run that wrote step 5 after step 30 lists ``[30, 5]``)."""
+        return [i.step for i in self.checkpoints()]
+
+    def steps_local(self) -> list:
+        """Local. Like :meth:`steps`, read by this rank alone (no warnings)."""
+        return [i.step for i in self._scan_local().intact]
+
+    def latest(self):
+        """Collective. The step of the newest written intact checkpoint, or None."""
+        s = self.checkpoints()
+        return s[-1].step if s else None
+
+    def info(self, step: int | None = None) -> CheckpointInfo:
+        """Collective. The :class:`CheckpointInfo` (step, sequence, time, physics, state)
+        of checkpoint ``step``, by default the newest written intact one, read without
+        its fields: what a solver checks before it restarts (and before it opens its
+        output). Raises :class:`~pympc.InputError`, naming the directory, if there is
+        none, and naming the file if checkpoint ``step`` is damaged or absent."""
+        scan = self._scan()
+        if step is None:
+            if scan.intact:
+                return scan.intact[-1]
+            bad = "".join(f"; {p} is damaged: {r}" for p, r in scan.damaged)
+            raise InputError(f"no checkpoint named {self.prefix}_*.h5 in {self.directory} to restart "
+                             f"from{bad or ' (the directory has none)'}")
+        step = int(step)
+        for i in scan.intact:
+            if i.step == step:
+                return i
+        path = self.path(step)
+        for p, reason in scan.damaged:
+            if p == path:
+                raise InputError(f"checkpoint {path} cannot be loaded: {reason} (intact checkpoints "
+                                 f"in {self.directory}: steps {[i.step for i in scan.intact]})")
+        raise InputError(f"no checkpoint of step {step} in {self.directory} (intact checkpoints: steps "
+                         f"{[i.step for i in scan.intact]})")
+
+    def clear(self) -> list:
+        """Collective. Remove every file of this prefix in the directory: intact and
+        damaged checkpoints and ``.tmp`` leftovers (for a run that is told to start
+        afresh). Returns the paths removed; an error raises InputError everywhere."""
+        out = None
+        if self.comm.Get_rank() == 0:
+            pat = re.compile(re.escape(self.prefix) + r"_\d+\.h5(\.tmp)?$")
+            try:
+                out = sorted(os.path.join(self.directory, f) for f in os.listdir(self.directory)
+                             if pat.match(f))
+                for p in out:
+                    os.unlink(p)
+            except OSError as e:
+                out = f"cannot remove the checkpoints in {self.directory}: {e}"
+        out = self.comm.bcast(out, root=0)
+        if isinstance(out, str):
+            raise InputError(out)
+        return out
+
+    # -- writing -------------------------------------------------------------------------
+    def save(self, step: int, fields: dict, state: dict | None = None, rngs=None, *,
+             time: float | None = None, physics: dict | None = None) -> str:
         """Collective. Write a checkpoint of ``fields`` ({name: DistArray}) and ``state``
         (JSON-able: time, dt, parameters, ...) at ``step``; ``rngs`` is this rank's list
-        of numpy Generators. Returns the checkpoint's path once it is complete."""
+        of numpy Generators. ``time`` (default ``state["time"]`` if it is a number) is
+        stored as the root attribute ``time``; ``physics`` (a dict of the solver's
+        parameters: numbers, strings, bools, lists) as attributes of ``/physics``, for
+        :meth:`CheckpointInfo.check_physics` at restart. ``step``, ``time`` and
+        ``physics`` must be the same on every rank.
+
+        The new checkpoint is the newest, whatever its step; the oldest written beyond
+        ``keep`` are removed afterwards. Returns its path once it is complete."""
         comm = self.comm
         _saves[0] += 1
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise InputError(f"checkpoint step must be an integer >= 0, got {step!r}")
+        if not fields:
+            raise InputError("save() needs at least one field")
+        state = state or {}
+        if time is None and isinstance(state.get("time"), (int, float, np.number)) \
+                and not isinstance(state.get("time"), bool):
+            time = state["time"]
+        time = None if time is None else float(time)
+        pjson = _physics_json(physics)
+        mine = (int(step), time, pjson)
+        root = comm.bcast(mine if comm.Get_rank() == 0 else None, root=0)
+        check_all(repr(mine) == repr(root), f"save(): step, time or physics differ between ranks: "
+                  f"{mine} here, {root} on rank 0", comm)
         final = self.path(step)
         tmp = final + ".tmp"
+        # rank 0 decides the sequence from the files themselves (a restarted program, or
+        # another rank count, sees the same numbers) and removes a killed save's leftovers
+        plan = None
         if comm.Get_rank() == 0:
-            for stray in glob.glob(os.path.join(glob.escape(self.directory), f"{self.prefix}_*.h5.tmp")):
-                os.unlink(stray)
-        comm.Barrier()
+            try:
+                for stray in glob.glob(os.path.join(glob.escape(self.directory), f"{self.prefix}_*.h5.tmp")):
+                    os.unlink(stray)
+                scan = self._scan_local()
+                self._warn_damaged(scan)
+                plan = (scan.top + 1, [i.path for i in scan.intact])
+            except OSError as e:
+                plan = f"cannot prepare checkpoint {final}: {e}"
+        plan = comm.bcast(plan, root=0)
+        if isinstance(plan, str):
+            raise InputError(plan)
+        sequence, older = plan
         first = next(iter(fields.values()))
         rng_states = comm.allgather([g.bit_generator.state for g in (rngs or [])])
-        with File(tmp, "w", comm=comm, decomp=first.decomp,
-                  params=(state or {}).get("params")) as f:
-            f.set_attrs("/", {"kind": CHECKPOINT_KIND, "step": int(step),
-                              "state": json.dumps(state or {}, sort_keys=True, default=_json_default),
-                              "rng_states": json.dumps(rng_states, default=_json_default),
-                              "fields": json.dumps(sorted(fields))})
+        with File(tmp, "w", comm=comm, decomp=first.decomp, params=state.get("params")) as f:
+            attrs = {"kind": CHECKPOINT_KIND, "step": int(step), "sequence": int(sequence),
+                     "state": json.dumps(state, sort_keys=True, default=_json_default),
+                     "rng_states": json.dumps(rng_states, default=_json_default),
+                     "fields": json.dumps(sorted(fields))}
+            if time is not None:
+                attrs["time"] = np.float64(time)
+            if pjson is not None:
+                attrs["physics"] = pjson
+            f.set_attrs("/", attrs)
+            if pjson is not None:
+                f.require_group("/physics")
+                f.set_attrs("/physics", {k: _physics_attr(v) for k, v in json.loads(pjson).items()})
             f.require_group("/fields")
             for i, (name, a) in enumerate(sorted(fields.items())):
                 if i == 1 and comm.Get_rank() == 0:
                     _test_pause("write")  # one field written, the next not yet
                 f.write(f"/fields/{name}", a)
             f.flush()
+        err = None
         if comm.Get_rank() == 0:
-            _fsync_path(tmp)
-            _test_pause("rename")
-            os.replace(tmp, final)
-            _fsync_path(self.directory, directory=True)
-            for old in self.steps_local()[:-self.keep]:
-                os.unlink(self.path(old))
-        comm.Barrier()
+            try:
+                _fsync_path(tmp)
+                _test_pause("rename")
+                os.replace(tmp, final)
+                _fsync_path(self.directory, directory=True)
+                _test_pause("prune")
+                # the oldest written go first; the new file (which may have replaced an
+                # older one of the same step) is never among them, damaged ones are
+                # never touched
+                older = [p for p in older if p != final]
+                for old in older[:max(0, len(older) - (self.keep - 1))]:
+                    os.unlink(old)
+            except OSError as e:
+                err = f"checkpoint {final}: {e}"
+        err = comm.bcast(err, root=0)
+        if err:
+            raise InputError(err)
         return final
 
-    def steps_local(self) -> list:
-        """Local. Like :meth:`steps`, read by this rank alone."""
-        pat = re.compile(re.escape(self.prefix) + r"_(\d+)\.h5$")
-        return sorted(int(m.group(1)) for f in os.listdir(self.directory) if (m := pat.match(f)))
+    # -- reading -------------------------------------------------------------------------
+    def load(self, decomp: Decomposition, step: int | None = None, dtype=None) -> Restart:
+        """Collective. Read checkpoint ``step`` (default: the newest written intact one,
+        with a :class:`CheckpointWarning` on rank 0 naming any damaged file skipped)
+        onto ``decomp``. A damaged or absent ``step``, or no checkpoint at all, raises
+        :class:`~pympc.InputError` naming the file or the directory.
 
-    def latest(self):
-        """Collective. The newest complete checkpoint's step, or None."""
-        s = self.steps()
-        return s[-1] if s else None
-
-    def load(self, decomp: Decomposition, step: int | None = None, dtype=None):
-        """Collective. Read checkpoint ``step`` (default the newest) onto ``decomp``.
-
-        Returns a :class:`Restart` with ``step``, ``fields`` ({name: DistArray}),
-        ``state`` (the dict given to save), ``rngs`` (this rank's Generators, or None
-        when the rank count changed) and ``saved_ranks``.
+        Returns a :class:`Restart`: ``step``, ``fields`` ({name: DistArray}), ``state``
+        (the dict given to save), ``time``, ``physics``, ``sequence``, ``path``,
+        ``rngs`` (this rank's Generators, or None when the rank count changed) and
+        ``saved_ranks``.
         """
-        if step is None:
-            step = self.latest()
-            if step is None:
-                raise InputError(f"no checkpoint named {self.prefix}_*.h5 in {self.directory}")
-        path = self.path(step)
-        with File(path, "r", comm=self.comm) as f:
+        info = self.info(step)
+        with File(info.path, "r", comm=self.comm) as f:
             attrs = f.attrs("/")
-            if attrs.get("kind") != CHECKPOINT_KIND:
-                raise InputError(f"{path} is not a pympc checkpoint")
-            if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
-                raise InputError(f"{path} has checkpoint format version {attrs.get('format_version')}; "
-                                 f"this pympc reads version {FORMAT_VERSION}")
-            names = json.loads(attrs["fields"])
-            fields = {n: f.read(f"/fields/{n}", decomp, dtype) for n in names}
-            state = json.loads(attrs["state"])
+            fields = {n: f.read(f"/fields/{n}", decomp, dtype) for n in json.loads(attrs["fields"])}
             saved = json.loads(attrs["rng_states"])
         rngs = None
         if len(saved) == self.comm.Get_size():
@@ -172,14 +542,7 @@ class Checkpointer:
                 g = np.random.Generator(getattr(np.random, st["bit_generator"])())
                 g.bit_generator.state = st
                 rngs.append(g)
-        return Restart(int(step), fields, state, rngs, len(saved))
-
-
-class Restart:
-    """What :meth:`Checkpointer.load` returns."""
-
-    def __init__(self, step, fields, state, rngs, saved_ranks):
-        self.step, self.fields, self.state, self.rngs, self.saved_ranks = step, fields, state, rngs, saved_ranks
+        return Restart(info.step, fields, info.state, rngs, len(saved), info=info)
 
 
 def restart_rng(seed, step: int, comm=None):
@@ -188,15 +551,3 @@ def restart_rng(seed, step: int, comm=None):
     comm = get_comm(comm)
     comm.Barrier()
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(int(step), comm.Get_rank()))))
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
