@@ -1,8 +1,11 @@
 """Time series output: one HDF5 file of output steps plus an XDMF file beside it.
 
-    out = pympc.Output("run.h5", decomp, params={"alpha": 0.1})
+    out = pympc.Output("run.h5", decomp, params={"alpha": 0.1}, units={"u": "K", "time": "s"})
     out.write(step, time, u=u, v=v)          # group /steps/00000010 with datasets u, v
     out.close()                               # run.xmf opens the whole series in ParaView
+
+A new series never replaces an existing file silently: ``mode="w"`` on a path that
+exists raises :class:`InputError` unless ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,29 @@ from .array import require_distarray
 from .grid import Decomposition
 from .io import File
 from .runtime import InputError, get_comm
-from .xdmf import render, write_atomic
+from .xdmf import render, write_atomic, write_meshes
+
+#: ``units`` keys that are not field names: the unit of the step times and of the grid's
+#: coordinates (origin, spacing).
+UNIT_KEYS = ("time", "length")
+AXIS_NAMES = "xyz"
+
+
+def axis_labels(ndim: int, components=()) -> list:
+    """Local. The names of a field dataset's axes: ``x``, ``y``, ``z`` for the grid's axes
+    (pympc's axis 0 is x), then ``component`` for each trailing component axis."""
+    return [AXIS_NAMES[a] for a in range(ndim)] + ["component"] * len(tuple(components))
+
+
+def check_new_path(path, comm=None) -> None:
+    """Collective. Raise :class:`InputError` (the same on every rank; rank 0 looks) if
+    ``path`` exists: a new series must not replace an earlier one silently."""
+    comm = get_comm(comm)
+    exists = comm.bcast(os.path.exists(str(path)) if comm.Get_rank() == 0 else None, root=0)
+    if exists:
+        raise InputError(f"{path} exists already: a new output series would replace it. Continue it "
+                         "(restart=True, or Output mode='a'), move it aside, or pass overwrite=True to "
+                         "replace it")
 
 
 def step_group(step: int) -> str:
@@ -28,8 +53,13 @@ class Output:
     ``mode="w"`` starts a new series; ``mode="a"`` continues an existing one (after a
     restart): steps after ``restart_step``, and any step cut short (it lacks the
     ``complete`` attribute, set last), are removed first, so re-running them does not
-    leave a mix; the XDMF file only ever lists complete steps. ``units`` maps field
-    names to unit strings.
+    leave a mix; the XDMF file only ever lists complete steps. ``mode="w"`` refuses a
+    path that exists (:class:`InputError`, nothing touched) unless ``overwrite=True``.
+
+    ``units`` maps field names to unit strings, plus ``"time"`` (the steps' times) and
+    ``"length"`` (the coordinates): every field dataset gets ``units``, ``time_units``,
+    ``length_units`` and ``axes`` (``["x", "y", ...]``, see :func:`axis_labels`); the root
+    gets ``axes`` and ``units`` (JSON) when the file is created.
 
     The HDF5 file is open only while a step is written: each :meth:`write` opens it,
     writes, and closes it, so between steps the file is complete and consistent, and a
@@ -39,7 +69,7 @@ class Output:
     """
 
     def __init__(self, path, decomp: Decomposition, mode="w", params=None, xdmf=True, comm=None,
-                 units=None, restart_step=None):
+                 units=None, restart_step=None, overwrite=False):
         self.comm = get_comm(comm or decomp.comm)
         self.decomp = decomp
         self.path = str(path)
@@ -47,8 +77,15 @@ class Output:
         self.xdmf_path = os.path.splitext(self.path)[0] + ".xmf" if xdmf else None
         if mode not in ("w", "a"):
             raise InputError(f"Output mode must be 'w' or 'a', got {mode!r}")
+        bad = sorted(k for k, v in self.units.items() if not isinstance(v, str))
+        if bad:
+            raise InputError(f"units must be strings; not for {bad}")
+        if mode == "w" and not overwrite:
+            check_new_path(self.path, self.comm)
         self.steps = []
         with File(self.path, mode, comm=self.comm, params=params, decomp=decomp) as f:
+            if mode == "w" or "axes" not in f.attrs("/"):
+                f.set_attrs("/", {"axes": axis_labels(decomp.ndim), "units": self.units})
             if mode == "a":
                 for name in f.keys("/steps"):
                     st = int(name)
@@ -57,6 +94,8 @@ class Output:
                         f.delete(f"/steps/{name}")
                         continue
                     self.steps.append(self._describe(f, st))
+            if self.xdmf_path:  # the XDMF's mesh coordinates (older files lack them)
+                write_meshes(f, self.steps)
         self._write_xdmf()
 
     def _describe(self, f, step):
@@ -80,17 +119,22 @@ class Output:
             require_distarray(a, f"field {name!r}", "Output.write")
         grp = step_group(step)
         meta = {}
+        time_units = self.units.get("time", "")
         with File(self.path, "r+", comm=self.comm) as f:
             f.delete(grp)
             f.require_group(grp)
-            f.set_attrs(grp, {"step": int(step), "time": float(time)})
+            f.set_attrs(grp, {"step": int(step), "time": float(time), "time_units": time_units})
             for name, a in fields.items():
                 attrs = {"step": int(step), "time": float(time), "units": self.units.get(name, ""),
+                         "time_units": time_units, "length_units": self.units.get("length", ""),
+                         "axes": axis_labels(a.decomp.ndim, a.components),
                          "dtype": a.dtype.str, "components": json.dumps(list(a.components))}
                 f.write(f"{grp}/{name}", a, attrs)
                 meta[name] = self._field_meta({**attrs, "grid_shape": a.decomp.shape, "origin": a.decomp.origin,
                                                "spacing": a.decomp.spacing, "centring": a.decomp.centring},
                                               name, grp)
+            if self.xdmf_path:  # before 'complete': a step the XDMF lists has its mesh
+                write_meshes(f, [{"fields": meta}])
             f.set_attrs(grp, {"complete": 1})  # last: a step cut short never has it
         self.steps = [s for s in self.steps if s["step"] != step]
         self.steps.append({"step": int(step), "time": float(time), "group": grp, "fields": meta})

@@ -50,6 +50,11 @@ class Boundaries:
                 raise InputError(f"boundary kind must be 'dirichlet' or 'neumann', got {kind!r}")
             self.conditions[(a, s)] = (kind, float(value))
 
+    def parameters(self) -> dict:
+        """Local. The conditions as plain data, ``{"x-": ["dirichlet", 1.0], ...}`` for
+        every non-periodic side (the defaults spelled out), for outputs and checkpoints."""
+        return {side_name(a, s): [kind, value] for (a, s), (kind, value) in sorted(self.conditions.items())}
+
     def dirichlet_sides(self):
         """Local. ``[(axis, side, value)]`` of the Dirichlet sides."""
         return [(a, s, v) for (a, s), (k, v) in self.conditions.items() if k == "dirichlet"]

@@ -17,7 +17,7 @@ from pympc import kernels
 from pympc.runtime import InputError
 
 from .boundary import Boundaries
-from .loop import TimeLoop
+from .loop import TimeLoop, field_checksum, grid_parameters
 
 
 class Heat(TimeLoop):
@@ -27,6 +27,9 @@ class Heat(TimeLoop):
     DistArray, a number, or ``f(*coords)`` of the grid coordinates; ``bc``: see
     :mod:`solvers.boundary`; ``dt``: the time step (default: stable automatic).
     ``solver.u`` is the current field, ``solver.t`` the time, ``solver.step_count``.
+    :meth:`parameters` (stored in outputs and checkpoints, compared on restart) holds
+    ``alpha`` (a fingerprint of the field when it varies), the boundary conditions, the
+    time-step rule and the grid.
     """
 
     name = "heat"
@@ -50,8 +53,12 @@ class Heat(TimeLoop):
             self.alpha = amax
         if not amin > 0:
             raise InputError(f"alpha must be positive, got minimum {amin}")
+        self._alpha_param = (float(amax) if not self.variable else
+                             {"field": field_checksum(alpha, self.comm), "min": float(amin), "max": float(amax)})
+        self._dt_rule = {"dt": "auto" if dt is None else float(dt), "safety": float(safety)}
         h2 = np.array(decomp.spacing) ** 2
         stable = 1.0 / (2.0 * amax * np.sum(1.0 / h2))
+        self.dt_limit = float(stable)
         if dt is None:
             dt = safety * stable
         elif dt > stable * (1 + 1e-12):
@@ -59,6 +66,12 @@ class Heat(TimeLoop):
         self.dt = float(dt)
         self._region = self.bc.unknown_region()
         self.bc.fix_points(self.u)
+
+    def parameters(self):
+        """Local. The physics: ``alpha``, ``bc`` (every non-periodic side), the time-step
+        rule (``dt``: ``"auto"`` or the given step; ``safety``) and the ``grid``."""
+        return {"solver": self.name, "alpha": self._alpha_param,
+                "bc": self.bc.parameters(), **self._dt_rule, "grid": grid_parameters(self.decomp)}
 
     def fields(self):
         """Local. The fields a checkpoint or output step holds."""

@@ -1,13 +1,28 @@
 """The time loop shared by the explicit solvers: steps, output, checkpoints, restart,
 progress, BSP accounting, and a checkpoint on a signal at a step boundary.
 
-A solver subclasses :class:`TimeLoop` and provides ``advance()`` (one step),
-``fields()`` and ``set_fields()``; ``run()`` does the rest.
+A solver subclasses :class:`TimeLoop`, calls ``super().__init__(decomp)``, sets
+``self.dt`` and provides ``advance()`` (one step), ``fields()`` and ``set_fields()``
+(and, to be checked on restart, ``parameters()``); ``run()`` does the rest. The guide is
+docs/solvers/timeloop.md.
+
+Restart safety (the rules :meth:`TimeLoop.run` enforces, before it opens anything):
+
+* ``restart=True`` continues from the newest checkpoint; with no checkpoint it raises
+  :class:`pympc.InputError` naming the checkpoint directory, and touches no file;
+* a fresh run (not a restart) never replaces an existing output file or the checkpoints
+  of an earlier run: it refuses unless ``overwrite=True``;
+* a checkpoint whose step is past the requested end (``steps`` or ``t_end``) is refused
+  (one exactly at the end: nothing to do, no file is touched);
+* a checkpoint whose stored physics (:meth:`TimeLoop.parameters`) differ from the
+  solver's is refused, listing the differing keys, unless ``allow_changed`` names them.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import signal
 import time
 
@@ -16,39 +31,58 @@ from mpi4py import MPI
 
 from pympc import profile
 from pympc.checkpoint import Checkpointer
-from pympc.output import Output
+from pympc.output import UNIT_KEYS, Output
 from pympc.runtime import InputError, get_comm, get_logger
 
 
 class TimeLoop:
-    """Collective. Base of the time-stepping solvers (construction is collective)."""
+    """Collective. Base of the time-stepping solvers (construction is collective).
+
+    A subclass calls ``super().__init__(decomp, comm=comm)`` and sets ``self.dt`` (the
+    time step, a positive number) in its ``__init__``; see docs/solvers/timeloop.md.
+    """
 
     name = "solver"
+    #: The time step; a subclass sets it in ``__init__`` (run() refuses to start without).
+    dt = None
+    #: The largest stable time step, if the scheme has one: a restart whose checkpoint's
+    #: ``dt`` exceeds it (the physics were changed with ``allow_changed``) is refused.
+    dt_limit = None
 
     def __init__(self, decomp, comm=None):
         self.decomp = decomp
         self.comm = get_comm(comm or decomp.comm)
         self.step_count = 0
-        self.dt = None
+        self.interrupted = False
         self._signalled = False
 
     # -- to provide ------------------------------------------------------------------
-    def advance(self):  # pragma: no cover - abstract
+    def advance(self):
         """Collective. One time step (subclasses)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define advance(): one time step of the "
+                                  "fields (TimeLoop.run increments step_count)")
 
-    def fields(self) -> dict:  # pragma: no cover - abstract
+    def fields(self) -> dict:
         """Local. ``{name: DistArray}`` of the state (subclasses)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define fields(): {{name: DistArray}} of "
+                                  "the state that outputs and checkpoints hold")
 
-    def set_fields(self, fields: dict) -> None:  # pragma: no cover - abstract
+    def set_fields(self, fields: dict) -> None:
         """Local. Restore the state from a checkpoint's fields (subclasses)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define set_fields(fields): copy a "
+                                  "checkpoint's fields into the state")
+
+    def parameters(self) -> dict:
+        """Local. The physics as JSON-able data (``{"solver": name}`` here; subclasses add
+        their coefficients, boundary conditions, time-step rule, ...). Stored in outputs
+        and checkpoints; a restart compares them (see :meth:`run`)."""
+        return {"solver": self.name}
 
     # -- shared --------------------------------------------------------------------------
     @property
     def t(self) -> float:
         """Local. The current time, ``step_count * dt`` (never accumulated)."""
+        self._check_dt()
         return self.step_count * self.dt
 
     def superstep(self, label):
@@ -56,61 +90,148 @@ class TimeLoop:
         return profile.superstep(f"{self.name}:{label}")
 
     def state(self) -> dict:
-        """Local. What a checkpoint stores besides the fields."""
-        return {"solver": self.name, "step": self.step_count, "time": self.t, "dt": self.dt}
+        """Local. What a checkpoint stores besides the fields: the step, time and time
+        step, and the physics under ``"params"`` (the checkpoint file's ``parameters``)."""
+        return {"solver": self.name, "step": self.step_count, "time": self.t, "dt": self.dt,
+                "params": self.parameters()}
 
-    def restore(self, ck: Checkpointer) -> bool:
-        """Collective. Continue from the newest checkpoint in ``ck`` if there is one."""
+    def _check_dt(self):
+        if not hasattr(self, "step_count"):
+            raise InputError(f"{type(self).__name__}.__init__ must call super().__init__(decomp, comm=comm) "
+                             "(TimeLoop keeps the step count, communicator and decomposition)")
+        dt = self.dt
+        ok = isinstance(dt, (int, float, np.floating, np.integer)) and not isinstance(dt, bool)
+        if not ok or not math.isfinite(float(dt)) or not float(dt) > 0:
+            raise InputError(f"{type(self).__name__} has dt={dt!r}: a TimeLoop solver must set self.dt "
+                             "(the time step, a positive number) in its __init__ before run()")
+
+    def restore(self, ck: Checkpointer, allow_changed=()) -> bool:
+        """Collective. Continue from the newest checkpoint in ``ck``; raises
+        :class:`pympc.InputError` when there is none, or when it is of another solver or
+        of other physics (see :meth:`run`). Returns True."""
+        r = self._load_checkpoint(ck, allow_changed)
+        self._apply(r)
+        return True
+
+    def _load_checkpoint(self, ck, allow_changed):
+        """Collective. The newest checkpoint, checked against this solver; nothing is
+        changed on the solver yet (so a refusal leaves it as it was)."""
         if ck.latest() is None:
-            return False
+            raise InputError(f"restart requested, but the checkpoint directory {ck.directory} holds no intact "
+                             f"checkpoint ({ck.prefix}_*.h5): nothing to continue from (run without "
+                             "restart to start a new run)")
         r = ck.load(self.decomp)
+        path = ck.path(r.step)
         if r.state.get("solver") != self.name:
-            raise InputError(f"checkpoint {ck.path(r.step)} is of solver {r.state.get('solver')!r}, "
-                             f"not {self.name!r}")
+            raise InputError(f"checkpoint {path} is of solver {r.state.get('solver')!r}, not {self.name!r}")
+        check_physics(path, r.state.get("params"), self.parameters(), allow_changed,
+                      get_logger(self.name))
+        dt = float(r.state["dt"])
+        if self.dt_limit is not None and dt > self.dt_limit * (1 + 1e-12):
+            raise InputError(f"checkpoint {path} has dt={dt:g}, above this solver's stability limit "
+                             f"{self.dt_limit:g} (the physics changed): a restart keeps the checkpoint's "
+                             "dt, so it cannot continue stably")
+        return r
+
+    def _apply(self, r):
         self.set_fields(r.fields)
         self.step_count = int(r.state["step"])
         self.dt = float(r.state["dt"])
-        return True
 
     def _on_signal(self, signum, frame):
         self._signalled = True
 
     def run(self, steps=None, t_end=None, output=None, output_every=None, checkpoint=None,
             checkpoint_every=None, restart=False, progress=10.0, signals=(signal.SIGTERM, signal.SIGUSR1),
-            signal_check_every=10, params=None):
+            signal_check_every=10, params=None, units=None, overwrite=False, allow_changed=()):
         """Collective. Advance to step ``steps`` or time ``t_end`` (counted from t = 0).
 
         - ``output``: a path (``.h5``, with ``.xmf`` beside it) or an :class:`Output`;
-          fields are written every ``output_every`` steps and at the end.
+          fields are written every ``output_every`` steps and at the end. The file's
+          ``parameters`` attribute holds :meth:`parameters` (and ``params``, a JSON-able
+          dict of your own, under ``"job"``); ``units`` maps field names, ``"time"`` and
+          ``"length"`` to unit strings, stored on every dataset.
         - ``checkpoint``: a directory or a :class:`Checkpointer`; saved every
-          ``checkpoint_every`` steps and at the end. ``restart=True`` first continues
-          from its newest checkpoint, if any (bit-identical for explicit solvers).
+          ``checkpoint_every`` steps and at the end.
+        - ``restart=True`` continues from the newest checkpoint (bit-identical for
+          explicit solvers). With no checkpoint it raises :class:`pympc.InputError`
+          naming the directory and opens nothing; a checkpoint past the requested end is
+          refused (one exactly at it leaves nothing to do: no file is touched); so is one whose stored physics differ from :meth:`parameters`
+          (the error lists the keys) unless ``allow_changed`` names them (a key, or its
+          prefix: ``"bc"`` allows every ``"bc.x-"``...). The output series is continued
+          (steps after the checkpoint's are dropped first). The time step is always the
+          checkpoint's (``t = step * dt``).
+        - A fresh run (``restart=False`` on a solver at step 0) refuses to replace an
+          existing output file, or to write into a checkpoint directory that holds
+          checkpoints, unless ``overwrite=True``: then the file is replaced and those
+          checkpoints are deleted (so a later restart cannot pick up the old run's).
         - A signal in ``signals`` (SIGTERM, as Slurm sends before its time limit; SIGUSR1)
           makes the loop checkpoint at the next step boundary that is a multiple of
           ``signal_check_every`` (the ranks agree with one small Allreduce there) and
           return early with ``self.interrupted = True``.
-        - ``progress``: seconds between progress lines on rank 0 (None: silent).
+        - ``progress``: seconds between progress lines on rank 0 (None: silent); the first
+          comes after at least 3 steps and one interval, so its rate is not one step's.
 
         With ``t_end``, ``dt`` is shortened once at the start so that a whole number of
         steps ends exactly at ``t_end`` (it is restored, not recomputed, on restart).
         """
+        self._check_dt()
         log = get_logger(self.name)
-        ck = checkpoint if (checkpoint is None or isinstance(checkpoint, Checkpointer)) \
-            else Checkpointer(checkpoint, comm=self.comm)
-        restarted = restart and ck is not None and self.restore(ck)
-        if t_end is not None:
-            if steps is not None:
-                raise InputError("give steps or t_end, not both")
-            if not restarted and self.step_count == 0:
-                n = max(1, math.ceil(t_end / self.dt - 1e-9))
-                self.dt = t_end / n
-            steps = int(round(t_end / self.dt))
-        if steps is None:
+        if steps is not None and t_end is not None:
+            raise InputError("give steps or t_end, not both")
+        if steps is None and t_end is None:
             raise InputError("run() needs steps or t_end")
+        if t_end is not None and not (isinstance(t_end, (int, float)) and t_end > 0 and math.isfinite(t_end)):
+            raise InputError(f"t_end must be a positive number, got {t_end!r}")
+        units = dict(units or {})
+        unknown = sorted(set(units) - set(self.fields()) - set(UNIT_KEYS))
+        if unknown:
+            raise InputError(f"units for {unknown}: not a field of {self.name} ({sorted(self.fields())}) "
+                             f"nor one of {list(UNIT_KEYS)}")
+        if restart and checkpoint is None:
+            raise InputError("restart=True needs checkpoint= (the directory or Checkpointer to continue from)")
+        ck = open_checkpointer(checkpoint, self.comm, must_exist=restart)
+        r = self._load_checkpoint(ck, allow_changed) if restart else None
+        dt = float(r.state["dt"]) if r is not None else float(self.dt)
+        fresh = r is None and self.step_count == 0
+        if t_end is not None:
+            if fresh:  # a whole number of steps ends exactly at t_end
+                dt = t_end / max(1, math.ceil(t_end / dt - 1e-9))
+            steps = int(round(t_end / dt))
+        steps = int(steps)
+        at = r.step if r is not None else self.step_count
+        if at > steps:
+            where = f"checkpoint {ck.path(r.step)}" if r is not None else f"{self.name} solver"
+            raise InputError(f"{where} is at step {at} (t={at * dt:.6g}), past the requested end: step {steps}"
+                             + (f" (t_end={t_end:g})" if t_end is not None else "")
+                             + "; nothing was run and no file was changed")
+        if fresh and ck is not None and not overwrite and ck.steps():
+            raise InputError(f"the checkpoint directory {ck.directory} already holds checkpoints "
+                             f"{ck.steps()} of an earlier run: pass restart=True to continue it, or "
+                             "overwrite=True to start afresh (deleting them)")
+        stored = {**self.parameters(), **({"job": params} if params is not None else {})}
         out = output
+        if r is not None and at == steps:  # already at the end: continue nothing, touch no file
+            self._apply(r)
+            self.dt = dt
+            if progress is not None:
+                log.info("nothing to do: checkpoint %s is at the requested end, step %d (t=%.6g)",
+                         ck.path(r.step), self.step_count, self.t)
+            return self
         if output is not None and not isinstance(output, Output):
-            out = Output(output, self.decomp, mode="a" if restarted else "w", params=params,
-                         restart_step=self.step_count if restarted else None, comm=self.comm)
+            out = Output(output, self.decomp, mode="w" if fresh else "a", params=stored, units=units,
+                         overwrite=overwrite, restart_step=None if fresh else at, comm=self.comm)
+        # every check passed: from here on the run changes files and the solver
+        if fresh and ck is not None and overwrite:
+            remove_checkpoints(ck)
+        if r is not None:
+            self._apply(r)
+        self.dt = dt
+        return self._loop(steps, out, ck, checkpoint_every, output_every, progress, signals,
+                          signal_check_every, log, fresh)
+
+    def _loop(self, steps, out, ck, checkpoint_every, output_every, progress, signals, signal_check_every,
+              log, fresh):
         handlers = {}
         for s in signals or ():
             handlers[s] = signal.signal(s, self._on_signal)
@@ -138,15 +259,19 @@ class TimeLoop:
                         self.interrupted = True
                         return self
                 now = time.monotonic()
-                if progress is not None and self.comm.Get_rank() == 0 and now - last >= progress:
-                    done = n - start_step
+                done = n - start_step
+                # the first line waits for 3 steps: one step's rate is mostly start-up
+                # (first-touch page faults, compiled-kernel loading) and gave "0.0
+                # Mcell-updates/s, ETA 315 s" lines
+                if progress is not None and self.comm.Get_rank() == 0 and done >= 3 and now - last >= progress:
                     rate = done / (now - t0)
                     log.info("step %d/%d (%.0f%%) t=%.6g  %.1f Mcell-updates/s  ETA %.0f s", n, steps,
                              100.0 * n / steps, self.t, rate * cells / 1e6, (steps - n) / max(rate, 1e-12))
                     last = now
-            if out is not None and (self.step_count > start_step or self.step_count == 0):
+            advanced = self.step_count > start_step
+            if out is not None and (advanced or self.step_count == 0):
                 out.write(self.step_count, self.t, **self.fields())
-            if ck is not None:
+            if ck is not None and (advanced or fresh):
                 ck.save(self.step_count, self.fields(), self.state())
         finally:
             for s, h in handlers.items():
@@ -156,3 +281,127 @@ class TimeLoop:
             log.info("done: %d steps in %.2f s (%.1f Mcell-updates/s), t=%.6g", self.step_count - start_step,
                      elapsed, (self.step_count - start_step) * cells / max(elapsed, 1e-12) / 1e6, self.t)
         return self
+
+
+def open_checkpointer(checkpoint, comm, must_exist=False):
+    """Collective. ``checkpoint`` as a :class:`Checkpointer` (None stays None). For a
+    restart the directory must exist already: creating it would leave an empty
+    directory behind a refused restart."""
+    if checkpoint is None or isinstance(checkpoint, Checkpointer):
+        return checkpoint
+    if must_exist:
+        missing = comm.bcast(not os.path.isdir(str(checkpoint)) if comm.Get_rank() == 0 else None, root=0)
+        if missing:
+            raise InputError(f"restart requested, but the checkpoint directory {checkpoint} does not exist: "
+                             "nothing to continue from (run without restart to start a new run)")
+    return Checkpointer(checkpoint, comm=comm)
+
+
+def remove_checkpoints(ck):
+    """Collective. Delete the checkpoints in ``ck`` (``overwrite=True`` of a fresh run)."""
+    err = None
+    if ck.comm.Get_rank() == 0:
+        try:
+            for step in ck.steps_local():
+                os.unlink(ck.path(step))
+        except OSError as e:
+            err = f"cannot remove the old checkpoints in {ck.directory}: {e}"
+    err = ck.comm.bcast(err, root=0)
+    if err:
+        raise InputError(err)
+
+
+# -- physics: what a solver stores and a restart compares --------------------------------
+def grid_parameters(decomp) -> dict:
+    """Local. The grid's geometry as plain data (part of every solver's physics: a
+    different spacing is a different problem)."""
+    return {"shape": [int(n) for n in decomp.shape], "origin": [float(x) for x in decomp.origin],
+            "spacing": [float(h) for h in decomp.spacing], "periodic": [bool(p) for p in decomp.periodic],
+            "centring": decomp.centring}
+
+
+def field_checksum(a, comm=None) -> str:
+    """Collective. An exact fingerprint of a DistArray's values that does not depend on
+    the decomposition (so a restart on another rank count compares equal): the sum,
+    modulo 2**64, of each value's bit pattern times an odd weight from its global index.
+    Integer sums are associative, so every rank count gives the same number; a float
+    sum of the values would differ in the last bits across rank counts."""
+    d = a.decomp
+    comm = get_comm(comm or d.comm)
+    own = np.ascontiguousarray(a.owned)
+    if np.iscomplexobj(own):
+        own = own.astype(np.complex128).view(np.float64).reshape(own.shape + (2,))
+    vals = np.ascontiguousarray(own, dtype=np.float64).view(np.uint64)
+    extra = vals.shape[d.ndim:]
+    grids = np.meshgrid(*[np.arange(lo, hi, dtype=np.uint64) for lo, hi in zip(d.lo, d.hi)], indexing="ij")
+    index = np.zeros(d.local_shape, dtype=np.uint64)
+    for g, n in zip(grids, d.shape):
+        index = index * np.uint64(n) + g
+    per_point = int(np.prod(extra)) if extra else 1
+    index = (index.reshape(d.local_shape + (1,) * len(extra)) * np.uint64(per_point)
+             + np.arange(per_point, dtype=np.uint64).reshape(extra or ()))
+    weight = index * np.uint64(2) + np.uint64(1)  # odd: invertible modulo 2**64
+    local = np.array([np.sum(vals * weight, dtype=np.uint64)], dtype=np.uint64)
+    total = np.zeros(1, dtype=np.uint64)
+    comm.Allreduce(local, total, op=MPI.SUM)
+    return f"{int(total[0]):016x}"
+
+
+_ABSENT = "<absent>"
+
+
+def _flatten(d, prefix=""):
+    flat = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            flat.update(_flatten(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def physics_changes(stored: dict, now: dict) -> dict:
+    """Local. ``{key: (stored value, current value)}`` for the physics that differ,
+    with nested keys dotted (``"bc.x-"``); values compare after a JSON round trip."""
+    a = _flatten(json.loads(json.dumps(stored, sort_keys=True, default=str)))
+    b = _flatten(json.loads(json.dumps(now, sort_keys=True, default=str)))
+    return {k: (a.get(k, _ABSENT), b.get(k, _ABSENT)) for k in sorted(set(a) | set(b))
+            if a.get(k, _ABSENT) != b.get(k, _ABSENT)}
+
+
+def check_physics(where, stored, now, allow_changed=(), log=None) -> dict:
+    """Local. Refuse (:class:`pympc.InputError`) a restart from ``where`` whose stored
+    physics differ from ``now`` in keys that ``allow_changed`` does not name (a key or
+    a prefix of dotted keys; ``"solver"`` can never change). The allowed changes are
+    logged as warnings and returned. ``stored=None`` (a checkpoint written before pympc
+    stored physics) is logged as a warning."""
+    if isinstance(allow_changed, str):
+        allow_changed = (allow_changed,)
+    allow = tuple(allow_changed or ())
+    known = set(_flatten(json.loads(json.dumps(now, default=str))))
+    if stored is not None:
+        known |= set(_flatten(json.loads(json.dumps(stored, default=str))))
+    bad = [k for k in allow if not any(key == k or key.startswith(k + ".") for key in known)]
+    if bad:
+        raise InputError(f"allow_changed names {bad}, which are not parameters of this solver "
+                         f"(they are {sorted(known)})")
+    if stored is None:
+        if log is not None:
+            log.warning("%s stores no physics parameters (an older pympc wrote it): the restart cannot "
+                        "check that the physics are the same", where)
+        return {}
+    changes = physics_changes(stored, now)
+
+    def allowed(k):
+        return k != "solver" and any(k == a or k.startswith(a + ".") for a in allow)
+    refused = [k for k in changes if not allowed(k)]
+    if refused:
+        listing = "; ".join(f"{k}: {changes[k][0]!r} in the checkpoint, {changes[k][1]!r} now" for k in refused)
+        raise InputError(f"restart from {where}: the physics differ from the checkpoint's in {refused} "
+                         f"({listing}). Restart with the checkpoint's values, or name the keys in "
+                         f"allow_changed={tuple(refused)!r} to continue with the new ones")
+    if log is not None:
+        for k, (old, new) in changes.items():
+            log.warning("restart from %s: %s changed from %r to %r (allowed)", where, k, old, new)
+    return changes

@@ -25,11 +25,12 @@ from mpi4py import MPI
 import pympc
 from pympc import kernels, profile
 from pympc.checkpoint import Checkpointer
-from pympc.output import Output
-from pympc.runtime import InputError, get_comm
+from pympc.output import Output, check_new_path
+from pympc.runtime import InputError, get_comm, get_logger
 
 from .boundary import Boundaries
 from .heat import _field
+from .loop import check_physics, field_checksum, grid_parameters, open_checkpointer, remove_checkpoints
 from .result import Result, verdict
 
 
@@ -58,7 +59,9 @@ class Poisson:
     """Collective. ``-lap u = f`` on ``decomp``: ``f`` and the initial guess ``u0`` are
     DistArrays, numbers or functions of the coordinates; ``bc`` as in
     :mod:`solvers.boundary` (Dirichlet values are held on the boundary points; Neumann
-    sides are not supported by these solvers)."""
+    sides are not supported by these solvers). :meth:`parameters` (stored in outputs and
+    checkpoints, compared on restart) holds a fingerprint of ``f``, the boundary
+    conditions and the grid."""
 
     def __init__(self, decomp, f, bc=None, u0=0.0, comm=None):
         self.decomp = decomp
@@ -78,6 +81,13 @@ class Poisson:
         if self.singular:
             mean = self.f.sum() / np.prod(decomp.shape)
             self.f.owned[...] -= mean  # compatibility: the mean of f is removed
+        self._f_param = field_checksum(self.f, self.comm)
+
+    def parameters(self) -> dict:
+        """Local. The physics: a fingerprint of ``f`` (exact, the same on every rank
+        count), ``bc`` and the ``grid``."""
+        return {"solver": "poisson", "f": self._f_param, "bc": self.bc.parameters(),
+                "grid": grid_parameters(self.decomp)}
 
     def _residual(self):
         pympc.update_halo(self.u)
@@ -95,15 +105,23 @@ class Poisson:
         return float(np.sqrt(total[0]))
 
     def solve(self, method="rbsor", tol=1e-8, maxiter=100000, omega=None, check_every=1, output=None,
-              checkpoint=None, checkpoint_every=None, restart=False) -> Result:
+              checkpoint=None, checkpoint_every=None, restart=False, overwrite=False, allow_changed=(),
+              units=None, params=None) -> Result:
         """Collective. Iterate with ``method`` (``"jacobi"`` or ``"rbsor"``) until the
         relative residual is below ``tol`` (see the module doc).
 
         ``output``: an HDF5 path (``.xmf`` beside it) or a :class:`pympc.Output`; the
-        solution and ``f`` are written at the end as step = iterations. ``checkpoint``: a
+        solution and ``f`` are written at the end as step = iterations (``units`` maps
+        ``"u"``, ``"f"``, ``"length"`` to unit strings; ``params``, your own JSON-able
+        dict, is stored under ``"job"`` beside :meth:`parameters`). ``checkpoint``: a
         directory or :class:`pympc.Checkpointer`, saved every ``checkpoint_every``
         iterations and at the end; ``restart=True`` continues from its newest checkpoint
-        (the iterate, iteration count and residual history)."""
+        (the iterate, iteration count and residual history) and continues the output
+        series. The rules of :meth:`solvers.loop.TimeLoop.run` hold: a restart with no
+        checkpoint, past ``maxiter``, or with other physics (unless ``allow_changed``
+        names the keys) raises :class:`pympc.InputError` before any file is touched; a
+        fresh solve refuses an existing output file or checkpoints unless
+        ``overwrite=True`` (which replaces the file and deletes those checkpoints)."""
         if method not in ("jacobi", "rbsor"):
             raise InputError(f"method must be 'jacobi' or 'rbsor', got {method!r}")
         if not tol > 0 or int(maxiter) < 1 or int(check_every) < 1:
@@ -112,25 +130,53 @@ class Poisson:
             omega = optimal_omega(self.decomp) if method == "rbsor" else 1.0
         if method == "rbsor" and not 0 < omega < 2:
             raise InputError(f"SOR needs 0 < omega < 2, got {omega}")
-        ck = checkpoint if (checkpoint is None or isinstance(checkpoint, Checkpointer)) \
-            else Checkpointer(checkpoint, comm=self.comm)
+        units = dict(units or {})
+        unknown = sorted(set(units) - {"u", "f", "length"})
+        if unknown:
+            raise InputError(f"units for {unknown}: the Poisson output holds 'u' and 'f' (and 'length')")
+        if restart and checkpoint is None:
+            raise InputError("restart=True needs checkpoint= (the directory or Checkpointer to continue from)")
+        label = f"poisson-{method}"
+        ck = open_checkpointer(checkpoint, self.comm, must_exist=restart)
+        r = None
+        if restart:
+            if ck.latest() is None:
+                raise InputError(f"restart requested, but the checkpoint directory {ck.directory} holds no intact "
+                                 f"checkpoint ({ck.prefix}_*.h5): nothing to continue from (solve without "
+                                 "restart to start afresh)")
+            r = ck.load(self.decomp)
+            path = ck.path(r.step)
+            if r.state.get("solver") != label:
+                raise InputError(f"checkpoint {path} is of {r.state.get('solver')!r}, not {label}")
+            check_physics(path, r.state.get("params"), self.parameters(), allow_changed, get_logger("poisson"))
+            if int(r.state["iteration"]) > int(maxiter):
+                raise InputError(f"checkpoint {path} is at iteration {int(r.state['iteration'])}, past the "
+                                 f"requested end maxiter={int(maxiter)}; nothing was run and no file was changed")
+        fresh = r is None
+        if fresh and ck is not None and not overwrite and ck.steps():
+            raise InputError(f"the checkpoint directory {ck.directory} already holds checkpoints "
+                             f"{ck.steps()} of an earlier solve: pass restart=True to continue it, or "
+                             "overwrite=True to start afresh (deleting them)")
+        if output is not None and not isinstance(output, Output) and fresh and not overwrite:
+            check_new_path(output, self.comm)  # now, not after the iterations
+        # every check passed: from here on the solve changes files and the iterate
+        if fresh and ck is not None and overwrite:
+            remove_checkpoints(ck)
         fnorm = self._norm_f()
         r0 = self._residual()
         scale = fnorm if fnorm > 0 else (r0 if r0 > 0 else 1.0)
         history = [r0 / scale]
         it = 0
-        if restart and ck is not None and ck.latest() is not None:
-            r = ck.load(self.decomp)
-            if r.state.get("solver") != f"poisson-{method}":
-                raise InputError(f"checkpoint {ck.path(r.step)} is of {r.state.get('solver')!r}, "
-                                 f"not poisson-{method}")
+        if r is not None:
             self.u.owned[...] = r.fields["u"].owned
             it, history = int(r.state["iteration"]), list(r.state["history"])
-        reason = "converged" if history[-1] < tol else None
-        label = f"poisson-{method}"
+        start = it
+        reason = "converged" if history[-1] < tol else ("iteration limit" if it >= int(maxiter) else None)
+        physics = self.parameters()
 
         def save(n):
-            ck.save(n, {"u": self.u}, {"solver": label, "iteration": n, "history": history, "tol": tol})
+            ck.save(n, {"u": self.u}, {"solver": label, "iteration": n, "history": history, "tol": tol,
+                                       "params": physics})
         while reason is None:
             self.iterate(method, omega)
             it += 1
@@ -144,11 +190,14 @@ class Poisson:
         u = self.u
         if self.singular:
             u.owned[...] -= u.sum() / np.prod(self.decomp.shape)  # the zero-mean solution
-        if ck is not None:
+        if ck is not None and (it > start or fresh):
             save(it)
         if output is not None:
-            out = output if isinstance(output, Output) else Output(output, self.decomp, comm=self.comm,
-                                                                   params={"method": method, "tol": tol})
+            stored = {**physics, "method": method, "tol": tol, "omega": float(omega),
+                      **({"job": params} if params is not None else {})}
+            out = output if isinstance(output, Output) else Output(
+                output, self.decomp, comm=self.comm, mode="w" if fresh else "a", params=stored, units=units,
+                overwrite=overwrite, restart_step=None if fresh else start)
             out.write(it, float(it), u=u, f=self.f)
         return Result(u, it, history[-1], reason, history)
 

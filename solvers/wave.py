@@ -21,14 +21,16 @@ from pympc.runtime import InputError
 
 from .boundary import Boundaries
 from .heat import _field
-from .loop import TimeLoop
+from .loop import TimeLoop, grid_parameters
 
 
 class Wave(TimeLoop):
     """Collective. The wave equation on ``decomp`` with speed ``c``, initial displacement
     ``u0`` and velocity ``v0`` (DistArrays, numbers, or functions of the coordinates),
     boundaries ``bc`` (:mod:`solvers.boundary`) and time step ``dt`` (default from
-    ``cfl``, default 0.5)."""
+    ``cfl``, default 0.5). :meth:`parameters` (stored in outputs and checkpoints,
+    compared on restart) holds ``c``, the boundary conditions, the time-step rule and the
+    grid."""
 
     name = "wave"
 
@@ -40,6 +42,8 @@ class Wave(TimeLoop):
         self.bc = Boundaries(decomp, bc)
         inv = float(np.sqrt(np.sum(1.0 / np.array(decomp.spacing) ** 2)))
         limit = 1.0 / (self.c * inv)
+        self.dt_limit = float(limit)
+        given = dt
         if dt is None:
             if not 0 < cfl <= 1:
                 raise InputError(f"cfl must be in (0, 1], got {cfl}")
@@ -47,6 +51,7 @@ class Wave(TimeLoop):
         elif dt > limit * (1 + 1e-12):
             raise InputError(f"dt={dt:g} exceeds the CFL limit {limit:g} of leapfrog")
         self.dt = float(dt)
+        self._dt_rule = {"dt": "auto" if given is None else float(given), "cfl": float(cfl)}
         self.u = _field(decomp, u0)          # u^n
         self.u_prev = self.u.empty_like()    # u^{n-1} (unused at n = 0)
         self.v0 = _field(decomp, v0)
@@ -56,6 +61,12 @@ class Wave(TimeLoop):
 
     def _r(self):
         return (self.c * self.dt / np.array(self.decomp.spacing)) ** 2
+
+    def parameters(self):
+        """Local. The physics: ``c``, ``bc`` (every non-periodic side), the time-step rule
+        (``dt``: ``"auto"`` or the given step; ``cfl``) and the ``grid``."""
+        return {"solver": self.name, "c": self.c, "bc": self.bc.parameters(), **self._dt_rule,
+                "grid": grid_parameters(self.decomp)}
 
     def fields(self):
         """Local. What a restart needs: u^n, u^{n-1} and the initial velocity (used by

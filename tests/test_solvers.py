@@ -250,3 +250,414 @@ def test_poisson_output_checkpoint_and_restart(comm, shared_tmp_path):
             (step,) = list(fh["steps"])
             assert int(step) == ref.iterations and set(fh["steps"][step]) == {"u", "f"}
     comm.Barrier()
+
+
+# -- restart safety, stored physics, progress (issue 12, points 8, 10, 12, 13) ------------
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import warnings  # noqa: E402
+
+from solvers.loop import TimeLoop  # noqa: E402
+
+
+def on_root(comm, fn):
+    """Rank 0 runs fn() (file checks), the verdict reaches every rank."""
+    err = None
+    if comm.Get_rank() == 0:
+        try:
+            fn()
+        except AssertionError as e:
+            err = str(e) or "assertion failed"
+    err = comm.bcast(err, root=0)
+    assert err is None, err
+
+
+def files(comm, top):
+    """Collective: {relative path: (sha256, mtime_ns)} of every file under ``top``, and
+    every directory as None, read by rank 0 (so "unchanged" means bytes and mtime)."""
+    out = None
+    if comm.Get_rank() == 0:
+        out = {}
+        for root, dirs, names in os.walk(top):
+            for n in dirs:
+                out[os.path.relpath(os.path.join(root, n), top)] = None
+            for n in names:
+                p = os.path.join(root, n)
+                with open(p, "rb") as f:
+                    out[os.path.relpath(p, top)] = (hashlib.sha256(f.read()).hexdigest(), os.stat(p).st_mtime_ns)
+    return comm.bcast(out, root=0)
+
+
+def refused(comm, fn, *words):
+    """The call raises one InputError, the same on every rank, containing ``words``."""
+    with pytest.raises(pympc.InputError) as err:
+        fn()
+    msg = str(err.value)
+    assert len(set(comm.allgather(msg))) == 1, msg
+    for w in words:
+        assert w in msg, (w, msg)
+    return msg
+
+
+SHAPE = (13, 10)  # 13 and 10 do not divide by 3 or 4
+H = 1.0 / 12
+
+
+def make(kind, d, alpha=0.5, c=1.0, bc=None, f=None):
+    if bc is None:  # wave's x axis is periodic: no condition there
+        bc = {"y-": ("neumann", 0.0)} if kind == "wave" else {"x-": ("dirichlet", 1.0)}
+    if kind == "heat":
+        return Heat(d, alpha=alpha, u0=lambda x, y: np.sin(3 * x) * np.cos(2 * y), bc=bc)
+    if kind == "wave":
+        return Wave(d, c=c, u0=lambda x, y: np.sin(3 * x) * np.cos(2 * y), v0=lambda x, y: x * y, bc=bc)
+    return Poisson(d, f=(lambda x, y: 1.0 + x * y) if f is None else f, bc=bc)
+
+
+def go(kind, d, steps, physics=None, **kw):
+    """A fresh solver of ``kind`` advanced to step (iteration) ``steps``."""
+    s = make(kind, d, **(physics or {}))
+    if kind == "poisson":
+        kw.pop("output_every", None)
+        s.result = s.solve("rbsor", tol=1e-15, maxiter=steps, check_every=2, **kw)
+    else:
+        s.run(steps=steps, progress=None, **kw)
+    return s
+
+
+def decomp(comm, kind):
+    periodic = (kind == "wave", False)  # periodic and not
+    return pympc.Decomposition(SHAPE, comm=comm, spacing=H, periodic=periodic)
+
+
+def mkdir0(comm, path):
+    if comm.Get_rank() == 0:
+        os.makedirs(path)
+    comm.Barrier()
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("kind", ["heat", "wave", "poisson"])
+def test_restart_without_checkpoint_refuses_and_opens_nothing(comm, shared_tmp_path, kind):
+    """Point 8: restart=True with no checkpoint (no directory, an empty one, none given)
+    raises one InputError naming the directory; the output series is untouched (bytes
+    and mtime), no directory is created, the solver is not advanced."""
+    top = shared_tmp_path
+    out = str(top / "run.h5")
+    mkdir0(comm, top / "empty")
+    with decomp(comm, kind) as d:
+        go(kind, d, 6, output=out, output_every=2)  # an earlier run's series, no checkpoint
+        before = files(comm, top)
+        for ck in (top / "missing", top / "empty"):
+            s = make(kind, d)
+            if kind == "poisson":
+                run = lambda: s.solve(maxiter=10, output=out, checkpoint=str(ck), restart=True)  # noqa: E731
+            else:
+                run = lambda: s.run(steps=10, output=out, checkpoint=str(ck), restart=True)  # noqa: E731
+            refused(comm, run, str(ck), "restart")
+            assert getattr(s, "step_count", 0) == 0
+        s = make(kind, d)
+        if kind == "poisson":
+            refused(comm, lambda: s.solve(maxiter=10, output=out, restart=True), "checkpoint=")
+        else:
+            refused(comm, lambda: s.run(steps=10, output=out, restart=True), "checkpoint=")
+        assert files(comm, top) == before
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("kind", ["heat", "wave", "poisson"])
+def test_fresh_run_never_replaces_an_earlier_run(comm, shared_tmp_path, kind):
+    """Point 8: a fresh run refuses an existing output file and a checkpoint directory
+    that holds checkpoints (nothing touched) unless overwrite=True, which replaces the
+    file and deletes the old checkpoints; Output(mode="w") refuses an existing file too."""
+    import h5py
+
+    top = shared_tmp_path
+    out, ck = str(top / "run.h5"), str(top / "ck")
+    with decomp(comm, kind) as d:
+        go(kind, d, 6, output=out, output_every=2, checkpoint=ck, checkpoint_every=2)
+        before = files(comm, top)
+        refused(comm, lambda: go(kind, d, 6, output=out), out, "exists", "overwrite=True")
+        refused(comm, lambda: go(kind, d, 6, output=str(top / "new.h5"), checkpoint=ck), ck,
+                "already holds checkpoints", "overwrite=True")
+        refused(comm, lambda: pympc.Output(out, d), out, "exists")
+        refused(comm, lambda: pympc.Output(out, d, mode="w"), out, "exists")
+        assert files(comm, top) == before
+        go(kind, d, 4, output=out, checkpoint=ck, overwrite=True)
+
+    def check():
+        with h5py.File(out) as f:
+            want = ["00000004"] if kind == "poisson" else ["00000000", "00000004"]
+            assert sorted(f["steps"]) == want, list(f["steps"])
+        assert sorted(os.listdir(ck)) == ["checkpoint_00000004.h5"], os.listdir(ck)
+    on_root(comm, check)
+    with pympc.Decomposition(SHAPE, comm=comm) as d:
+        pympc.Output(out, d, overwrite=True).close()  # an explicit overwrite starts an empty series
+    on_root(comm, lambda: h5py.File(out, "r").close() or None)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("kind", ["heat", "wave"])
+@pytest.mark.parametrize("case", ["one", "several", "newest damaged"])
+def test_restart_continues_run_and_series_bit_identically(comm, shared_tmp_path, kind, case):
+    """One checkpoint, several, or the newest damaged (load falls back to the previous
+    intact one): the restarted run ends bit-identical to an uninterrupted one and the
+    output series is whole, each step once."""
+    import h5py
+
+    top = shared_tmp_path
+    out, ck = str(top / "run.h5"), str(top / "ck")
+    every = None if case == "one" else 3  # saves at 3, 6 and 8 (the end); two are kept
+    with decomp(comm, kind) as d:
+        ref = go(kind, d, 12).u.gather(root=None)
+        go(kind, d, 8, output=out, output_every=2, checkpoint=ck, checkpoint_every=every)
+        if case == "newest damaged" and comm.Get_rank() == 0:
+            newest = os.path.join(ck, "checkpoint_00000008.h5")
+            with open(newest, "r+b") as f:
+                f.truncate(os.path.getsize(newest) // 2)
+        comm.Barrier()
+        s = make(kind, d)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the damaged file is reported (by the checkpoint layer)
+            s.run(steps=12, output=out, output_every=2, checkpoint=ck, checkpoint_every=every, restart=True,
+                  progress=None)
+        assert s.step_count == 12 and s.t == pytest.approx(12 * s.dt)
+        np.testing.assert_array_equal(s.u.gather(root=None), ref)
+
+    def check():
+        with h5py.File(out) as f:
+            assert sorted(f["steps"]) == [f"{n:08d}" for n in range(0, 13, 2)], list(f["steps"])
+            np.testing.assert_array_equal(f["steps/00000012/u"][...], ref)
+            assert all(f["steps"][g].attrs["complete"] == 1 for g in f["steps"])
+    on_root(comm, check)
+
+
+END = {"heat": (0.03, 0.005), "wave": (0.3, 0.05)}
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("kind", ["heat", "wave", "poisson"])
+def test_restart_past_the_requested_end_refuses(comm, shared_tmp_path, kind):
+    """Point 13: a restart whose checkpoint is past t_end (or steps, or maxiter) says so
+    and changes nothing; one exactly at the end has nothing to do and touches no file."""
+    top = shared_tmp_path
+    out, ck = str(top / "run.h5"), str(top / "ck")
+    with decomp(comm, kind) as d:
+        if kind == "poisson":
+            go(kind, d, 8, output=out, checkpoint=ck)
+            before = files(comm, top)
+            p = make(kind, d)
+            refused(comm, lambda: p.solve("rbsor", maxiter=4, output=out, checkpoint=ck, restart=True),
+                    "iteration 8", "past the requested end", "maxiter=4")
+            assert files(comm, top) == before
+            return
+        long, short = END[kind]
+        s = make(kind, d)
+        s.run(t_end=long, output=out, output_every=3, checkpoint=ck, checkpoint_every=4, progress=None)
+        n = s.step_count
+        before = files(comm, top)
+        s = make(kind, d)
+        refused(comm, lambda: s.run(t_end=short, output=out, checkpoint=ck, restart=True), "past the requested end",
+                f"step {n}", f"t_end={short:g}")
+        refused(comm, lambda: s.run(steps=n - 1, output=out, checkpoint=ck, restart=True), "past the requested end")
+        assert s.step_count == 0 and files(comm, top) == before
+        s.run(t_end=long, output=out, checkpoint=ck, restart=True, progress=None)
+        assert s.step_count == n and s.t == pytest.approx(long) and files(comm, top) == before
+
+
+@pytest.mark.mpi
+def test_shorter_rerun_into_the_same_directory_cannot_restart_stale(comm, shared_tmp_path):
+    """The README's data loss, at the solver level: a shorter fresh run into the
+    directory of a longer one is refused; with overwrite=True the old checkpoints go,
+    so a later restart continues the short run, not the long one."""
+    top = shared_tmp_path
+    out, ck = str(top / "run.h5"), str(top / "ck")
+    with decomp(comm, "heat") as d:
+        ref = make("heat", d)  # the short run continued in memory: its dt, to t = 0.01
+        ref.run(t_end=0.005, progress=None)
+        ref.run(t_end=0.01, progress=None)
+        make("heat", d).run(t_end=0.03, output=out, checkpoint=ck, checkpoint_every=4, progress=None)
+        before = files(comm, top)
+        refused(comm, lambda: make("heat", d).run(t_end=0.005, output=out, checkpoint=ck), "overwrite=True")
+        assert files(comm, top) == before
+        make("heat", d).run(t_end=0.005, output=out, checkpoint=ck, overwrite=True, progress=None)
+        s = make("heat", d)
+        s.run(t_end=0.01, output=out, checkpoint=ck, restart=True, progress=None)
+        assert s.t == pytest.approx(0.01) and s.step_count == ref.step_count
+        np.testing.assert_array_equal(s.u.gather(root=None), ref.u.gather(root=None))
+
+
+def checksum_oracle(glob):
+    """The fingerprint of solvers.loop.field_checksum, on the global array in numpy."""
+    bits = np.ascontiguousarray(glob, dtype=np.float64).view(np.uint64).ravel()
+    w = np.arange(bits.size, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    return f"{int(np.sum(bits * w, dtype=np.uint64)):016x}"
+
+
+@pytest.mark.mpi
+def test_physics_stored_and_other_physics_refused(comm, shared_tmp_path):
+    """Point 10: outputs and checkpoints hold the solver's physics; a restart whose
+    physics differ refuses, listing the keys, unless allow_changed names them; a change
+    that makes the checkpoint's dt unstable is refused even when allowed."""
+    import h5py
+
+    top = shared_tmp_path
+    out, ck = str(top / "run.h5"), str(top / "ck")
+    with decomp(comm, "heat") as d:
+        s = make("heat", d, alpha=0.5)
+        s.run(steps=6, output=out, checkpoint=ck, progress=None, params={"note": "mine"},
+              units={"u": "K", "time": "s", "length": "m"})
+        dt = s.dt
+
+        def check():
+            with h5py.File(out) as f:
+                p = json.loads(f.attrs["parameters"])
+                assert p["solver"] == "heat" and p["alpha"] == 0.5 and p["dt"] == "auto", p
+                assert p["bc"] == {"x-": ["dirichlet", 1.0], "x+": ["dirichlet", 0.0], "y-": ["dirichlet", 0.0],
+                                   "y+": ["dirichlet", 0.0]}, p
+                assert p["grid"]["shape"] == list(SHAPE) and p["grid"]["spacing"] == [H, H], p
+                assert p["job"] == {"note": "mine"}, p
+                assert json.loads(f.attrs["axes"]) == ["x", "y"]
+                ds = f["steps/00000006/u"]
+                assert (ds.attrs["units"], ds.attrs["time_units"], ds.attrs["length_units"]) == ("K", "s", "m")
+                assert json.loads(ds.attrs["axes"]) == ["x", "y"]
+            with h5py.File(os.path.join(ck, "checkpoint_00000006.h5")) as f:
+                assert json.loads(f.attrs["parameters"])["alpha"] == 0.5
+                assert float(f.attrs["time"]) == pytest.approx(6 * dt)  # an attribute, not only JSON
+        on_root(comm, check)
+        before = files(comm, top)
+        restart = dict(steps=10, output=out, checkpoint=ck, restart=True, progress=None)
+        refused(comm, lambda: make("heat", d, alpha=0.7).run(**restart), "['alpha']", "0.5", "0.7",
+                "allow_changed")
+        refused(comm, lambda: make("heat", d, bc={"x-": ("dirichlet", 2.0)}).run(**restart), "bc.x-")
+        refused(comm, lambda: make("heat", d, bc="neumann").run(**restart), "bc.x+", "bc.y-")
+        refused(comm, lambda: make("heat", d).run(**restart, allow_changed=("alhpa",)), "alhpa")
+        refused(comm, lambda: make("heat", d).run(steps=10, units={"v": "K"}), "units")
+        assert files(comm, top) == before
+        s = make("heat", d, alpha=0.4)
+        s.run(**restart, allow_changed=("alpha",))
+        assert s.step_count == 10 and s.dt == dt
+        # allowed, but the checkpoint's dt is beyond the new stability limit
+        refused(comm, lambda: make("heat", d, alpha=5.0).run(steps=12, output=out, checkpoint=ck, restart=True,
+                                                             allow_changed="alpha"), "stability limit")
+    # a variable coefficient: an exact fingerprint, the same on every rank count
+    with decomp(comm, "heat") as d:
+        glob = np.add.outer(np.linspace(1, 2, SHAPE[0]), np.linspace(0, 0.3, SHAPE[1]))
+        k = pympc.DistArray.from_global(d, glob if comm.Get_rank() == 0 else None)
+        s = Heat(d, alpha=k)
+        assert s.parameters()["alpha"] == {"field": checksum_oracle(glob), "min": 1.0, "max": 2.3}
+        ck2 = str(top / "ck2")
+        s.run(steps=3, checkpoint=ck2, progress=None)
+        k.owned[...] *= 1.0 + 1e-15 * (k.owned > 1.5)
+        refused(comm, lambda: Heat(d, alpha=k).run(steps=5, checkpoint=ck2, restart=True), "alpha.field")
+    # wave: c; poisson: f
+    with decomp(comm, "wave") as d:
+        make("wave", d).run(steps=4, checkpoint=str(top / "ckw"), progress=None)
+        rw = dict(steps=6, checkpoint=str(top / "ckw"), restart=True, progress=None)
+        refused(comm, lambda: make("wave", d, c=2.0).run(**rw), "['c']")
+        refused(comm, lambda: make("wave", d, c=3.0).run(**rw, allow_changed=("c",)), "stability limit")
+        w = make("wave", d, c=0.5)
+        w.run(**rw, allow_changed=("c",))
+        assert w.step_count == 6
+    with decomp(comm, "poisson") as d:
+        go("poisson", d, 4, checkpoint=str(top / "ckp"))
+        p = make("poisson", d, f=lambda x, y: 2.0 + x * y)
+        refused(comm, lambda: p.solve(maxiter=8, checkpoint=str(top / "ckp"), restart=True), "['f']")
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("shape,components,axes", [((11,), (), ["x"]), ((7, 5), (2,), ["x", "y", "component"]),
+                                                   ((5, 4, 3), (), ["x", "y", "z"])])
+def test_output_labels_axes_and_units(comm, shared_tmp_path, shape, components, axes):
+    """Point 10: every dataset names its axes (pympc's axis 0 is x) and carries the units."""
+    import h5py
+
+    path = str(shared_tmp_path / "o.h5")
+    with pympc.Decomposition(shape, comm=comm) as d:
+        a = pympc.DistArray(d, components=components).fill(1.0)
+        with pympc.Output(path, d, units={"a": "m/s", "time": "ms"}) as out:
+            out.write(0, 0.0, a=a)
+
+    def check():
+        with h5py.File(path) as f:
+            ds = f["steps/00000000/a"]
+            assert json.loads(ds.attrs["axes"]) == axes and ds.ndim == len(axes)
+            assert ds.attrs["units"] == "m/s" and ds.attrs["time_units"] == "ms" and ds.attrs["length_units"] == ""
+            assert json.loads(f.attrs["axes"]) == axes[:len(shape)]
+    on_root(comm, check)
+
+
+def test_first_progress_line_after_three_steps_and_an_interval():
+    """Point 12: no progress line from the first step's rate: the first comes after at
+    least 3 steps and one interval."""
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+    log = logging.getLogger("pympc.heat")
+    h = Keep()
+    log.addHandler(h)
+    try:
+        with pympc.Decomposition(SHAPE, spacing=H) as d:
+            make("heat", d).run(steps=6, progress=0.0)
+            lines = [m for m in records if m.startswith("step ")]
+            assert [m.split()[1] for m in lines] == ["3/6", "4/6", "5/6", "6/6"], records
+            records.clear()
+            make("heat", d).run(steps=6, progress=3600.0)
+            assert not [m for m in records if m.startswith("step ")], records
+            assert any(m.startswith("done: 6 steps") for m in records), records
+    finally:
+        log.removeHandler(h)
+
+
+def test_timeloop_subclass_mistakes_say_what_to_do():
+    """The TimeLoop guide's contract: forgetting self.dt, super().__init__ or a method
+    gives an error that says what to write."""
+    class NoDt(TimeLoop):
+        def __init__(self, d):
+            super().__init__(d)
+            self.u = pympc.DistArray(d)
+
+        def advance(self):
+            pass
+
+        def fields(self):
+            return {"u": self.u}
+
+        def set_fields(self, fields):
+            self.u.owned[...] = fields["u"].owned
+
+    class DtFirst(NoDt):
+        def __init__(self, d):
+            self.dt = 0.5  # before super().__init__: kept
+            super().__init__(d)
+
+    class NoInit(TimeLoop):
+        def __init__(self, d):
+            self.dt = 0.1
+
+    class NoAdvance(TimeLoop):
+        def __init__(self, d):
+            super().__init__(d)
+            self.dt = 0.1
+
+        def fields(self):
+            return {}
+
+    with pympc.Decomposition((6, 5)) as d:
+        for bad in (None, 0.0, -1.0, float("nan"), "0.1"):
+            s = NoDt(d)
+            s.dt = bad
+            with pytest.raises(pympc.InputError, match=r"must set self\.dt \(the time step, a positive number\)"):
+                s.run(steps=2, progress=None)
+            with pytest.raises(pympc.InputError, match=r"self\.dt"):
+                s.t
+        s = DtFirst(d)
+        s.run(steps=4, progress=None)
+        assert s.t == 2.0
+        with pytest.raises(pympc.InputError, match=r"must call super\(\)\.__init__\(decomp"):
+            NoInit(d).run(steps=1)
+        with pytest.raises(NotImplementedError, match=r"must define advance\(\)"):
+            NoAdvance(d).run(steps=1, progress=None)
