@@ -97,3 +97,58 @@ def test_impossible_requests_raise_the_same_error_everywhere(comm):
         assert "more ranks than points" in msg
         msg = _error_everywhere(comm, shape=(2 * size + 1, 3), dims=(size, 1), ghost=3)
         assert "thinner than the ghost width 3" in msg
+
+
+@pytest.mark.mpi
+def test_sizes_that_imply_another_rank_count_raise_the_same_error_everywhere(comm):
+    """sizes= fixes the process grid (one list per axis, one entry per block): a grid of
+    another rank count must be refused before the Cartesian communicator is built (it
+    left ranks out of it, which then died in MPI_Comm_rank(MPI_COMM_NULL))."""
+    size = comm.Get_size()
+    for blocks in (size + 1, size - 1, 2 * size):
+        if blocks < 1:
+            continue
+        sizes = [[2] * blocks, [5]]
+        msg = _error_everywhere(comm, shape=(2 * blocks, 5), sizes=sizes)
+        assert "does not fit" in msg and f"{size} ranks" in msg
+    if size > 1:  # the right count on the wrong axes is fine; a contradiction with dims is not
+        msg = _error_everywhere(comm, shape=(8, 3 * size), sizes=[[8], [3] * size], dims=(size, 1))
+        assert "contradicts dims" in msg
+    assert "positive block sizes" in _error_everywhere(comm, shape=(6, 4), sizes=[[6], []])
+    # a valid sizes= gives exactly those blocks
+    sizes = [[1 + b for b in range(size)], [4]]
+    with pympc.Decomposition((sum(sizes[0]), 4), comm=comm, sizes=sizes) as d:
+        assert d.dims == (size, 1)
+        assert [hi - lo for (lo, hi), _ in d.all_ranges()] == sizes[0]
+
+
+@pytest.mark.mpi
+def test_compatible_decompositions(comm):
+    size = comm.Get_size()
+    dup = comm.Dup()
+    with pympc.Decomposition((9, 7), comm=comm, periodic=(True, False)) as d, \
+            pympc.Decomposition((9, 7), comm=comm, periodic=(True, False)) as twin, \
+            pympc.Decomposition((9, 7), comm=dup, periodic=(True, False), ghost=2) as wider, \
+            pympc.Decomposition((7, 9), comm=comm) as transposed:
+        assert d.compatible(d) and d.compatible(twin) and twin.compatible(d)  # built twice: yes
+        assert d.compatible(wider)                          # another communicator, same ranks
+        assert not d.compatible(wider, halo=True) and "ghost widths" in d.mismatch(wider, halo=True)
+        assert not d.compatible(transposed) and "global shapes" in d.mismatch(transposed)
+        assert not d.compatible(np.zeros((9, 7)))
+        if size > 1:
+            with pympc.Decomposition((9, 7), comm=comm, dims=(1, size)) as other_grid:
+                if d.dims != other_grid.dims:
+                    assert "process grids" in d.mismatch(other_grid)
+            sizes = [[9 - (size - 1)] + [1] * (size - 1), [7]]
+            with pympc.Decomposition((9, 7), comm=comm, sizes=sizes) as uneven, \
+                    pympc.Decomposition((9, 7), comm=comm, dims=(size, 1)) as even:
+                assert "block sizes" in even.mismatch(uneven)
+            # the same ranks in another order own other blocks
+            rev = comm.Split(0, size - 1 - comm.Get_rank())
+            with pympc.Decomposition((9, 7), comm=rev, dims=(size, 1)) as reordered, \
+                    pympc.Decomposition((9, 7), comm=comm, dims=(size, 1)) as ordered:
+                assert "different ranks" in ordered.mismatch(reordered)
+            rev.Free()
+        # every rank gets the same answer
+        assert len(set(comm.allgather((d.compatible(twin), d.compatible(transposed))))) == 1
+    dup.Free()
