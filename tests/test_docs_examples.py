@@ -21,6 +21,7 @@ def first_python_block(page):
                                          ("solvers/heat.md", "t = 0.0100 after"),
                                          ("solvers/wave.md", "energy drift after 500 steps"),
                                          ("solvers/poisson.md", "converged after"),
+                                         ("solvers/timeloop.md", "advection: t = 0.250 after 20 steps"),
                                          ("solvers/krylov.md", "CG: converged in"),
                                          ("solvers/cg.md", "CG: converged in"),
                                          ("solvers/bicgstab.md", "BiCGStab: converged in"),
