@@ -3,7 +3,9 @@
     ./run demo [-n RANKS] [job arguments...]     # the 2D heat demo (jobs/heat2d.py)
 
 RANKS defaults to the number of cores.  The hard timeout (``--timeout``, seconds) ends
-the whole job if it runs past it.
+the whole job if it runs past it.  Job arguments go to the job: for the demo,
+``./run demo --restart --t-end 0.05`` continues the last run to t = 0.05, and a run
+without ``--restart`` first moves an earlier run's files aside (see jobs/heat2d.py).
 """
 
 import argparse
