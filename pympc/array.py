@@ -81,7 +81,9 @@ def block_type(base: MPI.Datatype, full_shape, block_shape, starts) -> MPI.Datat
 
 def _describe(x) -> str:
     if isinstance(x, np.ndarray):
-        return (f"a numpy array of shape {x.shape} and dtype {x.dtype} (a DistArray holds "
+        # no shape in the message: a rank's block differs from its neighbour's, and the
+        # error must read the same on every rank
+        return (f"a {x.ndim}-D numpy array of {x.dtype} (a DistArray holds "
                 f"one rank's block: scatter a global array with DistArray.from_global(decomp, "
                 f"array), or wrap a ghosted block with DistArray(decomp, dtype, data=block))")
     return f"{type(x).__module__}.{type(x).__qualname__}" if type(x).__module__ != "builtins" \
@@ -485,7 +487,9 @@ def _parse(req):
 
 
 def _same_ranks(c1, c2) -> bool:
-    return c1 is c2 or MPI.Comm.Compare(c1, c2) in (MPI.IDENT, MPI.CONGRUENT)
+    # the same set of ranks (in any order: each request is reduced on its own; a dot's
+    # two arrays are checked point for point by require_compatible)
+    return c1 is c2 or MPI.Comm.Compare(c1, c2) != MPI.UNEQUAL
 
 
 @_watched("pympc.reduce_all")
@@ -499,7 +503,7 @@ def reduce_all(*requests, comm=None):
     needed when no request names a DistArray. A numpy array is refused (an Allreduce
     of it would be element-wise): reduce it locally first, or make it a DistArray.
 
-    Every DistArray of one call must live on the same ranks; ``dot``'s two on
+    Every DistArray of one call must live on the same set of ranks; ``dot``'s two on
     compatible decompositions (:meth:`~pympc.grid.Decomposition.compatible`).
 
     Results, for every dtype of :data:`SUPPORTED_DTYPES`: ``sum`` and ``dot`` of
@@ -519,14 +523,14 @@ def reduce_all(*requests, comm=None):
         c0 = arrays[0].decomp.cart
         for x in arrays[1:]:
             if x.decomp is not arrays[0].decomp and not _same_ranks(c0, x.decomp.cart):
-                raise InputError("reduce_all: the DistArrays of one call live on different ranks "
-                                 "(decompositions over different communicators)")
+                raise InputError("reduce_all: the DistArrays of one call live on different sets of "
+                                 "ranks (decompositions over communicators of different groups)")
+    parts = [_operand(*r) for r in requests]  # local; refuses bad operands first
     if comm is None:
         if not arrays:
             raise InputError("reduce_all of local values only needs comm= (the communicator "
                              "whose ranks' partial values are combined)")
         comm = arrays[0].decomp.cart
-    parts = [_operand(*r) for r in requests]
     counts = dict.fromkeys(_SLOTS, 0)
     for slots, _ in parts:
         for kind, _v in slots:

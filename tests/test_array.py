@@ -131,3 +131,131 @@ def test_arithmetic_on_owned_cells(comm):
         np.testing.assert_allclose(z.gather(root=None), (X + Y) * 3 + 0.5 * X)
         np.testing.assert_allclose((-x).gather(root=None), -X)
         assert x.copy().fill(2.5).sum() == pytest.approx(2.5 * 30)
+
+
+def _same_error_everywhere(comm, fn, match):
+    """Collective. ``fn()`` raises an InputError matching ``match`` with the same message
+    on every rank."""
+    with pytest.raises(pympc.InputError, match=match) as err:
+        fn()
+    assert len(set(comm.allgather(str(err.value)))) == 1
+    return str(err.value)
+
+
+def _two_array_operations(a, b):
+    """Every operation that combines two DistArrays point for point."""
+    def inplace(op):
+        def run():
+            c = a.copy()
+            op(c, b)
+        return run
+
+    def iadd(c, o): c += o
+    def isub(c, o): c -= o
+    def imul(c, o): c *= o
+    def idiv(c, o): c /= o
+    return {"dot": lambda: a.dot(b), "reduce_all dot": lambda: reduce_all(("sum", a), ("dot", a, b)),
+            "+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
+            "+=": inplace(iadd), "-=": inplace(isub), "*=": inplace(imul), "/=": inplace(idiv),
+            "axpy": lambda: a.copy().axpy(2.0, b)}
+
+
+@pytest.mark.mpi
+def test_two_array_operations_refuse_incompatible_decompositions(comm):
+    """Owned blocks of equal size but another shape (a transposed grid; another process
+    grid) were paired element by element by dot: a wrong number, silently."""
+    size = comm.Get_size()
+    pairs = [((6, 8), {}, (8, 6), {}, "global shapes")]
+    if size > 1:
+        pairs.append(((12, 12), {"dims": (size, 1)}, (12, 12), {"dims": (1, size)}, "process grids"))
+    for shape_a, kw_a, shape_b, kw_b, why in pairs:
+        with pympc.Decomposition(shape_a, comm=comm, **kw_a) as da, \
+                pympc.Decomposition(shape_b, comm=comm, **kw_b) as db:
+            a = pympc.DistArray.from_function(da, lambda i, j: 1.0 + i + 2 * j)
+            b = pympc.DistArray.from_function(db, lambda i, j: 3.0 - i + j)
+            for name, op in _two_array_operations(a, b).items():
+                msg = _same_error_everywhere(comm, op, "not on one decomposition")
+                assert why in msg, (name, msg)
+    # same grid, other components: refused too
+    with pympc.Decomposition((7, 5), comm=comm) as d:
+        a, b = pympc.DistArray(d, components=(2,)).fill(1.0), pympc.DistArray(d, components=(2, 1)).fill(1.0)
+        for name, op in _two_array_operations(a, b).items():
+            assert "components differ" in _same_error_everywhere(comm, op, "not on one decomposition"), name
+
+
+@pytest.mark.mpi
+def test_two_array_operations_accept_a_decomposition_built_twice(comm):
+    with pympc.Decomposition((9, 7), comm=comm) as d1, pympc.Decomposition((9, 7), comm=comm) as d2:
+        a = pympc.DistArray.from_function(d1, lambda i, j: 1.0 + i + 2 * j)
+        b = pympc.DistArray.from_function(d2, lambda i, j: 3.0 + i * j)
+        A, B = a.gather(root=None), b.gather(root=None)
+        assert a.dot(b) == pytest.approx(np.vdot(A, B))
+        assert reduce_all(("dot", a, b), ("max", b)) == [pytest.approx(np.vdot(A, B)), B.max()]
+        np.testing.assert_array_equal((a + b).gather(root=None), A + B)
+        np.testing.assert_array_equal((a / b).gather(root=None), A / B)
+        c = a.copy()
+        c -= b
+        c *= b
+        c.axpy(0.5, b)
+        np.testing.assert_allclose(c.gather(root=None), (A - B) * B + 0.5 * B)
+
+
+@pytest.mark.mpi
+def test_reduce_all_refuses_arrays_on_other_ranks(comm):
+    size = comm.Get_size()
+    if size == 1:
+        return
+    half = comm.Split(comm.Get_rank() % 2, comm.Get_rank())
+    with pympc.Decomposition((8,), comm=comm) as d, pympc.Decomposition((8,), comm=half) as dh:
+        a, h = pympc.DistArray(d).fill(1.0), pympc.DistArray(dh).fill(1.0)
+        _same_error_everywhere(comm, lambda: reduce_all(("sum", a), ("sum", h)), "different sets of ranks")
+    half.Free()
+
+
+@pytest.mark.mpi
+def test_reduce_all_refuses_numpy_arrays(comm):
+    """('sum', ndarray) with comm= used to Allreduce the array element-wise and return
+    that as 'the sum'."""
+    with pympc.Decomposition((6, 4), comm=comm) as d:
+        a = pympc.DistArray(d).fill(1.0)
+        for op in ("sum", "min", "max"):
+            for bad in (np.ones(3), np.ones((2, 2), dtype=np.int64), [1.0, 2.0]):
+                msg = _same_error_everywhere(comm, lambda: reduce_all((op, bad), comm=d.cart), "DistArray")
+                assert "one number" in msg
+                _same_error_everywhere(comm, lambda: reduce_all(("sum", a), (op, bad)), "DistArray")
+        for op in ("norm1", "norm2", "norminf"):
+            _same_error_everywhere(comm, lambda: reduce_all((op, a.owned)), "takes a pympc.DistArray")
+        _same_error_everywhere(comm, lambda: reduce_all(("dot", a, a.owned)), "must be a pympc.DistArray")
+        _same_error_everywhere(comm, lambda: a.dot(a.data), "must be a pympc.DistArray")
+        _same_error_everywhere(comm, lambda: reduce_all(("dot", a)), "takes 2 operand")
+        # a number (numpy scalar or 0-d array) is a partial value
+        assert reduce_all(("sum", np.float32(1.5)), ("max", np.array(comm.Get_rank())), comm=d.cart) == \
+            [1.5 * comm.Get_size(), comm.Get_size() - 1]
+
+
+@pytest.mark.mpi
+def test_numpy_array_where_a_distarray_is_wanted(comm, shared_tmp_path):
+    """Output.write and cg name the type they expect (they ended in AttributeError ...
+    'decomp'); Output.write checks before it touches the file."""
+    import h5py
+
+    from solvers.krylov import StencilOperator, cg
+
+    with pympc.Decomposition((9, 8), comm=comm) as d:
+        u = pympc.DistArray.from_function(d, lambda i, j: i + 0.5 * j)
+        path = shared_tmp_path / "series.h5"
+        out = pympc.Output(path, d)
+        out.write(0, 0.0, u=u)
+        for bad in (u.owned, u.gather(root=None), 3.0):
+            msg = _same_error_everywhere(comm, lambda: out.write(0, 0.0, u=bad), "must be a pympc.DistArray")
+            assert "Output.write" in msg and "'u'" in msg
+        comm.Barrier()
+        if comm.Get_rank() == 0:  # step 0 is still there, whole
+            with h5py.File(path, "r") as f:
+                np.testing.assert_array_equal(f["steps/00000000/u"][...], u.gather(root=None))
+        else:
+            u.gather(root=None)
+        out.close()
+        op = StencilOperator(d)
+        _same_error_everywhere(comm, lambda: cg(op, u.owned), "b must be a pympc.DistArray")
+        _same_error_everywhere(comm, lambda: cg(op, u, x0=np.zeros(3)), "x0 must be a pympc.DistArray")
