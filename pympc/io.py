@@ -35,7 +35,7 @@ import numpy as np
 from h5py import h5fd, h5p, h5s
 
 from ._version import __version__
-from .array import DistArray
+from .array import SUPPORTED_DTYPES, DistArray, check_dtype
 from .grid import Decomposition
 from .runtime import InputError, check_all, get_comm
 
@@ -100,6 +100,47 @@ def _attr_value(v):
     if v is None:
         return "null"
     return v
+
+
+def _describe_dtype(dt: np.dtype) -> str:
+    if dt.kind in "biufc" and not dt.isnative:
+        order = "big" if dt.byteorder == ">" else "little"
+        return f"{dt.newbyteorder('=')} ({order}-endian)"
+    return str(dt)
+
+
+def read_dtypes(path: str, name: str, stored, dtype=None, supported_only=True):
+    """Local. ``(memory, want)`` for reading a dataset of type ``stored`` as ``dtype``.
+
+    ``memory`` is the type HDF5 reads into: the stored type in native byte order (HDF5
+    converts big-endian data written by any other program); ``want`` is ``dtype`` (default
+    ``memory``). Only safe conversions are allowed, by numpy's rule
+    (``np.can_cast(stored, want, "safe")``: every value of the stored type is
+    representable, int64 to float64 included, as in numpy); anything else, and a stored
+    type pympc does not read, raises :class:`~pympc.InputError` naming the file, the
+    dataset and both types. The same inputs give the same verdict on every rank.
+    """
+    stored = np.dtype(stored)
+    memory = stored.newbyteorder("=") if stored.kind in "biufc" else stored
+    if supported_only and memory not in SUPPORTED_DTYPES:
+        raise InputError(f"{path}: dataset {name!r} holds {_describe_dtype(stored)}, which pympc does not "
+                         f"read into a DistArray (it holds {', '.join(map(str, SUPPORTED_DTYPES))})")
+    if dtype is None:
+        return memory, memory
+    try:
+        want = np.dtype(dtype)
+    except TypeError as e:
+        raise InputError(f"reading {path}: dataset {name!r}: dtype={dtype!r} is not a numpy dtype") from e
+    if supported_only:
+        want = check_dtype(want)
+    elif want.kind in "biufc":
+        want = want.newbyteorder("=")
+    if not np.can_cast(memory, want, casting="safe"):
+        raise InputError(f"{path}: dataset {name!r} holds {_describe_dtype(stored)}, which does not convert "
+                         f"safely to {want}: reading with dtype= allows only safe conversions "
+                         f"(np.can_cast({memory}, {want}, 'safe') is False); read it as {memory} and "
+                         f"convert it yourself if the loss is intended")
+    return memory, want
 
 
 def grid_attrs(decomp: Decomposition) -> dict:
@@ -250,13 +291,14 @@ class File:
             ds.attrs[k] = _attr_value(v)
         self._transfer(ds, a, write=True)
 
-    def _transfer(self, ds, a, write):
+    def _transfer(self, ds, a, write, memory=None):
         fspace = ds.id.get_space()
         if a is None:
             fspace.select_none()
             mspace = h5s.create_simple((1,))
             mspace.select_none()
-            buf = np.zeros(1, dtype=ds.dtype)
+            # the memory type every other rank uses, so that all agree on the conversion
+            buf = np.zeros(1, dtype=memory if memory is not None else ds.dtype)
         else:
             d, nc = a.decomp, len(a.components)
             fspace.select_hyperslab(tuple(d.lo) + (0,) * nc, tuple(d.local_shape) + a.components)
@@ -274,7 +316,10 @@ class File:
         (any decomposition of the dataset's shape; trailing extra axes become
         components), or into ``out`` (its owned cells; ghosts untouched). Ranks outside
         the field's communicator pass ``None`` and get ``None``. The dataset may come
-        from any writer (serial h5py included)."""
+        from any writer (serial h5py included) in either byte order: the array is always
+        in native byte order. ``dtype`` (or ``out``'s dtype) may differ from the stored
+        type only by a safe conversion (see :func:`read_dtypes`); an unsafe one raises
+        :class:`~pympc.InputError` naming the file, the dataset and both types."""
         if out is not None:
             if decomp is not None and decomp is not out.decomp:
                 raise InputError("read(out=...) takes the decomposition of out")
@@ -292,7 +337,6 @@ class File:
         if isinstance(info, str):
             raise InputError(info)
         shape, ds_dtype = info
-        want = np.dtype(dtype or ds_dtype)
         shapes = comm.allgather(None if decomp is None else decomp.shape)
         grid = next((s for s in shapes if s is not None), None)
         if grid is None:
@@ -300,15 +344,15 @@ class File:
         if tuple(shape[:len(grid)]) != tuple(grid):
             raise InputError(f"dataset {name!r} has shape {tuple(shape)}, which does not match the "
                              f"decomposition's {tuple(grid)}")
-        if not np.can_cast(np.dtype(ds_dtype), want, casting="same_kind"):
-            raise InputError(f"dataset {name!r} holds {np.dtype(ds_dtype)}, which does not convert "
-                             f"safely to {want}")
+        # every rank sees the same (stored, dtype): the same verdict everywhere
+        memory, want = read_dtypes(self.path, name, ds_dtype, dtype)
         comps = tuple(shape[len(grid):])
         if out is not None and out.components != comps:
             raise InputError(f"dataset {name!r} has components {comps}, out has {out.components}")
         if self.serial_fallback:
             glob = None
             if comm.Get_rank() == 0:
+                # h5py hands back the stored byte order; astype gives native order and want
                 glob = self.h5[name][...].astype(want, copy=False)
             if decomp is None:
                 comm.Barrier()
@@ -328,11 +372,13 @@ class File:
                 return out
             return a
         if decomp is None:
-            self._transfer(self.h5[name], None, write=False)
+            self._transfer(self.h5[name], None, write=False, memory=memory)
             return None
-        # read in the dataset's own type (HDF5 has no conversion to complex, say), then cast
-        same = want == np.dtype(ds_dtype)
-        a = out if (out is not None and same) else DistArray(decomp, np.dtype(ds_dtype), comps)
+        # HDF5 reads into the stored type in native byte order (it swaps bytes on the way;
+        # big-endian files from other programs need it); a safe numpy cast then gives want.
+        # (HDF5 converts no integer to complex, nor its bool enum to numbers: numpy does.)
+        same = want == memory
+        a = out if (out is not None and same) else DistArray(decomp, memory, comps)
         self._transfer(self.h5[name], a, write=False)
         if not same:
             b = out if out is not None else DistArray(decomp, want, comps)
@@ -376,14 +422,75 @@ class File:
             mspace.select_none()
         ds.id.write(mspace, fspace, buf, dxpl=_collective_dxpl() if self.parallel else None)
 
-    def read_array(self, name: str) -> np.ndarray:
-        """Collective. A small dataset, read whole by rank 0 and broadcast to every rank."""
+    def write_block(self, name: str, shape, dtype, start, block, attrs: dict | None = None) -> None:
+        """Collective. Create the dataset ``name`` of global ``shape`` and ``dtype`` and
+        write each rank's ``block`` (a numpy array, or ``None`` for nothing) at offset
+        ``start``, in one collective transfer. ``name``, ``shape``, ``dtype`` and ``attrs``
+        are identical on every rank; the blocks must not overlap, and together they
+        should cover the dataset (a cell no block covers is left unwritten). For data
+        that is not a DistArray: each rank computes its own part (the XDMF mesh
+        coordinates, say) and no rank holds the whole."""
+        comm = self.comm
+        shape = tuple(int(n) for n in shape)
+        dtype = np.dtype(dtype)
+        err = None
+        if block is not None:
+            block = np.ascontiguousarray(block, dtype=dtype)
+            start = tuple(int(i) for i in start)
+            if len(start) != len(shape) or block.ndim != len(shape) or any(
+                    s < 0 or s + b > n for s, b, n in zip(start, block.shape, shape)):
+                err = f"write_block({name!r}): a block of shape {block.shape} at {start} does not fit in {shape}"
+        check_all(err is None, err or "", comm)  # a bad block on one rank: every rank raises
+        if self.serial_fallback:
+            parts = comm.gather(None if block is None else (start, block), root=0)
+            if comm.Get_rank() == 0:
+                glob = np.zeros(shape, dtype=dtype)
+                for p in parts:
+                    if p is not None:
+                        glob[tuple(slice(s, s + b) for s, b in zip(p[0], p[1].shape))] = p[1]
+                if name in self.h5:
+                    del self.h5[name]
+                ds = self.h5.create_dataset(name, data=glob)
+                for k, v in (attrs or {}).items():
+                    ds.attrs[k] = _attr_value(v)
+            comm.Barrier()
+            return
+        if name in self.h5:
+            del self.h5[name]
+        ds = self.h5.create_dataset(name, shape=shape, dtype=dtype, fill_time="never")
+        for k, v in (attrs or {}).items():
+            ds.attrs[k] = _attr_value(v)
+        if int(np.prod(shape)) == 0:
+            return  # nothing to transfer (and no storage to address): every rank knows
+        fspace = ds.id.get_space()
+        if block is None or block.size == 0:
+            buf = np.zeros(1, dtype=dtype)
+            fspace.select_none()
+            mspace = h5s.create_simple((1,))
+            mspace.select_none()
+        else:
+            buf = block
+            fspace.select_hyperslab(start, block.shape)
+            mspace = h5s.create_simple(block.shape)
+        ds.id.write(mspace, fspace, buf, dxpl=_collective_dxpl() if self.parallel else None)
+
+    def read_array(self, name: str, dtype=None) -> np.ndarray:
+        """Collective. A small dataset, read whole by rank 0 and broadcast to every rank,
+        in native byte order. ``dtype`` converts, safe conversions only (see
+        :func:`read_dtypes`; an unsafe one raises the same :class:`~pympc.InputError` on
+        every rank)."""
         arr = None
         if self.comm.Get_rank() == 0:
-            if name not in self.h5:
+            if name not in self.h5 or not isinstance(self.h5[name], h5py.Dataset):
                 arr = InputError(f"{self.path} has no dataset {name!r}")
             else:
-                arr = self.h5[name][...]
+                ds = self.h5[name]
+                try:
+                    # any stored type (strings too); numbers come back in native order
+                    _, want = read_dtypes(self.path, name, ds.dtype, dtype, supported_only=False)
+                    arr = ds[...].astype(want, copy=False)
+                except InputError as e:
+                    arr = e
         arr = self.comm.bcast(arr, root=0)
         if isinstance(arr, Exception):
             raise arr

@@ -117,6 +117,11 @@ def test_field_held_by_some_ranks_and_rank0_array(comm, shared_tmp_path):
     sub.Free()
 
 
+def owned_global(d):
+    """This rank's owned block as slices of the global array."""
+    return tuple(slice(lo, lo + n) for lo, n in zip(d.lo, d.local_shape))
+
+
 def _same_error(comm, fn, match):
     with pytest.raises(pympc.InputError) as err:
         fn()
@@ -226,3 +231,90 @@ def test_write_is_atomic(comm, shared_tmp_path):
         io.write(str(path), {"a": a * 2.0})  # replaces the old file whole
         np.testing.assert_array_equal(io.read(str(path), "a", d).owned, 2 * a.owned)
         assert sorted(p.name for p in shared_tmp_path.iterdir()) == ["atomic.h5"]  # no .tmp left
+
+
+@pytest.mark.mpi
+def test_every_dtype_byte_order_and_conversion_on_each_file_reading_path(comm, shared_tmp_path):
+    """Datasets of every supported dtype, written by plain h5py in both byte orders, read
+    with every dtype: safe conversions give the numpy oracle in native order (new array,
+    out=, read_array); every unsafe one raises one clear InputError naming the file, the
+    dataset and both dtypes, identical on every rank (issue 12, points 5 and 6). The
+    verdict and the cast do not depend on the rank count: the full dtype x dtype matrix
+    runs at 1 and 2 ranks; at 3 and 4 (oversubscribed on small machines) each stored
+    type is read as itself, through one safe and one unsafe conversion."""
+    from io_dtypes import check_reads, write_all
+
+    path = str(shared_tmp_path / "other_writer.h5")
+    shape = (7, 5)
+    data = write_all(path, shape) if comm.Get_rank() == 0 else None
+    data = comm.bcast(data, root=0)
+    with pympc.Decomposition(shape, comm=comm) as d, io.File(path, "r", comm=comm) as f:
+        fails, messages = check_reads(f, d, data, owned_global(d), full=comm.Get_size() <= 2)
+    everyone = comm.allgather((fails, messages))
+    assert all(not fl for fl, _ in everyone), [fl[:5] for fl, _ in everyone]
+    assert all(m == everyone[0][1] for _, m in everyone)  # the same errors everywhere
+    assert len(messages) > (500 if comm.Get_size() <= 2 else 50)  # the unsafe pairs were tried
+
+
+@pytest.mark.mpi
+def test_io_read_and_checkpoint_load_take_big_endian_and_only_safe_conversions(comm, shared_tmp_path):
+    """pympc.io.read and Checkpointer.load(dtype=): a big-endian dataset comes back in
+    native order; narrowing (float64 -> float32, int64 -> int8) raises InputError naming
+    file, dataset and both dtypes; widening converts (issue 12, points 5 and 6)."""
+    path = str(shared_tmp_path / "be.h5")
+    glob = np.arange(9 * 4, dtype=np.float64).reshape(9, 4) / 7.0
+    if comm.Get_rank() == 0:
+        with h5py.File(path, "w") as f:
+            f.create_dataset("u", data=glob.astype(">f8"))
+            f.create_dataset("n", data=(glob * 1e6).astype(">i8"))
+    comm.Barrier()
+    with pympc.Decomposition((9, 4), comm=comm, dims=(comm.Get_size(), 1)) as d:
+        own = owned_global(d)
+        a = io.read(path, "u", d)
+        ok = a.dtype == np.float64 and a.dtype.isnative and np.array_equal(a.owned, glob[own])
+        c = io.read(path, "u", d, dtype=np.complex128)
+        ok &= c.dtype == np.complex128 and np.array_equal(c.owned, glob[own].astype(complex))
+        n = io.read(path, "n", d, dtype=np.float64)
+        ok &= np.array_equal(n.owned, (glob * 1e6).astype(np.int64)[own].astype(np.float64))
+        assert all(comm.allgather(bool(ok)))
+        for name, want, stored in (("u", np.float32, "float64"), ("n", np.int8, "int64"),
+                                   ("n", np.int32, "int64"), ("u", np.int64, "float64")):
+            _same_error(comm, lambda: io.read(path, name, d, dtype=want), "does not convert safely")
+            with pytest.raises(pympc.InputError) as e:
+                io.read(path, name, d, dtype=want)
+            msg = str(e.value)
+            assert path in msg and repr(name) in msg and stored in msg and str(np.dtype(want)) in msg, msg
+
+        ck = pympc.Checkpointer(str(shared_tmp_path / "ck"), comm=comm)
+        u = pympc.DistArray(d)
+        u.owned[...] = glob[own]
+        ck.save(3, {"u": u}, state={"time": 0.5})
+        _same_error(comm, lambda: ck.load(d, dtype=np.float32), "does not convert safely")
+        _same_error(comm, lambda: ck.load(d, dtype=np.float16), "float16")
+        r = ck.load(d, dtype=np.complex128)
+        good = r.fields["u"].dtype == np.complex128 and np.array_equal(r.fields["u"].owned, glob[own])
+        r = ck.load(d)
+        good &= r.fields["u"].dtype == np.float64 and np.array_equal(r.fields["u"].owned, glob[own])
+        assert all(comm.allgather(bool(good)))
+
+
+@pytest.mark.mpi
+def test_write_block_each_rank_writes_its_part(comm, shared_tmp_path):
+    """File.write_block (how the XDMF meshes are written: no rank holds them whole): uneven
+    shares, a rank with nothing, and a block that does not fit is one error everywhere."""
+    path = str(shared_tmp_path / "blocks.h5")
+    rank, size = comm.Get_rank(), comm.Get_size()
+    glob = np.arange(10 * 3, dtype=np.int64).reshape(10, 3) * 7
+    cuts = [0] + [min(10, 1 + 3 * r) for r in range(1, size)] + [10]  # rank 0 may get 1 row, the last 0
+    lo, hi = cuts[rank], cuts[rank + 1]
+    with io.File(path, "w", comm=comm) as f:
+        f.write_block("b", (10, 3), np.int64, (lo, 0), glob[lo:hi] if hi > lo else None, attrs={"k": 1})
+        bad = np.zeros((11, 3)) if rank == size - 1 else None
+        _same_error(comm, lambda: f.write_block("c", (10, 3), np.float64, (0, 0), bad), "does not fit")
+        back = f.read_array("b")
+    assert np.array_equal(back, glob)
+
+    def check():
+        with h5py.File(path, "r") as f:
+            assert np.array_equal(f["b"][...], glob) and f["b"].attrs["k"] == 1
+    on_root(comm, check)
