@@ -232,6 +232,16 @@ def _text(v):
     return v.decode() if isinstance(v, bytes) else v
 
 
+def _open_readonly(path):
+    # without HDF5's file lock: a checkpoint has its name only once it is complete and
+    # nobody writes it afterwards, and on file systems without flock (some NFS, Lustre
+    # mounts) a locked open fails, which would make an intact checkpoint look damaged
+    try:
+        return h5py.File(path, "r", locking=False)
+    except (TypeError, ValueError):  # an h5py or HDF5 without the option
+        return h5py.File(path, "r")
+
+
 def _inspect(path: str, step: int):
     """A CheckpointInfo for an intact checkpoint, else the reason it is damaged (str)
     together with its sequence if that much can be read: ``(info, None)`` or
@@ -242,7 +252,7 @@ def _inspect(path: str, step: int):
             return None, "empty file (0 bytes)"
         if not h5py.is_hdf5(path):
             return None, "not an HDF5 file"
-        with h5py.File(path, "r") as f:  # HDF5 refuses a truncated file here
+        with _open_readonly(path) as f:  # HDF5 refuses a truncated file here
             a = f.attrs
             if "sequence" in a:
                 seq = int(a["sequence"])
@@ -278,6 +288,15 @@ def _inspect(path: str, step: int):
         return seq, f"truncated or corrupt ({e})"
     except Exception as e:  # noqa: BLE001 - any failure to read it makes it damaged
         return seq, f"unreadable ({type(e).__name__}: {e})"
+
+
+def _caller_level():
+    """The ``stacklevel`` that makes a warning raised by this module's caller of this
+    function point at the first frame outside this module (the user's line)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class _Scan:
@@ -364,7 +383,7 @@ class Checkpointer:
             use = (f"the newest intact one is step {scan.intact[-1].step} ({scan.intact[-1].path})"
                    if scan.intact else f"no intact checkpoint is left in {self.directory}")
             warnings.warn(f"damaged checkpoint {path} skipped: {reason}; {use}. pympc does not "
-                          "delete it.", CheckpointWarning, stacklevel=4)
+                          "delete it.", CheckpointWarning, stacklevel=_caller_level())
 
     def checkpoints(self) -> list:
         """Collective. :class:`CheckpointInfo` of every intact checkpoint present,
