@@ -114,7 +114,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def _check_arrays(where, names, *arrays, components=False):
     """The one input check of every kernel: DistArrays (``names`` says which argument is
     which), of one real floating dtype (float32 or float64: what the compiled loops
-    compute in), on compatible decompositions with the same ghosted shape."""
+    compute in), on compatible decompositions with the same ghost width."""
     for name, x in zip(names, arrays):
         require_distarray(x, name, where)
     a0 = arrays[0]
@@ -128,9 +128,9 @@ def _check_arrays(where, names, *arrays, components=False):
             if x.dtype != a0.dtype:
                 raise InputError(f"{where}: {names[0]} and {name} have different dtypes "
                                  f"({a0.dtype} and {x.dtype})")
-            if x.data.shape != a0.data.shape:
-                raise InputError(f"{where}: {names[0]} and {name} have different ghost widths "
-                                 f"(ghosted blocks {a0.data.shape} and {x.data.shape})")
+            if x.decomp.ghost != a0.decomp.ghost:  # the loops index every array alike
+                raise InputError(f"{where}: the DistArrays are not on one decomposition: their ghost "
+                                 f"widths differ ({a0.decomp.ghost} and {x.decomp.ghost})")
         if x.components and not components:
             raise InputError(f"{where} works on scalar fields (no components); {name} has "
                              f"components {x.components}")

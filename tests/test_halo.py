@@ -149,3 +149,57 @@ def test_boundary_condition_errors(comm):
         if size > 1:  # boundary blocks of 2 or 3 points: too thin on every rank's say-so
             with pytest.raises(pympc.InputError, match="ghost\\+1 = 3"):
                 bc.neumann(a)
+
+
+@pytest.mark.mpi
+def test_halo_of_arrays_on_decompositions_built_alike(comm):
+    """Fields on two Decompositions built with the same arguments share one exchange
+    (they pair point for point; ``is`` is not required)."""
+    shape, periodic = (11, 9), (True, False)
+    g = np.random.default_rng(8)
+    A, B = g.random(shape), g.random(shape)
+    with pympc.Decomposition(shape, comm=comm, periodic=periodic, ghost=2, stencil="box") as d1, \
+            pympc.Decomposition(shape, comm=comm, periodic=periodic, ghost=2, stencil="box") as d2:
+        a = pympc.DistArray.from_global(d1, A if comm.Get_rank() == 0 else None)
+        b = pympc.DistArray.from_global(d2, B if comm.Get_rank() == 0 else None)
+        for exchange in (lambda: pympc.update_halo(a, b), lambda: pympc.start_halo(b, a).wait(),
+                         lambda: pympc.HaloExchange(a, b).exchange()):
+            for x in (a, b):
+                x.data[...] = -1.0
+            a.owned[...], b.owned[...] = A[d1.global_slices()], B[d2.global_slices()]
+            exchange()
+            mask = ghost_mask(d1, 2, "box")
+            for x, X in ((a, A), (b, B)):
+                expect = local_block(pad(X, 2, periodic, {0: ("constant", -1.0), 1: ("constant", -1.0)}), d1)
+                assert np.array_equal(x.data[mask], expect[mask])
+
+
+def _refused(comm, fn, match):
+    with pytest.raises(pympc.InputError, match=match) as err:
+        fn()
+    assert len(set(comm.allgather(str(err.value)))) == 1
+    return str(err.value)
+
+
+@pytest.mark.mpi
+def test_halo_refuses_incompatible_arrays_and_numpy_arrays(comm):
+    size = comm.Get_size()
+    with pympc.Decomposition((12, 12), comm=comm) as d, \
+            pympc.Decomposition((12, 12), comm=comm, ghost=2) as wide, \
+            pympc.Decomposition((12, 12), comm=comm, periodic=True) as per, \
+            pympc.Decomposition((12, 12), comm=comm, dims=(1, size)) as cols, \
+            pympc.Decomposition((12, 12), comm=comm, dims=(size, 1)) as rows:
+        a = pympc.DistArray(d)
+        pairs = [(a, pympc.DistArray(wide), "ghost widths"), (a, pympc.DistArray(per), "periodicities")]
+        if size > 1:
+            pairs.append((pympc.DistArray(cols), pympc.DistArray(rows), "process grids"))
+        for x, y, why in pairs:
+            for call in (pympc.update_halo, pympc.start_halo, pympc.HaloExchange):
+                assert why in _refused(comm, lambda: call(x, y), "not on one decomposition")
+        # a numpy array where a DistArray is wanted: said so, not AttributeError 'decomp'
+        for call in (pympc.update_halo, pympc.start_halo, pympc.HaloExchange):
+            for args in ((a.data,), (a, a.data), (a.owned, a)):
+                assert "numpy array" in _refused(comm, lambda: call(*args), "must be a pympc.DistArray")
+            _refused(comm, lambda: call(), "at least one DistArray")
+        for fill in (lambda: bc.dirichlet(a.data, 1.0), lambda: bc.neumann(a.data)):
+            _refused(comm, fill, "must be a pympc.DistArray")

@@ -101,3 +101,95 @@ def test_convdiff_apply_dot_backends_agree_bit_for_bit(shape, velocity):
         assert np.all(ys["numba"][0][mask] == -3.0)                     # only the region is written
         with pytest.raises(pympc.InputError):
             kernels.convdiff_apply_dot(x, x, h)
+
+
+# every public kernel, called with arrays made by ``make(dtype)`` (u, second, out)
+def _kernel_calls(u, v, w):
+    return {
+        "heat_step": lambda: kernels.heat_step(u, w, 0.1),
+        "leapfrog_step": lambda: kernels.leapfrog_step(u, v, w, 0.1),
+        "heat_step_variable": lambda: kernels.heat_step_variable(u, v, w, 0.1),
+        "jacobi_step": lambda: kernels.jacobi_step(u, v, w, 1.0),
+        "rbsor_sweep": lambda: kernels.rbsor_sweep(u, v, 1.0, 1.5, 0),
+        "residual_sumsq": lambda: kernels.residual_sumsq(u, v, 1.0),
+        "ConvDiff.apply_dot": lambda: kernels.ConvDiff(2, 0.1).apply_dot(u, w),
+        "convdiff_apply_dot": lambda: kernels.convdiff_apply_dot(u, w, 0.1),
+    }
+
+
+def _refused(comm, fn, match):
+    with pytest.raises(pympc.InputError, match=match) as err:
+        fn()
+    assert len(set(comm.allgather(str(err.value)))) == 1
+    return str(err.value)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("dtype", [t for t in pympc.array.SUPPORTED_DTYPES
+                                   if t not in (np.float32, np.float64)], ids=str)
+def test_every_kernel_refuses_non_floating_dtypes(comm, dtype):
+    """An integer heat_step truncated every update to an integer, silently."""
+    with pympc.Decomposition((9, 7), comm=comm) as d:
+        u, v, w = (pympc.DistArray(d, dtype) for _ in range(3))
+        for name, call in _kernel_calls(u, v, w).items():
+            msg = _refused(comm, call, "float32 or float64")
+            assert str(np.dtype(dtype)) in msg, (name, msg)
+        # one float64 array among them is not enough
+        f = pympc.DistArray(d)
+        _refused(comm, lambda: kernels.heat_step(f, w, 0.1), "float32 or float64")
+
+
+@pytest.mark.mpi
+def test_kernels_take_decompositions_built_alike_and_refuse_others(comm):
+    size = comm.Get_size()
+    glob = np.random.default_rng(6).random((12, 12))
+    with pympc.Decomposition((12, 12), comm=comm) as d1, pympc.Decomposition((12, 12), comm=comm) as d2, \
+            pympc.Decomposition((12, 12), comm=comm, ghost=2) as wide:
+        u = pympc.DistArray.from_global(d1, glob if comm.Get_rank() == 0 else None)
+        pympc.update_halo(u)
+        a, b = pympc.DistArray(d1), pympc.DistArray(d2)
+        kernels.heat_step(u, a, 0.2)
+        kernels.heat_step(u, b, 0.2)  # out on a twin decomposition: the same result
+        assert np.array_equal(a.owned, b.owned)
+        for name, call in _kernel_calls(u, pympc.DistArray(wide), pympc.DistArray(wide)).items():
+            assert "ghost widths" in _refused(comm, call, "not on one decomposition"), name
+        _refused(comm, lambda: kernels.heat_step(u, pympc.DistArray(wide), 0.1), "ghost widths")
+        if size > 1:
+            with pympc.Decomposition((12, 12), comm=comm, dims=(1, size)) as cols, \
+                    pympc.Decomposition((12, 12), comm=comm, dims=(size, 1)) as rows:
+                x, y = pympc.DistArray(cols), pympc.DistArray(rows)
+                for name, call in _kernel_calls(x, y, y).items():
+                    assert "process grids" in _refused(comm, call, "not on one decomposition"), name
+        # numpy arrays in any position: the type that was expected, by argument name
+        for pos in range(3):
+            args = [u, pympc.DistArray(d1), pympc.DistArray(d1)]
+            args[pos] = args[pos].data
+            for name, call in _kernel_calls(*args).items():
+                if (pos == 1 and name in ("heat_step", "ConvDiff.apply_dot", "convdiff_apply_dot")
+                        or pos == 2 and name in ("rbsor_sweep", "residual_sumsq")):
+                    continue  # the kernels that do not take that argument
+                _refused(comm, call, "must be a pympc.DistArray")
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("shape,periodic", [((41,), (True,)), ((19, 23), (False, True)),
+                                            ((9, 11, 10), (True, False, False))])
+def test_heat_step_float32(comm, shape, periodic):
+    """float32: computed in float64 in the documented order, rounded once; the compiled
+    and numpy versions agree bit for bit, at every rank count."""
+    glob = np.random.default_rng(2).random(shape).astype(np.float32)
+    r = [0.1, 0.07, 0.05][:len(shape)]
+    with pympc.Decomposition(shape, comm=comm, periodic=periodic) as d:
+        u = pympc.DistArray.from_global(d, glob if comm.Get_rank() == 0 else None)
+        assert u.dtype == np.float32
+        pympc.update_halo(u)
+        bc.dirichlet(u, 0.25)
+        outs = {}
+        for backend in ("numba", "numpy"):
+            outs[backend] = u.empty_like()
+            kernels.heat_step(u, outs[backend], r, backend=backend)
+        modes = {a: ("constant", 0.25) for a in range(len(shape))}
+        expect = ftcs(pad(glob.astype(np.float64), 1, periodic, modes), r, 1).astype(np.float32)
+        for backend, out in outs.items():
+            assert out.dtype == np.float32
+            assert np.array_equal(out.gather(root=None), expect), backend
