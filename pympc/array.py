@@ -33,6 +33,8 @@ _TAG_SCATTER, _TAG_GATHER = 7101, 7102
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in (
     np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
     np.float16, np.float32, np.float64, np.complex64, np.complex128))
+"""The dtypes a DistArray holds: bool, int8-64, uint8-64, float16/32/64, complex64/128
+(native byte order). Not longdouble/clongdouble (platform-dependent size)."""
 
 _DTYPE_NAMES = ", ".join(str(t) for t in SUPPORTED_DTYPES)
 

@@ -259,3 +259,13 @@ def test_numpy_array_where_a_distarray_is_wanted(comm, shared_tmp_path):
         op = StencilOperator(d)
         _same_error_everywhere(comm, lambda: cg(op, u.owned), "b must be a pympc.DistArray")
         _same_error_everywhere(comm, lambda: cg(op, u, x0=np.zeros(3)), "x0 must be a pympc.DistArray")
+
+
+def test_help_of_distarray_names_its_attributes_and_dtypes():
+    import pydoc
+
+    text = pydoc.render_doc(pympc.DistArray, renderer=pydoc.plaintext)
+    for word in ("decomp :", "data :", "owned :", "ghosted", "SUPPORTED_DTYPES", "compatible"):
+        assert word in text, word
+    assert "bool, int8-64, uint8-64, float16/32/64,\ncomplex64/128" in pympc.array.__doc__
+    assert "not longdouble" in pympc.array.__doc__

@@ -193,3 +193,13 @@ def test_heat_step_float32(comm, shape, periodic):
         for backend, out in outs.items():
             assert out.dtype == np.float32
             assert np.array_equal(out.gather(root=None), expect), backend
+
+
+def test_help_of_heat_step_gives_the_order_of_operations():
+    import pydoc
+
+    text = pydoc.render_doc(kernels.heat_step, renderer=pydoc.plaintext)
+    assert "Order of operations" in text
+    assert "t_a = r[a] * ((lo_a - 2.0 * c) + hi_a)" in text
+    assert "out[i] = c + (((t_0 + t_1) + t_2))" in text
+    assert "float32 or float64" in text
