@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .runtime import InputError
+
 try:
     import numba
 
@@ -54,6 +56,14 @@ if _jit is not None:
     _DOT, _AXPBY, _CG_UPDATE = _jit(_dot3), _jit(_axpby3), _jit(_cg_update3)
 
 
+def _same_shape(where, *views):
+    # views of owned blocks pair element by element only when their shapes agree (numpy's
+    # vdot flattens, its += broadcasts: both would pair the wrong points silently)
+    if any(v.shape != views[0].shape for v in views):
+        raise InputError(f"vector.{where}: the views have different shapes "
+                         f"({', '.join(str(v.shape) for v in views)})")
+
+
 def _as3(v):
     return v.reshape((1,) * (3 - v.ndim) + v.shape) if v.ndim <= 3 else None
 
@@ -67,6 +77,7 @@ def fast(*views) -> bool:
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
     """Local. ``sum(a * b)`` of two real views, without copying them."""
+    _same_shape("dot", a, b)
     if fast(a, b):
         return float(_DOT(_as3(a), _as3(b)))
     return np.vdot(a, b)
@@ -74,6 +85,7 @@ def dot(a: np.ndarray, b: np.ndarray) -> float:
 
 def axpby(y: np.ndarray, a: float, x: np.ndarray, b: float) -> None:
     """Local. ``y = a x + b y`` in place, without a temporary."""
+    _same_shape("axpby", y, x)
     if fast(y, x):
         _AXPBY(_as3(y), float(a), _as3(x), float(b))
     else:
@@ -84,6 +96,7 @@ def axpby(y: np.ndarray, a: float, x: np.ndarray, b: float) -> None:
 def cg_update(x: np.ndarray, r: np.ndarray, p: np.ndarray, q: np.ndarray, alpha: float) -> float:
     """Local. The conjugate-gradient update in one pass over the four views:
     ``x += alpha p``, ``r -= alpha q``, and the local ``r . r`` of the new ``r``."""
+    _same_shape("cg_update", x, r, p, q)
     if fast(x, r, p, q):
         return float(_CG_UPDATE(_as3(x), _as3(r), _as3(p), _as3(q), float(alpha)))
     axpby(x, alpha, p, 1.0)

@@ -269,3 +269,19 @@ def test_help_of_distarray_names_its_attributes_and_dtypes():
         assert word in text, word
     assert "bool, int8-64, uint8-64, float16/32/64,\ncomplex64/128" in pympc.array.__doc__
     assert "not longdouble" in pympc.array.__doc__
+
+
+def test_vector_operations_refuse_views_of_other_shapes():
+    """pympc.vector works on owned-block views; numpy's vdot would flatten two blocks of
+    equal size and pair the wrong points, and += would broadcast."""
+    from pympc import vector
+
+    a, b, c = np.ones((4, 6)), np.ones((6, 4)), np.ones((6,))
+    for x, y in ((a, b), (a, c), (a.astype(np.float32), b)):
+        with pytest.raises(pympc.InputError, match="different shapes"):
+            vector.dot(x, y)
+        with pytest.raises(pympc.InputError, match="different shapes"):
+            vector.axpby(x, 2.0, y, 1.0)
+        with pytest.raises(pympc.InputError, match="different shapes"):
+            vector.cg_update(x, x.copy(), y, x.copy(), 0.5)
+    assert vector.dot(a, a) == 24.0
