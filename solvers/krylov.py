@@ -142,12 +142,13 @@ def _setup(op, b, x0, tol, maxiter):
     require_distarray(b, "b", "the Krylov solver")
     if x0 is not None:
         require_distarray(x0, "x0", "the Krylov solver")
-    if b.decomp is not op.decomp:
-        raise InputError("b must live on the operator's decomposition")
+    # compatible, not identical: a decomposition built twice alike pairs point for point
+    if not op.decomp.compatible(b.decomp, halo=True):
+        raise InputError(f"b must live on the operator's decomposition: {op.decomp.mismatch(b.decomp, halo=True)}")
     if not tol > 0 or int(maxiter) < 1:
         raise InputError("tol must be > 0 and maxiter >= 1")
-    if x0 is not None and x0.decomp is not op.decomp:
-        raise InputError("x0 must live on the operator's decomposition")
+    if x0 is not None and not op.decomp.compatible(x0.decomp, halo=True):
+        raise InputError(f"x0 must live on the operator's decomposition: {op.decomp.mismatch(x0.decomp, halo=True)}")
     x = b.empty_like()
     if x0 is not None:
         if hasattr(op, "restrict"):

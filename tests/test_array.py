@@ -285,3 +285,19 @@ def test_vector_operations_refuse_views_of_other_shapes():
         with pytest.raises(pympc.InputError, match="different shapes"):
             vector.cg_update(x, x.copy(), y, x.copy(), 0.5)
     assert vector.dot(a, a) == 24.0
+
+
+@pytest.mark.mpi
+def test_cg_takes_b_on_a_decomposition_built_alike(comm):
+    from solvers.krylov import StencilOperator, cg
+
+    with pympc.Decomposition((10, 9), comm=comm) as d, pympc.Decomposition((10, 9), comm=comm) as twin, \
+            pympc.Decomposition((9, 10), comm=comm) as other:
+        op = StencilOperator(d)
+        rhs = lambda i, j: 1.0 + 0.1 * i * j  # noqa: E731
+        mine = cg(op, pympc.DistArray.from_function(d, rhs), tol=1e-10)
+        theirs = cg(op, pympc.DistArray.from_function(twin, rhs), tol=1e-10)
+        assert theirs.reason == mine.reason == "converged" and theirs.iterations == mine.iterations
+        assert np.array_equal(theirs.x.gather(root=None), mine.x.gather(root=None))
+        with pytest.raises(pympc.InputError, match="global shapes"):
+            cg(op, pympc.DistArray(other))
