@@ -197,7 +197,7 @@ def test_time_series_and_xdmf_through_vtk(comm, shared_tmp_path, shape, centring
             img = r.GetOutputDataObject(0)
             data = img.GetPointData() if centring == "vertex" else img.GetCellData()
             got = vtk_to_numpy(data.GetArray("u"))
-            # VTK orders points x fastest: our axis 0 is XDMF's slowest, as in C order
+            # VTK's tuples come in the dataset's C order (tests/test_xdmf_vtk.py checks where)
             np.testing.assert_array_equal(got, expect.ravel())
             vec = vtk_to_numpy(data.GetArray("v"))
             assert vec.shape == (int(np.prod(shape)), 3) and (vec == np.arange(3.0)).all()
@@ -317,4 +317,39 @@ def test_write_block_each_rank_writes_its_part(comm, shared_tmp_path):
     def check():
         with h5py.File(path, "r") as f:
             assert np.array_equal(f["b"][...], glob) and f["b"].attrs["k"] == 1
+    on_root(comm, check)
+
+
+@pytest.mark.mpi
+def test_every_supported_dtype_written_and_read_back_exactly(comm, shared_tmp_path):
+    """Each of pympc.array.SUPPORTED_DTYPES (float16 and bool included), scalar and with
+    components, written collectively: h5py sees the dtype and every value (the type's
+    extremes included), and a read on another process grid gives them back."""
+    from io_dtypes import values
+
+    path = str(shared_tmp_path / "dtypes.h5")
+    shape, size = (9, 7), comm.Get_size()
+    glob = {}
+    with pympc.Decomposition(shape, comm=comm) as d:
+        with io.File(path, "w", comm=comm) as f:
+            for i, dt in enumerate(pympc.array.SUPPORTED_DTYPES):
+                for comps in ((), (3,)):
+                    name = f"{dt.name}{comps}"
+                    glob[name] = values(dt, shape + comps, seed=i)
+                    a = pympc.DistArray(d, dt, comps)
+                    a.owned[...] = glob[name][owned_global(d)]
+                    f.write(name, a)
+    fails = []
+    with pympc.Decomposition(shape, comm=comm, dims=(1, size)) as d2, io.File(path, "r", comm=comm) as f:
+        for name, x in glob.items():
+            b = f.read(name, d2)
+            if b.dtype != x.dtype or b.components != x.shape[2:] or \
+                    not np.array_equal(b.owned, x[owned_global(d2)]):
+                fails.append(name)
+    assert not any(comm.allgather(fails)), comm.allgather(fails)
+
+    def check():
+        with h5py.File(path, "r") as f:
+            for name, x in glob.items():
+                assert f[name].dtype == x.dtype and np.array_equal(f[name][...], x), name
     on_root(comm, check)
