@@ -25,6 +25,9 @@ import atexit
 import functools
 import math
 import os
+import shutil
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -66,6 +69,7 @@ _seen = None             # the call the thread saw last, and when it first saw i
 _first = 0.0
 _thread: threading.Thread | None = None
 _comm = None
+_peers: list = []        # (host, pid) of every rank: py-spy reads the stack of a silent one
 _stop = threading.Event()
 _clock = time.monotonic
 
@@ -120,6 +124,7 @@ def start() -> None:
     # error handling or of another pympc layer
     _comm = _world.Dup()
     _comm.Set_errhandler(MPI.ERRORS_RETURN)  # a rank that has left must not kill the report
+    _peers[:] = _comm.allgather((socket.gethostname(), os.getpid()))
     _thread = threading.Thread(target=_watch, name="pympc-hang-watchdog", daemon=True)
     _thread.start()
     # Python's atexit handlers run before mpi4py finalizes MPI: the thread is out of MPI
@@ -263,11 +268,13 @@ def _report(states) -> None:
              f"communicator must call its collectives, in the same order (one inside "
              f"`if rank == 0:` waits forever). Each rank's Python stack follows; aborting "
              f"the job."]
+    silent = _py_spy([r for r in range(_size) if r not in states])
     for r in range(_size):
         s = states.get(r)
         if s is None:
             lines.append(f"[rank {r}] no answer (the rank has finished, or compiled code "
-                         f"holds its interpreter lock)")
+                         f"holds its interpreter lock){silent[r][0]}")
+            lines.extend(f"[rank {r}] {line}" for line in silent[r][1])
             continue
         _, name, waited, stack = s
         if name is None:
@@ -278,3 +285,39 @@ def _report(states) -> None:
         lines.extend(f"[rank {r}] {line}" for line in stack.rstrip("\n").split("\n") if line)
     sys.stderr.write("\n".join(lines) + "\n")
     sys.stderr.flush()
+
+
+def _py_spy(ranks) -> dict:
+    """rank -> (note, stack lines) for ranks that did not answer: py-spy (the test extra
+    installs it) reads a process's Python stack from outside, without its GIL; only
+    ranks on this host, at most 16, all at once, 15 s at most."""
+    exe = shutil.which("py-spy") or shutil.which("py-spy", path=os.path.dirname(sys.executable))
+    here = socket.gethostname()
+    out = {r: ("", []) for r in ranks}
+    if not ranks:
+        return out
+    if exe is None:
+        return {r: ("; install py-spy to see its stack", []) for r in ranks}
+    local = [r for r in ranks if _peers and _peers[r][0] == here][:16]
+    for r in ranks:
+        if r not in local:
+            out[r] = (f"; on host {_peers[r][0]}" if _peers else "", [])
+    procs = {}
+    for r in local:
+        try:
+            procs[r] = subprocess.Popen([exe, "dump", "--nonblocking", "--pid", str(_peers[r][1])],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        except OSError as e:
+            out[r] = (f"; py-spy failed: {e}", [])
+    end = _clock() + 15.0
+    for r, p in procs.items():
+        try:
+            text = p.communicate(timeout=max(0.1, end - _clock()))[0]
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out[r] = ("; py-spy took too long", [])
+            continue
+        lines = [line for line in text.splitlines() if line.strip()]
+        out[r] = ("; py-spy dump of its process:" if p.returncode == 0 else
+                  "; py-spy could not read it:", lines[:60])
+    return out
