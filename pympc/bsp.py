@@ -41,6 +41,7 @@ from mpi4py import MPI
 
 from . import profile as _profile
 from .runtime import InputError, get_comm
+from .watchdog import watched as _watched
 
 _PUT, _GET, _MSG = 1, 2, 3
 _INLINE = 4                  # records carried in the count row itself
@@ -336,6 +337,7 @@ class BSP:
             yield self._queue[self._qpos - 1]
 
     # -- the superstep boundary ---------------------------------------------------------------
+    @_watched("BSP.sync")
     def sync(self, label="sync") -> None:
         """Collective. End the superstep: deliver every put, get and message, apply the
         registrations, and record the superstep under ``label`` in the cost log."""
@@ -603,6 +605,7 @@ class BSP:
             reg._dead = True
 
     # -- lifetime ------------------------------------------------------------------------------
+    @_watched("BSP.close")
     def close(self) -> None:
         """Collective. Free the window and the duplicated communicator (pending traffic
         of an unfinished superstep is dropped)."""
