@@ -109,34 +109,29 @@ class TimeLoop:
         """Collective. Continue from the newest checkpoint in ``ck``; raises
         :class:`pympc.InputError` when there is none, or when it is of another solver or
         of other physics (see :meth:`run`). Returns True."""
-        r = self._load_checkpoint(ck, allow_changed)
-        self._apply(r)
+        info = self._checkpoint_info(ck, allow_changed)
+        self._apply(info, ck.load(self.decomp, step=info.step))
         return True
 
-    def _load_checkpoint(self, ck, allow_changed):
-        """Collective. The newest checkpoint, checked against this solver; nothing is
-        changed on the solver yet (so a refusal leaves it as it was)."""
-        if ck.latest() is None:
-            raise InputError(f"restart requested, but the checkpoint directory {ck.directory} holds no intact "
-                             f"checkpoint ({ck.prefix}_*.h5): nothing to continue from (run without "
-                             "restart to start a new run)")
-        r = ck.load(self.decomp)
-        path = ck.path(r.step)
-        if r.state.get("solver") != self.name:
-            raise InputError(f"checkpoint {path} is of solver {r.state.get('solver')!r}, not {self.name!r}")
-        check_physics(path, r.state.get("params"), self.parameters(), allow_changed,
-                      get_logger(self.name))
-        dt = float(r.state["dt"])
+    def _checkpoint_info(self, ck, allow_changed):
+        """Collective. The newest intact checkpoint's description (read without its
+        fields), checked against this solver; nothing is changed on the solver or on
+        disk, so a refusal leaves both as they were."""
+        info = restart_point(ck, self.name, self.parameters(), allow_changed, get_logger(self.name))
+        dt = float(info.state["dt"])
         if self.dt_limit is not None and dt > self.dt_limit * (1 + 1e-12):
-            raise InputError(f"checkpoint {path} has dt={dt:g}, above this solver's stability limit "
+            raise InputError(f"checkpoint {info.path} has dt={dt:g}, above this solver's stability limit "
                              f"{self.dt_limit:g} (the physics changed): a restart keeps the checkpoint's "
                              "dt, so it cannot continue stably")
-        return r
+        return info
 
-    def _apply(self, r):
+    def _apply(self, info, r):
         self.set_fields(r.fields)
-        self.step_count = int(r.state["step"])
-        self.dt = float(r.state["dt"])
+        self.step_count = int(info.step)
+        self.dt = float(info.state["dt"])
+
+    def _save(self, ck, step):
+        ck.save(step, self.fields(), self.state(), physics=self.parameters())
 
     def _on_signal(self, signum, frame):
         self._signalled = True
@@ -191,17 +186,17 @@ class TimeLoop:
         if restart and checkpoint is None:
             raise InputError("restart=True needs checkpoint= (the directory or Checkpointer to continue from)")
         ck = open_checkpointer(checkpoint, self.comm, must_exist=restart)
-        r = self._load_checkpoint(ck, allow_changed) if restart else None
-        dt = float(r.state["dt"]) if r is not None else float(self.dt)
-        fresh = r is None and self.step_count == 0
+        info = self._checkpoint_info(ck, allow_changed) if restart else None
+        dt = float(info.state["dt"]) if info is not None else float(self.dt)
+        fresh = info is None and self.step_count == 0
         if t_end is not None:
             if fresh:  # a whole number of steps ends exactly at t_end
                 dt = t_end / max(1, math.ceil(t_end / dt - 1e-9))
             steps = int(round(t_end / dt))
         steps = int(steps)
-        at = r.step if r is not None else self.step_count
+        at = info.step if info is not None else self.step_count
         if at > steps:
-            where = f"checkpoint {ck.path(r.step)}" if r is not None else f"{self.name} solver"
+            where = f"checkpoint {info.path}" if info is not None else f"{self.name} solver"
             raise InputError(f"{where} is at step {at} (t={at * dt:.6g}), past the requested end: step {steps}"
                              + (f" (t_end={t_end:g})" if t_end is not None else "")
                              + "; nothing was run and no file was changed")
@@ -209,23 +204,23 @@ class TimeLoop:
             raise InputError(f"the checkpoint directory {ck.directory} already holds checkpoints "
                              f"{ck.steps()} of an earlier run: pass restart=True to continue it, or "
                              "overwrite=True to start afresh (deleting them)")
-        stored = {**self.parameters(), **({"job": params} if params is not None else {})}
-        out = output
+        r = ck.load(self.decomp, step=info.step) if info is not None else None  # reads, changes nothing
         if r is not None and at == steps:  # already at the end: continue nothing, touch no file
-            self._apply(r)
-            self.dt = dt
+            self._apply(info, r)
             if progress is not None:
                 log.info("nothing to do: checkpoint %s is at the requested end, step %d (t=%.6g)",
-                         ck.path(r.step), self.step_count, self.t)
+                         info.path, self.step_count, self.t)
             return self
+        out = output
         if output is not None and not isinstance(output, Output):
+            stored = {**self.parameters(), **({"job": params} if params is not None else {})}
             out = Output(output, self.decomp, mode="w" if fresh else "a", params=stored, units=units,
                          overwrite=overwrite, restart_step=None if fresh else at, comm=self.comm)
         # every check passed: from here on the run changes files and the solver
         if fresh and ck is not None and overwrite:
-            remove_checkpoints(ck)
+            ck.clear()
         if r is not None:
-            self._apply(r)
+            self._apply(info, r)
         self.dt = dt
         return self._loop(steps, out, ck, checkpoint_every, output_every, progress, signals,
                           signal_check_every, log, fresh)
@@ -249,12 +244,12 @@ class TimeLoop:
                 if out is not None and output_every and n % output_every == 0 and n < steps:
                     out.write(n, self.t, **self.fields())
                 if ck is not None and checkpoint_every and n % checkpoint_every == 0 and n < steps:
-                    ck.save(n, self.fields(), self.state())
+                    self._save(ck, n)
                 if signals and n % signal_check_every == 0:
                     flag = self.comm.allreduce(1 if self._signalled else 0, op=MPI.MAX)
                     if flag:
                         if ck is not None:
-                            ck.save(n, self.fields(), self.state())
+                            self._save(ck, n)
                         log.warning("signal received: checkpointed at step %d (t=%g), stopping", n, self.t)
                         self.interrupted = True
                         return self
@@ -272,7 +267,7 @@ class TimeLoop:
             if out is not None and (advanced or self.step_count == 0):
                 out.write(self.step_count, self.t, **self.fields())
             if ck is not None and (advanced or fresh):
-                ck.save(self.step_count, self.fields(), self.state())
+                self._save(ck, self.step_count)
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
@@ -297,18 +292,24 @@ def open_checkpointer(checkpoint, comm, must_exist=False):
     return Checkpointer(checkpoint, comm=comm)
 
 
-def remove_checkpoints(ck):
-    """Collective. Delete the checkpoints in ``ck`` (``overwrite=True`` of a fresh run)."""
-    err = None
-    if ck.comm.Get_rank() == 0:
-        try:
-            for step in ck.steps_local():
-                os.unlink(ck.path(step))
-        except OSError as e:
-            err = f"cannot remove the old checkpoints in {ck.directory}: {e}"
-    err = ck.comm.bcast(err, root=0)
-    if err:
-        raise InputError(err)
+def restart_point(ck, solver, physics, allow_changed=(), log=None):
+    """Collective. The newest intact checkpoint in ``ck`` (its
+    :class:`pympc.checkpoint.CheckpointInfo`; the fields are not read), checked before a
+    restart: :class:`pympc.InputError` (the same on every rank; nothing is changed) when
+    there is none (naming the directory), when it was written by another ``solver``, or
+    when its stored physics differ from ``physics`` (see :func:`check_physics`)."""
+    found = ck.checkpoints()
+    if not found:
+        raise InputError(f"restart requested, but the checkpoint directory {ck.directory} holds no intact "
+                         f"checkpoint ({ck.prefix}_*.h5): nothing to continue from (run without restart "
+                         "to start a new run)")
+    info = found[-1]
+    if info.state.get("solver") != solver:
+        raise InputError(f"checkpoint {info.path} is of solver {info.state.get('solver')!r}, not {solver!r}")
+    # physics as an attribute (pympc.checkpoint stores them since issue 12); before, in the state
+    stored = info.physics if info.physics is not None else info.state.get("params")
+    check_physics(info.path, stored, physics, allow_changed, log)
+    return info
 
 
 # -- physics: what a solver stores and a restart compares --------------------------------

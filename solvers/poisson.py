@@ -24,13 +24,12 @@ from mpi4py import MPI
 
 import pympc
 from pympc import kernels, profile
-from pympc.checkpoint import Checkpointer
 from pympc.output import Output, check_new_path
 from pympc.runtime import InputError, get_comm, get_logger
 
 from .boundary import Boundaries
 from .heat import _field
-from .loop import check_physics, field_checksum, grid_parameters, open_checkpointer, remove_checkpoints
+from .loop import field_checksum, grid_parameters, open_checkpointer, restart_point
 from .result import Result, verdict
 
 
@@ -138,30 +137,24 @@ class Poisson:
             raise InputError("restart=True needs checkpoint= (the directory or Checkpointer to continue from)")
         label = f"poisson-{method}"
         ck = open_checkpointer(checkpoint, self.comm, must_exist=restart)
-        r = None
+        info = None
         if restart:
-            if ck.latest() is None:
-                raise InputError(f"restart requested, but the checkpoint directory {ck.directory} holds no intact "
-                                 f"checkpoint ({ck.prefix}_*.h5): nothing to continue from (solve without "
-                                 "restart to start afresh)")
-            r = ck.load(self.decomp)
-            path = ck.path(r.step)
-            if r.state.get("solver") != label:
-                raise InputError(f"checkpoint {path} is of {r.state.get('solver')!r}, not {label}")
-            check_physics(path, r.state.get("params"), self.parameters(), allow_changed, get_logger("poisson"))
-            if int(r.state["iteration"]) > int(maxiter):
-                raise InputError(f"checkpoint {path} is at iteration {int(r.state['iteration'])}, past the "
-                                 f"requested end maxiter={int(maxiter)}; nothing was run and no file was changed")
-        fresh = r is None
+            info = restart_point(ck, label, self.parameters(), allow_changed, get_logger("poisson"))
+            if int(info.state["iteration"]) > int(maxiter):
+                raise InputError(f"checkpoint {info.path} is at iteration {int(info.state['iteration'])}, past "
+                                 f"the requested end maxiter={int(maxiter)}; nothing was run and no file was "
+                                 "changed")
+        fresh = info is None
         if fresh and ck is not None and not overwrite and ck.steps():
             raise InputError(f"the checkpoint directory {ck.directory} already holds checkpoints "
                              f"{ck.steps()} of an earlier solve: pass restart=True to continue it, or "
                              "overwrite=True to start afresh (deleting them)")
         if output is not None and not isinstance(output, Output) and fresh and not overwrite:
             check_new_path(output, self.comm)  # now, not after the iterations
+        r = ck.load(self.decomp, step=info.step) if info is not None else None
         # every check passed: from here on the solve changes files and the iterate
         if fresh and ck is not None and overwrite:
-            remove_checkpoints(ck)
+            ck.clear()
         fnorm = self._norm_f()
         r0 = self._residual()
         scale = fnorm if fnorm > 0 else (r0 if r0 > 0 else 1.0)
@@ -176,7 +169,7 @@ class Poisson:
 
         def save(n):
             ck.save(n, {"u": self.u}, {"solver": label, "iteration": n, "history": history, "tol": tol,
-                                       "params": physics})
+                                       "params": physics}, physics=physics)
         while reason is None:
             self.iterate(method, omega)
             it += 1

@@ -524,6 +524,8 @@ def test_physics_stored_and_other_physics_refused(comm, shared_tmp_path):
                 assert json.loads(ds.attrs["axes"]) == ["x", "y"]
             with h5py.File(os.path.join(ck, "checkpoint_00000006.h5")) as f:
                 assert json.loads(f.attrs["parameters"])["alpha"] == 0.5
+                assert f["physics"].attrs["alpha"] == 0.5 and json.loads(f["physics"].attrs["bc"])["x-"] == \
+                    ["dirichlet", 1.0]
                 assert float(f.attrs["time"]) == pytest.approx(6 * dt)  # an attribute, not only JSON
         on_root(comm, check)
         before = files(comm, top)
