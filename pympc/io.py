@@ -337,14 +337,15 @@ class File:
         if isinstance(info, str):
             raise InputError(info)
         shape, ds_dtype = info
-        shapes = comm.allgather(None if decomp is None else decomp.shape)
-        grid = next((s for s in shapes if s is not None), None)
+        # the ranks that read the field say what they want; ranks outside it (decomp None)
+        # take that, so every rank reaches the same verdict on the dtype below
+        wants = comm.allgather(None if decomp is None else (decomp.shape, dtype))
+        grid, dtype = next((w for w in wants if w is not None), (None, None))
         if grid is None:
             raise InputError(f"read({name!r}): no rank passed a decomposition")
         if tuple(shape[:len(grid)]) != tuple(grid):
             raise InputError(f"dataset {name!r} has shape {tuple(shape)}, which does not match the "
                              f"decomposition's {tuple(grid)}")
-        # every rank sees the same (stored, dtype): the same verdict everywhere
         memory, want = read_dtypes(self.path, name, ds_dtype, dtype)
         comps = tuple(shape[len(grid):])
         if out is not None and out.components != comps:

@@ -353,3 +353,24 @@ def test_every_supported_dtype_written_and_read_back_exactly(comm, shared_tmp_pa
             for name, x in glob.items():
                 assert f[name].dtype == x.dtype and np.array_equal(f[name][...], x), name
     on_root(comm, check)
+
+
+@pytest.mark.mpi
+def test_unsafe_dtype_for_a_field_on_some_ranks_is_one_error_everywhere(comm, shared_tmp_path):
+    """Ranks outside the field's communicator pass no dtype: they take the field ranks'
+    verdict and raise the same InputError instead of waiting in the collective read."""
+    path = str(shared_tmp_path / "some.h5")
+    rank, size = comm.Get_rank(), comm.Get_size()
+    inside = rank < max(1, size // 2)
+    sub = comm.Split(0 if inside else 1, rank)
+    d = pympc.Decomposition((6, 5), comm=sub) if inside else None
+    a = pympc.DistArray.from_function(d, lambda i, j: i + 0.5 * j) if inside else None
+    with io.File(path, "w", comm=comm) as f:
+        f.write("u", a)
+        _same_error(comm, lambda: f.read("u", d, dtype=np.float32 if inside else None),
+                    "does not convert safely to float32")
+        back = f.read("u", d, dtype=np.complex128 if inside else None)
+    if inside:
+        assert back.dtype == np.complex128 and np.array_equal(back.owned, a.owned)
+        d.close()
+    sub.Free()
