@@ -7,11 +7,20 @@ Semantics (see the BSP guide for the full rules and an example):
   sync. A registration is identified by its **order**: the k-th ``register`` call on
   every rank names one distributed variable (its local arrays may differ in size per
   rank but share the dtype). :meth:`BSP.deregister` also takes effect at the next sync.
+  When the ranks' calls do not match, that sync delivers the superstep's communication,
+  refuses every register/deregister call of the superstep on every rank (no index is
+  used up, nothing is withdrawn) and raises :class:`~pympc.InputError` on every rank:
+  the program may catch it and go on.
 * :meth:`BSP.put` copies its source at once (it may change afterwards) and writes the
-  destination at the next sync; :meth:`BSP.hpput` reads its source during the sync (no
-  copy: leave it alone until then). :meth:`BSP.get` reads the remote value **during
-  the sync, before any put of the superstep writes**, and fills its local destination
-  by the time sync returns.
+  destination at the next sync; its source must cast to the registration's dtype under
+  numpy's ``"safe"`` rule, else :class:`~pympc.InputError` at the call.
+  :meth:`BSP.hpput` reads its source during the sync (no copy: leave it alone until
+  then). :meth:`BSP.get` reads the remote value during the sync.
+* **every read of a sync sees memory as it was at the end of the computation phase**
+  (BSPlib's order): first all get and hpput sources are read, then the get destinations
+  are written (in issue order), then the puts (below). A get whose destination is
+  another get's (or an hpput's) source, on this rank or another, still reads the old
+  value; where a get's destination is also a put's, the put wins.
 * **two puts to one location** in one superstep: the put from the highest-numbered
   source rank wins; among one rank's puts, the one issued last.
 * :meth:`BSP.send` queues a message (an integer tag and a numeric array) for any rank;
@@ -24,7 +33,11 @@ puts, into every rank it has traffic for, one row: record count, data bytes and 
 put/get/message records inline), then **one message per rank pair** carrying all the data
 for that pair (plus one for the header when more than 4 records, and one reply when the
 pair has gets). Data moves from the put sources (or the put buffers) straight into the
-destination arrays through MPI derived datatypes, no packing in Python. An empty
+destination arrays through MPI derived datatypes, no packing in Python. Every value a
+rank serves (get replies, its gets from itself) is copied before it posts a receive or
+writes anything; writes that overlap (two puts, a put and a get destination, two get
+destinations) go through a buffer and are applied in the order above, and an hpput
+source that a write of the sync overlaps is copied first. An empty
 superstep is one ``MPI_Win_fence``, about the cost of ``MPI_Barrier``. Every sync
 records its compute, words, communication and sync time into the cost log
 (:mod:`pympc.profile`).
@@ -33,6 +46,7 @@ records its compute, words, communication and sync time into the cost log
 from __future__ import annotations
 
 import atexit
+from bisect import bisect_left
 from contextlib import contextmanager
 from time import perf_counter as _perf
 
@@ -63,7 +77,7 @@ class Registration:
     array, ``sizes`` the element count of every rank's array (known once active).
     """
 
-    __slots__ = ("index", "array", "dtype", "bytes", "addr", "sizes", "active", "_dead")
+    __slots__ = ("index", "array", "dtype", "bytes", "addr", "sizes", "active", "_dead", "_refused")
 
     def __init__(self, index, array):
         self.index = index
@@ -74,9 +88,11 @@ class Registration:
         self.sizes = None
         self.active = False
         self._dead = False
+        self._refused = False
 
     def __repr__(self):
-        state = "active" if self.active else ("deregistered" if self._dead else "pending")
+        state = "active" if self.active else "refused" if self._refused else \
+            "deregistered" if self._dead else "pending"
         return f"Registration({self.index}, {self.dtype}, {self.array.shape}, {state})"
 
 
@@ -135,13 +151,34 @@ def _blocks_spec(blocks):
 
 
 def _overlap(iv):
-    """True if two of the (registration, start, end) byte intervals overlap."""
+    """True if two of the [start, end) address intervals overlap (empty ones never do)."""
     if len(iv) > 64:
         x = np.array(iv, np.int64)
-        x = x[np.lexsort((x[:, 1], x[:, 0]))]
-        return bool(((x[1:, 0] == x[:-1, 0]) & (x[1:, 1] < x[:-1, 2])).any())
-    iv.sort()
-    return any(p[0] == q[0] and q[1] < p[2] for p, q in zip(iv, iv[1:]))
+        x = x[np.argsort(x[:, 0], kind="stable")]
+        return bool((x[1:, 0] < np.maximum.accumulate(x[:-1, 1])).any())
+    iv = sorted(iv)
+    end = iv[0][1]
+    for a, e in iv[1:]:
+        if a < end:
+            return True
+        end = max(end, e)
+    return False
+
+
+def _hits(iv):
+    """A test ``hit(start, end)``: does [start, end) overlap one of the address intervals
+    ``iv``? (Sorted starts and the running maximum of the ends: one bisection a query.)"""
+    iv = sorted(iv)
+    starts = [a for a, _ in iv]
+    reach, m = [], -1
+    for _, e in iv:
+        m = max(m, e)
+        reach.append(m)
+
+    def hit(a, e):
+        k = bisect_left(starts, e)      # the intervals that start before this one ends
+        return k > 0 and reach[k - 1] > a
+    return hit
 
 
 class BSP:
@@ -178,7 +215,9 @@ class BSP:
         self._pend_reg: list = []
         self._pend_dereg: list = []
         self._out: dict = {}
-        self._gets: dict = {}
+        self._gets: dict = {}     # source rank -> [(issue number, destination bytes, address)]
+        self._ngets = 0
+        self._hp: list = []       # (_Out, index into its views) of each hpput with data
         self._busy = False
         self._queue: list = []
         self._qpos = 0
@@ -217,6 +256,9 @@ class BSP:
         self._busy = True
 
     def _target(self, pid, reg, offset, n):
+        if isinstance(reg, Registration) and reg._refused:
+            raise InputError(f"{reg!r} is not active: the sync after register() refused it "
+                             f"(the ranks' register()/deregister() calls did not match)")
         if not isinstance(reg, Registration) or not reg.active:
             raise InputError(f"{reg!r} is not active: a registration takes effect at the next sync")
         if not 0 <= pid < self.nprocs:
@@ -234,14 +276,18 @@ class BSP:
 
     # -- one-sided communication -----------------------------------------------------------
     def put(self, pid: int, src, reg: Registration, offset: int = 0) -> None:
-        """Local. Write ``src`` (cast to the registration's dtype) into rank ``pid``'s
-        array of ``reg`` at element ``offset``, at the next sync. ``src`` is copied now."""
+        """Local. Write ``src`` into rank ``pid``'s array of ``reg`` at element ``offset``,
+        at the next sync. ``src`` is copied now, cast to the registration's dtype where
+        numpy's ``"safe"`` rule allows (int32 into int64, float32 into float64, ...); any
+        other dtype raises :class:`~pympc.InputError` naming both, and nothing is queued."""
         if type(src) is not np.ndarray:
             src = np.asarray(src)
         n = src.size
         if type(reg) is not Registration or not reg.active or not 0 <= pid < self.nprocs \
                 or not 0 <= offset <= reg.sizes[pid] - n:
             self._target(pid, reg, offset, n)
+        if src.dtype != reg.dtype:
+            self._check_cast(src.dtype, reg)
         isz = reg.dtype.itemsize
         nbytes = n * isz
         o = self._out.get(pid)
@@ -252,15 +298,17 @@ class BSP:
         if nbytes:
             ar = self._arena
             buf, off = ar.take(nbytes)
-            np.copyto(buf[off:off + nbytes].view(reg.dtype).reshape(src.shape), src, casting="unsafe")
+            np.copyto(buf[off:off + nbytes].view(reg.dtype).reshape(src.shape), src, casting="safe")
             o.views.append((buf, off, nbytes, ar.addr + off))
             o.nbytes += nbytes
 
     def hpput(self, pid: int, src, reg: Registration, offset: int = 0) -> None:
         """Local. :meth:`put` without the copy: ``src`` is read during the next sync, so
-        it must not change until the sync returns (nor be a destination of this
-        superstep's puts or gets). A source that is not a C-contiguous array of the
-        registration's dtype is copied as by :meth:`put`."""
+        the program must not change it until the sync returns. It is read as it was at
+        the end of the computation phase even where it is a destination of this
+        superstep's puts or gets (the sync then copies it before writing). A source that
+        is not a C-contiguous array of the registration's dtype is copied as by
+        :meth:`put` (and cast by the same safe rule)."""
         if type(src) is not np.ndarray or type(reg) is not Registration or src.dtype != reg.dtype \
                 or not src.flags.c_contiguous:
             return self.put(pid, src, reg, offset)
@@ -275,26 +323,42 @@ class BSP:
         o.recs.append((_PUT, reg.index, int(offset) * reg.dtype.itemsize, nbytes))
         if nbytes:
             b = src.view(np.uint8) if src.ndim == 1 else src.reshape(-1).view(np.uint8)
+            self._hp.append((o, len(o.views)))
             o.views.append((b, 0, nbytes, MPI.Get_address(b)))
             o.nbytes += nbytes
 
     def get(self, pid: int, reg: Registration, offset: int, out):
         """Local. Read elements ``offset ...`` of rank ``pid``'s array of ``reg`` into
         ``out`` (an array of the registration's dtype, or an element count: a new array
-        is made). The value is read at the next sync before any put writes; ``out`` is
-        filled when the sync returns. Returns ``out``."""
+        is made). The value read is the one at the end of the computation phase, before
+        any get or put of the superstep writes; ``out`` is written when the sync returns
+        (gets in issue order, then puts: a put to the same place wins). Returns ``out``."""
         if isinstance(reg, Registration) and isinstance(out, (int, np.integer)):
             out = np.empty(int(out), reg.dtype)
-        if (not isinstance(out, np.ndarray) or not isinstance(reg, Registration) or out.dtype != reg.dtype
+        if (not isinstance(out, np.ndarray) or not isinstance(reg, Registration)
                 or not out.flags.c_contiguous or not out.flags.writeable):
             raise InputError("get needs a writable C-contiguous array of the registration's dtype "
                              "(or an element count)")
+        if out.dtype != reg.dtype:
+            raise InputError(f"get from registration {reg.index} ({reg.dtype}) into an array of {out.dtype}: "
+                             f"gets move the registration's bytes, so out must be of dtype {reg.dtype}")
         offset = int(offset)
         self._target(pid, reg, offset, out.size)
         o = self._dest(pid)
         o.recs.append((_GET, reg.index, offset * reg.dtype.itemsize, out.nbytes))
-        self._gets.setdefault(pid, []).append(out.reshape(-1).view(np.uint8))
+        v = out.reshape(-1).view(np.uint8)
+        self._gets.setdefault(pid, []).append((self._ngets, v, MPI.Get_address(v) if v.size else 0))
+        self._ngets += 1
         return out
+
+    @staticmethod
+    def _check_cast(dtype, reg):
+        # The registration's dtype is the same on every rank (the sync that activated it
+        # checked), so the sender decides here, at the call, for the receiver.
+        if not np.can_cast(dtype, reg.dtype, "safe"):
+            raise InputError(f"put of {dtype} into registration {reg.index} ({reg.dtype}) needs an unsafe "
+                             f"cast: only safe casts are allowed (numpy's 'safe' rule); convert the "
+                             f"source to {reg.dtype} yourself if the values fit")
 
     # -- messages ------------------------------------------------------------------------------
     def send(self, pid: int, tag: int, payload) -> None:
@@ -406,13 +470,6 @@ class BSP:
                 self._rowtypes[(par, k)] = t
             self._win.Accumulate([rowbuf[j, :1 + k], MPI.INT64_T], j, (0, 1, t), op=MPI.BOR)
 
-    def _fail(self, message):
-        self._out, self._gets, self._pend_reg, self._pend_dereg = {}, {}, [], []
-        self._busy = False
-        self._parity ^= 1
-        self._arena.used = 0
-        raise InputError(message)
-
     def _exchange(self, label, t0, t1):
         P, me, par = self.nprocs, self.pid, self._parity
         comm = self.comm
@@ -425,15 +482,17 @@ class BSP:
             nrecs, dbytes, marks = rows[:_HEAD].tolist()
         mark = 1 + len(self._pend_reg) + (len(self._pend_dereg) << 20) \
             if (self._pend_reg or self._pend_dereg) else 0
-        o = self._out.get(me)  # this rank's own traffic never goes through the window
-        nrecs[me], dbytes[me], marks[me] = (len(o.recs), o.nbytes, mark) if o else (0, 0, mark)
-        if (mark or any(marks)) and marks.count(mark) != P:
-            rows[...] = 0
-            self._bells[par] = 0
-            self._fail(f"register()/deregister() calls differ between ranks before this sync "
-                       f"(ranks {[r for r in range(P) if marks[r] != marks[0]]} differ from rank 0)")
-        srcs = [s for s in range(P) if nrecs[s]]
         out, gets, regs = self._out, self._gets, self._regs
+        o = out.get(me)  # this rank's own traffic never goes through the window
+        nrecs[me], dbytes[me], marks[me] = (len(o.recs), o.nbytes, mark) if o else (0, 0, mark)
+        # Every rank sees every rank's mark (a rank with registration changes posts a row
+        # to all), so this decision and its message are the same on every rank.
+        refused = None
+        if (mark or any(marks)) and marks.count(mark) != P:
+            refused = (f"register()/deregister() calls differ between ranks before this sync "
+                       f"(ranks {[r for r in range(P) if marks[r] != marks[0]]} differ from rank 0); "
+                       f"this superstep's register()/deregister() calls are refused on every rank")
+        srcs = [s for s in range(P) if nrecs[s]]
         hreqs, recvs, sends, keep = [], [], [], []
         # headers: inline in the count rows, or one message per pair
         hdrs = {}
@@ -449,44 +508,30 @@ class BSP:
                 hreqs.append(comm.Irecv([hdrs[s], MPI.INT64_T], s, _TAG_HDR + par))
         rows[...] = 0
         self._bells[par] = 0
-        # this rank's data: one message per destination, straight from the put buffers
-        sent = recvd = 0
         for j, o in out.items():
-            sent += o.nbytes
-            if j == me:
-                continue
-            if len(o.recs) > _INLINE:
+            if j != me and len(o.recs) > _INLINE:
                 o.hdr = np.array(o.recs, np.int64)
                 sends.append(comm.Isend([o.hdr, MPI.INT64_T], j, _TAG_HDR + par))
-            if o.nbytes:
-                if len(o.views) == 1:
-                    b, off, n, _ = o.views[0]
-                    spec = [b[off:off + n], MPI.BYTE]
-                else:
-                    spec, t = _blocks_spec([(v[3], v[2], v[0], v[1]) for v in o.views])
-                    keep.append(t)
-                sends.append(comm.Isend(spec, j, _TAG_DATA + par))
-        # replies to this rank's gets land straight in the destination arrays
-        for s, views in gets.items():
-            if s != me:
-                spec, t = _blocks_spec([(MPI.Get_address(v), v.nbytes, v, 0) for v in views])
-                keep.append(t)
-                recvd += sum(v.nbytes for v in views)
-                recvs.append(comm.Irecv(spec, s, _TAG_REPLY + par))
         if hreqs:
             MPI.Request.Waitall(hreqs)
             for s in srcs:
                 if isinstance(hdrs[s], np.ndarray):
                     hdrs[s] = hdrs[s].tolist()
-        # one pass over the records: serve gets now (before any put of this superstep
-        # lands), note where puts and messages go
+        # 1. Every read of the sync, before anything is written on this rank (BSPlib: get
+        # sources are read at the end of the computation phase): the values this rank
+        # serves to other ranks' gets and to its own are copied out now. Nothing arrives
+        # earlier: all writes into this rank's memory are its own receives, posted below.
         ra = self._rarena[par]
         ra.used = 0
-        plan = {}      # source -> receive blocks
-        intervals = []
+        plan = {}      # source -> receive blocks of its puts and messages
+        writes = []    # [start, end) address of every write into this rank's memory
         queue = []
-        myviews = iter(out[me].views) if me in out else None
-        mine = []      # this rank's own puts: (registration, offset, data)
+        mine = []      # this rank's own puts: (registration, byte offset, bytes, view index)
+        replies = []   # (rank, the bytes it asked for)
+        own = []       # the bytes of this rank's gets from itself, in issue order
+        myviews = out[me].views if me in out else None
+        k = 0          # this rank's next own data view
+        sent = recvd = 0
         for s in srcs:
             blocks = []
             want = []
@@ -496,10 +541,10 @@ class BSP:
                     if r is None or not r.active or b < 0 or b + n > r.bytes.size:
                         raise RuntimeError(f"pympc.bsp: bad put into registration {a} (bytes {b}..{b + n})")
                     if n:
-                        intervals.append((a, b, b + n))
+                        writes.append((r.addr + b, r.addr + b + n))
                         if s == me:
-                            v = next(myviews)
-                            mine.append((r, b, v[0][v[1]:v[1] + n]))
+                            mine.append((r, b, n, k))
+                            k += 1
                         else:
                             blocks.append((r.addr + b, n, r.bytes, b))
                 elif kind == _MSG:
@@ -507,39 +552,88 @@ class BSP:
                     q = buf[off:off + n]
                     if s == me:
                         if n:
-                            v = next(myviews)
+                            v = myviews[k]
+                            k += 1
                             q[...] = v[0][v[1]:v[1] + n]  # copied: the put buffers are reused
                     else:
                         blocks.append((ra.addr + off, n, buf, off))
                     queue.append((s, a, q.view(_DTYPES[b])))
                 else:
-                    want.append((a, b, n))
+                    r = regs.get(a)
+                    if r is None or not r.active or b < 0 or b + n > r.bytes.size:
+                        raise RuntimeError(f"pympc.bsp: bad get from registration {a} (bytes {b}..{b + n})")
+                    want.append((r.bytes, b, n))
             if want:
                 if s == me:
-                    for v, (ridx, off, n) in zip(gets[me], want):
-                        v[...] = regs[ridx].bytes[off:off + n]
-                        sent += n
-                        recvd += n
+                    own = [rb[b:b + n].copy() for rb, b, n in want]
+                    nb = sum(w[2] for w in want)
+                    sent += nb
+                    recvd += nb
                 else:
                     rep = np.empty(sum(w[2] for w in want), np.uint8)
                     pos = 0
-                    for ridx, off, n in want:
-                        r = regs.get(ridx)
-                        if r is None or not r.active or off < 0 or off + n > r.bytes.size:
-                            raise RuntimeError(f"pympc.bsp: bad get from registration {ridx}")
-                        rep[pos:pos + n] = r.bytes[off:off + n]
+                    for rb, b, n in want:
+                        rep[pos:pos + n] = rb[b:b + n]
                         pos += n
+                    replies.append((s, rep))
                     sent += rep.nbytes
-                    keep.append(rep)
-                    sends.append(comm.Isend([rep, MPI.BYTE], s, _TAG_REPLY + par))
             plan[s] = blocks
             recvd += dbytes[s]
-        ordered = len(intervals) > 1 and _overlap(intervals)
-        staged = {}
+        for lst in gets.values():
+            for _, v, addr in lst:
+                if v.size:
+                    writes.append((addr, addr + v.size))
+        # hpput sources are read while receives write: copy those a write overlaps
+        if self._hp and writes:
+            if len(writes) * len(self._hp) <= 64:  # a few: a plain scan (no sort, no closure)
+                def hit(a, e):
+                    return any(a < we and ws < e for ws, we in writes)
+            else:
+                hit = _hits(writes)
+            ar = self._arena
+            for o, i in self._hp:
+                b, off, n, addr = o.views[i]
+                if hit(addr, addr + n):
+                    buf, boff = ar.take(n)
+                    buf[boff:boff + n] = b[off:off + n]
+                    o.views[i] = (buf, boff, n, ar.addr + boff)
+        # 2. this rank's data (one message per destination, straight from the put buffers
+        # or hpput sources) and the replies to other ranks' gets
+        for j, o in out.items():
+            sent += o.nbytes
+            if j == me or not o.nbytes:
+                continue
+            if len(o.views) == 1:
+                b, off, n, _ = o.views[0]
+                spec = [b[off:off + n], MPI.BYTE]
+            else:
+                spec, t = _blocks_spec([(v[3], v[2], v[0], v[1]) for v in o.views])
+                keep.append(t)
+            sends.append(comm.Isend(spec, j, _TAG_DATA + par))
+        for s, rep in replies:
+            keep.append(rep)
+            sends.append(comm.Isend([rep, MPI.BYTE], s, _TAG_REPLY + par))
+        # 3. the writes: straight into place when no two overlap, else through buffers and
+        # applied in order (get destinations in issue order, then puts by source rank,
+        # each rank's in issue order)
+        ordered = len(writes) > 1 and _overlap(writes)
+        staged, staged_rep = {}, {}
+        for s, lst in gets.items():
+            if s != me:
+                nb = sum(v.size for _, v, _ in lst)
+                recvd += nb
+                if ordered:
+                    buf, off = ra.take(nb)
+                    staged_rep[s] = buf[off:off + nb]
+                    recvs.append(comm.Irecv([staged_rep[s], MPI.BYTE], s, _TAG_REPLY + par))
+                else:
+                    spec, t = _blocks_spec([(addr, v.size, v, 0) for _, v, addr in lst])
+                    keep.append(t)
+                    recvs.append(comm.Irecv(spec, s, _TAG_REPLY + par))
         for s in srcs:
             if s == me or not dbytes[s]:
                 continue
-            if ordered:  # two puts write one place: through a buffer, applied in order
+            if ordered:
                 buf, off = ra.take(dbytes[s])
                 staged[s] = buf[off:off + dbytes[s]]
                 recvs.append(comm.Irecv([staged[s], MPI.BYTE], s, _TAG_DATA + par))
@@ -553,17 +647,33 @@ class BSP:
                     keep.append(t)
                 recvs.append(comm.Irecv(spec, s, _TAG_DATA + par))
         if not ordered:
-            for r, off, data in mine:
-                r.bytes[off:off + data.size] = data
+            for (_, v, _), val in zip(gets.get(me, ()), own):
+                v[...] = val
+            for r, b, n, i in mine:
+                vb, voff, _, _ = myviews[i]
+                r.bytes[b:b + n] = vb[voff:voff + n]
         MPI.Request.Waitall(recvs + sends)
         for t in keep:
             if type(t) is MPI.Datatype:
                 t.Free()
         if ordered:
+            done = []
+            for s, lst in gets.items():
+                stream, pos = (own, None) if s == me else (staged_rep[s], 0)
+                for j, (seq, v, _) in enumerate(lst):
+                    if pos is None:
+                        done.append((seq, v, stream[j]))
+                    else:
+                        done.append((seq, v, stream[pos:pos + v.size]))
+                        pos += v.size
+            done.sort(key=lambda x: x[0])
+            for _, v, val in done:
+                v[...] = val
             for s in srcs:
                 if s == me:
-                    for r, off, data in mine:
-                        r.bytes[off:off + data.size] = data
+                    for r, b, n, i in mine:
+                        vb, voff, _, _ = myviews[i]
+                        r.bytes[b:b + n] = vb[voff:voff + n]
                 elif s in staged:
                     stream, pos = staged[s], 0
                     qi = iter(q for q in queue if q[0] == s)
@@ -576,33 +686,50 @@ class BSP:
                             continue
                         pos += n
         self._queue, self._qpos = queue, 0
-        self._out, self._gets = {}, {}
+        self._out, self._gets, self._hp = {}, {}, []
+        self._ngets = 0
         self._busy = False
         self._parity = 1 - par
         self._arena.used = 0
-        if mark:
-            self._apply_registrations()
+        if mark or refused:
+            refused = self._apply_registrations(refused)
         t2 = _perf()
         _profile._current.end_bsp_superstep(label, t1 - t0, t2 - t1, (sent + 7) >> 3, (recvd + 7) >> 3, t2)
+        if refused:
+            raise InputError(refused)
 
-    def _apply_registrations(self):
-        info = self.comm.allgather(([(r.array.size, r.dtype.str) for r in self._pend_reg],
-                                    [r.index for r in self._pend_dereg]))
-        regs_new, dereg = self._pend_reg, self._pend_dereg
+    def _apply_registrations(self, refused):
+        """Apply this superstep's register/deregister calls, or refuse all of them
+        (leaving no trace: indices are not used up, nothing is withdrawn). Returns the
+        reason of a refusal, the same on every rank, or None."""
+        new, dereg = self._pend_reg, self._pend_dereg
         self._pend_reg, self._pend_dereg = [], []
-        if any(x[1] != info[0][1] for x in info):
-            raise InputError("deregister() was called for different registrations on different ranks")
-        for i, reg in enumerate(regs_new):
-            dts = {x[0][i][1] for x in info}
-            if len(dts) > 1:
-                raise InputError(f"registration {reg.index} has different dtypes on different ranks: "
-                                 f"{sorted(dts)}")
+        if refused is None:  # the marks agree and are not 0: every rank is here
+            info = self.comm.allgather(([(r.array.size, r.dtype.str) for r in new], [r.index for r in dereg]))
+            if any(x[1] != info[0][1] for x in info):
+                refused = "deregister() was called for different registrations on different ranks"
+            else:
+                for i, reg in enumerate(new):
+                    dts = {x[0][i][1] for x in info}
+                    if len(dts) > 1:
+                        refused = (f"registration {reg.index} has different dtypes on different ranks: "
+                                   f"{sorted(dts)}")
+                        break
+            if refused:
+                refused += "; this superstep's register()/deregister() calls are refused on every rank"
+        if refused:
+            self._nreg -= len(new)
+            for reg in new:
+                reg._refused = True
+            return refused
+        for i, reg in enumerate(new):
             reg.sizes = [x[0][i][0] for x in info]
             reg.active = True
             self._regs[reg.index] = reg
         for reg in dereg:
             reg.active = False
             reg._dead = True
+        return None
 
     # -- lifetime ------------------------------------------------------------------------------
     @_watched("BSP.close")

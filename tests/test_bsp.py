@@ -107,7 +107,7 @@ def test_registrations_are_identified_by_order(bsp):
     assert (ra.index, rb.index) == (0, 1)
     assert ra.sizes == [3 + r for r in range(P)] and rb.sizes == [2 * (r + 1) for r in range(P)]
     for q in range(P):
-        bsp.put(q, np.array([me + 1]), ra, 2 + q)   # the last element of a on rank q
+        bsp.put(q, np.array([me + 1], np.int32), ra, 2 + q)   # the last element of a on rank q
         bsp.put(q, np.array([me + 0.25]), rb, q + 1)
     bsp.sync()
     assert a[-1] == P and (a[:-1] == 0).all()        # highest rank's put wins
@@ -146,6 +146,237 @@ def test_mismatched_registration_raises_on_every_rank(bsp):
     bsp.register(x)
     with pytest.raises(pympc.InputError, match="different dtypes"):
         bsp.sync()
+
+
+@pytest.mark.mpi
+def test_refused_register_leaves_no_trace(bsp):
+    """Issue 12.3: a sync that refuses mismatched register() calls raises on every rank;
+    the program catches it and goes on: the next registration has the same index on
+    every rank, puts and gets through it and the old ones work, and the refused
+    superstep's communication was delivered."""
+    if bsp.nprocs == 1:
+        pytest.skip("needs two ranks to disagree")
+    P, me = bsp.nprocs, bsp.pid
+    x = np.zeros(P)
+    rx = bsp.register(x)
+    bsp.sync()
+    extra = None
+    for who in ([0], list(range(1, P))):           # one rank too many; all but one
+        if me in who:
+            extra = bsp.register(np.zeros(3))
+        bsp.put((me + 1) % P, np.array([me + 1.0]), rx, me)
+        with pytest.raises(pympc.InputError, match="differ between ranks"):
+            bsp.sync()
+        left = (me - 1) % P
+        assert x[left] == left + 1.0               # the superstep's put was delivered
+        x[:] = 0
+    assert extra is None or (not extra.active and "refused" in repr(extra))
+    if extra is not None:
+        with pytest.raises(pympc.InputError, match="refused"):
+            bsp.put(0, np.zeros(1), extra, 0)
+    y = np.arange(4, dtype=np.int64) + 10 * me
+    ry = bsp.register(y)
+    bsp.sync()
+    assert ry.index == 1 and ry.active and rx.active
+    assert bsp.comm.allgather(ry.index) == [1] * P
+    right = (me + 1) % P
+    bsp.put(right, np.array([-me], np.int64), ry, 0)
+    got = bsp.get(right, ry, 1, 3)
+    bsp.put(right, np.array([float(me)]), rx, me)
+    bsp.sync()
+    assert got.tolist() == [10 * right + k for k in (1, 2, 3)]
+    assert y.tolist() == [-((me - 1) % P)] + [10 * me + k for k in (1, 2, 3)]
+    assert x[(me - 1) % P] == (me - 1) % P
+
+
+@pytest.mark.mpi
+def test_refused_deregister_and_dtype_mismatch_leave_no_trace(bsp):
+    """The other refusals: deregister() of different registrations, register() of
+    different dtypes, and a mix of register and deregister counts: every call of that
+    superstep is refused on every rank (nothing registered, nothing withdrawn)."""
+    if bsp.nprocs == 1:
+        pytest.skip("needs two ranks to disagree")
+    P, me = bsp.nprocs, bsp.pid
+    a, b = np.zeros(P), np.zeros(P)
+    ra, rb = bsp.register(a), bsp.register(b)
+    bsp.sync()
+    cases = [
+        ("different registrations", lambda: bsp.deregister(ra if me == 0 else rb)),
+        ("different dtypes", lambda: bsp.register(np.zeros(2) if me == 0 else np.zeros(2, np.int32))),
+        ("differ between ranks", lambda: bsp.deregister(ra) if me == 0 else bsp.register(np.zeros(2))),
+    ]
+    for match, calls in cases:
+        calls()
+        with pytest.raises(pympc.InputError, match=match):
+            bsp.sync()
+        assert ra.active and rb.active
+        for q in range(P):                         # both still work, everywhere
+            bsp.put(q, np.array([me + 1.0]), ra, me)
+            bsp.put(q, np.array([me + 2.0]), rb, me)
+        bsp.sync()
+        assert a.tolist() == [r + 1.0 for r in range(P)] and b.tolist() == [r + 2.0 for r in range(P)]
+    rc = bsp.register(np.zeros(1))
+    bsp.sync()
+    assert rc.index == 2 and bsp.comm.allgather(rc.index) == [2] * P
+
+
+@pytest.mark.mpi
+def test_swap_by_two_self_gets(bsp):
+    """Issue 12.4: gets read memory as it was at the end of the computation phase,
+    so two gets from oneself swap two elements, in either issue order, every time."""
+    x = np.array([1.0, 2.0, 3.0])
+    reg = bsp.register(x)
+    bsp.sync()
+    for rep in range(6):
+        if rep % 2:
+            bsp.get(bsp.pid, reg, 0, x[1:2])
+            bsp.get(bsp.pid, reg, 1, x[0:1])
+        else:
+            bsp.get(bsp.pid, reg, 1, x[0:1])
+            bsp.get(bsp.pid, reg, 0, x[1:2])
+        before = x.copy()
+        bsp.sync()
+        assert x.tolist() == [before[1], before[0], 3.0], rep
+
+
+@pytest.mark.mpi
+def test_remote_get_of_a_location_its_owners_own_get_overwrites(bsp):
+    """Every rank overwrites its x[0] by a get (from itself, and from its right
+    neighbour) while its left neighbour gets that x[0]: the left neighbour reads the
+    old value."""
+    P, me = bsp.nprocs, bsp.pid
+    right = (me + 1) % P
+    x = np.array([10.0 * me, 10.0 * me + 1, 10.0 * me + 2])
+    reg = bsp.register(x)
+    bsp.sync()
+    for rep in range(4):
+        old = [np.array([10.0 * r + 100 * rep, 10.0 * r + 1, 10.0 * r + 2]) for r in range(P)]
+        x[:] = old[me]
+        got = bsp.get(right, reg, 0, 1)            # the right neighbour's x[0] ...
+        bsp.get(me, reg, 1, x[0:1])                # ... which its own get overwrites
+        bsp.get(right, reg, 2, x[2:3])             # and one more overwritten by a remote get
+        bsp.sync()
+        assert got.tolist() == [old[right][0]], rep
+        assert x.tolist() == [old[me][1], old[me][1], old[right][2]], rep
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("n,pieces,reps", [(1, 1, 40), (12, 6, 40), (40_000, 1, 8)])
+def test_rotation_by_gets_is_exact_every_time(bsp, n, pieces, reps):
+    """Every rank gets its left neighbour's whole array into its own (a rotation) in
+    one superstep, many times: every rank must see the values before the rotation.
+    (It failed in 5-20% of supersteps at 3-4 ranks when replies could land before a
+    rank served the others' gets; in pieces, more than 4 records per rank pair, the
+    records travel in a message of their own and waiting for it let replies land.)
+    40,000 doubles take MPI's rendezvous path."""
+    P, me = bsp.nprocs, bsp.pid
+    x = np.full(n, float(me))
+    reg = bsp.register(x)
+    bsp.sync()
+    cut = np.linspace(0, n, pieces + 1).astype(int)
+    for rep in range(1, reps + 1):
+        for a, b in zip(cut[:-1], cut[1:]):
+            bsp.get((me - 1) % P, reg, a, x[a:b])
+        bsp.sync()
+        want = float((me - rep) % P)
+        assert x[0] == want and x[-1] == want and (x == want).all(), (rep, x[0], want)
+
+
+@pytest.mark.mpi
+def test_get_and_put_destinations_overlapping(bsp):
+    """Writes of one sync in BSPlib's order: get destinations in issue order, then puts:
+    where a get's destination is also a put's, the put wins; where two gets' overlap,
+    the one issued last."""
+    P, me = bsp.nprocs, bsp.pid
+    right, left = (me + 1) % P, (me - 1) % P
+    x = np.arange(8, dtype=np.int64) + 100 * me
+    reg = bsp.register(x)
+    bsp.sync()
+    bsp.get(right, reg, 0, x[0:3])          # x[0:3] <- right's 0..2
+    bsp.get(me, reg, 4, x[2:4])             # x[2:4] <- own 4..5 (after: wins on x[2])
+    bsp.put(right, np.array([-1, -2], np.int64), reg, 1)   # left's put lands on x[1:3] last
+    bsp.sync()
+    assert x.tolist() == [100 * right, -1, -2, 100 * me + 5, 100 * me + 4, 100 * me + 5,
+                          100 * me + 6, 100 * me + 7]
+    del left
+
+
+@pytest.mark.mpi
+def test_hpput_source_written_in_the_same_sync_sends_the_old_value(bsp):
+    """An hpput source is read as it was at the end of the computation phase, even when
+    a put from another rank or this rank's own get writes it in the same sync."""
+    P, me = bsp.nprocs, bsp.pid
+    right = (me + 1) % P
+    x = np.arange(6, dtype=np.float64) + 10 * me
+    y = np.zeros(6)
+    rx, ry = bsp.register(x), bsp.register(y)
+    bsp.sync()
+    bsp.hpput(right, x[0:2], ry, 0)           # sends x[0:2] ...
+    bsp.put(right, np.array([-1.0, -2.0]), rx, 0)   # ... which the left neighbour's put overwrites
+    bsp.hpput(right, x[3:5], ry, 3)           # sends x[3:5] ...
+    bsp.get(me, rx, 2, x[3:4])                # ... which this rank's own get overwrites
+    bsp.sync()
+    left = (me - 1) % P
+    assert y.tolist() == [10 * left, 10 * left + 1, 0, 10 * left + 3, 10 * left + 4, 0]
+    assert x.tolist() == [-1.0, -2.0, 10 * me + 2, 10 * me + 2, 10 * me + 4, 10 * me + 5]
+
+
+# every dtype the BSP layer moves (docs/bsp.md): registrations and put sources
+BSP_DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+              "float16", "float32", "float64", "complex64", "complex128"]
+
+
+@pytest.mark.mpi
+def test_put_casts_only_when_numpy_calls_it_safe(bsp):
+    """Issue 12.16: a put into a registration of another dtype casts only when
+    np.can_cast(src, dst, "safe"); any other pair raises InputError at the put, on the
+    sending rank, naming both dtypes, and queues nothing. Every pair of dtypes, put and
+    hpput, to the right neighbour; the safe ones arrive exactly."""
+    P, me = bsp.nprocs, bsp.pid
+    right, left = (me + 1) % P, (me - 1) % P
+    n = len(BSP_DTYPES)
+    arrays = {d: np.zeros(2 * n, d) for d in BSP_DTYPES}
+    regs = {d: bsp.register(arrays[d]) for d in BSP_DTYPES}
+    bsp.sync()
+    def value(rank, src):                        # exact in every dtype
+        return 1 if src == "bool" else rank + 2
+
+    refused = 0
+    for dst in BSP_DTYPES:
+        for k, src in enumerate(BSP_DTYPES):
+            for j, op in enumerate((bsp.put, bsp.hpput)):
+                data = np.array([value(me, src)], src)
+                if np.can_cast(src, dst, "safe"):
+                    op(right, data, regs[dst], 2 * k + j)
+                else:
+                    with pytest.raises(pympc.InputError) as e:
+                        op(right, data, regs[dst], 2 * k + j)
+                    assert np.dtype(src).name in str(e.value) and np.dtype(dst).name in str(e.value)
+                    refused += 1
+    assert refused == 2 * sum(not np.can_cast(a, b, "safe") for a in BSP_DTYPES for b in BSP_DTYPES) > 0
+    bsp.sync()
+    for dst in BSP_DTYPES:
+        for k, src in enumerate(BSP_DTYPES):
+            v = value(left, src)
+            want = np.array([v, v], dst) if np.can_cast(src, dst, "safe") else np.zeros(2, dst)
+            assert arrays[dst][2 * k:2 * k + 2].tolist() == want.tolist(), (src, dst)
+
+
+@pytest.mark.mpi
+def test_put_of_a_float_into_an_int_registration_is_refused(bsp):
+    """The issue's example: float64 -1e30 put into int64 arrived as
+    -9223372036854775808; now the put raises and the destination keeps its value."""
+    x = np.full(2, 7, np.int64)
+    reg = bsp.register(x)
+    bsp.sync()
+    with pytest.raises(pympc.InputError, match="float64.*int64"):
+        bsp.put(bsp.pid, np.array([-1e30]), reg, 0)
+    with pytest.raises(pympc.InputError, match="float64.*int64"):
+        bsp.hpput(bsp.pid, np.array([-1e30]), reg, 1)
+    with pytest.raises(pympc.InputError, match="int32.*int64"):
+        bsp.get(bsp.pid, reg, 0, np.zeros(1, np.int32))
+    bsp.sync()
+    assert x.tolist() == [7, 7]
 
 
 # ---------------------------------------------------------------------------------------
