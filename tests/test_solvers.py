@@ -340,22 +340,28 @@ def mkdir0(comm, path):
 @pytest.mark.mpi
 @pytest.mark.parametrize("kind", ["heat", "wave", "poisson"])
 def test_restart_without_checkpoint_refuses_and_opens_nothing(comm, shared_tmp_path, kind):
-    """Point 8: restart=True with no checkpoint (no directory, an empty one, none given)
-    raises one InputError naming the directory; the output series is untouched (bytes
+    """Point 8: restart=True with no checkpoint (no directory, an empty one, one whose
+    only checkpoint is damaged, none given) raises one InputError naming the directory; the output series is untouched (bytes
     and mtime), no directory is created, the solver is not advanced."""
     top = shared_tmp_path
     out = str(top / "run.h5")
     mkdir0(comm, top / "empty")
+    mkdir0(comm, top / "damaged")  # its only checkpoint is damaged: none to continue from
+    if comm.Get_rank() == 0:
+        (top / "damaged" / "checkpoint_00000004.h5").write_bytes(b"\x89HDF\r\n\x1a\n cut short")
+    comm.Barrier()
     with decomp(comm, kind) as d:
         go(kind, d, 6, output=out, output_every=2)  # an earlier run's series, no checkpoint
         before = files(comm, top)
-        for ck in (top / "missing", top / "empty"):
+        for ck in (top / "missing", top / "empty", top / "damaged"):
             s = make(kind, d)
             if kind == "poisson":
                 run = lambda: s.solve(maxiter=10, output=out, checkpoint=str(ck), restart=True)  # noqa: E731
             else:
                 run = lambda: s.run(steps=10, output=out, checkpoint=str(ck), restart=True)  # noqa: E731
-            refused(comm, run, str(ck), "restart")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the damaged file is reported by the checkpoint layer
+                refused(comm, run, str(ck), "restart")
             assert getattr(s, "step_count", 0) == 0
         s = make(kind, d)
         if kind == "poisson":
