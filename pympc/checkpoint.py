@@ -163,14 +163,68 @@ def _same(a, b) -> bool:
 _MISSING = "<absent>"
 
 
-def diff_physics(stored, current) -> list:
-    """Local. The keys whose values differ between two physics dicts (a key present in
-    only one counts), sorted. Values are compared as a checkpoint stores them (JSON:
-    tuples are lists, numpy numbers are Python numbers), numbers by value (1 == 1.0)."""
-    a = json.loads(_physics_json(stored) or "{}")
-    b = json.loads(_physics_json(current) or "{}")
-    return sorted(k for k in set(a) | set(b)
-                  if k not in a or k not in b or not _same(a[k], b[k]))
+def _flatten(d, prefix=""):
+    flat = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            flat.update(_flatten(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def physics_changes(stored, current) -> dict:
+    """Local. ``{key: (stored value, current value)}`` for the physics that differ, keys
+    sorted, nested keys dotted (``"bc.x-"``; a key present on one side only has the value
+    ``"<absent>"`` on the other). Values are compared as a checkpoint stores them (JSON:
+    tuples are lists, numpy numbers are Python numbers): ``1 == 1.0``, ``nan == nan``,
+    ``True != 1``."""
+    a = _flatten(json.loads(_physics_json(stored) or "{}"))
+    b = _flatten(json.loads(_physics_json(current) or "{}"))
+    return {k: (a.get(k, _MISSING), b.get(k, _MISSING)) for k in sorted(set(a) | set(b))
+            if k not in a or k not in b or not _same(a[k], b[k])}
+
+
+def check_physics(where, stored, current, allow_changed=(), log=None) -> dict:
+    """Local. Refuse (:class:`~pympc.InputError`) a restart from ``where`` (a checkpoint's
+    description) whose ``stored`` physics differ from ``current`` in keys that
+    ``allow_changed`` does not name: a key, or a prefix of dotted keys (``"bc"`` covers
+    ``"bc.x-"``); ``"solver"`` can never change, and a name that is no key on either side
+    is refused too (a typo would otherwise allow nothing, silently). The message lists
+    each refused key with both values. The allowed changes are logged as warnings on
+    ``log`` and returned (:func:`physics_changes`). ``stored=None`` (a checkpoint from
+    before pympc stored physics) cannot be compared: a warning, and ``{}``. Identical on
+    every rank when ``stored`` and ``current`` are."""
+    allow = (allow_changed,) if isinstance(allow_changed, str) else tuple(allow_changed or ())
+    known = set(_flatten(json.loads(_physics_json(current) or "{}")))
+    if stored is not None:
+        known |= set(_flatten(json.loads(_physics_json(stored) or "{}")))
+    unknown = [k for k in allow if not any(key == k or key.startswith(k + ".") for key in known)]
+    if unknown:
+        raise InputError(f"allow_changed names {unknown}, which are not physics parameters here "
+                         f"(they are {sorted(known)})")
+    if stored is None:
+        if log is not None:
+            log.warning("%s stores no physics parameters (an older pympc wrote it): the restart cannot "
+                        "check that the physics are the same", where)
+        return {}
+    changes = physics_changes(stored, current)
+
+    def allowed(k):
+        return k != "solver" and any(k == a or k.startswith(a + ".") for a in allow)
+    refused = [k for k in changes if not allowed(k)]
+    if refused:
+        listing = "; ".join(f"{k}: {json.dumps(changes[k][0])} in the checkpoint, "
+                            f"{json.dumps(changes[k][1])} now" for k in refused)
+        raise InputError(f"restart from {where}: the physics differ from the checkpoint's in {refused} "
+                         f"({listing}). Restart with the checkpoint's values, or name the keys in "
+                         f"allow_changed={tuple(refused)!r} to continue with the new ones")
+    if log is not None:
+        for k, (old, new) in changes.items():
+            log.warning("restart from %s: %s changed from %s to %s (allowed)", where, k,
+                        json.dumps(old), json.dumps(new))
+    return changes
 
 
 class CheckpointInfo:
@@ -186,26 +240,12 @@ class CheckpointInfo:
         self.step, self.sequence, self.time, self.physics = step, sequence, time, physics
         self.state, self.path, self.saved_ranks, self.field_names = state, path, saved_ranks, field_names
 
-    def physics_diff(self, physics) -> list:
-        """Local. The keys of ``physics`` (the run's own) that differ from the stored
-        physics, sorted; see :func:`diff_physics`."""
-        return diff_physics(self.physics or {}, physics)
-
-    def check_physics(self, physics, allow_change=()) -> None:
-        """Local. Raise :class:`~pympc.InputError` if the stored physics differ from
-        ``physics`` in a key not named in ``allow_change``; the message lists each such
-        key with both values. Identical on every rank (the stored physics are read by
-        rank 0 and broadcast, and ``physics`` must be the same everywhere)."""
-        allowed = {allow_change} if isinstance(allow_change, str) else set(allow_change or ())
-        bad = [k for k in self.physics_diff(physics) if k not in allowed]
-        if not bad:
-            return
-        old = json.loads(_physics_json(self.physics or {}))
-        new = json.loads(_physics_json(physics) or "{}")
-        what = "; ".join(f"{k}: {json.dumps(old.get(k, _MISSING))} in the checkpoint, "
-                         f"{json.dumps(new.get(k, _MISSING))} now" for k in bad)
-        raise InputError(f"checkpoint {self.path} (step {self.step}) was written with other physics: "
-                         f"{what}. Restart with the same physics, or allow these keys to change: {bad}")
+    def check_physics(self, physics, allow_changed=(), log=None) -> dict:
+        """Local. :func:`check_physics` of this checkpoint's stored physics against
+        ``physics`` (the run's own): an :class:`~pympc.InputError` listing the keys that
+        differ and are not named in ``allow_changed``; returns the allowed changes."""
+        return check_physics(f"checkpoint {self.path} (step {self.step})", self.physics, physics,
+                             allow_changed, log)
 
     def __repr__(self):
         return (f"CheckpointInfo(step={self.step}, sequence={self.sequence}, time={self.time}, "

@@ -20,7 +20,6 @@ Restart safety (the rules :meth:`TimeLoop.run` enforces, before it opens anythin
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -30,7 +29,7 @@ import numpy as np
 from mpi4py import MPI
 
 from pympc import profile
-from pympc.checkpoint import Checkpointer
+from pympc.checkpoint import Checkpointer, check_physics
 from pympc.output import UNIT_KEYS, Output
 from pympc.runtime import InputError, get_comm, get_logger
 
@@ -348,61 +347,3 @@ def field_checksum(a, comm=None) -> str:
     return f"{int(total[0]):016x}"
 
 
-_ABSENT = "<absent>"
-
-
-def _flatten(d, prefix=""):
-    flat = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            flat.update(_flatten(v, key + "."))
-        else:
-            flat[key] = v
-    return flat
-
-
-def physics_changes(stored: dict, now: dict) -> dict:
-    """Local. ``{key: (stored value, current value)}`` for the physics that differ,
-    with nested keys dotted (``"bc.x-"``); values compare after a JSON round trip."""
-    a = _flatten(json.loads(json.dumps(stored, sort_keys=True, default=str)))
-    b = _flatten(json.loads(json.dumps(now, sort_keys=True, default=str)))
-    return {k: (a.get(k, _ABSENT), b.get(k, _ABSENT)) for k in sorted(set(a) | set(b))
-            if a.get(k, _ABSENT) != b.get(k, _ABSENT)}
-
-
-def check_physics(where, stored, now, allow_changed=(), log=None) -> dict:
-    """Local. Refuse (:class:`pympc.InputError`) a restart from ``where`` whose stored
-    physics differ from ``now`` in keys that ``allow_changed`` does not name (a key or
-    a prefix of dotted keys; ``"solver"`` can never change). The allowed changes are
-    logged as warnings and returned. ``stored=None`` (a checkpoint written before pympc
-    stored physics) is logged as a warning."""
-    if isinstance(allow_changed, str):
-        allow_changed = (allow_changed,)
-    allow = tuple(allow_changed or ())
-    known = set(_flatten(json.loads(json.dumps(now, default=str))))
-    if stored is not None:
-        known |= set(_flatten(json.loads(json.dumps(stored, default=str))))
-    bad = [k for k in allow if not any(key == k or key.startswith(k + ".") for key in known)]
-    if bad:
-        raise InputError(f"allow_changed names {bad}, which are not parameters of this solver "
-                         f"(they are {sorted(known)})")
-    if stored is None:
-        if log is not None:
-            log.warning("%s stores no physics parameters (an older pympc wrote it): the restart cannot "
-                        "check that the physics are the same", where)
-        return {}
-    changes = physics_changes(stored, now)
-
-    def allowed(k):
-        return k != "solver" and any(k == a or k.startswith(a + ".") for a in allow)
-    refused = [k for k in changes if not allowed(k)]
-    if refused:
-        listing = "; ".join(f"{k}: {changes[k][0]!r} in the checkpoint, {changes[k][1]!r} now" for k in refused)
-        raise InputError(f"restart from {where}: the physics differ from the checkpoint's in {refused} "
-                         f"({listing}). Restart with the checkpoint's values, or name the keys in "
-                         f"allow_changed={tuple(refused)!r} to continue with the new ones")
-    if log is not None:
-        for k, (old, new) in changes.items():
-            log.warning("restart from %s: %s changed from %r to %r (allowed)", where, k, old, new)
-    return changes

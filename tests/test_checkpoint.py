@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import pympc
-from pympc.checkpoint import Checkpointer, CheckpointWarning, diff_physics, restart_rng
+from pympc.checkpoint import Checkpointer, CheckpointWarning, physics_changes, restart_rng
 from pympc.testing import clean_env, mpiexec_command, run_mpi
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -164,15 +164,20 @@ def test_time_and_physics_are_attributes_and_read_back(comm, shared_tmp_path):
         info.check_physics({**physics, "bc_value": 1.0, "shape": [12, 9]})  # 1 == 1.0, tuple == list
         changed = {**physics, "alpha": 0.5, "bc": "neumann", "extra": 3}
         changed.pop("source")
-        assert info.physics_diff(changed) == ["alpha", "bc", "extra", "source"]
+        assert list(physics_changes(info.physics, changed)) == ["alpha", "bc", "extra", "source"]
         with pytest.raises(pympc.InputError) as err:
-            info.check_physics(changed, allow_change=["bc"])
+            info.check_physics(changed, allow_changed=["bc"])
         msg = str(err.value)
         assert ck.path(4) in msg and "alpha: 0.25 in the checkpoint, 0.5 now" in msg
         assert "extra" in msg and "source" in msg and "bc:" not in msg
         assert len(set(comm.allgather(msg))) == 1
-        info.check_physics(changed, allow_change=["alpha", "bc", "extra", "source"])
-        assert diff_physics({"x": float("nan"), "b": True}, {"x": float("nan"), "b": 1}) == ["b"]
+        info.check_physics(changed, allow_changed=["alpha", "bc", "extra", "source"])
+        assert list(physics_changes({"x": float("nan"), "b": True}, {"x": float("nan"), "b": 1})) == ["b"]
+        # nested physics compare key by key, dotted; a prefix allows a whole group
+        nested = {"bc": {"x-": 1.0, "x+": 0.0}, "alpha": 0.25}
+        assert physics_changes(nested, {"bc": {"x-": 1.0, "x+": 2.0}, "alpha": 0.25}) == {"bc.x+": (0.0, 2.0)}
+        with pytest.raises(pympc.InputError, match="not physics parameters"):
+            info.check_physics(changed, allow_changed=["alhpa"])  # a typo allows nothing
         # physics is validated, and must be the same on every rank
         with pytest.raises(pympc.InputError, match="physics"):
             ck.save(10, {"u": stamped(d, 10)}, physics={"f": print})
