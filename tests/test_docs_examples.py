@@ -59,6 +59,21 @@ def test_guide_example_runs(tmp_path, page, expect):
         check_clean_exit(r)
 
 
+def test_readme_example_runs_and_refuses_a_second_run(tmp_path):
+    with open(ROOT / "README.md") as f:
+        block = re.search(r"```python\n(import numpy as np, pympc\n.*?)```", f.read(), re.S).group(1)
+    script = tmp_path / "readme.py"
+    script.write_text(block)
+    r = run_mpi(2, [str(script)], timeout=180, cwd=str(tmp_path))
+    assert r.returncode == 0 and (tmp_path / "heat.h5").is_file(), r.output[-3000:]
+    check_clean_exit(r)
+    before = (tmp_path / "heat.h5").read_bytes()
+    r = run_mpi(2, [str(script)], timeout=180, cwd=str(tmp_path))  # the file is there now
+    assert r.returncode != 0 and "overwrite=True" in r.stderr, r.output[-3000:]
+    assert r.stderr.count("InputError") == 1, r.stderr[-3000:]  # one message, from rank 0
+    assert (tmp_path / "heat.h5").read_bytes() == before
+
+
 def test_every_complete_example_is_run():
     # a page whose first Python block is a whole pympc program (it starts with its
     # imports) is a guide example: it must be in EXAMPLES, so that it runs under MPI
