@@ -8,6 +8,10 @@ BSP cost model predicts for it.
 idle fraction and the ranks responsible; :func:`plot` draws it; :func:`fit_amdahl` and
 :func:`fit_gustafson` fit runs at several rank counts.
 ``pympc report LOG.json [--machine M.json] [--png out.png]`` does all of it.
+
+Fits that are not physical (a negative or non-finite ``g`` or ``l``, as a machine
+measured under load can give; a serial fraction outside [0, 1]) are marked "not
+physical" and predict nothing: their rows show no ``g*h+l``, no pred/meas, no speedup.
 """
 
 from __future__ import annotations
@@ -19,6 +23,24 @@ import numpy as np
 
 from .profile import FORMAT, load
 from .runtime import InputError
+
+
+def unphysical(**values) -> str | None:
+    """Local. Why machine parameters are not physical, or None: each of ``values``
+    (``g=..., l=...``) must be a finite number >= 0 (a time per word, a time per
+    superstep). A fit made on a loaded machine can give a negative slope or intercept."""
+    bad = []
+    for name, v in values.items():
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            bad.append(f"{name} = {v!r} is not a number")
+            continue
+        if not math.isfinite(v):
+            bad.append(f"{name} = {v} is not finite")
+        elif v < 0:
+            bad.append(f"{name} = {_t(v)} < 0")
+    return ", ".join(bad) or None
 
 
 def model_parameters(machine: dict, kinds, w_step: float):
@@ -56,7 +78,7 @@ def model_parameters(machine: dict, kinds, w_step: float):
     return machine["g"], machine["l"], "g, l"
 
 
-def summarise(data: dict, machine: dict | None = None) -> dict:
+def summarise(data: dict, machine: dict | None = None, allow_unphysical: bool = False) -> dict:
     """Local. The figures of the report, computed from a gathered log.
 
     Per label: ``steps``; ``w_max``/``w_mean`` (summed compute seconds of the slowest
@@ -67,7 +89,11 @@ def summarise(data: dict, machine: dict | None = None) -> dict:
     ranks spent waiting beyond that, summed) and ``idle_fraction`` (of all ranks' time
     in the label); with a machine, ``predicted = g*h + steps*l`` with the ``g`` and
     ``l`` of :func:`model_parameters` (named in ``model``) and ``ratio`` = predicted /
-    measured. ``totals`` sums them.
+    measured. ``totals`` sums them. Where the chosen ``g`` or ``l`` is not physical
+    (:func:`unphysical`), the row says why in ``not_physical`` and
+    has no ``predicted`` or ``ratio``; the totals then have none either.
+    ``allow_unphysical=True`` computes them anyway (still marked): for a benchmark that
+    reports what its own fits predict, noise included.
     """
     if data.get("format") != FORMAT:
         raise InputError(f"not a pympc profile log (format {data.get('format')!r})")
@@ -95,8 +121,12 @@ def summarise(data: dict, machine: dict | None = None) -> dict:
                "kinds": sorted(d.get("kinds", {}))}
         if g is not None and l is not None:
             gg, ll, row["model"] = model_parameters(machine, row["kinds"], row["w_max"] / steps_of[lab])
-            row["predicted"] = gg * row["h"] + ll * steps
-            row["ratio"] = row["predicted"] / measured if measured > 0 else math.inf
+            why = unphysical(g=gg, l=ll)
+            if why:
+                row["not_physical"] = why
+            if not why or allow_unphysical:
+                row["predicted"] = gg * row["h"] + ll * steps
+                row["ratio"] = row["predicted"] / measured if measured > 0 else math.inf
         rows.append(row)
     tot = {"label": "total", "steps": sum(r["steps"] for r in rows)}
     for k in ("w_max", "w_mean", "measured", "idle", "time", "predicted"):
@@ -139,8 +169,10 @@ def report(data, machine=None, png=None, scaling=None) -> str:
     out = [f"pympc profile: {s['ranks']} rank(s), elapsed {_t(s['elapsed'])}, "
            f"{s['totals']['accounted']:.0%} of it in logged supersteps"]
     if machine:
+        why = unphysical(g=machine["g"], l=machine["l"])
         out.append(f"machine: g = {_t(machine['g'])}/word, l = {_t(machine['l'])}"
-                   f" (measured at {machine.get('ranks', '?')} rank(s))")
+                   f" (measured at {machine.get('ranks', '?')} rank(s))"
+                   + (f": not physical ({why})" if why else ""))
         if machine.get("ranks") not in (None, s["ranks"]):
             out.append(f"warning: g and l were measured at {machine['ranks']} ranks, this run has "
                        f"{s['ranks']}: the prediction is indicative only")
@@ -148,7 +180,14 @@ def report(data, machine=None, png=None, scaling=None) -> str:
         if ac:
             out.append(f"  after a compute phase streaming {ac['stream_bytes'] / 2**20:.0f} MiB "
                        f"({_t(ac['stream_seconds'])}): " + ", ".join(
-                           f"{m} g = {_t(f['g'])}/word, l = {_t(f['l'])}" for m, f in ac["fit"].items()))
+                           f"{m} g = {_t(f['g'])}/word, l = {_t(f['l'])}"
+                           + (" (not physical)" if unphysical(g=f["g"], l=f["l"]) else "")
+                           for m, f in ac["fit"].items()))
+        bad = [r for r in s["rows"] if "not_physical" in r]
+        if bad:
+            out.append(f"warning: the g and l chosen for {', '.join(r['label'] for r in bad)} are not physical "
+                       f"(a fit measured under load?): no prediction is made from them; measure "
+                       f"again with 'pympc bench' on an idle machine")
     head = (f"{'label':<16} {'steps':>6} {'w max':>10} {'w imb':>6} {'h words':>10} {'h imb':>6} "
             f"{'comm+sync':>10} {'g*h+l':>10} {'pred/meas':>9} {'idle':>6}  ranks (w, h, idle)")
     out += ["", head, "-" * len(head)]
@@ -158,14 +197,15 @@ def report(data, machine=None, png=None, scaling=None) -> str:
         out.append(f"{r['label'][:16]:<16} {r['steps']:>6} {_t(r.get('w_max')):>10} "
                    f"{'' if total else format(r['w_imbalance'], '.2f'):>6} {r['h']:>10} "
                    f"{'' if total else format(r['h_imbalance'], '.2f'):>6} {_t(r.get('measured')):>10} "
-                   f"{_t(r.get('predicted')):>10} "
+                   f"{'not phys.' if 'not_physical' in r else _t(r.get('predicted')):>10} "
                    f"{format(r['ratio'], '.2f') if 'ratio' in r else '-':>9} "
                    f"{r['idle_fraction']:>6.1%}{ranks}")
     out.append("")
     out.append("w: compute seconds of the slowest rank; h: largest per-rank words, max(sent, recv) "
                "per superstep, summed; comm+sync: seconds of the rank that waited least; idle: "
                "time ranks waited beyond that, as a share of all ranks' time in the label.")
-    models = [(r["label"], r["model"]) for r in s["rows"] if "model" in r]
+    models = [(r["label"], r["model"] + (f" (not physical: {r['not_physical']}; no prediction)"
+                                         if "not_physical" in r else "")) for r in s["rows"] if "model" in r]
     if models:
         out.append("g*h+l with: " + "; ".join(f"{lab}: {m}" for lab, m in models))
     if scaling:
@@ -175,12 +215,16 @@ def report(data, machine=None, png=None, scaling=None) -> str:
         if len(set(ranks)) >= 3:
             a = fit_amdahl(ranks, times)
             gu = fit_gustafson(ranks, times)
+            amdahl = (f"T1 = {_t(a['t1'])}, max speedup {a['max_speedup']:.1f}" if a["physical"] else
+                      "not physical (outside [0, 1]): no T1 or speedup predicted from it")
+            gustafson = ("" if gu["physical"] else
+                         " (not physical: outside [0, 1]; these runs do not scale as Gustafson's law says)")
             out += ["", "scaling over rank counts " + ", ".join(map(str, ranks)) + ":",
                     f"  Amdahl (strong scaling, T = T1 (s + (1-s)/P)): serial fraction s = "
-                    f"{a['serial_fraction']:.3f}, T1 = {_t(a['t1'])}, max speedup {a['max_speedup']:.1f}, "
+                    f"{a['serial_fraction']:.3f}, {amdahl}, "
                     f"rms relative residual {a['rms_rel_residual']:.1%}",
                     f"  Gustafson (weak scaling, S = P - s (P-1)): serial fraction s = "
-                    f"{gu['serial_fraction']:.3f}, rms residual {gu['rms_residual']:.3g}"]
+                    f"{gu['serial_fraction']:.3f}{gustafson}, rms residual {gu['rms_residual']:.3g}"]
         else:
             out.append("scaling: needs runs at 3 or more rank counts")
     if png:
@@ -206,9 +250,9 @@ def plot(summary: dict, path, scaling=None) -> None:
     hgt = 0.27
     ax.barh(y - hgt, [r["w_max"] for r in rows], hgt, label="compute w (slowest rank)")
     ax.barh(y, [r["measured"] for r in rows], hgt, label="comm + sync (measured)")
-    if rows and "predicted" in rows[0]:
-        ax.barh(y + hgt, [r["predicted"] for r in rows], hgt, label="g*h + l (predicted)", hatch="//",
-                fill=False)
+    if any("predicted" in r for r in rows):  # rows whose fit is not physical draw no bar
+        ax.barh(y + hgt, [r.get("predicted", 0.0) for r in rows], hgt, label="g*h + l (predicted)",
+                hatch="//", fill=False)
     ax.set_yticks(y, [r["label"] for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel("seconds (summed over the label's supersteps)")
@@ -220,8 +264,8 @@ def plot(summary: dict, path, scaling=None) -> None:
         P = np.array([p for p, _ in runs], float)
         T = np.array([t for _, t in runs], float)
         ax2.loglog(P, T, "o", label="measured")
-        if len(set(P)) >= 3:
-            a = fit_amdahl(P, T)
+        a = fit_amdahl(P, T) if len(set(P)) >= 3 else None
+        if a and a["physical"]:
             Pf = np.geomspace(P.min(), P.max() * 2, 50)
             ax2.loglog(Pf, a["t1"] * (a["serial_fraction"] + (1 - a["serial_fraction"]) / Pf), "-",
                        label=f"Amdahl, s = {a['serial_fraction']:.3f}")
@@ -253,7 +297,9 @@ def fit_amdahl(ranks, times) -> dict:
     ``T(P) = T1 * (s + (1 - s) / P)``: least squares in ``a + b/P`` with ``a, b >= 0``.
 
     Returns ``serial_fraction`` s, ``t1``, ``max_speedup`` (1/s), ``speedup`` at each
-    given P, the fitted ``times`` and ``rms_rel_residual``. Needs 3 or more rank counts.
+    given P, the fitted ``times``, ``rms_rel_residual`` and ``physical`` (s in [0, 1]
+    and T1 > 0: otherwise the report predicts nothing from it). Needs 3 or more rank
+    counts.
     """
     P, T = _check_runs(ranks, times)
     A = np.stack([np.ones_like(P), 1.0 / P], axis=1)
@@ -267,6 +313,7 @@ def fit_amdahl(ranks, times) -> dict:
     s = a / t1 if t1 > 0 else 1.0
     fitted = a + b / P
     return {"serial_fraction": float(s), "t1": float(t1),
+            "physical": bool(0.0 <= s <= 1.0 and t1 > 0 and math.isfinite(t1)),
             "max_speedup": float(1 / s) if s > 0 else math.inf,
             "speedup": (t1 / fitted).tolist(), "times": fitted.tolist(),
             "rms_rel_residual": float(np.sqrt(np.mean(((T - fitted) / T) ** 2)))}
@@ -277,8 +324,10 @@ def fit_gustafson(ranks, times) -> dict:
     scaled speedup ``S(P) = P * T(P0) / T(P)`` (P0 the smallest rank count, taken as
     perfectly efficient) against ``S = P - s (P - 1)``, least squares in s.
 
-    Returns ``serial_fraction`` s, the measured ``scaled_speedup``, the fitted ones and
-    ``rms_residual``. Needs 3 or more rank counts.
+    Returns ``serial_fraction`` s, the measured ``scaled_speedup``, the fitted ones,
+    ``rms_residual`` and ``physical`` (s in [0, 1]: a larger s, as runs slowing down
+    more than a fully serial program give, is marked not physical in the report).
+    Needs 3 or more rank counts.
     """
     P, T = _check_runs(ranks, times)
     t0 = T[P.argmin()]
@@ -286,7 +335,8 @@ def fit_gustafson(ranks, times) -> dict:
     x = P - 1
     s = float(np.sum((P - S) * x) / np.sum(x * x)) if np.sum(x * x) > 0 else 0.0
     fitted = P - s * x
-    return {"serial_fraction": s, "scaled_speedup": S.tolist(), "fitted": fitted.tolist(),
+    return {"serial_fraction": s, "physical": bool(0.0 <= s <= 1.0), "scaled_speedup": S.tolist(),
+            "fitted": fitted.tolist(),
             "rms_residual": float(np.sqrt(np.mean((S - fitted) ** 2)))}
 
 

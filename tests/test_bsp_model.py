@@ -41,9 +41,10 @@ from pympc.bsp import BSP
 DTYPE = {"A": np.dtype(np.float64), "B": np.dtype(np.int32), "C": np.dtype(np.float64)}
 # registrations are views mem[name][lo : len - cut]: A's overlap one another, and C's too
 POOL = [("A", 0, 0), ("A", 1, 1), ("A", 2, 0), ("B", 0, 0), ("B", 1, 2), ("C", 0, 0), ("C", 1, 0)]
-# dtypes of fresh put sources and message payloads: some cast safely, some not
-SRC_DTYPES = ["bool", "int8", "uint8", "int16", "int32", "int64", "uint64", "float16", "float32", "float64",
-              "complex128"]
+# dtypes of fresh put sources and message payloads (every one docs/bsp.md lists): some
+# cast safely to a registration's float64 or int32, some not
+SRC_DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+              "float32", "float64", "complex64", "complex128", "longdouble", "clongdouble"]
 
 
 def length(name, r):

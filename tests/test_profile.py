@@ -110,6 +110,85 @@ def test_report_cli(tmp_path, capsys):
     assert cli.main(["report", str(log)]) == 0
 
 
+def test_report_marks_fits_that_are_not_physical_and_predicts_nothing_from_them(tmp_path, capsys):
+    """Issue 12.19: g or l fitted negative (measured under load) are marked "not
+    physical", no prediction is made from them, and ``pympc report`` still exits 0.
+    Every way a fit can be chosen: the top-level g/l, a layer's back-to-back fit, an
+    after-compute fit; negative, NaN and infinite values; rows whose fit is physical
+    keep their prediction."""
+    fit = lambda g, l: {"g": g, "l": l}  # noqa: E731
+    log = tmp_path / "log.json"
+    log.write_text(json.dumps(fake_log()))
+    # "step" (halo, 0.1 s compute per superstep) takes the halo fit after compute; "io"
+    # (no communication, 0.2 s) the raw fit after compute
+    base = {"g": 2e-9, "l": 5e-6, "ranks": 2, "fit": {"hpput": fit(2e-9, 5e-6), "raw": fit(1e-9, 4e-6),
+                                                     "halo": fit(3e-9, 6e-6)},
+            "after_compute": {"stream_bytes": 1 << 25, "stream_seconds": 0.004,
+                              "fit": {"hpput": fit(2e-9, 5e-6), "raw": fit(1e-9, 4e-6), "halo": fit(3e-9, 6e-6)}}}
+    cases = [
+        ({"g": -1e-9, "l": -2e-6, "ranks": 2}, ["step", "io"]),                 # the old form: g, l only
+        ({**base, "after_compute": {**base["after_compute"], "fit": {
+            **base["after_compute"]["fit"], "halo": fit(-3e-9, 6e-6)}}}, ["step"]),
+        ({**base, "after_compute": {**base["after_compute"], "fit": {
+            **base["after_compute"]["fit"], "raw": fit(1e-9, -4e-6)}}}, ["io"]),
+        ({**base, "after_compute": {**base["after_compute"], "fit": {
+            **base["after_compute"]["fit"], "halo": fit(float("nan"), 6e-6), "raw": fit(1e-9, float("inf"))}}},
+         ["step", "io"]),
+    ]
+    for k, (machine, bad) in enumerate(cases):
+        mach = tmp_path / f"m{k}.json"
+        mach.write_text(json.dumps(machine))
+        out = tmp_path / f"s{k}.json"
+        png = tmp_path / f"p{k}.png"
+        rc = report.main([str(log), "--machine", str(mach), "--json", str(out), "--png", str(png)])
+        text = capsys.readouterr().out
+        assert rc == 0, text
+        assert png.read_bytes()[:4] == b"\x89PNG"
+        rows = {r["label"]: r for r in json.loads(out.read_text())["rows"]}
+        for lab, row in rows.items():
+            if lab in bad:
+                assert "predicted" not in row and "ratio" not in row and row["not_physical"], (k, lab)
+                assert f"{lab}: {row['model']} (not physical: {row['not_physical']}; no prediction)" in text
+                line = next(ln for ln in text.splitlines() if ln.startswith(lab))
+                assert "not phys." in line, (k, line)
+            else:
+                assert row["predicted"] > 0 and "not_physical" not in row, (k, lab)
+        assert "not physical" in text and "no prediction" in text, text
+        assert "predicted" not in json.loads(out.read_text())["totals"]
+    # physical fits: no mark
+    mach = tmp_path / "good.json"
+    mach.write_text(json.dumps(base))
+    assert report.main([str(log), "--machine", str(mach)]) == 0
+    assert "not phys" not in capsys.readouterr().out
+    assert report.unphysical(g=1e-9, l=0.0) is None
+    # a benchmark may still ask what its own noisy fit predicts: computed, and marked
+    row = {r["label"]: r for r in report.summarise(fake_log(), cases[0][0], allow_unphysical=True)["rows"]}["step"]
+    assert row["predicted"] == pytest.approx(-1e-9 * 3000 - 2e-6 * 10) and row["not_physical"]
+    assert "g" in report.unphysical(g=-1e-9, l=1.0) and "l" in report.unphysical(g=0.0, l=float("nan"))
+
+
+def test_scaling_fits_outside_zero_one_are_not_physical(tmp_path, capsys):
+    """Runs that slow down faster than a serial program would (weak scaling, scaled
+    speedup 1, 0.6, 0.2 at 1, 2, 3 ranks) fit Gustafson's s = 1.4: marked not physical,
+    and the report still exits 0."""
+    logs = []
+    for p, t in ((1, 1.0), (2, 1.0 * 2 / 0.6), (3, 1.0 * 3 / 0.2)):
+        d = fake_log()
+        d["ranks"], d["elapsed"] = p, t
+        path = tmp_path / f"run{p}.json"
+        path.write_text(json.dumps(d))
+        logs.append(str(path))
+    gu = report.fit_gustafson([1, 2, 3], [1.0, 2 / 0.6, 3 / 0.2])
+    assert gu["serial_fraction"] == pytest.approx(1.4) and gu["physical"] is False
+    assert report.fit_gustafson([1, 2, 4], [1.0, 1.05, 1.1])["physical"] is True
+    a = report.fit_amdahl([1, 2, 4], [10.0, 6.0, 4.0])
+    assert a["physical"] is True and 0 <= a["serial_fraction"] <= 1
+    assert report.main(logs + ["--png", str(tmp_path / "s.png")]) == 0
+    text = capsys.readouterr().out
+    line = next(ln for ln in text.splitlines() if "Gustafson" in ln)
+    assert "s = 1.400 (not physical" in line, text
+
+
 def test_scaling_section_with_three_rank_counts(tmp_path):
     logs = []
     for p in (1, 2, 4):
