@@ -18,7 +18,7 @@ from .runtime import (
     set_threads,
     setup_logging,
 )
-from .array import DistArray, reduce_all
+from .array import SUPPORTED_DTYPES, DistArray, reduce_all
 from .grid import Decomposition
 from .halo import HaloExchange, start_halo, update_halo
 from . import io  # noqa: E402  (pympc.io.File, read, write)
@@ -27,7 +27,7 @@ from .output import Output
 from .bsp import BSP
 
 __all__ = [
-    "Decomposition", "DistArray", "HaloExchange", "reduce_all", "start_halo", "update_halo",
+    "Decomposition", "DistArray", "SUPPORTED_DTYPES", "HaloExchange", "reduce_all", "start_halo", "update_halo",
     "io", "Output", "Checkpointer", "BSP",
     "__version__", "WORLD", "InputError", "PympcError", "check_all", "get_comm",
     "get_logger", "print0", "rng", "set_threads", "setup_logging",

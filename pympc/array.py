@@ -173,7 +173,9 @@ class DistArray:
     @_watched("DistArray.from_global")
     def from_global(cls, decomp, array, root=0, dtype=None, components=()):
         """Collective. Scatter a global array held on ``root`` (ignored elsewhere) into a
-        new DistArray. Only ``root`` needs the global array."""
+        new DistArray. Only ``root`` needs the global array. ``dtype=`` converts it as
+        numpy's ``astype`` does (the caller asks for the conversion; reading files, by
+        contrast, allows only safe ones)."""
         comm = decomp.cart
         rank = comm.Get_rank()
         if rank == root:

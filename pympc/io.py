@@ -321,8 +321,9 @@ class File:
         type only by a safe conversion (see :func:`read_dtypes`); an unsafe one raises
         :class:`~pympc.InputError` naming the file, the dataset and both types."""
         if out is not None:
-            if decomp is not None and decomp is not out.decomp:
-                raise InputError("read(out=...) takes the decomposition of out")
+            why = None if decomp is None else out.decomp.mismatch(decomp)
+            if why is not None:
+                raise InputError(f"read(out=...): decomp= and out's decomposition differ: {why}")
             decomp, dtype = out.decomp, out.dtype
         comm = self.comm
         info = None

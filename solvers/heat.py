@@ -42,8 +42,9 @@ class Heat(TimeLoop):
         self.variable = isinstance(alpha, pympc.DistArray)
         if self.variable:
             self.alpha = alpha
-            if alpha.decomp is not decomp:
-                raise InputError("alpha must live on the solver's decomposition")
+            why = decomp.mismatch(alpha.decomp, halo=True)
+            if why is not None:
+                raise InputError(f"alpha must live on the solver's decomposition (or one built alike): {why}")
             amin, amax = pympc.reduce_all(("min", alpha), ("max", alpha))
             pympc.update_halo(alpha)
             for (a, s), _ in self.bc.conditions.items():  # coefficients beyond the boundary
@@ -100,9 +101,13 @@ class Heat(TimeLoop):
 
 def _field(decomp, init, dtype=np.float64):
     if isinstance(init, pympc.DistArray):
-        if init.decomp is not decomp:
-            raise InputError("the initial field must live on the solver's decomposition")
-        return init.copy()
+        why = decomp.mismatch(init.decomp)
+        if why is not None:
+            raise InputError(f"the initial field must live on the solver's decomposition (or one built "
+                             f"alike): {why}")
+        u = pympc.DistArray(decomp, init.dtype, init.components)
+        u.owned[...] = init.owned
+        return u
     if callable(init):
         return pympc.DistArray.from_function(decomp, init, dtype=dtype, coords=True)
     return pympc.DistArray(decomp, dtype).fill(float(init))

@@ -669,3 +669,31 @@ def test_timeloop_subclass_mistakes_say_what_to_do():
             NoInit(d).run(steps=1)
         with pytest.raises(NotImplementedError, match=r"must define advance\(\)"):
             NoAdvance(d).run(steps=1, progress=None)
+
+
+@pytest.mark.mpi
+def test_heat_fields_on_a_decomposition_built_alike(comm):
+    """Issue 12 point 14 at the solver: a variable alpha and an initial field on a
+    decomposition built alike (not the same object) are taken, and give the result of
+    fields on the solver's own; one on another grid, or another ghost width, is refused."""
+    n = 13
+    f0 = lambda x, y: np.sin(np.pi * x) * y  # noqa: E731
+    a0 = lambda x, y: 0.5 + 0.25 * x  # noqa: E731
+    with pympc.Decomposition((n, n), comm=comm, spacing=1 / (n - 1)) as d, \
+         pympc.Decomposition((n, n), comm=comm, spacing=1 / (n - 1)) as twin:
+        runs = []
+        for src in (d, twin):
+            u0 = pympc.DistArray.from_function(src, f0, coords=True)
+            alpha = pympc.DistArray.from_function(src, a0, coords=True)
+            s = Heat(d, alpha=alpha, u0=u0)
+            s.run(steps=5, progress=None)
+            assert s.u.decomp is d
+            runs.append(s.u.gather(root=None))
+        np.testing.assert_array_equal(runs[0], runs[1])
+    with pympc.Decomposition((n, n), comm=comm) as d, \
+         pympc.Decomposition((n + 1, n), comm=comm) as other, \
+         pympc.Decomposition((n, n), comm=comm, ghost=2) as wide:
+        with pytest.raises(pympc.InputError, match="initial field.*global shapes"):
+            Heat(d, alpha=1.0, u0=pympc.DistArray(other))
+        with pytest.raises(pympc.InputError, match="alpha must live.*ghost"):
+            Heat(d, alpha=pympc.DistArray(wide).fill(1.0), u0=0.0)
