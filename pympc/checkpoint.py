@@ -57,7 +57,6 @@ import warnings
 import h5py
 import numpy as np
 
-from .array import DistArray
 from .grid import Decomposition
 from .io import FORMAT_VERSION, File
 from .runtime import InputError, check_all, get_comm

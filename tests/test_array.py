@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import pympc
+from mpicheck import same_error as _same_error_everywhere
 from pympc.array import reduce_all
 
 DTYPES = [np.int32, np.int64, np.float32, np.float64, np.complex128]
@@ -133,13 +134,6 @@ def test_arithmetic_on_owned_cells(comm):
         assert x.copy().fill(2.5).sum() == pytest.approx(2.5 * 30)
 
 
-def _same_error_everywhere(comm, fn, match):
-    """Collective. ``fn()`` raises an InputError matching ``match`` with the same message
-    on every rank."""
-    with pytest.raises(pympc.InputError, match=match) as err:
-        fn()
-    assert len(set(comm.allgather(str(err.value)))) == 1
-    return str(err.value)
 
 
 def _two_array_operations(a, b):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import pympc
+from mpicheck import on_root
 from pympc.checkpoint import Checkpointer, CheckpointWarning, physics_changes, restart_rng
 from pympc.testing import clean_env, mpiexec_command, run_mpi
 
@@ -70,16 +71,6 @@ def test_incompatible_checkpoint_is_refused_everywhere(comm, shared_tmp_path):
         assert len([w for w in rec if w.category is CheckpointWarning]) == (2 if comm.Get_rank() == 0 else 0)
 
 
-def on_root(comm, fn):
-    """Rank 0 runs fn() (serial h5py checks), the verdict reaches every rank."""
-    err = None
-    if comm.Get_rank() == 0:
-        try:
-            fn()
-        except AssertionError as e:
-            err = str(e) or "assertion failed"
-    err = comm.bcast(err, root=0)
-    assert err is None, err
 
 
 def stamped(d, step):

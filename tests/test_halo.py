@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pympc
+from mpicheck import same_error as _refused
 from pympc import bc
 from oracle import SENTINEL, ghost_mask, local_block, pad
 
@@ -174,11 +175,6 @@ def test_halo_of_arrays_on_decompositions_built_alike(comm):
                 assert np.array_equal(x.data[mask], expect[mask])
 
 
-def _refused(comm, fn, match):
-    with pytest.raises(pympc.InputError, match=match) as err:
-        fn()
-    assert len(set(comm.allgather(str(err.value)))) == 1
-    return str(err.value)
 
 
 @pytest.mark.mpi

@@ -2,13 +2,13 @@
 files from other writers, fields held by some ranks only, bad input, XDMF through VTK."""
 
 import json
-import os
 
 import h5py
 import numpy as np
 import pytest
 
 import pympc
+from mpicheck import on_root, same_error
 from pympc import io
 from pympc.output import Output
 
@@ -20,16 +20,6 @@ def glob_data(shape, dtype, seed=0):
     return (x + 1j * x[::-1] if np.dtype(dtype).kind == "c" else x).astype(dtype)
 
 
-def on_root(comm, fn):
-    """Rank 0 runs fn() (serial h5py checks), the verdict reaches every rank."""
-    err = None
-    if comm.Get_rank() == 0:
-        try:
-            fn()
-        except AssertionError as e:
-            err = str(e) or "assertion failed"
-    err = comm.bcast(err, root=0)
-    assert err is None, err
 
 
 @pytest.mark.mpi
@@ -123,11 +113,7 @@ def owned_global(d):
 
 
 def _same_error(comm, fn, match):
-    with pytest.raises(pympc.InputError) as err:
-        fn()
-    msgs = comm.allgather(str(err.value))
-    assert len(set(msgs)) == 1, msgs  # one clear error, identical on every rank
-    assert match in msgs[0], msgs[0]
+    same_error(comm, fn, None, match)
 
 
 @pytest.mark.mpi

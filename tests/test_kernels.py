@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import pympc
+from mpicheck import same_error as _refused
 from pympc import bc, kernels
-from oracle import ftcs, local_block, pad
+from oracle import ftcs, pad
 
 
 @pytest.mark.mpi
@@ -117,11 +118,6 @@ def _kernel_calls(u, v, w):
     }
 
 
-def _refused(comm, fn, match):
-    with pytest.raises(pympc.InputError, match=match) as err:
-        fn()
-    assert len(set(comm.allgather(str(err.value)))) == 1
-    return str(err.value)
 
 
 @pytest.mark.mpi

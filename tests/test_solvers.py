@@ -8,7 +8,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import pympc
-from oracle import ftcs, pad
+from mpicheck import on_root, same_error
+from oracle import ftcs
 from solvers.heat import Heat
 from solvers.poisson import Poisson, optimal_omega
 from solvers.wave import Wave
@@ -262,16 +263,6 @@ import warnings  # noqa: E402
 from solvers.loop import TimeLoop  # noqa: E402
 
 
-def on_root(comm, fn):
-    """Rank 0 runs fn() (file checks), the verdict reaches every rank."""
-    err = None
-    if comm.Get_rank() == 0:
-        try:
-            fn()
-        except AssertionError as e:
-            err = str(e) or "assertion failed"
-    err = comm.bcast(err, root=0)
-    assert err is None, err
 
 
 def files(comm, top):
@@ -292,13 +283,7 @@ def files(comm, top):
 
 def refused(comm, fn, *words):
     """The call raises one InputError, the same on every rank, containing ``words``."""
-    with pytest.raises(pympc.InputError) as err:
-        fn()
-    msg = str(err.value)
-    assert len(set(comm.allgather(msg))) == 1, msg
-    for w in words:
-        assert w in msg, (w, msg)
-    return msg
+    return same_error(comm, fn, None, *words)
 
 
 SHAPE = (13, 10)  # 13 and 10 do not divide by 3 or 4

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import pympc
+from mpicheck import on_root
 from pympc.output import Output
 from pympc.testing import run_mpi
 
@@ -29,16 +30,6 @@ ORIGIN = (12345.678, -0.375, 2.5e-3)
 SPACING = (1e-3, 0.25, 3e-7)
 
 
-def on_root(comm, fn):
-    """Rank 0 runs fn() (the VTK checks), the verdict reaches every rank."""
-    err = None
-    if comm.Get_rank() == 0:
-        try:
-            fn()
-        except AssertionError as e:
-            err = str(e) or "assertion failed"
-    err = comm.bcast(err, root=0)
-    assert err is None, err
 
 
 def read_vtk(xmf, time=None):
