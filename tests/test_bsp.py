@@ -321,6 +321,27 @@ def test_hpput_source_written_in_the_same_sync_sends_the_old_value(bsp):
     assert x.tolist() == [-1.0, -2.0, 10 * me + 2, 10 * me + 2, 10 * me + 4, 10 * me + 5]
 
 
+@pytest.mark.mpi
+def test_many_overlapping_records(bsp):
+    """The same rules with many records (beyond the few that a plain scan checks): 40
+    hpputs whose sources the left neighbour's 40 puts and this rank's 40 gets overwrite;
+    the gets and puts share destinations (the puts win)."""
+    P, me = bsp.nprocs, bsp.pid
+    right, left = (me + 1) % P, (me - 1) % P
+    x = np.arange(80, dtype=np.int64) + 1000 * me
+    y = np.zeros(40, np.int64)
+    rx, ry = bsp.register(x), bsp.register(y)
+    bsp.sync()
+    for k in range(40):
+        bsp.hpput(right, x[2 * k:2 * k + 1], ry, k)           # x's even elements, as they are now
+        bsp.put(right, np.array([-(k + 1) - 100 * me], np.int64), rx, 2 * k)
+        bsp.get(me, rx, 2 * k + 1, x[2 * k:2 * k + 1])       # overwritten by the put above
+    bsp.sync()
+    assert y.tolist() == [1000 * left + 2 * k for k in range(40)]
+    assert x[0::2].tolist() == [-(k + 1) - 100 * left for k in range(40)]
+    assert x[1::2].tolist() == [1000 * me + 2 * k + 1 for k in range(40)]
+
+
 # every dtype the BSP layer moves (docs/bsp.md): registrations and put sources; it moves
 # bytes, so longdouble and clongdouble travel too (between ranks of one platform)
 BSP_DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
