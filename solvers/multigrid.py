@@ -202,6 +202,12 @@ class Multigrid:
             lev.d.close()
         self.levels, self.serial = self.levels[:1], []
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     # -- pieces ----------------------------------------------------------------------
     def _smooth(self, lev, sweeps):
         for color, omega in sweeps:

@@ -64,11 +64,12 @@ def test_multigrid_equals_direct_solve_and_pcg(comm):
         assert np.linalg.norm(u - direct) / np.linalg.norm(direct) < 1e-10 * 4 * n * n
         p = cg(StencilOperator(d), f, tol=1e-10, M=mg)
         assert p.converged and p.iterations <= 10
-        w = Multigrid(d, cycle="W").solve(f, tol=1e-10)
+        with Multigrid(d, cycle="W") as mgw:
+            w = mgw.solve(f, tol=1e-10)
         assert w.converged and w.cycles <= r.cycles
         mg.close()
-    with pympc.Decomposition((n, n), comm=MPI.COMM_SELF, spacing=h) as ds:
-        ps = cg(StencilOperator(ds), mode_ramp_rhs(ds), tol=1e-10, M=Multigrid(ds))
+    with pympc.Decomposition((n, n), comm=MPI.COMM_SELF, spacing=h) as ds, Multigrid(ds) as mgs:
+        ps = cg(StencilOperator(ds), mode_ramp_rhs(ds), tol=1e-10, M=mgs)
     assert abs(ps.iterations - p.iterations) <= 1
 
 
@@ -79,7 +80,8 @@ def test_periodic_mean_zero_and_errors(comm):
         with pympc.Decomposition((n, n), comm=comm, spacing=1 / n, periodic=True) as d:
             f = pympc.DistArray.from_function(
                 d, lambda x, y: 8 * np.pi ** 2 * np.sin(2 * np.pi * x) * np.cos(2 * np.pi * y) + 5.0, coords=True)
-            r = Multigrid(d).solve(f, tol=1e-10)
+            with Multigrid(d) as mg:
+                r = mg.solve(f, tol=1e-10)
             assert r.converged and abs(r.u.sum()) < 1e-8 * n * n
             x = np.arange(n) / n
             X, Y = np.meshgrid(x, x, indexing="ij")
