@@ -120,6 +120,13 @@ def start() -> None:
         raise InputError(_error)
     if not active or _thread is not None:
         return
+    if MPI.Query_thread() != MPI.THREAD_MULTIPLE:
+        # a thread may call MPI only under MPI_THREAD_MULTIPLE (mpi4py's default; a program
+        # that set mpi4py.rc.thread_level lower gets no watchdog, and is told once)
+        if _world.Get_rank() == 0:
+            sys.stderr.write(f"pympc: hang watchdog off: MPI runs at thread level {MPI.Query_thread()}, "
+                             f"not MPI_THREAD_MULTIPLE ({ENV} has no effect)\n")
+        return
     # its own duplicate: nothing it sends can match a message of the program, of the
     # error handling or of another pympc layer
     _comm = _world.Dup()

@@ -164,6 +164,24 @@ def test_parse_timeout():
         assert t == 0.0 and err and "PYMPC_HANG_TIMEOUT" in err
 
 
+def test_below_thread_multiple_it_stays_off_and_says_so_once(tmp_path):
+    # the thread calls MPI, which only MPI_THREAD_MULTIPLE allows: a program that asks
+    # mpi4py for less gets no watchdog (and a line saying so), not undefined behaviour
+    script = textwrap.dedent("""
+        import mpi4py
+        mpi4py.rc.thread_level = "funneled"
+        import pympc
+        from pympc import watchdog
+        with pympc.Decomposition((8, 8)) as d:
+            total = pympc.DistArray(d).fill(1.0).sum()
+        print("thread", watchdog._thread is None, total, flush=True)
+    """)
+    r = run(tmp_path, 2, [], limit=3, script=script)
+    assert r.returncode == 0, r.output[-3000:]
+    assert r.stdout.count("thread True 64.0") == 2, r.output
+    assert r.stderr.count("hang watchdog off") == 1, r.stderr
+
+
 def test_one_rank_pays_nothing():
     # one rank cannot wait for another: the collectives are not even wrapped
     import pympc
