@@ -16,8 +16,8 @@ import os
 from .array import require_distarray
 from .grid import Decomposition
 from .io import File
-from .runtime import InputError, get_comm
-from .xdmf import render, write_atomic, write_meshes
+from .runtime import InputError, get_comm, get_logger
+from .xdmf import render, unlisted_reason, write_atomic, write_meshes
 
 #: ``units`` keys that are not field names: the unit of the step times and of the grid's
 #: coordinates (origin, spacing).
@@ -75,6 +75,7 @@ class Output:
         self.path = str(path)
         self.units = dict(units or {})
         self.xdmf_path = os.path.splitext(self.path)[0] + ".xmf" if xdmf else None
+        self._unlisted: set = set()  # fields already reported as not in the XDMF
         if mode not in ("w", "a"):
             raise InputError(f"Output mode must be 'w' or 'a', got {mode!r}")
         bad = sorted(k for k, v in self.units.items() if not isinstance(v, str))
@@ -136,10 +137,22 @@ class Output:
             if self.xdmf_path:  # before 'complete': a step the XDMF lists has its mesh
                 write_meshes(f, [{"fields": meta}])
             f.set_attrs(grp, {"complete": 1})  # last: a step cut short never has it
+        if self.xdmf_path:
+            self._warn_unlisted(meta)
         self.steps = [s for s in self.steps if s["step"] != step]
         self.steps.append({"step": int(step), "time": float(time), "group": grp, "fields": meta})
         self.steps.sort(key=lambda s: s["step"])
         self._write_xdmf()
+
+    def _warn_unlisted(self, meta):
+        # stored in the HDF5 file, but ParaView would not see it: say so once per field
+        first = next(iter(meta.values()))
+        for name, m in meta.items():
+            why = unlisted_reason(m, first)
+            if why is not None and name not in self._unlisted:
+                self._unlisted.add(name)
+                get_logger("pympc.output").warning(
+                    "field %r is stored in %s but not listed in %s: %s", name, self.path, self.xdmf_path, why)
 
     def _write_xdmf(self):
         if self.xdmf_path and self.comm.Get_rank() == 0:

@@ -60,6 +60,19 @@ def number_type(dtype: str):
     return _NUMBER.get(str(dtype)[1:])
 
 
+def unlisted_reason(field, first) -> str | None:
+    """Local. Why the XDMF of a step whose first field is ``first`` does not list
+    ``field`` (both dicts as in :func:`render`), or ``None`` when it does: a dtype XDMF
+    readers cannot read back exactly, or another mesh than the step's (the step is drawn on
+    its first field's mesh; a field of another centring or grid would not fit it)."""
+    if number_type(field["dtype"]) is None:
+        return f"its dtype {np.dtype(field['dtype']).name} has no exact XDMF type (uint64, complex)"
+    if mesh_path(field) != mesh_path(first):
+        return (f"it lies on another mesh ({field['centring']}-centred {list(field['shape'])}) than "
+                f"the step's first field ({first['centring']}-centred {list(first['shape'])})")
+    return None
+
+
 def _dims(values):
     return " ".join(str(int(v)) for v in values)
 
@@ -174,10 +187,11 @@ def render(h5name: str, steps: list) -> str:
         out.append(f'   <Grid Name={quoteattr("step " + str(st["step"]))} GridType="Uniform">')
         out.append(f'    <Time Value="{float(st["time"])!r}"/>')
         out += mesh
+        first = next(iter(fields.values()))
         for name, f in fields.items():
-            number = number_type(f["dtype"])
-            if number is None:
+            if unlisted_reason(f, first) is not None:
                 continue
+            number = number_type(f["dtype"])
             comps = list(f.get("components", ()))
             atype = "Scalar" if not comps else "Vector" if comps == [3] else "Matrix"
             dims = [1] * pad + list(f["shape"]) + comps

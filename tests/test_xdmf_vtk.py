@@ -192,6 +192,38 @@ def test_xdmf_lists_each_dtype_and_vtk_reads_its_values(comm, shared_tmp_path, c
     on_root(comm, check)
 
 
+@pytest.mark.mpi
+def test_fields_the_xdmf_cannot_draw_are_left_out_and_said_once(comm, shared_tmp_path, caplog):
+    """A step is drawn on its first field's mesh: a field of another centring or grid, or
+    of a dtype XDMF cannot carry, is stored in the HDF5 file but left out of the XDMF
+    (VTK reads the rest without an error), and the run is told once per field."""
+    import logging
+
+    path = shared_tmp_path / "mixed.h5"
+    with pympc.Decomposition((9, 7), comm=comm) as dv, \
+            pympc.Decomposition((8, 6), comm=comm, centring="cell") as dc:
+        u = pympc.DistArray.from_function(dv, lambda i, j: 10.0 * i + j)
+        flux = pympc.DistArray.from_function(dc, lambda i, j: -1.0 - i)
+        z = pympc.DistArray(dv, np.complex128).fill(1 + 2j)
+        with caplog.at_level(logging.WARNING, logger="pympc"), Output(str(path), dv) as out:
+            logging.getLogger("pympc").addHandler(caplog.handler)
+            try:
+                for step in range(3):
+                    out.write(step, 0.5 * step, u=u, flux=flux, z=z)
+            finally:
+                logging.getLogger("pympc").removeHandler(caplog.handler)
+    said = [r.getMessage() for r in caplog.records if "not listed" in r.getMessage()]
+    if comm.Get_rank() == 0:  # the logger speaks on rank 0
+        assert len(said) == 2 and any("'flux'" in m and "another mesh" in m for m in said), said
+        assert any("'z'" in m and "complex128" in m for m in said), said
+
+    def check():
+        img, times, log = read_vtk(path.with_suffix(".xmf"))
+        assert times == [0.0, 0.5, 1.0] and "Failed" not in log and "ERR" not in log, log[-2000:]
+        assert sorted(arrays(img, "vertex")) == ["u"] and not arrays(img, "cell")
+    on_root(comm, check)
+
+
 def test_heat2d_demo_shows_its_hot_left_wall_at_vtk_x_min(tmp_path):
     """jobs/heat2d.py holds the wall x = 0 at 1 (the PNG's left edge): in ParaView the
     points at X = 0 are the hot ones, not those at Y = 0."""
