@@ -392,37 +392,9 @@ class File:
         """Collective. Write a small array held by rank ``root`` only (others pass anything);
         the others take part with empty selections."""
         comm = self.comm
-        meta = comm.bcast((np.shape(array), np.asarray(array).dtype.str) if comm.Get_rank() == root else None,
-                          root=root)
-        if self.serial_fallback:
-            if root != 0:
-                array = _move(comm, array if comm.Get_rank() == root else None, meta, root, 0)
-            if comm.Get_rank() == 0:
-                if name in self.h5:
-                    del self.h5[name]
-                ds = self.h5.create_dataset(name, data=np.asarray(array))
-                for k, v in (attrs or {}).items():
-                    ds.attrs[k] = _attr_value(v)
-            comm.Barrier()
-            return
-        if name in self.h5:
-            del self.h5[name]
-        ds = self.h5.create_dataset(name, shape=meta[0], dtype=meta[1], fill_time="never")
-        for k, v in (attrs or {}).items():
-            ds.attrs[k] = _attr_value(v)
-        if int(np.prod(meta[0])) == 0:
-            return  # nothing to transfer (and no storage to address): every rank knows
-        fspace = ds.id.get_space()
-        if comm.Get_rank() == root:
-            buf = np.ascontiguousarray(array, dtype=meta[1])
-            fspace.select_all()
-            mspace = h5s.create_simple(buf.shape)
-        else:
-            buf = np.zeros(1, dtype=meta[1])
-            fspace.select_none()
-            mspace = h5s.create_simple((1,))
-            mspace.select_none()
-        ds.id.write(mspace, fspace, buf, dxpl=_collective_dxpl() if self.parallel else None)
+        mine = comm.Get_rank() == root
+        shape, dtype = comm.bcast((np.shape(array), np.asarray(array).dtype.str) if mine else None, root=root)
+        self.write_block(name, shape, dtype, (0,) * len(shape), np.asarray(array) if mine else None, attrs)
 
     def write_block(self, name: str, shape, dtype, start, block, attrs: dict | None = None) -> None:
         """Collective. Create the dataset ``name`` of global ``shape`` and ``dtype`` and
@@ -437,7 +409,7 @@ class File:
         dtype = np.dtype(dtype)
         err = None
         if block is not None:
-            block = np.ascontiguousarray(block, dtype=dtype)
+            block = np.asarray(block, dtype=dtype, order="C")  # (ascontiguousarray makes 0-d 1-d)
             start = tuple(int(i) for i in start)
             if len(start) != len(shape) or block.ndim != len(shape) or any(
                     s < 0 or s + b > n for s, b, n in zip(start, block.shape, shape)):
@@ -470,6 +442,10 @@ class File:
             fspace.select_none()
             mspace = h5s.create_simple((1,))
             mspace.select_none()
+        elif block.shape == shape:  # the whole dataset (a scalar one included)
+            buf = block
+            fspace.select_all()
+            mspace = h5s.create_simple(block.shape)
         else:
             buf = block
             fspace.select_hyperslab(start, block.shape)
@@ -514,17 +490,6 @@ class File:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _move(comm, array, meta, src, dst):
-    if comm.Get_rank() == src:
-        comm.Send(np.ascontiguousarray(array), dest=dst, tag=7303)
-        return array
-    if comm.Get_rank() == dst:
-        out = np.empty(meta[0], dtype=meta[1])
-        comm.Recv(out, source=src, tag=7303)
-        return out
-    return None
 
 
 def write(path, fields: dict, comm=None, attrs: dict | None = None, params=None) -> None:

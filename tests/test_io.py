@@ -88,8 +88,12 @@ def test_field_held_by_some_ranks_and_rank0_array(comm, shared_tmp_path):
         f.write("fine", b)
         f.write_array("history", np.arange(5.0) if rank == 0 else None, root=0)
         f.write_array("empty", np.zeros((0, 3)) if rank == 0 else None, root=0)
+        last = comm.Get_size() - 1  # a root other than 0, and a scalar
+        f.write_array("scalar", np.int16(-7) if rank == last else None, root=last, attrs={"units": "K"})
+        f.write_array("grid", np.arange(6).reshape(2, 3) if rank == last else None, root=last)
         back = f.read("coarse", d if inside else None)
         assert f.read_array("history").tolist() == [0, 1, 2, 3, 4]
+        assert f.read_array("grid").tolist() == [[0, 1, 2], [3, 4, 5]]
     if inside:
         np.testing.assert_array_equal(back.gather(root=None), glob)
     else:
@@ -100,6 +104,8 @@ def test_field_held_by_some_ranks_and_rank0_array(comm, shared_tmp_path):
             np.testing.assert_array_equal(f["coarse"][...], glob)
             np.testing.assert_array_equal(f["fine"][...], np.arange(64.0).reshape(8, 8))
             assert f["empty"].shape == (0, 3)
+            assert f["scalar"].shape == () and f["scalar"][()] == -7 and f["scalar"].dtype == np.int16
+            assert f["scalar"].attrs["units"] == "K"
     on_root(comm, check)
     fine.close()
     if d is not None:
