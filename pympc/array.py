@@ -12,6 +12,7 @@ complex64/128, native byte order; not longdouble).
 
 from __future__ import annotations
 
+import atexit
 from time import perf_counter as _perf
 
 import numpy as np
@@ -383,6 +384,15 @@ def _combine(inbuf, inoutbuf, datatype):
 
 
 _OP: list = []
+_WHOLE: dict = {}  # buffer length -> its committed contiguous datatype, built once
+
+
+@atexit.register  # before mpi4py finalizes MPI (registered earlier, so run later): no leak
+def _free_whole():
+    for t in _WHOLE.values():
+        if not MPI.Is_finalized():
+            t.Free()
+    _WHOLE.clear()
 
 
 def _f(v):
@@ -441,7 +451,7 @@ def _operand(op, v, b=None):
             elif rt == np.float16:
                 s = _sumprod(x, y, np.float64)
             else:
-                s = vector.dot(x, y) if vector.fast(x, y) else np.vdot(x, y)
+                s = vector.dot(x, y)  # (numpy's vdot when it cannot compile)
         else:
             rt = dtype
             if kind in "biu":
@@ -570,10 +580,9 @@ def reduce_all(*requests, comm=None):
             _OP.append(MPI.Op.Create(_combine, commute=True))
         # one element of a contiguous type: MPI cannot split the buffer between calls of
         # the operation (which reads the layout from the buffer's start)
-        whole = MPI.UINT64_T.Create_contiguous(buf.size).Commit()
-        try:
-            comm.Allreduce(MPI.IN_PLACE, [buf, 1, whole], op=_OP[0])
-        finally:
-            whole.Free()
+        whole = _WHOLE.get(buf.size)
+        if whole is None:  # one per buffer length, built once (requests come in a few shapes)
+            whole = _WHOLE[buf.size] = MPI.UINT64_T.Create_contiguous(buf.size).Commit()
+        comm.Allreduce(MPI.IN_PLACE, [buf, 1, whole], op=_OP[0])
     _profile.record_comm("reduce", body.size, body.size, _perf() - t0)
     return [make([buf[i:i + 1] for i in idx]) for (_, make), idx in zip(parts, where)]

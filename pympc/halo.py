@@ -71,8 +71,8 @@ class HaloExchange:
     does that for you by caching plans on the decomposition.
     """
 
-    def __init__(self, *arrays: DistArray, stencil=None, width=None):
-        _check_arrays(arrays, "HaloExchange")
+    def __init__(self, *arrays: DistArray, stencil=None, width=None, _where="HaloExchange"):
+        _check_arrays(arrays, _where)
         d = arrays[0].decomp
         stencil = stencil or d.stencil
         if stencil not in ("star", "box"):
@@ -191,15 +191,17 @@ def plan_for(*arrays: DistArray, stencil=None, width=None) -> HaloExchange:
     width; the least recently used beyond 16 is closed. Every rank calls it with the same
     arrays in the same order, so the caches agree.
     """
-    _check_arrays(arrays, "update_halo")
+    if not arrays or not isinstance(arrays[0], DistArray):
+        _check_arrays(arrays, "update_halo")  # raises, saying what was expected
     d = arrays[0].decomp
-    key = (tuple(id(a.data) for a in arrays), stencil, width)
+    key = (tuple(id(getattr(a, "data", a)) for a in arrays), stencil, width)
     cache = d._halo_plans
     if not isinstance(cache, OrderedDict):
         cache = d._halo_plans = OrderedDict(cache)
     plan = cache.get(key)
+    # a cached plan holds these very arrays, checked when it was built: a step pays no check
     if plan is None or any(p is not a for p, a in zip(plan.arrays, arrays)):
-        plan = HaloExchange(*arrays, stencil=stencil, width=width)
+        plan = HaloExchange(*arrays, stencil=stencil, width=width, _where="update_halo")
         cache[key] = plan
         while len(cache) > _MAX_CACHED:
             _, old = cache.popitem(last=False)

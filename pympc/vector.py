@@ -77,18 +77,18 @@ def fast(*views) -> bool:
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
     """Local. ``sum(a * b)`` of two real views, without copying them."""
-    _same_shape("dot", a, b)
-    if fast(a, b):
+    if fast(a, b):  # (fast() already asks for one shape)
         return float(_DOT(_as3(a), _as3(b)))
+    _same_shape("dot", a, b)
     return np.vdot(a, b)
 
 
 def axpby(y: np.ndarray, a: float, x: np.ndarray, b: float) -> None:
     """Local. ``y = a x + b y`` in place, without a temporary."""
-    _same_shape("axpby", y, x)
     if fast(y, x):
         _AXPBY(_as3(y), float(a), _as3(x), float(b))
     else:
+        _same_shape("axpby", y, x)
         y *= b
         y += a * x
 
@@ -96,9 +96,9 @@ def axpby(y: np.ndarray, a: float, x: np.ndarray, b: float) -> None:
 def cg_update(x: np.ndarray, r: np.ndarray, p: np.ndarray, q: np.ndarray, alpha: float) -> float:
     """Local. The conjugate-gradient update in one pass over the four views:
     ``x += alpha p``, ``r -= alpha q``, and the local ``r . r`` of the new ``r``."""
-    _same_shape("cg_update", x, r, p, q)
     if fast(x, r, p, q):
         return float(_CG_UPDATE(_as3(x), _as3(r), _as3(p), _as3(q), float(alpha)))
+    _same_shape("cg_update", x, r, p, q)
     axpby(x, alpha, p, 1.0)
     axpby(r, -alpha, q, 1.0)
     return float(np.vdot(r, r).real)
