@@ -256,11 +256,9 @@ class Restart(CheckpointInfo):
     ``fields`` ({name: DistArray}) and ``rngs`` (this rank's Generators, or None when
     the rank count changed)."""
 
-    def __init__(self, step, fields, state, rngs, saved_ranks, info: CheckpointInfo | None = None):
-        if info is None:
-            info = CheckpointInfo(step, 0, None, None, state, None, saved_ranks, sorted(fields))
-        super().__init__(step, info.sequence, info.time, info.physics, state, info.path, saved_ranks,
-                         info.field_names)
+    def __init__(self, info: CheckpointInfo, fields, rngs):
+        super().__init__(info.step, info.sequence, info.time, info.physics, info.state, info.path,
+                         info.saved_ranks, info.field_names)
         self.fields, self.rngs = fields, rngs
 
 
@@ -393,7 +391,7 @@ class Checkpointer:
         intact.sort(key=lambda i: (i.sequence, i.step))
         return _Scan(intact, damaged, top)
 
-    def _scan(self, warn=True) -> _Scan:
+    def _scan(self) -> _Scan:
         """Collective. Rank 0 inspects the directory, every rank gets its verdict; rank
         0 warns once about each damaged file."""
         scan = None
@@ -402,7 +400,7 @@ class Checkpointer:
                 scan = self._scan_local()
             except OSError as e:
                 scan = f"cannot list checkpoint directory {self.directory}: {e}"
-            if warn and isinstance(scan, _Scan):
+            if isinstance(scan, _Scan):
                 self._warn_damaged(scan)
         scan = self.comm.bcast(scan, root=0)
         if isinstance(scan, str):
@@ -578,7 +576,8 @@ class Checkpointer:
 
     # -- reading -------------------------------------------------------------------------
     def load(self, decomp: Decomposition, step: int | None = None, dtype=None) -> Restart:
-        """Collective. Read checkpoint ``step`` (default: the newest written intact one,
+        """Collective. Read checkpoint ``step`` (a step number, or a :class:`CheckpointInfo`
+        from :meth:`info` or :meth:`checkpoints`; default: the newest written intact one,
         with a :class:`CheckpointWarning` on rank 0 naming any damaged file skipped)
         onto ``decomp``. A damaged or absent ``step``, or no checkpoint at all, raises
         :class:`~pympc.InputError` naming the file or the directory.
@@ -588,11 +587,11 @@ class Checkpointer:
         ``rngs`` (this rank's Generators, or None when the rank count changed) and
         ``saved_ranks``.
         """
-        info = self.info(step)
+        # a CheckpointInfo the caller has (checkpoints(), info()) saves scanning the directory again
+        info = step if isinstance(step, CheckpointInfo) else self.info(step)
         with File(info.path, "r", comm=self.comm) as f:
-            attrs = f.attrs("/")
-            fields = {n: f.read(f"/fields/{n}", decomp, dtype) for n in json.loads(attrs["fields"])}
-            saved = json.loads(attrs["rng_states"])
+            fields = {n: f.read(f"/fields/{n}", decomp, dtype) for n in info.field_names}
+            saved = json.loads(f.attrs("/")["rng_states"])
         rngs = None
         if len(saved) == self.comm.Get_size():
             rngs = []
@@ -600,7 +599,7 @@ class Checkpointer:
                 g = np.random.Generator(getattr(np.random, st["bit_generator"])())
                 g.bit_generator.state = st
                 rngs.append(g)
-        return Restart(info.step, fields, info.state, rngs, len(saved), info=info)
+        return Restart(info, fields, rngs)
 
 
 def restart_rng(seed, step: int, comm=None):

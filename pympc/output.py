@@ -84,7 +84,10 @@ class Output:
         if mode == "w" and not overwrite:
             check_new_path(self.path, self.comm)
         self.steps = []
-        with File(self.path, mode, comm=self.comm, params=params, decomp=decomp) as f:
+        # "x" (HDF5 refuses a file that exists, atomically): nothing created between the
+        # check above and the open is truncated
+        fmode = "x" if mode == "w" and not overwrite else mode
+        with File(self.path, fmode, comm=self.comm, params=params, decomp=decomp) as f:
             if mode == "w" or "axes" not in f.attrs("/"):
                 f.set_attrs("/", {"axes": axis_labels(decomp.ndim), "units": self.units})
             if mode == "a":

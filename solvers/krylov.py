@@ -143,12 +143,14 @@ def _setup(op, b, x0, tol, maxiter):
     if x0 is not None:
         require_distarray(x0, "x0", "the Krylov solver")
     # compatible, not identical: a decomposition built twice alike pairs point for point
-    if not op.decomp.compatible(b.decomp, halo=True):
-        raise InputError(f"b must live on the operator's decomposition: {op.decomp.mismatch(b.decomp, halo=True)}")
+    why = op.decomp.mismatch(b.decomp, halo=True)
+    if why is not None:
+        raise InputError(f"b must live on the operator's decomposition: {why}")
     if not tol > 0 or int(maxiter) < 1:
         raise InputError("tol must be > 0 and maxiter >= 1")
-    if x0 is not None and not op.decomp.compatible(x0.decomp, halo=True):
-        raise InputError(f"x0 must live on the operator's decomposition: {op.decomp.mismatch(x0.decomp, halo=True)}")
+    why = None if x0 is None else op.decomp.mismatch(x0.decomp, halo=True)
+    if why is not None:
+        raise InputError(f"x0 must live on the operator's decomposition: {why}")
     x = b.empty_like()
     if x0 is not None:
         if hasattr(op, "restrict"):

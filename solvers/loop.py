@@ -109,7 +109,7 @@ class TimeLoop:
         :class:`pympc.InputError` when there is none, or when it is of another solver or
         of other physics (see :meth:`run`). Returns True."""
         info = self._checkpoint_info(ck, allow_changed)
-        self._apply(info, ck.load(self.decomp, step=info.step))
+        self._apply(info, ck.load(self.decomp, step=info))
         return True
 
     def _checkpoint_info(self, ck, allow_changed):
@@ -205,7 +205,7 @@ class TimeLoop:
             raise InputError(f"the checkpoint directory {ck.directory} already holds checkpoints "
                              f"{ck.steps()} of an earlier run: pass restart=True to continue it, or "
                              "overwrite=True to start afresh (deleting them)")
-        r = ck.load(self.decomp, step=info.step) if info is not None else None  # reads, changes nothing
+        r = ck.load(self.decomp, step=info) if info is not None else None  # reads, changes nothing
         if r is not None and at == steps:  # already at the end: continue nothing, touch no file
             self._apply(info, r)
             if progress is not None:

@@ -151,7 +151,7 @@ class Poisson:
                              "overwrite=True to start afresh (deleting them)")
         if output is not None and not isinstance(output, Output) and fresh and not overwrite:
             check_new_path(output, self.comm)  # now, not after the iterations
-        r = ck.load(self.decomp, step=info.step) if info is not None else None
+        r = ck.load(self.decomp, step=info) if info is not None else None
         # every check passed: from here on the solve changes files and the iterate
         if fresh and ck is not None and overwrite:
             ck.clear()
