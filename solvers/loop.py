@@ -215,8 +215,14 @@ class TimeLoop:
         out = output
         if output is not None and not isinstance(output, Output):
             stored = {**self.parameters(), **({"job": params} if params is not None else {})}
-            out = Output(output, self.decomp, mode="w" if fresh else "a", params=stored, units=units,
-                         overwrite=overwrite, restart_step=None if fresh else at, comm=self.comm)
+            # a solver that has stepped continues the series it wrote last; any other file
+            # is a new series (an existing one is refused unless overwrite=True), never one
+            # whose later steps an append would cut off
+            path = os.path.abspath(str(output))
+            new = fresh or (info is None and path != getattr(self, "_series", None))
+            out = Output(output, self.decomp, mode="w" if new else "a", params=stored, units=units,
+                         overwrite=overwrite, restart_step=None if new else at, comm=self.comm)
+            self._series = path
         # every check passed: from here on the run changes files and the solver
         if fresh and ck is not None and overwrite:
             ck.clear()

@@ -702,3 +702,32 @@ def test_heat_fields_on_a_decomposition_built_alike(comm):
             Heat(d, alpha=1.0, u0=pympc.DistArray(other))
         with pytest.raises(pympc.InputError, match="alpha must live.*ghost"):
             Heat(d, alpha=pympc.DistArray(wide).fill(1.0), u0=0.0)
+
+
+@pytest.mark.mpi
+def test_a_stepped_solver_appends_only_to_its_own_series(comm, shared_tmp_path):
+    """A solver that has stepped and runs on (no restart) continues the file it wrote
+    last; given another, existing file it refuses (it used to open it for appending and
+    cut off that file's later steps), and a new path starts a new series."""
+    import h5py
+
+    mine, other, new = (str(shared_tmp_path / n) for n in ("mine.h5", "other.h5", "new.h5"))
+    with pympc.Decomposition(SHAPE, comm=comm, spacing=H) as d:
+        make("heat", d).run(steps=8, output=other, output_every=1, progress=None)
+        s = make("heat", d)
+        s.run(steps=3, output=mine, output_every=1, progress=None)
+        before = comm.bcast(open(other, "rb").read() if comm.Get_rank() == 0 else None, root=0)
+        refused(comm, lambda: s.run(steps=6, output=other, output_every=1, progress=None),
+                "other.h5", "overwrite=True")
+        assert s.step_count == 3
+        on_root(comm, lambda: (open(other, "rb").read() == before) or (_ for _ in ()).throw(
+            AssertionError("the other run's file changed")))
+        s.run(steps=6, output=mine, output_every=1, progress=None)  # its own series: appended
+        s.run(steps=7, output=new, output_every=1, progress=None)   # a new one
+
+    def check():
+        with h5py.File(mine, "r") as f:
+            assert sorted(int(k) for k in f["steps"]) == list(range(7)), list(f["steps"])
+        with h5py.File(new, "r") as f:
+            assert sorted(int(k) for k in f["steps"]) == [7], list(f["steps"])
+    on_root(comm, check)
