@@ -22,7 +22,8 @@ HDF5, or misses an attribute or a field dataset is damaged. :meth:`Checkpointer.
 and :meth:`Checkpointer.latest` then use the newest intact checkpoint instead, with one
 :class:`CheckpointWarning` per damaged file (rank 0, once per process) naming it and the
 checkpoint used; loading a damaged checkpoint by its step is an error. pympc never
-deletes a damaged file (it is yours to inspect); it does not count towards ``keep``.
+deletes a damaged file (it is yours to inspect); it does not count towards ``keep``, and a
+new checkpoint of its step moves it aside to ``<name>.damaged`` rather than replacing it.
 
 **Self-describing.** Besides ``state`` (any JSON-able dict), a checkpoint stores its
 ``step``, ``sequence`` and ``time`` as root attributes and the solver's ``physics`` (a dict
@@ -525,6 +526,13 @@ class Checkpointer:
                     os.unlink(stray)
                 scan = self._scan_local()
                 self._warn_damaged(scan)
+                for path, _ in scan.damaged:  # the new file takes a damaged one's name:
+                    if os.path.abspath(path) == os.path.abspath(final):  # keep it beside, never delete it
+                        aside, k = final + ".damaged", 1
+                        while os.path.lexists(aside):
+                            k += 1
+                            aside = f"{final}.damaged-{k}"
+                        os.rename(final, aside)
                 plan = (scan.top + 1, [i.path for i in scan.intact])
             except OSError as e:
                 plan = f"cannot prepare checkpoint {final}: {e}"

@@ -176,3 +176,27 @@ def test_no_checkpoint_at_all(comm, shared_tmp_path):
         assert [os.path.basename(p) for p in removed] == [
             "checkpoint_00000003.h5", "checkpoint_00000004.h5", "checkpoint_00000005.h5.tmp"]
         assert comm.allgather(sorted(os.listdir(ckdir))) == [["other_00000010.h5"]] * comm.Get_size()
+
+
+@pytest.mark.mpi
+def test_saving_the_step_of_a_damaged_checkpoint_keeps_the_damaged_file(comm, shared_tmp_path):
+    """pympc never deletes a damaged checkpoint: a new save of its step moves it aside
+    (``.damaged``, then ``.damaged-2``, ...) with its bytes, and the new file is the one
+    loaded."""
+    with pympc.Decomposition((6, 5), comm=comm) as d:
+        ck = Checkpointer(str(shared_tmp_path / "ck"), keep=2, comm=comm)
+        for round_ in (1, 2):
+            ck.save(10, {"u": pympc.DistArray(d).fill(float(round_))})
+            comm.Barrier()
+            if comm.Get_rank() == 0:
+                _truncate(ck.path(10))
+                damaged = open(ck.path(10), "rb").read()
+            comm.Barrier()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CheckpointWarning)
+                ck.save(10, {"u": pympc.DistArray(d).fill(7.0)})
+                r = ck.load(d)
+            assert r.step == 10 and r.fields["u"].max() == 7.0 and r.fields["u"].min() == 7.0
+            aside = ck.path(10) + (".damaged" if round_ == 1 else ".damaged-2")
+            ok = comm.bcast(open(aside, "rb").read() == damaged if comm.Get_rank() == 0 else None, root=0)
+            assert ok, f"{aside} is not the damaged file"
