@@ -172,8 +172,7 @@ def _excepthook(etype, value, tb):
         f"pympc: uncaught exception on rank {rank} of {size}; aborting the whole job\n"
         + "".join(f"[rank {rank}] {line}\n" for line in text.rstrip("\n").split("\n"))
     )
-    sys.stderr.flush()
-    WORLD.Abort(1)
+    _watchdog.abort(WORLD, 1)
 
 
 def install_excepthook() -> None:

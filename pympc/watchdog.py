@@ -265,7 +265,30 @@ def _fire() -> None:
         # the lowest firing rank reports and aborts; should it be gone, report here
         time.sleep(10.0 + 2 * poll)
     _report(states)
-    _world.Abort(1)
+    abort(_world, 1)
+
+
+#: Seconds between the last words of an aborting rank and ``MPI_Abort``.
+ABORT_DRAIN = 1.0
+
+
+def abort(comm, code: int = 1) -> None:
+    """Local. End the whole job with ``MPI_Abort(comm, code)`` after what this rank has
+    written reaches the user.
+
+    ``MPI_Abort`` can lose the lines written just before it: the launcher (MPICH's hydra,
+    Open MPI's, Slurm's) kills every process as soon as it hears of the abort, before
+    it has forwarded what sits in the ranks' output pipes (a report printed by the hang
+    watchdog was lost this way on a loaded machine). So this flushes stdout and stderr,
+    waits :data:`ABORT_DRAIN` seconds for the launcher to read them, then aborts.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed stream must not stop the abort
+            pass
+    time.sleep(ABORT_DRAIN)
+    comm.Abort(code)
 
 
 def _report(states) -> None:
