@@ -34,7 +34,8 @@ from mpi4py import MPI
 
 import pympc
 from common import emit, versions
-from pympc import kernels, machine, profile, report
+from pympc import bench, costlog, kernels
+from pympc.bsp import report
 from pympc.bsp import BSP
 
 comm = MPI.COMM_WORLD
@@ -64,7 +65,7 @@ class Heat:
 
     def batch(self):
         comm.Barrier()
-        with profile.Log(comm) as log:
+        with costlog.Log(comm) as log:
             for _ in range(self.steps):
                 self.step()
             self.logs.append(log.gather(root=None))
@@ -118,15 +119,15 @@ def main(argv=None):
            "hmax": args.hmax, "cold_hmax": args.cold_hmax, "points": args.points, "iters": args.iters}
 
     # l: empty superstep against MPI_Barrier
-    es = machine.empty_sync(comm, reps=args.reps)
+    es = bench.empty_sync(comm, reps=args.reps)
     res["empty"] = es
     # g: h-relations through every path, one randomised run
-    hs = machine.h_values(args.hmax, args.points)
-    times = machine.time_hrelations(hs, machine.ALL, iters=args.iters, reps=args.reps, seed=1, comm=comm)
-    fits = {m: machine.fit_method(m, hs, times[m]) for m in machine.ALL}
+    hs = bench.h_values(args.hmax, args.points)
+    times = bench.time_hrelations(hs, bench.ALL, iters=args.iters, reps=args.reps, seed=1, comm=comm)
+    fits = {m: bench.fit_method(m, hs, times[m]) for m in bench.ALL}
     res["hrel"] = {"h": hs, **times}
     res["fit"] = fits
-    r = machine.compute_rate(comm)
+    r = bench.compute_rate(comm)
     # the hpput, raw and halo h-relations after a compute phase (a stencil sweep of twice
     # the last-level cache, as pympc bench does, with its default h range), interleaved
     # batch by batch with the heat step's batches, so that the model and the program are
@@ -139,9 +140,9 @@ def main(argv=None):
             hb.batch()
 
     cold_methods = ("hpput", "raw", "halo")
-    hc = machine.h_values(args.cold_hmax, args.points)
+    hc = bench.h_values(args.cold_hmax, args.points)
     jobs = len(cold_methods) * len(hc) * args.reps
-    after = machine.after_compute(hc, cold_methods, comm=comm, iters=args.iters, reps=args.reps, seed=2,
+    after = bench.after_compute(hc, cold_methods, comm=comm, iters=args.iters, reps=args.reps, seed=2,
                                   between=heat_batches, every=max(1, jobs // args.heat_reps))
     while len(heats["heat"].logs) < args.heat_reps:  # fewer h-relation batches than heat batches
         heat_batches()

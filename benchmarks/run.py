@@ -19,7 +19,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from pympc.testing import run_mpi  # noqa: E402
+from pympc.tools.launch import run_mpi  # noqa: E402
 
 BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py", "bsp": "bench_bsp.py",
            "solvers": "bench_solvers.py", "krylov": "bench_krylov.py"}

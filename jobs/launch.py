@@ -15,7 +15,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from pympc.testing import run_mpi  # noqa: E402
+from pympc.tools.launch import run_mpi  # noqa: E402
 
 JOBS = {"demo": os.path.join(ROOT, "jobs", "heat2d.py"), "pi": os.path.join(ROOT, "jobs", "pi_demo.py")}
 

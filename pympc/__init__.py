@@ -22,8 +22,8 @@ from .array import SUPPORTED_DTYPES, DistArray, reduce_all
 from .grid import Decomposition
 from .halo import HaloExchange, start_halo, update_halo
 from . import io  # noqa: E402  (pympc.io.File, read, write)
-from .checkpoint import Checkpointer
-from .output import Output
+from .io.checkpoint import Checkpointer
+from .io.output import Output
 from .bsp import BSP
 
 __all__ = [

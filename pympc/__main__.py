@@ -1,6 +1,6 @@
 """``python -m pympc`` is the ``pympc`` command."""
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 sys.exit(main())

@@ -18,8 +18,8 @@ from time import perf_counter as _perf
 import numpy as np
 from mpi4py import MPI
 
-from . import profile as _profile
-from . import vector
+from . import costlog as _costlog
+from .kernels import vector
 from .grid import Decomposition
 from .runtime import InputError
 from .watchdog import watched as _watched
@@ -584,5 +584,5 @@ def reduce_all(*requests, comm=None):
         if whole is None:  # one per buffer length, built once (requests come in a few shapes)
             whole = _WHOLE[buf.size] = MPI.UINT64_T.Create_contiguous(buf.size).Commit()
         comm.Allreduce(MPI.IN_PLACE, [buf, 1, whole], op=_OP[0])
-    _profile.record_comm("reduce", body.size, body.size, _perf() - t0)
+    _costlog.record_comm("reduce", body.size, body.size, _perf() - t0)
     return [make([buf[i:i + 1] for i in idx]) for (_, make), idx in zip(parts, where)]

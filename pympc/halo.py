@@ -26,7 +26,7 @@ from time import perf_counter as _perf
 import numpy as np
 from mpi4py import MPI
 
-from . import profile as _profile
+from . import costlog as _costlog
 from .array import DistArray, mpi_type, require_compatible, require_distarray
 from .runtime import InputError
 from .watchdog import watched as _watched
@@ -147,7 +147,7 @@ class HaloExchange:
             t0 = _perf()
             MPI.Request.Waitall(self._requests)
             self._active = False
-            _profile.record_halo(self, self._t_start + _perf() - t0)
+            _costlog.record_halo(self, self._t_start + _perf() - t0)
 
     def exchange(self) -> None:
         """Collective. ``start()`` then ``wait()``."""

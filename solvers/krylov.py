@@ -27,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 import pympc
-from pympc import kernels, profile, vector
+from pympc import costlog, kernels
+from pympc.kernels import vector
 from pympc.array import require_distarray
 from pympc.runtime import InputError
 
@@ -214,7 +215,7 @@ def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Re
     if variant == "classic":
         p.owned[...] = z.owned
         while reason is None:
-            with profile.superstep(label):
+            with costlog.superstep(label):
                 if apply_dot is not None:
                     (pq,) = pympc.reduce_all(("sum", apply_dot(p, q)), comm=comm)
                 else:
@@ -241,7 +242,7 @@ def cg(op, b, x0=None, tol=1e-8, maxiter=10000, M=None, variant="classic") -> Re
         alpha_old = beta = None
         rr_req = ("dot", r, r)
         while reason is None:
-            with profile.superstep(label):
+            with costlog.superstep(label):
                 op.apply(z, w)
                 rz, wz, rr = pympc.reduce_all(("dot", r, z), ("dot", w, z), rr_req, comm=comm)
                 if it > 0:
@@ -280,7 +281,7 @@ def bicgstab(op, b, x0=None, tol=1e-8, maxiter=10000, M=None) -> Result:
     rho_old = alpha = omega = 1.0
     v.fill(0.0)
     while reason is None:
-        with profile.superstep("bicgstab"):
+        with costlog.superstep("bicgstab"):
             (rho,) = pympc.reduce_all(("dot", r0, r))
             if rho == 0 or omega == 0:
                 reason = "breakdown"
@@ -335,7 +336,7 @@ def gmres(op, b, x0=None, tol=1e-8, maxiter=10000, restart=30, M=None) -> Result
         g[0] = beta
         k = 0
         for k in range(m):
-            with profile.superstep("gmres"):
+            with costlog.superstep("gmres"):
                 M.apply(V[k], tmp)
                 op.apply(tmp, w)
                 for _ in range(2):  # CGS2: two passes, one fused reduction each

@@ -28,9 +28,9 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from pympc import profile
-from pympc.checkpoint import Checkpointer, check_physics
-from pympc.output import UNIT_KEYS, Output
+from pympc import costlog
+from pympc.io.checkpoint import Checkpointer, check_physics
+from pympc.io.output import UNIT_KEYS, Output
 from pympc.runtime import InputError, get_comm, get_logger
 
 
@@ -86,7 +86,7 @@ class TimeLoop:
 
     def superstep(self, label):
         """Local. A labelled superstep of this solver in the current cost log."""
-        return profile.superstep(f"{self.name}:{label}")
+        return costlog.superstep(f"{self.name}:{label}")
 
     def state(self) -> dict:
         """Local. What a checkpoint stores besides the fields: the step, time and time
@@ -305,7 +305,7 @@ def open_checkpointer(checkpoint, comm, must_exist=False):
 
 def restart_point(ck, solver, physics, allow_changed=(), log=None):
     """Collective. The newest intact checkpoint in ``ck`` (its
-    :class:`pympc.checkpoint.CheckpointInfo`; the fields are not read), checked before a
+    :class:`pympc.io.checkpoint.CheckpointInfo`; the fields are not read), checked before a
     restart: :class:`pympc.InputError` (the same on every rank; nothing is changed) when
     there is none (naming the directory), when it was written by another ``solver``, or
     when its stored physics differ from ``physics`` (see :func:`check_physics`)."""
@@ -317,7 +317,7 @@ def restart_point(ck, solver, physics, allow_changed=(), log=None):
     info = found[-1]
     if info.state.get("solver") != solver:
         raise InputError(f"checkpoint {info.path} is of solver {info.state.get('solver')!r}, not {solver!r}")
-    # physics as an attribute (pympc.checkpoint stores them since issue 12); before, in the state
+    # physics as an attribute (pympc.io.checkpoint stores them since issue 12); before, in the state
     stored = info.physics if info.physics is not None else info.state.get("params")
     check_physics(info.path, stored, physics, allow_changed, log)
     return info

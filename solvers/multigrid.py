@@ -37,7 +37,7 @@ from mpi4py import MPI
 import scipy.sparse.linalg as spla
 
 import pympc
-from pympc import kernels, profile
+from pympc import kernels, costlog
 from pympc.runtime import InputError
 
 from .krylov import StencilOperator
@@ -270,14 +270,14 @@ class Multigrid:
         lev = levels[k]
         last = k == len(levels) - 1
         if last and not (levels is self.levels and self.serial_chain()):
-            with profile.superstep("mg:coarse"):
+            with costlog.superstep("mg:coarse"):
                 self._coarse_solve(lev)
             return
-        with profile.superstep("mg:smooth"):
+        with costlog.superstep("mg:smooth"):
             self._smooth(lev, self._sweeps[symmetric][0])
             self._residual(lev)
         if last:  # agglomerate: the rest of the cycle runs on rank 0 alone
-            with profile.superstep("mg:agglomerate"):
+            with costlog.superstep("mg:agglomerate"):
                 r = lev.r.gather(root=0)
                 e = None
                 if self._root:
@@ -295,14 +295,14 @@ class Multigrid:
                 lev.u.owned[...] += corr.owned
         else:
             nxt = levels[k + 1]
-            with profile.superstep("mg:restrict"):
+            with costlog.superstep("mg:restrict"):
                 self._restrict(lev, nxt)
             nxt.u.data[...] = 0.0
             for _ in range(1 if self.cycle == "V" or k + 1 == len(levels) - 1 else 2):
                 self._cycle(k + 1, symmetric, levels)
-            with profile.superstep("mg:prolong"):
+            with costlog.superstep("mg:prolong"):
                 self._prolong_add(nxt, lev)
-        with profile.superstep("mg:smooth"):
+        with costlog.superstep("mg:smooth"):
             # as a solver red then black again (black then red would put two red
             # half-sweeps back to back, this one's and the next cycle's first: with
             # Gauss-Seidel a projection, one of them is lost; 0.27 per V(1,1) cycle on

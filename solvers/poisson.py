@@ -23,8 +23,8 @@ import numpy as np
 from mpi4py import MPI
 
 import pympc
-from pympc import kernels, profile
-from pympc.output import Output, check_new_path
+from pympc import kernels, costlog
+from pympc.io.output import Output, check_new_path
 from pympc.runtime import InputError, get_comm, get_logger
 
 from .boundary import Boundaries
@@ -176,7 +176,7 @@ class Poisson:
             if ck is not None and checkpoint_every and it % checkpoint_every == 0:
                 save(it)
             if it % check_every == 0 or it >= maxiter:
-                with profile.superstep(f"{label}:residual"):
+                with costlog.superstep(f"{label}:residual"):
                     rel = self._residual() / scale
                 history.append(rel)
                 reason = verdict(history, tol, it, maxiter, diverge=True)
@@ -199,7 +199,7 @@ class Poisson:
         a Jacobi sweep (one halo exchange), or a red and a black SOR half-sweep (two)."""
         u = self.u
         label = f"poisson-{method}:sweep"
-        with profile.superstep(label):
+        with costlog.superstep(label):
             if method == "jacobi":
                 spare = self._spare
                 if spare is None:

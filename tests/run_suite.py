@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from pympc.testing import run_mpi  # noqa: E402
+from pympc.tools.launch import run_mpi  # noqa: E402
 
 
 def junit_counts(path: str) -> dict | None:

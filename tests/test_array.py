@@ -266,9 +266,9 @@ def test_help_of_distarray_names_its_attributes_and_dtypes():
 
 
 def test_vector_operations_refuse_views_of_other_shapes():
-    """pympc.vector works on owned-block views; numpy's vdot would flatten two blocks of
+    """pympc.kernels.vector works on owned-block views; numpy's vdot would flatten two blocks of
     equal size and pair the wrong points, and += would broadcast."""
-    from pympc import vector
+    from pympc.kernels import vector
 
     a, b, c = np.ones((4, 6)), np.ones((6, 4)), np.ones((6,))
     for x, y in ((a, b), (a, c), (a.astype(np.float32), b)):

@@ -3,7 +3,7 @@
 import json
 import os
 
-from pympc.testing import run_mpi
+from pympc.tools.launch import run_mpi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 import pympc
-from pympc import profile, report
+from pympc import costlog
+from pympc.bsp import report
 from pympc.bsp import BSP
-from pympc.testing import run_mpi
+from pympc.tools.launch import run_mpi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -599,7 +600,7 @@ def test_superstep_context_and_sub_communicator(comm):
 def test_sync_accounts_words_exactly(comm):
     P = comm.Get_size()
     me = comm.Get_rank()
-    with profile.Log(comm) as log, BSP(comm) as b:
+    with costlog.Log(comm) as log, BSP(comm) as b:
         x = np.zeros(64 * P)
         reg = b.register(x)
         b.sync("setup")
@@ -638,7 +639,7 @@ def test_halo_and_reductions_record_into_the_log(comm):
     """Words of a halo exchange (self copies on unsplit periodic axes included) and of
     fused reductions, exactly, per rank."""
     P = comm.Get_size()
-    with pympc.Decomposition((12, 10), comm=comm, periodic=True) as d, profile.Log(comm) as log:
+    with pympc.Decomposition((12, 10), comm=comm, periodic=True) as d, costlog.Log(comm) as log:
         u, v = pympc.DistArray(d), pympc.DistArray(d)
         with log.superstep("halo"):
             pympc.update_halo(u, v)
@@ -660,7 +661,7 @@ def test_halo_and_reductions_record_into_the_log(comm):
 @pytest.mark.mpi
 def test_log_save_writes_one_json_on_root(comm, shared_tmp_path):
     path = shared_tmp_path / "log.json"
-    with profile.Log(comm) as log, BSP(comm) as b:
+    with costlog.Log(comm) as log, BSP(comm) as b:
         b.sync("a")
         b.sync("b")
         log.save(str(path))

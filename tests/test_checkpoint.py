@@ -15,8 +15,8 @@ import pytest
 
 import pympc
 from mpicheck import on_root
-from pympc.checkpoint import Checkpointer, CheckpointWarning, physics_changes, restart_rng
-from pympc.testing import clean_env, mpiexec_command, run_mpi
+from pympc.io.checkpoint import Checkpointer, CheckpointWarning, physics_changes, restart_rng
+from pympc.tools.launch import clean_env, mpiexec_command, run_mpi
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEAT = os.path.join(HERE, "cases", "heat_ckpt.py")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import pympc
-from pympc.checkpoint import Checkpointer, CheckpointWarning
+from pympc.io.checkpoint import Checkpointer, CheckpointWarning
 
 
 def _zero(path):

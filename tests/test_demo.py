@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from pympc.testing import run_mpi
+from pympc.tools.launch import run_mpi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "jobs", "pi_demo.py")

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from pympc.testing import run_mpi
+from pympc.tools.launch import run_mpi
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = os.path.join(ROOT, "docs")

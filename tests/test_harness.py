@@ -4,7 +4,7 @@ and not hang; a run that collects no test must not pass."""
 import os
 import sys
 
-from pympc.testing import run_mpi
+from pympc.tools.launch import run_mpi
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

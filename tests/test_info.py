@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pympc.info import analyse, parse_ldd
+from pympc.tools.info import analyse, parse_ldd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

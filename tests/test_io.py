@@ -10,7 +10,7 @@ import pytest
 import pympc
 from mpicheck import on_root, same_error
 from pympc import io
-from pympc.output import Output
+from pympc.io.output import Output
 
 DTYPES = [np.int32, np.float32, np.float64, np.complex128]
 

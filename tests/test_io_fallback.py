@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pympc.testing import run_mpi
+from pympc.tools.launch import run_mpi
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

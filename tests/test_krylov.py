@@ -64,7 +64,7 @@ def test_reasons_and_reductions(comm):
 
 
 def test_cg_update_matches_numpy():
-    from pympc import vector
+    from pympc.kernels import vector
 
     rng = np.random.default_rng(0)
     base = [rng.random((7, 9)) for _ in range(4)]

@@ -1,4 +1,4 @@
-"""Machine parameters (pympc.machine, ``pympc bench``): the h-relation pattern, every
+"""Machine parameters (pympc.bench, ``pympc bench``): the h-relation pattern, every
 timing path moves the right words, the robust fit, and the command at a tiny size."""
 
 import json
@@ -7,44 +7,44 @@ import numpy as np
 import pytest
 
 import pympc
-from pympc import machine
-from pympc.testing import run_mpi
+from pympc import bench
+from pympc.tools.launch import run_mpi
 
 
 @pytest.mark.parametrize("P", [1, 2, 3, 4, 7])
 @pytest.mark.parametrize("h", [0, 1, 5, 64, 101])
 def test_hrelation_counts_send_and_receive_h_words(P, h):
     for s in range(P):
-        assert sum(machine.counts(h, s, d, P) for d in range(P)) == h      # sends h
-        assert sum(machine.counts(h, d, s, P) for d in range(P)) == h      # receives h
-        assert max(machine.counts(h, s, d, P) for d in range(P)) <= -(-h // P)
+        assert sum(bench.counts(h, s, d, P) for d in range(P)) == h      # sends h
+        assert sum(bench.counts(h, d, s, P) for d in range(P)) == h      # receives h
+        assert max(bench.counts(h, s, d, P) for d in range(P)) <= -(-h // P)
 
 
 def test_fit_recovers_g_and_l_and_flags_outliers():
     h = np.arange(0, 4097, 256)
     t = 2e-9 * h + 5e-6
     t[3] *= 3.0                       # a hiccup of the shared machine
-    f = machine.fit(h, t)
+    f = bench.fit(h, t)
     assert f["g"] == pytest.approx(2e-9, rel=1e-6) and f["l"] == pytest.approx(5e-6, rel=1e-6)
     assert f["outliers"] == [int(h[3])]
     assert f["g_low"] <= f["g"] <= f["g_high"]
     assert abs(f["g_ls"] / f["g"] - 1) > 0.1 and f["r2"] < 1.0   # least squares is pulled off
     with pytest.raises(pympc.InputError):
-        machine.fit([1, 1, 1], [1.0, 2.0, 3.0])
+        bench.fit([1, 1, 1], [1.0, 2.0, 3.0])
 
 
 def test_measure_rejects_bad_settings():
     with pytest.raises(pympc.InputError):
-        machine.measure(hmax=1)
+        bench.measure(hmax=1)
     with pytest.raises(pympc.InputError, match="unknown"):
-        machine.measure(hmax=8, points=3, methods=("carrier pigeon",))
+        bench.measure(hmax=8, points=3, methods=("carrier pigeon",))
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("method", machine.METHODS)
+@pytest.mark.parametrize("method", bench.METHODS)
 @pytest.mark.parametrize("h", [0, 1, 7, 50])
 def test_every_hrelation_path_moves_the_right_words(comm, method, h):
-    hr = machine.HRelation(64, comm)
+    hr = bench.HRelation(64, comm)
     try:
         assert hr.check(method, h)
         assert hr.check(method, h)          # again, with buffers reused
@@ -55,19 +55,20 @@ def test_every_hrelation_path_moves_the_right_words(comm, method, h):
 @pytest.mark.mpi
 @pytest.mark.parametrize("h", [0, 1, 7, 50])
 def test_halo_hrelation_moves_h_words_and_the_log_counts_them(comm, h):
-    from pympc import profile, report
+    from pympc import costlog
+    from pympc.bsp import report
 
-    assert machine.words("halo", h) == max(2, h + h % 2) and machine.words("raw", h) == h
-    hr = machine.HaloRelation([h], comm)
+    assert bench.words("halo", h) == max(2, h + h % 2) and bench.words("raw", h) == h
+    hr = bench.HaloRelation([h], comm)
     try:
         assert hr.check(h) and hr.check(h)
-        with profile.Log(comm) as log:
+        with costlog.Log(comm) as log:
             for _ in range(3):
                 hr.run(h, compute=lambda: None)
             data = log.gather(root=None)
-        row = {r["label"]: r for r in report.summarise(data)["rows"]}[machine.HaloRelation.LABEL]
+        row = {r["label"]: r for r in report.summarise(data)["rows"]}[bench.HaloRelation.LABEL]
         assert row["steps"] == 3 and row["kinds"] == ["halo"]
-        assert row["h"] == 3 * machine.words("halo", h)     # every rank sends and receives h words
+        assert row["h"] == 3 * bench.words("halo", h)     # every rank sends and receives h words
     finally:
         hr.close()
 
@@ -75,26 +76,26 @@ def test_halo_hrelation_moves_h_words_and_the_log_counts_them(comm, h):
 @pytest.mark.mpi
 def test_time_hrelations_interleaves_and_times_the_halo_layer(comm):
     calls = []
-    t = machine.time_hrelations([0, 16, 32], ("raw", "halo"), iters=2, reps=2, comm=comm, compute=1 << 16,
+    t = bench.time_hrelations([0, 16, 32], ("raw", "halo"), iters=2, reps=2, comm=comm, compute=1 << 16,
                                 between=lambda: calls.append(comm.allreduce(1)), every=4)
     assert set(t) == {"raw", "halo"} and all(len(v) == 3 and min(v) > 0 for v in t.values())
     assert calls == [comm.Get_size()] * 3        # 12 batches, one call before every 4th
-    f = machine.fit_method("halo", [0, 16, 32], [4.0, 11.0, 19.0])   # 0.5 * words + 3, words 2, 16, 32
+    f = bench.fit_method("halo", [0, 16, 32], [4.0, 11.0, 19.0])   # 0.5 * words + 3, words 2, 16, 32
     assert f["g"] == pytest.approx(0.5) and f["l"] == pytest.approx(3.0)
 
 
 @pytest.mark.mpi
 def test_time_hrelations_and_empty_sync(comm):
-    t = machine.time_hrelations([0, 16, 32], ("hpput", "raw"), iters=2, reps=2, comm=comm)
+    t = bench.time_hrelations([0, 16, 32], ("hpput", "raw"), iters=2, reps=2, comm=comm)
     assert set(t) == {"hpput", "raw"} and all(len(v) == 3 and min(v) > 0 for v in t.values())
-    e = machine.empty_sync(comm, iters=20, reps=2)
+    e = bench.empty_sync(comm, iters=20, reps=2)
     assert e["l_empty"] > 0 and e["barrier"] > 0
-    lp = machine.logp(comm, reps=10, big=1 << 12)
+    lp = bench.logp(comm, reps=10, big=1 << 12)
     if comm.Get_size() == 1:
         assert lp is None
     else:
         assert all(lp[k] > 0 for k in ("latency", "overhead", "overhead_recv", "gap", "bandwidth"))
-    assert machine.compute_rate(comm, n=256, reps=5) > 0
+    assert bench.compute_rate(comm, n=256, reps=5) > 0
 
 
 def test_bench_command_writes_json(tmp_path):
@@ -104,13 +105,13 @@ def test_bench_command_writes_json(tmp_path):
     assert r.returncode == 0, r.output[-3000:]
     assert r.stdout.count("pympc bench: 2 rank(s)") == 1
     res = json.loads(out.read_text())
-    assert res["format"] == machine.FORMAT and res["ranks"] == 2
+    assert res["format"] == bench.FORMAT and res["ranks"] == 2
     for k in ("r", "g", "l", "l_empty", "barrier", "g_flops", "l_flops"):
         assert np.isfinite(res[k]), k
-    assert set(res["fit"]) == set(machine.ALL) and res["hrel"]["h"] == [0, 32, 64]
-    assert "halo" in machine.ALL and np.isfinite(res["ratios"]["g_halo_over_raw"])  # a slope over h <= 64: noise
+    assert set(res["fit"]) == set(bench.ALL) and res["hrel"]["h"] == [0, 32, 64]
+    assert "halo" in bench.ALL and np.isfinite(res["ratios"]["g_halo_over_raw"])  # a slope over h <= 64: noise
     assert res["logp"]["latency"] > 0 and np.isfinite(res["ratios"]["g_hpput_over_raw"])
-    assert all(t > 0 for m in machine.ALL for t in res["hrel"][m])
+    assert all(t > 0 for m in bench.ALL for t in res["hrel"][m])
     ac = res["after_compute"]  # the same h-relations, each after a 1 MiB memory stream
     assert ac["stream_bytes"] == 1 << 20 and ac["stream_seconds"] > 0
     assert set(ac["fit"]) == {"hpput", "raw", "halo"} and all(len(ac["hrel"][m]) == 3 for m in ac["fit"])
@@ -118,8 +119,8 @@ def test_bench_command_writes_json(tmp_path):
 
 
 def test_stream_and_cache_size():
-    assert machine.cache_bytes() >= 1 << 16
-    s = machine.Stream(1 << 16)       # two 64 x 64 grids, one stencil sweep between them
+    assert bench.cache_bytes() >= 1 << 16
+    s = bench.Stream(1 << 16)       # two 64 x 64 grids, one stencil sweep between them
     s.src[...] = np.arange(64.0)[:, None] ** 2
     s.dst[...] = -1.0
     s()

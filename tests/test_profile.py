@@ -1,4 +1,4 @@
-"""The cost log and the profile report (pympc.profile): aggregation per label, the
+"""The cost log and the profile report (pympc.costlog): aggregation per label, the
 figures of the report on hand-made logs, the PNG, the Amdahl/Gustafson fits on synthetic
 timings, and ``pympc report``."""
 
@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 
 import pympc
-from pympc import profile, report
+from pympc import costlog
+from pympc.bsp import report
 
 
 def fake_log(ranks=2):
     """A gathered log with known figures: label "step" (10 supersteps) and "io"."""
-    return {"format": profile.FORMAT, "ranks": ranks, "elapsed": 2.0, "elapsed_per_rank": [2.0] * ranks,
+    return {"format": costlog.FORMAT, "ranks": ranks, "elapsed": 2.0, "elapsed_per_rank": [2.0] * ranks,
             "labels": {
                 "step": {"count": [10] * ranks, "w": [1.0, 0.6][:ranks], "w_max": [0.1, 0.06][:ranks],
                          "comm": [0.10, 0.40][:ranks], "sync": [0.02, 0.12][:ranks],
@@ -106,7 +107,7 @@ def test_report_cli(tmp_path, capsys):
     assert "pympc profile: 2 rank(s)" in capsys.readouterr().out
     assert json.loads(out.read_text())["rows"][0]["label"] == "step"
     assert report.main([str(tmp_path / "missing.json")]) == 1
-    from pympc import cli
+    from pympc.tools import cli
     assert cli.main(["report", str(log)]) == 0
 
 
@@ -230,12 +231,12 @@ def test_fits_need_three_rank_counts():
 
 
 def test_log_aggregates_per_label_and_stays_bounded():
-    log = profile.Log()
+    log = costlog.Log()
     with log:
         for i in range(1000):
             with log.superstep("a"):
-                profile.record_comm("halo", 10, 12, 1e-6)
-                profile.record_comm("reduce", 1, 1, 1e-6)
+                costlog.record_comm("halo", 10, 12, 1e-6)
+                costlog.record_comm("reduce", 1, 1, 1e-6)
             log.end_superstep("b", sync=0.0)
     mine = log.local()
     assert list(mine["labels"]) == ["a", "b"]
@@ -244,29 +245,29 @@ def test_log_aggregates_per_label_and_stays_bounded():
     assert a["h"] == 13000 and a["h_max"] == 13
     assert a["kinds"]["halo"]["count"] == 1000 and a["comm"] == pytest.approx(2e-3)
     assert len(json.dumps(mine)) < 2000      # bounded: a few numbers per label
-    assert profile.current() is not log      # the block has ended
+    assert costlog.current() is not log      # the block has ended
 
 
 def test_nested_blocks_belong_to_the_enclosing_superstep_and_outside_comm_is_kept():
-    log = profile.Log()
+    log = costlog.Log()
     with log:
-        profile.record_comm("halo", 4, 4, 1e-6)          # before any superstep
+        costlog.record_comm("halo", 4, 4, 1e-6)          # before any superstep
         with log.superstep("x"):
             time.sleep(0.002)
             with log.superstep("y"):                     # e.g. a preconditioner's
-                profile.record_comm("halo", 2, 2, 1e-6)
-        profile.record_comm("reduce", 1, 1, 1e-6)        # still open when read
+                costlog.record_comm("halo", 2, 2, 1e-6)
+        costlog.record_comm("reduce", 1, 1, 1e-6)        # still open when read
     labels = log.local()["labels"]
-    assert labels[profile.OUTSIDE]["sent"] == 4
+    assert labels[costlog.OUTSIDE]["sent"] == 4
     assert "y" not in labels
     assert labels["x"]["w"] >= 0.0015 and labels["x"]["sent"] == 2 and labels["x"]["count"] == 1
-    assert labels[profile.OPEN]["sent"] == 1
+    assert labels[costlog.OPEN]["sent"] == 1
 
 
 def test_merge_handles_labels_missing_on_some_ranks():
-    a = {"elapsed": 1.0, "labels": {"x": profile._agg_dict([2, 1.0, 0.5, 0.1, 0.1, 8, 8, 8, 4, {}])}}
-    b = {"elapsed": 1.5, "labels": {"y": profile._agg_dict([1, 1.0, 1.0, 0.0, 0.2, 0, 0, 0, 0, {}])}}
-    m = profile.merge([a, b])
+    a = {"elapsed": 1.0, "labels": {"x": costlog._agg_dict([2, 1.0, 0.5, 0.1, 0.1, 8, 8, 8, 4, {}])}}
+    b = {"elapsed": 1.5, "labels": {"y": costlog._agg_dict([1, 1.0, 1.0, 0.0, 0.2, 0, 0, 0, 0, {}])}}
+    m = costlog.merge([a, b])
     assert m["ranks"] == 2 and m["elapsed"] == 1.5 and list(m["labels"]) == ["x", "y"]
     assert m["labels"]["x"]["count"] == [2, 0] and m["labels"]["y"]["sync"] == [0, 0.2]
     report.summarise(m)   # does not fail on zero rows
@@ -275,8 +276,8 @@ def test_merge_handles_labels_missing_on_some_ranks():
 @pytest.mark.mpi
 def test_default_log_is_always_on(comm):
     """Recording needs no set-up: reductions land in the current (default) log."""
-    before = profile.current().local()["labels"].get(profile.OPEN, {}).get("kinds", {}).get("reduce", {})
+    before = costlog.current().local()["labels"].get(costlog.OPEN, {}).get("kinds", {}).get("reduce", {})
     with pympc.Decomposition((8,), comm=comm) as d:
         pympc.DistArray(d).sum()
-    after = profile.current().local()["labels"][profile.OPEN]["kinds"]["reduce"]
+    after = costlog.current().local()["labels"][costlog.OPEN]["kinds"]["reduce"]
     assert after["count"] == before.get("count", 0) + 1

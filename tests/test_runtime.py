@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import pympc
-from pympc.testing import run_mpi
+from pympc.tools.launch import run_mpi
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

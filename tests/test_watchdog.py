@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from pympc import watchdog
-from pympc.testing import run_mpi
+from pympc.tools.launch import run_mpi
 
 # Rank 0 calls one collective alone; the other ranks either compute (sleep), wait in a
 # different pympc collective (all ranks fire at about the same time: still one report),

@@ -20,8 +20,8 @@ import pytest
 
 import pympc
 from mpicheck import on_root
-from pympc.output import Output
-from pympc.testing import run_mpi
+from pympc.io.output import Output
+from pympc.tools.launch import run_mpi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = [((13,), "vertex"), ((13,), "cell"), ((9, 7), "vertex"), ((9, 7), "cell"),

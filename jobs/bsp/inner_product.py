@@ -45,9 +45,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.n < 1:
         raise pympc.InputError(f"--n must be >= 1, got {args.n}")
-    from pympc import profile
+    from pympc import costlog
 
-    with profile.Log() as log, BSP() as bsp:
+    with costlog.Log() as log, BSP() as bsp:
         idx = cyclic(args.n, bsp.nprocs, bsp.pid)
         x = idx.astype(float)                 # x_i = i, y_i = i mod 7: exact in float64
         y = (idx % 7).astype(float)

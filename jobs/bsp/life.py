@@ -77,12 +77,12 @@ def main(argv=None):
     P, me = comm.Get_size(), comm.Get_rank()
     if args.rows < P or args.cols < 1 or args.steps < 0:
         raise pympc.InputError(f"need rows >= ranks ({P}), cols >= 1, steps >= 0")
-    from pympc import profile
+    from pympc import costlog
 
     glob = (np.random.default_rng(args.seed).random((args.rows, args.cols)) < 0.3).astype(np.uint8)
     sizes = split_sizes(args.rows, P)
     lo = sum(sizes[:me])
-    with profile.Log() as log, BSP() as bsp:
+    with costlog.Log() as log, BSP() as bsp:
         block = life(bsp, glob[lo:lo + sizes[me]], args.rows, args.steps)
         bsp.sync("finish")
     if args.profile:

@@ -57,13 +57,13 @@ def main(argv=None):
         raise pympc.InputError(f"--n must be >= 0, got {args.n}")
     from mpi4py import MPI
 
-    from pympc import profile
+    from pympc import costlog
 
     comm = pympc.WORLD
     P, me = comm.Get_size(), comm.Get_rank()
     allkeys = np.random.default_rng(args.seed).integers(0, 10 * max(args.n, 1), args.n)
     mine = allkeys[me * args.n // P:(me + 1) * args.n // P]   # every rank draws the same keys
-    with profile.Log() as log, BSP() as bsp:
+    with costlog.Log() as log, BSP() as bsp:
         block = sample_sort(bsp, mine)
     if args.profile:
         log.save(args.profile)

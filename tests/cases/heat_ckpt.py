@@ -8,7 +8,7 @@ import numpy as np
 
 import pympc
 from pympc import bc, kernels
-from pympc.checkpoint import Checkpointer
+from pympc.io.checkpoint import Checkpointer
 
 ap = argparse.ArgumentParser()
 ap.add_argument("dir")

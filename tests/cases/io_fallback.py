@@ -7,8 +7,8 @@ import numpy as np
 
 import pympc
 from pympc import io
-from pympc.checkpoint import Checkpointer
-from pympc.output import Output
+from pympc.io.checkpoint import Checkpointer
+from pympc.io.output import Output
 
 assert not h5py.get_config().mpi, "this case needs a serial h5py"
 d_ = sys.argv[1]

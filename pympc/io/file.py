@@ -34,10 +34,10 @@ import h5py
 import numpy as np
 from h5py import h5fd, h5p, h5s
 
-from ._version import __version__
-from .array import SUPPORTED_DTYPES, DistArray, check_dtype
-from .grid import Decomposition
-from .runtime import InputError, check_all, get_comm
+from .._version import __version__
+from ..array import SUPPORTED_DTYPES, DistArray, check_dtype
+from ..grid import Decomposition
+from ..runtime import InputError, check_all, get_comm
 
 FORMAT = "pympc"
 FORMAT_VERSION = 1

@@ -8,12 +8,12 @@ import sys
 def main(argv=None) -> int:
     """Local. Entry point of the ``pympc`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from ._version import __version__
+    from .._version import __version__
 
     commands = {
-        "info": ("pympc.info", "report the MPI + HDF5 stack and check that it is consistent"),
-        "bench": ("pympc.machine", "measure BSP r, g, l and LogP parameters (run under mpiexec)"),
-        "report": ("pympc.report", "report a profile log: BSP costs predicted vs measured"),
+        "info": ("pympc.tools.info", "report the MPI + HDF5 stack and check that it is consistent"),
+        "bench": ("pympc.bench", "measure BSP r, g, l and LogP parameters (run under mpiexec)"),
+        "report": ("pympc.bsp.report", "report a profile log: BSP costs predicted vs measured"),
     }
     if not argv or argv[0] in ("-h", "--help"):
         print(f"pympc {__version__}\n\nusage: pympc COMMAND [ARGS]\n\ncommands:")

@@ -131,8 +131,8 @@ def gather_facts() -> dict:
     import mpi4py
     from mpi4py import MPI
 
-    from ._version import __version__
-    from .testing import mpiexec_command
+    from .._version import __version__
+    from .launch import mpiexec_command
 
     facts: dict = {
         "pympc_version": __version__,

@@ -58,9 +58,9 @@ import warnings
 import h5py
 import numpy as np
 
-from .grid import Decomposition
-from .io import FORMAT_VERSION, File
-from .runtime import InputError, check_all, get_comm
+from ..grid import Decomposition
+from .file import FORMAT_VERSION, File
+from ..runtime import InputError, check_all, get_comm
 
 CHECKPOINT_KIND = "pympc-checkpoint"
 # the root attributes without which a checkpoint cannot be loaded

@@ -53,9 +53,9 @@ from time import perf_counter as _perf
 import numpy as np
 from mpi4py import MPI
 
-from . import profile as _profile
-from .runtime import InputError, get_comm
-from .watchdog import watched as _watched
+from .. import costlog as _costlog
+from ..runtime import InputError, get_comm
+from ..watchdog import watched as _watched
 
 _PUT, _GET, _MSG = 1, 2, 3
 _INLINE = 4                  # records carried in the count row itself
@@ -419,7 +419,7 @@ class BSP:
         self._parity = 1 - par
         if self._queue:
             self._queue, self._qpos = [], 0
-        log = _profile._current
+        log = _costlog._current
         agg = log.labels.get(label)
         if agg is None or log._kinds:
             return log.end_superstep(label, t1 - t0, t1)
@@ -694,7 +694,7 @@ class BSP:
         if mark or refused:
             refused = self._apply_registrations(refused)
         t2 = _perf()
-        _profile._current.end_bsp_superstep(label, t1 - t0, t2 - t1, (sent + 7) >> 3, (recvd + 7) >> 3, t2)
+        _costlog._current.end_bsp_superstep(label, t1 - t0, t2 - t1, (sent + 7) >> 3, (recvd + 7) >> 3, t2)
         if refused:
             raise InputError(refused)
 

@@ -37,7 +37,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from .runtime import InputError, get_comm
+from ..runtime import InputError, get_comm
 
 FORMAT = "pympc-machine/1"
 METHODS = ("hpput", "put", "send", "raw", "rma")
@@ -74,7 +74,7 @@ class HRelation:
     :meth:`close` frees the BSP object and the RMA window."""
 
     def __init__(self, hmax: int, comm=None):
-        from .bsp import BSP
+        from ..bsp import BSP
 
         comm = get_comm(comm)
         self.comm, self.P, self.me = comm, comm.Get_size(), comm.Get_rank()
@@ -186,7 +186,7 @@ class Stream:
     within a few per cent at one rank, the copy 0.8.)"""
 
     def __init__(self, nbytes: int):
-        from . import kernels
+        from .. import kernels
 
         side = max(3, math.isqrt(max(0, int(nbytes)) // 16))
         self.nbytes = int(nbytes)
@@ -214,9 +214,9 @@ class HaloRelation:
     LABEL = "halo h-relation"
 
     def __init__(self, hs, comm=None):
-        from .array import DistArray
-        from .bsp import BSP
-        from .grid import Decomposition
+        from ..array import DistArray
+        from ..bsp import BSP
+        from ..grid import Decomposition
 
         comm = get_comm(comm)
         self.comm, self.P, self.me = comm, comm.Get_size(), comm.Get_rank()
@@ -231,7 +231,7 @@ class HaloRelation:
 
     def run(self, h: int, compute=None) -> None:
         """Collective. One superstep: the halo exchange, ``compute()``, the sync."""
-        from .halo import update_halo
+        from ..halo import update_halo
 
         update_halo(self.arrays[h])
         if compute is not None:
@@ -290,8 +290,8 @@ def words(method: str, h: int) -> int:
 def _time_halo(halo: HaloRelation, h: int, iters: int, compute) -> float:
     # One batch of halo supersteps under a cost log, timed as the profile report times a
     # program's supersteps: the rank that waited least, communication + sync.
-    from .profile import Log
-    from .report import summarise
+    from ..costlog import Log
+    from ..bsp.report import summarise
 
     halo.comm.Barrier()
     with Log(halo.comm) as log:
@@ -416,7 +416,7 @@ def fit(hs, times) -> dict:
 def empty_sync(comm=None, iters: int = 2000, reps: int = 7) -> dict:
     """Collective. Seconds of an empty superstep (``BSP.sync`` with nothing to send)
     and of ``MPI_Barrier``, alternated batch by batch: medians over ``reps`` batches."""
-    from .bsp import BSP
+    from ..bsp import BSP
 
     comm = get_comm(comm)
     bsp = BSP(comm)

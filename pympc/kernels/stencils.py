@@ -20,8 +20,8 @@ import warnings
 
 import numpy as np
 
-from .array import DistArray, require_compatible, require_distarray
-from .runtime import InputError
+from ..array import DistArray, require_compatible, require_distarray
+from ..runtime import InputError
 
 try:
     if os.environ.get("PYMPC_KERNELS", "numba") == "numpy":

@@ -21,8 +21,8 @@ import math
 
 import numpy as np
 
-from .profile import FORMAT, load
-from .runtime import InputError
+from ..costlog import FORMAT, load
+from ..runtime import InputError
 
 
 def unphysical(**values) -> str | None:

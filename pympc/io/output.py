@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import os
 
-from .array import require_distarray
-from .grid import Decomposition
-from .io import File
-from .runtime import InputError, get_comm, get_logger
+from ..array import require_distarray
+from ..grid import Decomposition
+from .file import File
+from ..runtime import InputError, get_comm, get_logger
 from .xdmf import render, unlisted_reason, write_atomic, write_meshes
 
 #: ``units`` keys that are not field names: the unit of the step times and of the grid's

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .runtime import InputError
+from ..runtime import InputError
 
 try:
     import numba
