@@ -14,6 +14,8 @@ import sys
 import time
 import traceback
 
+from . import env as _env
+
 # ---------------------------------------------------------------------------------------
 # Threads: ranks x threads must not oversubscribe the cores.  Set before numpy's BLAS
 # starts its pool where possible (the environment), and limit pools already running.
@@ -25,14 +27,8 @@ _THREAD_VARS = (
 
 
 def _default_threads() -> int | None:
-    env = os.environ.get("PYMPC_THREADS")
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"PYMPC_THREADS={env!r} is not an integer") from None
-        if n < 1:
-            raise ValueError(f"PYMPC_THREADS={env!r} must be >= 1")
+    n = _env.value("PYMPC_THREADS")
+    if n is not None:
         return n
     if any(v in os.environ for v in _THREAD_VARS):
         return None  # the user chose already: respect it
@@ -150,7 +146,7 @@ def _excepthook(etype, value, tb):
     if size == 1 or issubclass(etype, KeyboardInterrupt):
         sys.__excepthook__(etype, value, tb)
         return
-    grace = float(os.environ.get("PYMPC_ERROR_GRACE", "3"))
+    grace = _env.value("PYMPC_ERROR_GRACE")
     if _all_ranks_failing(grace):
         # Every rank failed: report each distinct error once, from rank 0, exit cleanly.
         summary = f"{etype.__name__}: {value}"
@@ -161,7 +157,7 @@ def _excepthook(etype, value, tb):
                 groups.setdefault(s, [r, [], t])[1].append(r)
             for s, (_, ranks, t) in groups.items():
                 where = "all ranks" if len(ranks) == size else f"ranks {ranks}"
-                if issubclass(etype, InputError) and os.environ.get("PYMPC_DEBUG") != "1":
+                if issubclass(etype, InputError) and not _env.value("PYMPC_DEBUG"):
                     # bad input: the message says it all (PYMPC_DEBUG=1 adds the traceback)
                     sys.stderr.write(f"pympc: error on {where} of {size}: {s}\n")
                 else:
@@ -186,7 +182,7 @@ def install_excepthook() -> None:
     sys.excepthook = _excepthook
 
 
-if os.environ.get("PYMPC_EXCEPTHOOK", "1") != "0":
+if _env.value("PYMPC_EXCEPTHOOK"):
     install_excepthook()
 
 _watchdog.start()
@@ -215,9 +211,9 @@ def setup_logging(level=None, all_ranks: bool | None = None, comm=None, stream=N
     """
     comm = get_comm(comm)
     if all_ranks is None:
-        all_ranks = os.environ.get("PYMPC_LOG_ALL_RANKS", "0") == "1"
+        all_ranks = _env.value("PYMPC_LOG_ALL_RANKS")
     if level is None:
-        level = os.environ.get("PYMPC_LOG_LEVEL", "INFO").upper()
+        level = _env.value("PYMPC_LOG_LEVEL")
     logger = logging.getLogger("pympc")
     for h in list(logger.handlers):
         if getattr(h, "_pympc", False):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import math
 import os
 import shutil
 import socket
@@ -35,8 +34,10 @@ import traceback
 
 from mpi4py import MPI
 
+from . import env as _env
+
 ENV = "PYMPC_HANG_TIMEOUT"
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = float(_env.VARIABLES[ENV].default)
 _NOTICE, _STATE = 1, 2   # message tags on the private communicator
 
 
@@ -44,20 +45,14 @@ def parse_timeout(text) -> tuple[float, str | None]:
     """Local. ``(seconds, error)`` for a value of ``$PYMPC_HANG_TIMEOUT``: unset or empty
     gives the default, ``0`` turns the watchdog off; ``error`` is the message for a value
     that is not a finite number of seconds >= 0 (then ``seconds`` is 0)."""
-    if text is None or not str(text).strip():
-        return DEFAULT_TIMEOUT, None
     try:
-        t = float(text)
-    except ValueError:
-        t = math.nan
-    if not (math.isfinite(t) and t >= 0):
-        return 0.0, (f"{ENV}={text!r} is not a number of seconds >= 0 (the hang watchdog's "
-                     f"limit; default {DEFAULT_TIMEOUT:g}, 0 turns it off)")
-    return t, None
+        return _env.parse(ENV, text), None
+    except _env.EnvError as e:
+        return 0.0, str(e)
 
 
 #: The limit in seconds (0: off), read once at import, the same on every rank.
-timeout, _error = parse_timeout(os.environ.get(ENV))
+timeout, _error = parse_timeout(_env.raw(ENV))
 _world = MPI.COMM_WORLD
 _size = _world.Get_size()
 #: Whether watched calls are recorded: a limit is set and there is more than one rank (a

@@ -209,9 +209,8 @@ def kill_at(phase, tmp_path, n=4, nth=2, ckdir=None, steps=20):
     rank (the whole process session)."""
     ckdir = ckdir or tmp_path / "ck"
     env = clean_env()
-    env["PYMPC_CHECKPOINT_PAUSE"] = f"{phase}:{nth}"
     cmd = mpiexec_command() + ["-n", str(n), sys.executable, HEAT, str(ckdir), str(tmp_path / "x.npz"),
-                               "--steps", str(steps), "--every", "5"]
+                               "--steps", str(steps), "--every", "5", "--pause", f"{phase}:{nth}"]
     p = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                          start_new_session=True, env=env)
     seen = False

@@ -52,7 +52,6 @@ import math
 import os
 import re
 import sys
-import time as _time
 import warnings
 
 import h5py
@@ -85,16 +84,16 @@ _saves = [0]
 _warned: set = set()
 
 
-def _test_pause(phase):
-    """Tests kill jobs at exact phases: ``PYMPC_CHECKPOINT_PAUSE=phase:n`` makes the
-    n-th save of this process announce the phase on stderr and wait to be killed.
-    Phases: ``write`` (one field written), ``rename`` (file complete, not yet renamed),
-    ``prune`` (renamed, older ones not yet removed)."""
-    want, _, nth = os.environ.get("PYMPC_CHECKPOINT_PAUSE", "").partition(":")
-    if want == phase and _saves[0] == int(nth or 1):
-        sys.stderr.write(f"pympc-checkpoint-phase {phase}\n")
-        sys.stderr.flush()
-        _time.sleep(600)
+#: Fault-injection point for the kill tests: None (always, in production), or a callable
+#: ``hook(phase, n)`` that a test program sets; :meth:`Checkpointer.save` calls it at the
+#: phases ``write`` (one field written), ``rename`` (file complete, not yet renamed) and
+#: ``prune`` (renamed, older ones not yet removed) of this process's ``n``-th save.
+fault_hook = None
+
+
+def _phase(name: str) -> None:
+    if fault_hook is not None:
+        fault_hook(name, _saves[0])
 
 
 # ---------------------------------------------------------------------------------------
@@ -558,17 +557,17 @@ class Checkpointer:
             f.require_group("/fields")
             for i, (name, a) in enumerate(sorted(fields.items())):
                 if i == 1 and comm.Get_rank() == 0:
-                    _test_pause("write")  # one field written, the next not yet
+                    _phase("write")  # one field written, the next not yet
                 f.write(f"/fields/{name}", a)
             f.flush()
         err = None
         if comm.Get_rank() == 0:
             try:
                 _fsync_path(tmp)
-                _test_pause("rename")
+                _phase("rename")
                 os.replace(tmp, final)
                 _fsync_path(self.directory, directory=True)
-                _test_pause("prune")
+                _phase("prune")
                 # the oldest written go first; the new file (which may have replaced an
                 # older one of the same step) is never among them, damaged ones are
                 # never touched

@@ -15,16 +15,16 @@ exchange is in flight and the border strips after (:func:`split_regions`).
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 
 from ..array import DistArray, require_compatible, require_distarray
+from .. import env as _env
 from ..runtime import InputError
 
 try:
-    if os.environ.get("PYMPC_KERNELS", "numba") == "numpy":
+    if _env.value("PYMPC_KERNELS") == "numpy":
         raise ImportError("PYMPC_KERNELS=numpy")
     import numba
 
@@ -32,7 +32,7 @@ try:
 except ImportError as _e:  # pragma: no cover - numba is a dependency
     numba = None
     HAVE_NUMBA = False
-    if os.environ.get("PYMPC_KERNELS") != "numpy":
+    if _env.value("PYMPC_KERNELS") != "numpy":
         warnings.warn(f"numba is not available ({_e}); pympc's stencil kernels fall back to "
                       "numpy slicing, several times slower", RuntimeWarning, stacklevel=2)
 

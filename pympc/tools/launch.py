@@ -15,12 +15,14 @@ import sys
 import time
 from dataclasses import dataclass
 
+from .. import env as _env
+
 
 def mpiexec_command() -> list[str]:
     """Local. The launcher: ``$PYMPC_MPIEXEC`` (may hold options; ``./run`` sets it), else
     Debian's ``mpiexec.mpich``/``mpiexec.openmpi`` matching the libmpi mpi4py loaded, else
     ``mpiexec`` on PATH."""
-    env = os.environ.get("PYMPC_MPIEXEC")
+    env = _env.value("PYMPC_MPIEXEC")
     if env:
         return shlex.split(env)
     # Debian installs both families side by side: pick the launcher of the MPI library

@@ -1,8 +1,14 @@
 """A few explicit heat steps with checkpoints, for the restart and kill tests.
 
     mpiexec -n 4 python heat_ckpt.py DIR OUT.npz --steps 20 --every 5 [--restart]
+        [--pause PHASE:N]
+
+``--pause`` sets the checkpoint's fault hook: the N-th save announces PHASE on stderr and
+waits to be killed (the kill tests).
 """
 import argparse
+import sys
+import time
 
 import numpy as np
 
@@ -16,7 +22,21 @@ ap.add_argument("out")
 ap.add_argument("--steps", type=int, default=20)
 ap.add_argument("--every", type=int, default=5)
 ap.add_argument("--restart", action="store_true")
+ap.add_argument("--pause", default="")
 args = ap.parse_args()
+
+if args.pause:
+    from pympc.io import checkpoint
+
+    want, _, nth = args.pause.partition(":")
+
+    def pause(phase, n):
+        if phase == want and n == int(nth or 1):
+            sys.stderr.write(f"pympc-checkpoint-phase {phase}\n")
+            sys.stderr.flush()
+            time.sleep(600)
+
+    checkpoint.fault_hook = pause
 
 comm = pympc.WORLD
 d = pympc.Decomposition((26, 21), comm=comm, periodic=(True, False))
