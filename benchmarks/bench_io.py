@@ -51,7 +51,7 @@ def main(argv=None):
     # more general, but this MPICH's ROMIO aborts flattening one: "Out of memory in
     # adio/common/flatten.c"; HDF5 builds other datatypes and is not affected.)
     d = pympc.Decomposition((n, n), comm=comm, dims=(P, 1))
-    u = pympc.DistArray.from_function(d, lambda i, j: i * 1.0 + j)
+    u = pympc.DistArray.from_function(d, lambda i, j: i * 1.0 + j, coords=False)
     block = np.ascontiguousarray(u.owned)  # the raw reference writes a plain block
     nbytes = n * n * 8
     offset = d.lo[0] * n * 8

@@ -157,10 +157,11 @@ class DistArray:
 
     # -- construction ----------------------------------------------------------------
     @classmethod
-    def from_function(cls, decomp, func, dtype=np.float64, components=(), coords=False):
-        """Local. Fill the owned block from ``func(*index_grids)`` (global indices), or
-        ``func(*coordinate_grids)`` with ``coords=True``; the result broadcasts to the
-        block's shape (with components as trailing axes)."""
+    def from_function(cls, decomp, func, dtype=np.float64, components=(), coords=True):
+        """Local. Fill the owned block from ``func(*coordinate_grids)`` (the points'
+        coordinates, :meth:`Decomposition.coordinates`), or ``func(*index_grids)`` (global
+        indices) with ``coords=False``; the result broadcasts to the block's shape (with
+        components as trailing axes)."""
         a = cls(decomp, dtype, components)
         if coords:
             axes = [decomp.coordinates(ax) for ax in range(decomp.ndim)]

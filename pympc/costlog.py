@@ -258,7 +258,7 @@ def record_halo(plan, seconds: float) -> None:
     words = plan.__dict__.get("_profile_words")
     if words is None:
         nbytes = plan.bytes_sent
-        for rs, _ in plan._self_copies:
+        for rs, _ in plan.self_copies:
             for a in plan.arrays:
                 nbytes += a.data[rs].nbytes
         words = plan._profile_words = (nbytes + 7) // 8

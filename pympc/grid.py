@@ -241,6 +241,13 @@ class Decomposition:
         return self.mismatch(other, halo) is None
 
     # -- index ranges ------------------------------------------------------------------
+    def ownership_ranges(self) -> tuple:
+        """Local. Per axis, the global ``(lo, hi)`` of each block along that axis, in
+        process-grid order (petsc4py's ``DMDA.getOwnershipRanges``, as ranges):
+        ``Decomposition((10,), dims=(3,)).ownership_ranges() == (((0, 4), (4, 7), (7, 10)),)``."""
+        return tuple(tuple((lo, lo + n) for lo, n in zip(self._starts[a], self._sizes[a]))
+                     for a in range(self.ndim))
+
     def ranges(self, rank=None) -> tuple:
         """Local. Global ``(lo, hi)`` per axis owned by ``rank`` (default this rank)."""
         if rank is None:

@@ -109,5 +109,5 @@ def _field(decomp, init, dtype=np.float64):
         u.owned[...] = init.owned
         return u
     if callable(init):
-        return pympc.DistArray.from_function(decomp, init, dtype=dtype, coords=True)
+        return pympc.DistArray.from_function(decomp, init, dtype=dtype)
     return pympc.DistArray(decomp, dtype).fill(float(init))

@@ -95,4 +95,4 @@ def mode_ramp_rhs(d):
             modes = modes * np.sin(np.pi * (a + 1) * xi)
             ramp = ramp * xi
         return modes + ramp
-    return pympc.DistArray.from_function(d, f, coords=True)
+    return pympc.DistArray.from_function(d, f)

@@ -51,13 +51,13 @@ def test_from_global_rejects_wrong_shape_everywhere(comm):
 @pytest.mark.mpi
 def test_from_function_indices_and_coordinates(comm):
     with pympc.Decomposition((9, 7), comm=comm, spacing=(0.5, 2.0), centring="cell") as d:
-        a = pympc.DistArray.from_function(d, lambda i, j: 100 * i + j, dtype=np.int64)
+        a = pympc.DistArray.from_function(d, lambda i, j: 100 * i + j, dtype=np.int64, coords=False)
         i, j = np.meshgrid(np.arange(9), np.arange(7), indexing="ij")
         np.testing.assert_array_equal(a.gather(root=None), 100 * i + j)
-        b = pympc.DistArray.from_function(d, lambda x, y: x * y, coords=True)
+        b = pympc.DistArray.from_function(d, lambda x, y: x * y)
         np.testing.assert_allclose(b.gather(root=None), ((i + 0.5) * 0.5) * ((j + 0.5) * 2.0))
         v = pympc.DistArray.from_function(d, lambda i, j: np.stack(np.broadcast_arrays(i, j), -1),
-                                          dtype=np.int64, components=(2,))
+                                          dtype=np.int64, components=(2,), coords=False)
         np.testing.assert_array_equal(v.gather(root=None), np.stack([i, j], -1))
 
 
@@ -97,7 +97,7 @@ def test_reduce_all_issues_one_allreduce(comm):
             return getattr(self.c, name)
 
     with pympc.Decomposition((8, 8), comm=comm) as d:
-        a = pympc.DistArray.from_function(d, lambda i, j: i + j)
+        a = pympc.DistArray.from_function(d, lambda i, j: i + j, coords=False)
         counting = Counting(d.cart)
         out = reduce_all(("sum", a), ("max", a), ("norm2", a), ("min", a), ("dot", a, a), comm=counting)
         assert counting.calls == ["Allreduce"]
@@ -121,8 +121,8 @@ def test_reduce_all_issues_one_allreduce(comm):
 def test_arithmetic_on_owned_cells(comm):
     shape = (10, 3)
     with pympc.Decomposition(shape, comm=comm) as d:
-        x = pympc.DistArray.from_function(d, lambda i, j: 1.0 + i + j)
-        y = pympc.DistArray.from_function(d, lambda i, j: 2.0 * i - j)
+        x = pympc.DistArray.from_function(d, lambda i, j: 1.0 + i + j, coords=False)
+        y = pympc.DistArray.from_function(d, lambda i, j: 2.0 * i - j, coords=False)
         X, Y = x.gather(root=None), y.gather(root=None)
         np.testing.assert_allclose(((x + y) * 2.0 - y / x).gather(root=None), (X + Y) * 2.0 - Y / X)
         z = x.copy()
@@ -165,8 +165,8 @@ def test_two_array_operations_refuse_incompatible_decompositions(comm):
     for shape_a, kw_a, shape_b, kw_b, why in pairs:
         with pympc.Decomposition(shape_a, comm=comm, **kw_a) as da, \
                 pympc.Decomposition(shape_b, comm=comm, **kw_b) as db:
-            a = pympc.DistArray.from_function(da, lambda i, j: 1.0 + i + 2 * j)
-            b = pympc.DistArray.from_function(db, lambda i, j: 3.0 - i + j)
+            a = pympc.DistArray.from_function(da, lambda i, j: 1.0 + i + 2 * j, coords=False)
+            b = pympc.DistArray.from_function(db, lambda i, j: 3.0 - i + j, coords=False)
             for name, op in _two_array_operations(a, b).items():
                 msg = _same_error_everywhere(comm, op, "not on one decomposition")
                 assert why in msg, (name, msg)
@@ -180,8 +180,8 @@ def test_two_array_operations_refuse_incompatible_decompositions(comm):
 @pytest.mark.mpi
 def test_two_array_operations_accept_a_decomposition_built_twice(comm):
     with pympc.Decomposition((9, 7), comm=comm) as d1, pympc.Decomposition((9, 7), comm=comm) as d2:
-        a = pympc.DistArray.from_function(d1, lambda i, j: 1.0 + i + 2 * j)
-        b = pympc.DistArray.from_function(d2, lambda i, j: 3.0 + i * j)
+        a = pympc.DistArray.from_function(d1, lambda i, j: 1.0 + i + 2 * j, coords=False)
+        b = pympc.DistArray.from_function(d2, lambda i, j: 3.0 + i * j, coords=False)
         A, B = a.gather(root=None), b.gather(root=None)
         assert a.dot(b) == pytest.approx(np.vdot(A, B))
         assert reduce_all(("dot", a, b), ("max", b)) == [pytest.approx(np.vdot(A, B)), B.max()]
@@ -236,7 +236,7 @@ def test_numpy_array_where_a_distarray_is_wanted(comm, shared_tmp_path):
     from solvers.krylov import StencilOperator, cg
 
     with pympc.Decomposition((9, 8), comm=comm) as d:
-        u = pympc.DistArray.from_function(d, lambda i, j: i + 0.5 * j)
+        u = pympc.DistArray.from_function(d, lambda i, j: i + 0.5 * j, coords=False)
         path = shared_tmp_path / "series.h5"
         out = pympc.Output(path, d)
         out.write(0, 0.0, u=u)
@@ -289,8 +289,8 @@ def test_cg_takes_b_on_a_decomposition_built_alike(comm):
             pympc.Decomposition((9, 10), comm=comm) as other:
         op = StencilOperator(d)
         rhs = lambda i, j: 1.0 + 0.1 * i * j  # noqa: E731
-        mine = cg(op, pympc.DistArray.from_function(d, rhs), tol=1e-10)
-        theirs = cg(op, pympc.DistArray.from_function(twin, rhs), tol=1e-10)
+        mine = cg(op, pympc.DistArray.from_function(d, rhs, coords=False), tol=1e-10)
+        theirs = cg(op, pympc.DistArray.from_function(twin, rhs, coords=False), tol=1e-10)
         assert theirs.reason == mine.reason == "converged" and theirs.iterations == mine.iterations
         assert np.array_equal(theirs.x.gather(root=None), mine.x.gather(root=None))
         with pytest.raises(pympc.InputError, match="global shapes"):

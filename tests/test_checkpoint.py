@@ -29,7 +29,7 @@ def test_save_load_rotation_and_rngs(comm, shared_tmp_path):
         assert ck.latest() is None
         with pytest.raises(pympc.InputError, match="no checkpoint"):
             ck.load(d)
-        a = pympc.DistArray.from_function(d, lambda i, j: i * 100.0 + j)
+        a = pympc.DistArray.from_function(d, lambda i, j: i * 100.0 + j, coords=False)
         g = pympc.rng(3, comm=comm)
         for step in (10, 20, 30):
             a.owned[...] += 1
@@ -74,7 +74,7 @@ def test_incompatible_checkpoint_is_refused_everywhere(comm, shared_tmp_path):
 
 
 def stamped(d, step):
-    return pympc.DistArray.from_function(d, lambda i, j: i * 1000.0 + j + step)
+    return pympc.DistArray.from_function(d, lambda i, j: i * 1000.0 + j + step, coords=False)
 
 
 @pytest.mark.mpi

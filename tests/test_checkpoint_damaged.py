@@ -63,7 +63,7 @@ CASES = [(3, (2,), k) for k in KINDS] + [(n, b, KINDS[i % len(KINDS)]) for i, (n
 
 
 def field(d, step, name):
-    return pympc.DistArray.from_function(d, lambda i, j: i * 100.0 + j + step + (0.5 if name == "w" else 0))
+    return pympc.DistArray.from_function(d, lambda i, j: i * 100.0 + j + step + (0.5 if name == "w" else 0), coords=False)
 
 
 def same_everywhere(comm, value):

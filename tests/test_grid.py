@@ -152,3 +152,18 @@ def test_compatible_decompositions(comm):
         # every rank gets the same answer
         assert len(set(comm.allgather((d.compatible(twin), d.compatible(transposed))))) == 1
     dup.Free()
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("shape", [(10,), (7, 5), (5, 6, 3)])
+def test_ownership_ranges_tile_each_axis_and_match_every_rank(comm, shape):
+    d = pympc.Decomposition(shape, comm=comm)
+    own = d.ownership_ranges()
+    for a in range(d.ndim):
+        bounds = own[a]
+        assert len(bounds) == d.dims[a] and bounds[0][0] == 0 and bounds[-1][1] == shape[a]
+        assert all(b[1] == c[0] and b[1] > b[0] for b, c in zip(bounds, bounds[1:]))
+    for r in range(d.size):
+        coords = d.cart.Get_coords(r)
+        assert d.ranges(r) == tuple(own[a][coords[a]] for a in range(d.ndim))
+    d.close()

@@ -82,7 +82,7 @@ def test_field_held_by_some_ranks_and_rank0_array(comm, shared_tmp_path):
     d = pympc.Decomposition((10, 6), comm=sub) if inside else None
     a = pympc.DistArray.from_global(d, glob if sub.Get_rank() == 0 else None) if inside else None
     fine = pympc.Decomposition((8, 8), comm=comm)
-    b = pympc.DistArray.from_function(fine, lambda i, j: i * 8 + j)
+    b = pympc.DistArray.from_function(fine, lambda i, j: i * 8 + j, coords=False)
     with io.File(path, "w", comm=comm) as f:
         f.write("coarse", a)
         f.write("fine", b)
@@ -126,7 +126,7 @@ def _same_error(comm, fn, match):
 def test_bad_input_gives_one_clear_error_everywhere(comm, shared_tmp_path):
     p = shared_tmp_path
     with pympc.Decomposition((8, 6), comm=comm) as d:
-        a = pympc.DistArray.from_function(d, lambda i, j: i + j)
+        a = pympc.DistArray.from_function(d, lambda i, j: i + j, coords=False)
         io.write(str(p / "good.h5"), {"u": a})
         if comm.Get_rank() == 0:
             (p / "junk.h5").write_bytes(b"this is not HDF5" * 100)
@@ -155,7 +155,7 @@ def test_bad_input_gives_one_clear_error_everywhere(comm, shared_tmp_path):
 def test_time_series_and_xdmf_through_vtk(comm, shared_tmp_path, shape, centring):
     path = shared_tmp_path / "run.h5"
     with pympc.Decomposition(shape, comm=comm, origin=0.5, spacing=0.1, centring=centring) as d:
-        u = pympc.DistArray.from_function(d, lambda *ix: sum(ix) + 0.0)
+        u = pympc.DistArray.from_function(d, lambda *ix: sum(ix) + 0.0, coords=False)
         v = pympc.DistArray(d, components=(3,))
         v.owned[...] = np.arange(3.0)
         with Output(str(path), d, params={"demo": 1}, units={"u": "K"}) as out:
@@ -202,7 +202,7 @@ def test_time_series_and_xdmf_through_vtk(comm, shared_tmp_path, shape, centring
 def test_read_into_existing_array(comm, shared_tmp_path):
     path = str(shared_tmp_path / "o.h5")
     with pympc.Decomposition((10, 9), comm=comm, periodic=True) as d:
-        a = pympc.DistArray.from_function(d, lambda i, j: i - 2.0 * j)
+        a = pympc.DistArray.from_function(d, lambda i, j: i - 2.0 * j, coords=False)
         io.write(path, {"a": a})
         b = pympc.DistArray(d)
         b.data[...] = 5.0
@@ -218,7 +218,7 @@ def test_read_into_existing_array(comm, shared_tmp_path):
 def test_write_is_atomic(comm, shared_tmp_path):
     path = shared_tmp_path / "atomic.h5"
     with pympc.Decomposition((6, 5), comm=comm) as d:
-        a = pympc.DistArray.from_function(d, lambda i, j: i + j + 0.0)
+        a = pympc.DistArray.from_function(d, lambda i, j: i + j + 0.0, coords=False)
         io.write(str(path), {"a": a})
         io.write(str(path), {"a": a * 2.0})  # replaces the old file whole
         np.testing.assert_array_equal(io.read(str(path), "a", d).owned, 2 * a.owned)
@@ -356,7 +356,7 @@ def test_unsafe_dtype_for_a_field_on_some_ranks_is_one_error_everywhere(comm, sh
     inside = rank < max(1, size // 2)
     sub = comm.Split(0 if inside else 1, rank)
     d = pympc.Decomposition((6, 5), comm=sub) if inside else None
-    a = pympc.DistArray.from_function(d, lambda i, j: i + 0.5 * j) if inside else None
+    a = pympc.DistArray.from_function(d, lambda i, j: i + 0.5 * j, coords=False) if inside else None
     with io.File(path, "w", comm=comm) as f:
         f.write("u", a)
         _same_error(comm, lambda: f.read("u", d, dtype=np.float32 if inside else None),

@@ -89,7 +89,7 @@ def test_cg_holds_four_vectors():
     n = 129
     with pympc.Decomposition((n, n), comm=MPI.COMM_SELF, spacing=1 / (n - 1)) as d:
         A = SparseOperator.laplacian(d)
-        b = pympc.DistArray.from_function(d, lambda x, y: np.sin(3 * x) + y, coords=True)
+        b = pympc.DistArray.from_function(d, lambda x, y: np.sin(3 * x) + y)
         x0 = b.empty_like()
         for op in (A, StencilOperator(d)):
             cg(op, b, maxiter=3)  # compiled, plans cached

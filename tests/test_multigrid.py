@@ -79,7 +79,7 @@ def test_periodic_mean_zero_and_errors(comm):
     for n in (32, 64, 128):
         with pympc.Decomposition((n, n), comm=comm, spacing=1 / n, periodic=True) as d:
             f = pympc.DistArray.from_function(
-                d, lambda x, y: 8 * np.pi ** 2 * np.sin(2 * np.pi * x) * np.cos(2 * np.pi * y) + 5.0, coords=True)
+                d, lambda x, y: 8 * np.pi ** 2 * np.sin(2 * np.pi * x) * np.cos(2 * np.pi * y) + 5.0)
             with Multigrid(d) as mg:
                 r = mg.solve(f, tol=1e-10)
             assert r.converged and abs(r.u.sum()) < 1e-8 * n * n

@@ -99,7 +99,7 @@ def test_heat_variable_coefficient_and_errors(comm):
     n = 21
     h, (x, y) = grid(n)
     with pympc.Decomposition((n, n), comm=comm, spacing=h) as d:
-        k = pympc.DistArray.from_function(d, lambda x, y: 0.7 + 0 * x * y, coords=True)
+        k = pympc.DistArray.from_function(d, lambda x, y: 0.7 + 0 * x * y)
         init = lambda x, y: np.sin(np.pi * x) * np.sin(2 * np.pi * y)  # noqa: E731
         a = Heat(d, alpha=k, u0=init, dt=1e-4)
         b = Heat(d, alpha=0.7, u0=init, dt=1e-4)
@@ -107,7 +107,7 @@ def test_heat_variable_coefficient_and_errors(comm):
         b.run(steps=30, progress=None)
         np.testing.assert_allclose(a.u.gather(root=None), b.u.gather(root=None), rtol=0, atol=1e-13)
         # a coefficient that varies: compare with the flux-form formula in numpy
-        kv = pympc.DistArray.from_function(d, lambda x, y: 1.0 + 0.5 * x + 0.25 * y * y, coords=True)
+        kv = pympc.DistArray.from_function(d, lambda x, y: 1.0 + 0.5 * x + 0.25 * y * y)
         c = Heat(d, alpha=kv, u0=init, dt=5e-5)
         c.run(steps=1, progress=None)
         K = 1.0 + 0.5 * x + 0.25 * y * y
@@ -688,8 +688,8 @@ def test_heat_fields_on_a_decomposition_built_alike(comm):
          pympc.Decomposition((n, n), comm=comm, spacing=1 / (n - 1)) as twin:
         runs = []
         for src in (d, twin):
-            u0 = pympc.DistArray.from_function(src, f0, coords=True)
-            alpha = pympc.DistArray.from_function(src, a0, coords=True)
+            u0 = pympc.DistArray.from_function(src, f0)
+            alpha = pympc.DistArray.from_function(src, a0)
             s = Heat(d, alpha=alpha, u0=u0)
             s.run(steps=5, progress=None)
             assert s.u.decomp is d

@@ -21,7 +21,7 @@ MISUSE = textwrap.dedent("""
     misuse, others = sys.argv[1], sys.argv[2]
     rank = pympc.WORLD.Get_rank()
     with pympc.Decomposition((13, 7)) as d, pympc.BSP() as bsp:
-        a = pympc.DistArray.from_function(d, lambda i, j: i + j)
+        a = pympc.DistArray.from_function(d, lambda i, j: i + j, coords=False)
         if rank == 0:
             if misuse == "reduce":
                 a.sum()  # MISUSE on rank 0 only

@@ -98,12 +98,12 @@ def write_series(path, comm, shape, centring):
     nd, hot = len(shape), hot_spot(shape)
     with pympc.Decomposition(shape, comm=comm, origin=ORIGIN[:nd], spacing=SPACING[:nd],
                              centring=centring) as d:
-        idx = pympc.DistArray.from_function(d, lambda *ix: np.ravel_multi_index(ix, shape) + 0.0)
+        idx = pympc.DistArray.from_function(d, lambda *ix: np.ravel_multi_index(ix, shape) + 0.0, coords=False)
         spot = pympc.DistArray.from_function(
-            d, lambda *ix: functools.reduce(np.logical_and, [i == h for i, h in zip(ix, hot)]) + 0.0)
+            d, lambda *ix: functools.reduce(np.logical_and, [i == h for i, h in zip(ix, hot)]) + 0.0, coords=False)
         where = pympc.DistArray(d, components=(3,))
         for a in range(nd):
-            where.owned[..., a] = pympc.DistArray.from_function(d, lambda *x: x[a], coords=True).owned
+            where.owned[..., a] = pympc.DistArray.from_function(d, lambda *x: x[a]).owned
         with Output(str(path), d) as out:
             out.write(0, 0.0, idx=idx, hot=spot, where=where)
             out.write(5, 0.125, idx=idx, hot=spot, where=where)
@@ -202,8 +202,8 @@ def test_fields_the_xdmf_cannot_draw_are_left_out_and_said_once(comm, shared_tmp
     path = shared_tmp_path / "mixed.h5"
     with pympc.Decomposition((9, 7), comm=comm) as dv, \
             pympc.Decomposition((8, 6), comm=comm, centring="cell") as dc:
-        u = pympc.DistArray.from_function(dv, lambda i, j: 10.0 * i + j)
-        flux = pympc.DistArray.from_function(dc, lambda i, j: -1.0 - i)
+        u = pympc.DistArray.from_function(dv, lambda i, j: 10.0 * i + j, coords=False)
+        flux = pympc.DistArray.from_function(dc, lambda i, j: -1.0 - i, coords=False)
         z = pympc.DistArray(dv, np.complex128).fill(1 + 2j)
         with caplog.at_level(logging.WARNING, logger="pympc"), Output(str(path), dv) as out:
             logging.getLogger("pympc").addHandler(caplog.handler)

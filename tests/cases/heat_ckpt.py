@@ -49,8 +49,8 @@ if args.restart:
     if r.rngs is not None:
         gen = r.rngs[0]
 else:
-    u = pympc.DistArray.from_function(d, lambda i, j: np.sin(0.3 * i) * np.cos(0.2 * j) + 0.01 * j)
-    w = pympc.DistArray.from_function(d, lambda i, j: 1.0 + 0 * i * j)  # a second field
+    u = pympc.DistArray.from_function(d, lambda i, j: np.sin(0.3 * i) * np.cos(0.2 * j) + 0.01 * j, coords=False)
+    w = pympc.DistArray.from_function(d, lambda i, j: 1.0 + 0 * i * j, coords=False)  # a second field
     step = 0
 v = u.empty_like()
 draws = []

@@ -16,7 +16,7 @@ comm = pympc.WORLD
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     with pympc.Decomposition((9, 8), comm=comm) as d:
-        a = pympc.DistArray.from_function(d, lambda i, j: 10.0 * i + j)
+        a = pympc.DistArray.from_function(d, lambda i, j: 10.0 * i + j, coords=False)
         io.write(f"{d_}/f.h5", {"u": a}, attrs={"time": 1.0})
         with pympc.Decomposition((9, 8), comm=comm, dims=(1, comm.Get_size())) as d2:
             b = io.read(f"{d_}/f.h5", "u", d2)
