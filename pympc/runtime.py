@@ -1,71 +1,26 @@
 """The SPMD runtime: the world communicator, rank-aware logging, errors that never hang
 the job, one thread per rank, and independent random streams per rank.
 
-Importing :mod:`pympc` is collective: every rank must import it (it duplicates the world
-communicator once for its error handling, as PETSc does at initialisation).
+Importing this module is collective: it initialises MPI and duplicates the world
+communicator once for its error handling (as PETSc does at initialisation), and the hang
+watchdog's start gathers from every rank. ``import pympc`` imports it in a rank that an
+MPI launcher started, so every rank does it in program order; a process without a
+launcher imports it on first use (see :mod:`pympc`).
 """
 
 from __future__ import annotations
 
 import logging
 from array import array as _array
-import os
 import sys
 import time
 import traceback
 
 from . import env as _env
 
-# ---------------------------------------------------------------------------------------
-# Threads: ranks x threads must not oversubscribe the cores.  Set before numpy's BLAS
-# starts its pool where possible (the environment), and limit pools already running.
-# ---------------------------------------------------------------------------------------
-_THREAD_VARS = (
-    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "NUMBA_NUM_THREADS",
-)
-
-
-def _default_threads() -> int | None:
-    n = _env.value("PYMPC_THREADS")
-    if n is not None:
-        return n
-    if any(v in os.environ for v in _THREAD_VARS):
-        return None  # the user chose already: respect it
-    return 1
-
-
-def set_threads(n: int) -> None:
-    """Local. Limit BLAS/OpenMP/numba thread pools of this rank to ``n`` threads.
-
-    pympc does this at import with ``n = 1`` (or ``$PYMPC_THREADS``) unless one of the
-    usual variables (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ...) is already set.
-    Call it to give a rank more threads when you run fewer ranks than cores.
-    """
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"thread count must be >= 1, got {n}")
-    numba = sys.modules.get("numba")
-    for var in _THREAD_VARS:
-        # numba re-reads its variables at each compile and refuses a changed
-        # NUMBA_NUM_THREADS once loaded: set its pool through its API instead
-        if not (var == "NUMBA_NUM_THREADS" and numba is not None):
-            os.environ[var] = str(n)
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(n)
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        pass
-    if numba is not None:
-        try:
-            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-        except Exception:  # pragma: no cover - numba without a threading layer
-            pass
-
-
-_n = _default_threads()
-if _n is not None:
-    set_threads(_n)
+# Threads: the package face (pympc/__init__) applied the default before anything of pympc
+# imported numpy (pympc.threads); set_threads is part of the runtime's API.
+from .threads import set_threads  # noqa: E402,F401
 
 from mpi4py import MPI  # noqa: E402  (after the thread variables are set)
 

@@ -91,7 +91,7 @@ def test_threads_default_to_one(tmp_path):
     code = ("import os, pympc; from threadpoolctl import threadpool_info;"
             "print(os.environ['OMP_NUM_THREADS'], os.environ['OPENBLAS_NUM_THREADS'],"
             " max([p['num_threads'] for p in threadpool_info()] or [1]))")
-    from pympc.runtime import _THREAD_VARS
+    from pympc.threads import _THREAD_VARS
 
     env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS and k != "PYMPC_THREADS"}
     r = run_mpi(1, ["-c", code], timeout=60, env=env)

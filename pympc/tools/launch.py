@@ -1,5 +1,8 @@
 """Launching MPI jobs from Python (the test suite, benchmarks and job launcher use it).
 
+The process that launches is not a rank and never initialises MPI: which launcher
+matches mpi4py's MPI is found by :mod:`pympc.tools.probe` in a child process.
+
 Every launch has a hard timeout: the job runs in its own process session, and when the
 time is up the whole session (mpiexec and every rank) is killed.
 """
@@ -16,23 +19,21 @@ import time
 from dataclasses import dataclass
 
 from .. import env as _env
+from . import probe as _probe
+from .probe import clean_env  # noqa: F401  (part of the launcher's API)
 
 
 def mpiexec_command() -> list[str]:
     """Local. The launcher: ``$PYMPC_MPIEXEC`` (may hold options; ``./run`` sets it), else
-    Debian's ``mpiexec.mpich``/``mpiexec.openmpi`` matching the libmpi mpi4py loaded, else
-    ``mpiexec`` on PATH."""
+    Debian's ``mpiexec.mpich``/``mpiexec.openmpi`` matching the libmpi mpi4py loads, else
+    ``mpiexec`` on PATH. Starts no MPI here (the library is found by the probe)."""
     env = _env.value("PYMPC_MPIEXEC")
     if env:
         return shlex.split(env)
     # Debian installs both families side by side: pick the launcher of the MPI library
-    # this process really loaded (mpiexec may point at the other family).
-    from mpi4py import MPI  # noqa: F401  (loads libmpi)
-
-    from .info import loaded_libraries
-
-    libs = " ".join(os.path.basename(p) for p in loaded_libraries())
-    family = "mpich" if "libmpich" in libs else "openmpi" if "libmpi.so.40" in libs else ""
+    # mpi4py really loads (mpiexec may point at the other family).
+    families = {_probe.mpi_family(p) for p in _probe.mpi_libraries()}
+    family = next((f for f in ("mpich", "openmpi") if f in families), "")
     if family and shutil.which(f"mpiexec.{family}"):
         return [f"mpiexec.{family}"]
     return ["mpiexec"]
@@ -49,7 +50,7 @@ def _launcher_flags(cmd: list[str]) -> list[str]:
 
 @dataclass
 class MPIResult:
-    """The outcome of :func:`run_mpi`."""
+    """Local. The outcome of :func:`run_mpi`."""
 
     returncode: int
     stdout: str
@@ -61,14 +62,6 @@ class MPIResult:
     def output(self) -> str:
         """Local. stdout and stderr together."""
         return self.stdout + self.stderr
-
-
-def clean_env(env=None) -> dict:
-    """Local. A copy of the environment without an enclosing MPI job's launcher
-    variables, so that a child launched from inside a rank starts a job of its own."""
-    env = dict(os.environ if env is None else env)
-    return {k: v for k, v in env.items()
-            if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "OMPI_", "MPI_LOCALRANK"))}
 
 
 def run_mpi(n: int, argv: list[str], timeout: float = 600, python: bool | str = True,
