@@ -1,5 +1,6 @@
 """``pympc info``: the verdict on this machine's stack, a real serial-only h5py in a
-throwaway environment, and the mixed-stack logic on recorded linker output."""
+throwaway environment, and the mixed-stack logic on recorded linker output; the MPI
+environment probe it shares with the launcher (pympc.tools.probe)."""
 
 import json
 import os
@@ -8,7 +9,9 @@ import sys
 
 import pytest
 
+from pympc.tools import probe
 from pympc.tools.info import analyse, parse_ldd
+from pympc.tools.launch import run_mpi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -115,3 +118,48 @@ def test_serial_h5py_wheel_is_reported_for_real(serial_h5py_python, tmp_path):
     assert data["h5py_mpi"] is False
     assert "h5py.libs" in data["hdf5_library"]  # really the wheel's bundled HDF5
     assert any("SERIAL h5py" in p for p in data["problems"])
+
+
+# What MPICH's hydra gives a rank of ``mpiexec -n 2`` (rank 1), Open MPI's, and PMIx's.
+HYDRA = {"PMI_RANK": "1", "PMI_SIZE": "2", "PMI_FD": "6", "MPI_LOCALNRANKS": "2", "MPI_LOCALRANKID": "1"}
+OPENMPI = {"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "4", "OMPI_MCA_foo": "x"}
+PMIX = {"PMIX_RANK": "5", "PMIX_NAMESPACE": "slurm.pmix.1.0"}
+
+
+def test_launcher_detection():
+    assert probe.launched(HYDRA) and probe.launched(OPENMPI) and probe.launched(PMIX)
+    assert probe.launcher_rank_size(HYDRA) == (1, 2)
+    assert probe.launcher_rank_size(OPENMPI) == (3, 4)
+    assert probe.launcher_rank_size(PMIX) == (5, 1)  # PMIx alone does not say the size
+    # a batch script has SLURM_PROCID too, and is no rank; nor is a tool's process
+    assert not probe.launched({"SLURM_PROCID": "0", "SLURM_NTASKS": "4", "PATH": "/bin"})
+    assert probe.launcher_rank_size({}) == (0, 1)
+
+
+def test_clean_env_leaves_no_launcher_behind():
+    env = {**HYDRA, **OPENMPI, **PMIX, "HYDRA_FOO": "1", "PATH": "/bin", "PYMPC_THREADS": "2"}
+    clean = probe.clean_env(env)
+    assert clean == {"PATH": "/bin", "PYMPC_THREADS": "2"}
+    assert not probe.launched(clean)
+
+
+def test_mpi_family():
+    assert probe.mpi_family("/usr/lib/x86_64-linux-gnu/libmpich.so.12.2.2") == "mpich"
+    assert probe.mpi_family("libmpich.so.12") == "mpich"
+    assert probe.mpi_family("/usr/lib/x86_64-linux-gnu/libmpi.so.40.30.4") == "openmpi"
+    assert probe.mpi_family("libmsmpi.so") == "libmsmpi"
+
+
+def test_probe_finds_the_library_mpi4py_loads():
+    facts = probe.probe_mpi()
+    assert "mpi_error" not in facts, facts
+    assert facts["mpi_loaded"] and facts["mpi_library"] and facts["mpi4py_version"]
+    same = probe.mpi_libraries() if "mpi4py.MPI" in sys.modules else facts["mpi_loaded"]
+    assert {probe.mpi_family(p) for p in same} == {probe.mpi_family(p) for p in facts["mpi_loaded"]}
+
+
+def test_info_under_mpiexec_reports_once_with_the_launchers_size():
+    r = run_mpi(2, ["-m", "pympc", "info", "--json"], timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.output
+    data = json.loads(r.stdout)  # one report: rank 0 prints, rank 1 does not
+    assert data["ok"] and data["ranks"] == 2
