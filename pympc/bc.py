@@ -5,28 +5,67 @@ filled axis by axis in order; each axis covers the ghost cells along the other a
 are already valid (exchanged, or filled by an earlier axis), so edges and corners come
 out exactly as ``numpy.pad`` applied to the global array one axis after another.
 
-Sides are named ``(axis, side)`` with side ``-1`` (low) or ``+1`` (high); ``sides=None``
-means every physical boundary.
+Sides are named by strings: ``"x-"``, ``"x+"``, ``"y-"``, ``"y+"``, ``"z-"``, ``"z+"``
+(axis 0, 1, 2 — pympc's axis 0 is x —, low and high side; a fourth axis and beyond are
+``"a3-"``, ...). ``sides=None`` means every physical boundary. The solvers' ``bc=``
+dicts use the same names (:mod:`solvers.boundary`): one spelling, which a TOML job file
+or a JSON parameter record carries as it is (``(axis, -1)`` tuples do not survive
+either). :func:`side_name` and :func:`parse_side` convert.
 """
 
 from __future__ import annotations
 
+import functools
+
 from .array import DistArray, require_distarray
 from .runtime import InputError
+
+AXES = "xyz"
+
+
+def side_name(axis: int, side: int) -> str:
+    """Local. The name of a side: ``"x-"``, ``"y+"``, ... for ``(axis, side)`` with side
+    -1 (low) or +1 (high)."""
+    return f"{AXES[axis] if axis < len(AXES) else f'a{axis}'}{'-' if side < 0 else '+'}"
+
+
+def side_names(ndim: int) -> list:
+    """Local. Every side's name of an ``ndim``-dimensional grid, axis by axis, low first."""
+    return list(_known(ndim))
+
+
+@functools.lru_cache(maxsize=None)
+def _known(ndim: int) -> dict:
+    # built once per dimension: solvers name their sides on every step
+    return {side_name(a, s): (a, s) for a in range(ndim) for s in (-1, 1)}
+
+
+def parse_side(name, decomp) -> tuple:
+    """Local. ``(axis, side)`` of the side called ``name`` on ``decomp``;
+    :class:`InputError` for a name that is not a side of this grid, or a side on a
+    periodic axis (it has no physical boundary)."""
+    known = _known(decomp.ndim)
+    if not isinstance(name, str) or name not in known:
+        raise InputError(f"unknown side {name!r}: the sides of this {decomp.ndim}-D grid are "
+                         f"{side_names(decomp.ndim)}")
+    if decomp.periodic[known[name][0]]:
+        raise InputError(f"side {name!r} is on a periodic axis: it has no physical boundary "
+                         "(and takes no boundary condition)")
+    return known[name]
+
+
+def physical_sides(decomp) -> list:
+    """Local. ``(axis, side)`` of every physical (non-periodic) side, axis by axis."""
+    return [(a, s) for a in range(decomp.ndim) if not decomp.periodic[a] for s in (-1, 1)]
 
 
 def _sides(a: DistArray, sides, where):
     d = require_distarray(a, "a", where).decomp
     if sides is None:
-        sides = [(ax, s) for ax in range(d.ndim) if not d.periodic[ax] for s in (-1, 1)]
-    out = []
-    for ax, s in sides:
-        if not 0 <= ax < d.ndim or s not in (-1, 1):
-            raise InputError(f"a side is (axis, -1 or +1) with axis < {d.ndim}, got {(ax, s)}")
-        if d.periodic[ax]:
-            raise InputError(f"axis {ax} is periodic: it has no physical boundary")
-        out.append((ax, s))
-    return out
+        return physical_sides(d)
+    if isinstance(sides, str):  # one side
+        sides = [sides]
+    return [parse_side(name, d) for name in sides]
 
 
 def _region(a: DistArray, axis: int):
@@ -57,7 +96,8 @@ def _apply(a: DistArray, sides, fill):
 
 
 def dirichlet(a: DistArray, value=0.0, sides=None, face: bool = False) -> DistArray:
-    """Local. Dirichlet data ``value`` at the given physical boundaries.
+    """Local. Dirichlet data ``value`` at the given physical boundaries (``sides``: names
+    such as ``["x-", "y+"]``, or one name; None: all).
 
     ``face=False``: set the ghost cells to ``value`` (``numpy.pad(mode="constant")``);
     on a vertex-centred grid the boundary points are owned points, which the solver
@@ -81,8 +121,9 @@ def dirichlet(a: DistArray, value=0.0, sides=None, face: bool = False) -> DistAr
 
 
 def neumann(a: DistArray, sides=None, flux=0.0) -> DistArray:
-    """Local. Normal derivative ``flux`` (outward, default 0): mirror the owned cells
-    into the ghosts and add ``distance * flux``.
+    """Local. Normal derivative ``flux`` (outward, default 0) at the given physical
+    boundaries (``sides`` as for :func:`dirichlet`): mirror the owned cells into the
+    ghosts and add ``distance * flux``.
 
     Cell centring mirrors about the boundary face (``numpy.pad(mode="symmetric")``:
     ghost k = owned k); vertex centring about the boundary point (``mode="reflect"``:
@@ -93,7 +134,9 @@ def neumann(a: DistArray, sides=None, flux=0.0) -> DistArray:
     shift = 1 if a.decomp.centring == "vertex" else 0
     d = a.decomp
     # decided from the whole decomposition, so every rank raises or none does
-    thin = [ax for ax, side in sides if shift and min(d._sizes[ax][0], d._sizes[ax][-1]) < d.ghost + 1]
+    ranges = d.ownership_ranges()
+    thin = [ax for ax, side in sides
+            if shift and min(hi - lo for lo, hi in (ranges[ax][0], ranges[ax][-1])) < d.ghost + 1]
     if thin:
         raise InputError(f"Neumann on a vertex-centred grid reflects about the boundary point and "
                          f"needs boundary blocks of at least ghost+1 = {d.ghost + 1} points along "

@@ -5,8 +5,9 @@
 * ``None`` or ``"dirichlet"``: homogeneous Dirichlet (0) on every non-periodic side;
 * ``"neumann"``: zero normal derivative on every non-periodic side;
 * a dict ``{side: spec}`` with sides named ``"x-"``, ``"x+"``, ``"y-"``, ``"y+"``,
-  ``"z-"``, ``"z+"`` (axis 0, 1, 2; low and high), each spec ``("dirichlet", value)`` or
-  ``("neumann", outward_derivative)``; sides left out are Dirichlet 0.
+  ``"z-"``, ``"z+"`` (axis 0, 1, 2; low and high: the names of :mod:`pympc.bc`), each
+  spec ``("dirichlet", value)`` or ``("neumann", outward_derivative)`` (a list works
+  too, as a TOML or JSON file gives it); sides left out are Dirichlet 0.
 
 Periodic axes come from the decomposition and take no condition.
 """
@@ -14,14 +15,23 @@ Periodic axes come from the decomposition and take no condition.
 from __future__ import annotations
 
 from pympc import bc as _bc
+from pympc.bc import parse_side, physical_sides, side_name
 from pympc.runtime import InputError
 
-AXES = "xyz"
+KINDS = ("dirichlet", "neumann")
 
 
-def side_name(axis: int, side: int) -> str:
-    """Local. ``"x-"``, ``"y+"``, ... for ``(axis, side)``."""
-    return f"{AXES[axis]}{'-' if side < 0 else '+'}"
+def _condition(name, spec):
+    """Local. ``(kind, value)`` from one side's spec, or a clear InputError."""
+    ok = isinstance(spec, (tuple, list)) and len(spec) == 2 and spec[0] in KINDS
+    try:
+        value = float(spec[1]) if ok else None
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"the condition of side {name!r} must be (kind, value) with kind one of "
+                         f"{list(KINDS)}, e.g. ('dirichlet', 1.0); got {spec!r}")
+    return spec[0], value
 
 
 class Boundaries:
@@ -29,26 +39,16 @@ class Boundaries:
 
     def __init__(self, decomp, spec=None):
         self.decomp = decomp
-        sides = [(a, s) for a in range(decomp.ndim) if not decomp.periodic[a] for s in (-1, 1)]
-        default = ("dirichlet", 0.0)
+        sides = physical_sides(decomp)
         if spec is None or spec == "dirichlet":
             spec = {}
         elif spec == "neumann":
             spec = {side_name(a, s): ("neumann", 0.0) for a, s in sides}
         elif not isinstance(spec, dict):
-            raise InputError(f"bc must be None, 'dirichlet', 'neumann' or a dict, got {spec!r}")
-        known = {side_name(a, s): (a, s) for a in range(decomp.ndim) for s in (-1, 1)}
-        for name in spec:
-            if name not in known:
-                raise InputError(f"unknown side {name!r}; sides are {sorted(known)}")
-            if decomp.periodic[known[name][0]]:
-                raise InputError(f"side {name!r} is on a periodic axis: it takes no boundary condition")
-        self.conditions = {}
-        for a, s in sides:
-            kind, value = spec.get(side_name(a, s), default)
-            if kind not in ("dirichlet", "neumann"):
-                raise InputError(f"boundary kind must be 'dirichlet' or 'neumann', got {kind!r}")
-            self.conditions[(a, s)] = (kind, float(value))
+            raise InputError(f"bc must be None, 'dirichlet', 'neumann' or a dict {{side: (kind, value)}}, "
+                             f"got {spec!r}")
+        given = {parse_side(name, decomp): _condition(name, c) for name, c in spec.items()}
+        self.conditions = {side: given.get(side, ("dirichlet", 0.0)) for side in sides}
 
     def parameters(self) -> dict:
         """Local. The conditions as plain data, ``{"x-": ["dirichlet", 1.0], ...}`` for
@@ -64,9 +64,9 @@ class Boundaries:
         face = self.decomp.centring == "cell"
         for (a, s), (kind, value) in self.conditions.items():
             if kind == "dirichlet":
-                _bc.dirichlet(u, value, sides=[(a, s)], face=face)
+                _bc.dirichlet(u, value, sides=side_name(a, s), face=face)
             else:
-                _bc.neumann(u, sides=[(a, s)], flux=value)
+                _bc.neumann(u, sides=side_name(a, s), flux=value)
 
     def fix_points(self, u) -> None:
         """Local. On a vertex-centred grid, hold the owned boundary points of Dirichlet

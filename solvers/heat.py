@@ -17,45 +17,30 @@ from pympc import kernels
 from pympc.runtime import InputError
 
 from .boundary import Boundaries
-from .loop import TimeLoop, field_checksum, grid_parameters
+from .loop import TimeLoop, field_checksum, initial_field
 
 
 class Heat(TimeLoop):
-    """Collective. The heat equation on ``decomp`` (a :class:`pympc.Decomposition`).
+    """Collective. The heat equation on ``decomp`` (a :class:`pympc.Decomposition`), a
+    :class:`~solvers.loop.TimeLoop` solver (docs/solvers/timeloop.md).
 
     ``alpha``: a positive number or a DistArray (variable coefficient); ``u0``: a
     DistArray, a number, or ``f(*coords)`` of the grid coordinates; ``bc``: see
-    :mod:`solvers.boundary`; ``dt``: the time step (default: stable automatic).
-    ``solver.u`` is the current field, ``solver.t`` the time, ``solver.step_count``.
-    :meth:`parameters` (stored in outputs and checkpoints, compared on restart) holds
-    ``alpha`` (a fingerprint of the field when it varies), the boundary conditions, the
-    time-step rule and the grid.
+    :mod:`solvers.boundary`; ``dt``: the time step (default: ``safety`` times the
+    stability limit). ``solver.u`` is the current field, ``solver.t`` the time,
+    ``solver.step_count``. :meth:`parameters` (stored in outputs and checkpoints,
+    compared on restart) holds ``alpha`` (a fingerprint of the field when it varies), the
+    boundary conditions, the time-step rule and the grid.
     """
 
     name = "heat"
 
-    def __init__(self, decomp, alpha=1.0, u0=0.0, bc=None, dt=None, safety=0.9, comm=None):
-        super().__init__(decomp, comm=comm)
+    def __init__(self, decomp, alpha=1.0, u0=0.0, bc=None, dt=None, safety=0.9):
+        super().__init__(decomp)
         self.bc = Boundaries(decomp, bc)
-        self.u = _field(decomp, u0)
+        self.u = initial_field(decomp, u0)
         self._v = self.u.empty_like()
-        self.variable = isinstance(alpha, pympc.DistArray)
-        if self.variable:
-            self.alpha = alpha
-            why = decomp.mismatch(alpha.decomp, halo=True)
-            if why is not None:
-                raise InputError(f"alpha must live on the solver's decomposition (or one built alike): {why}")
-            amin, amax = pympc.reduce_all(("min", alpha), ("max", alpha))
-            pympc.update_halo(alpha)
-            for (a, s), _ in self.bc.conditions.items():  # coefficients beyond the boundary
-                pympc.bc.neumann(alpha, sides=[(a, s)])
-        else:
-            amin = amax = float(alpha)
-            self.alpha = amax
-        if not amin > 0:
-            raise InputError(f"alpha must be positive, got minimum {amin}")
-        self._alpha_param = (float(amax) if not self.variable else
-                             {"field": field_checksum(alpha, self.comm), "min": float(amin), "max": float(amax)})
+        amax = self._take_alpha(alpha)
         self._dt_rule = {"dt": "auto" if dt is None else float(dt), "safety": float(safety)}
         h2 = np.array(decomp.spacing) ** 2
         stable = 1.0 / (2.0 * amax * np.sum(1.0 / h2))
@@ -68,11 +53,33 @@ class Heat(TimeLoop):
         self._region = self.bc.unknown_region()
         self.bc.fix_points(self.u)
 
-    def parameters(self):
-        """Local. The physics: ``alpha``, ``bc`` (every non-periodic side), the time-step
-        rule (``dt``: ``"auto"`` or the given step; ``safety``) and the ``grid``."""
-        return {"solver": self.name, "alpha": self._alpha_param,
-                "bc": self.bc.parameters(), **self._dt_rule, "grid": grid_parameters(self.decomp)}
+    def _take_alpha(self, alpha) -> float:
+        """Collective. Check and keep the diffusivity (a variable one with its values
+        beyond the boundary filled); returns its maximum."""
+        decomp = self.decomp
+        self.variable = isinstance(alpha, pympc.DistArray)
+        if self.variable:
+            self.alpha = alpha
+            why = decomp.mismatch(alpha.decomp, halo=True)
+            if why is not None:
+                raise InputError(f"alpha must live on the solver's decomposition (or one built alike): {why}")
+            amin, amax = pympc.reduce_all(("min", alpha), ("max", alpha))
+            pympc.update_halo(alpha)
+            pympc.bc.neumann(alpha)  # coefficients beyond every physical boundary
+        else:
+            amin = amax = float(alpha)
+            self.alpha = amax
+        if not amin > 0:
+            raise InputError(f"alpha must be positive, got minimum {amin}")
+        self._alpha_param = (float(amax) if not self.variable else
+                             {"field": field_checksum(alpha), "min": float(amin), "max": float(amax)})
+        return amax
+
+    def physics(self):
+        """Local. ``alpha`` (a fingerprint of the field when it varies) and the time-step
+        rule (``dt``: ``"auto"`` or the given step; ``safety``); :meth:`parameters` adds
+        ``bc`` (every non-periodic side) and the ``grid``."""
+        return {"alpha": self._alpha_param, **self._dt_rule}
 
     def fields(self):
         """Local. The fields a checkpoint or output step holds."""
@@ -97,17 +104,3 @@ class Heat(TimeLoop):
                                   region=self._region)
         self.bc.fix_points(v)
         self.u, self._v = v, u
-
-
-def _field(decomp, init, dtype=np.float64):
-    if isinstance(init, pympc.DistArray):
-        why = decomp.mismatch(init.decomp)
-        if why is not None:
-            raise InputError(f"the initial field must live on the solver's decomposition (or one built "
-                             f"alike): {why}")
-        u = pympc.DistArray(decomp, init.dtype, init.components)
-        u.owned[...] = init.owned
-        return u
-    if callable(init):
-        return pympc.DistArray.from_function(decomp, init, dtype=dtype)
-    return pympc.DistArray(decomp, dtype).fill(float(init))

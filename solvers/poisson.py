@@ -5,9 +5,14 @@ hold the boundary points (vertex centring) at their values; periodic axes wrap. 
 axis periodic the problem is singular: the mean of ``f`` is removed (compatibility) and the
 solution returned is the one with zero mean.
 
+The solver follows the time-stepping interface (:class:`solvers.loop.TimeLoop`): one
+step is one iteration (``dt = 1``, so ``t`` counts iterations), ``advance()`` is one
+sweep, ``run(steps=maxiter, output=, checkpoint=, restart=, ...)`` iterates to
+convergence or ``steps``; :meth:`Poisson.solve` is that run returning a :class:`Result`.
+
 Stopping rule, for both methods: the relative residual ``||f - A u||_2 / ||f||_2`` over
 the unknowns (or relative to the initial residual when ``f`` is zero there) is checked
-every ``check_every`` iterations (one Allreduce each time). The result says why it
+every ``check_every`` iterations (one reduction each time). The result says why it
 stopped: ``"converged"``, ``"iteration limit"`` or ``"diverged"`` (residual above 1e8
 times the first one, or not finite).
 
@@ -20,17 +25,16 @@ another exchange. The default ``omega`` is the optimum for the model problem,
 from __future__ import annotations
 
 import numpy as np
-from mpi4py import MPI
 
 import pympc
-from pympc import kernels, costlog
-from pympc.io.output import Output, check_new_path
-from pympc.runtime import InputError, get_comm, get_logger
+from pympc import kernels
+from pympc.runtime import InputError
 
 from .boundary import Boundaries
-from .heat import _field
-from .loop import field_checksum, grid_parameters, open_checkpointer, restart_point
+from .loop import TimeLoop, field_checksum, initial_field
 from .result import Result, verdict
+
+METHODS = ("jacobi", "rbsor")
 
 
 def jacobi_radius(decomp) -> float:
@@ -54,24 +58,34 @@ def optimal_omega(decomp) -> float:
     return float(2.0 / (1.0 + np.sqrt(max(0.0, 1.0 - rho * rho))))
 
 
-class Poisson:
+class Poisson(TimeLoop):
     """Collective. ``-lap u = f`` on ``decomp``: ``f`` and the initial guess ``u0`` are
     DistArrays, numbers or functions of the coordinates; ``bc`` as in
     :mod:`solvers.boundary` (Dirichlet values are held on the boundary points; Neumann
-    sides are not supported by these solvers). :meth:`parameters` (stored in outputs and
-    checkpoints, compared on restart) holds a fingerprint of ``f``, the boundary
-    conditions and the grid."""
+    sides are not supported by these solvers); ``method`` ``"rbsor"`` (default) or
+    ``"jacobi"``, ``omega`` the SOR factor (default: :func:`optimal_omega`); ``tol`` and
+    ``check_every``: the stopping rule (see the module doc). A
+    :class:`~solvers.loop.TimeLoop` solver whose step is one iteration.
+    :meth:`parameters` (stored in outputs and checkpoints, compared on restart) holds a
+    fingerprint of ``f``, the method and ``omega``, the boundary conditions and the grid.
+    """
 
-    def __init__(self, decomp, f, bc=None, u0=0.0, comm=None):
-        self.decomp = decomp
-        self.comm = get_comm(comm or decomp.comm)
+    name = "poisson"
+    write_initial = False  # the initial guess is not worth an output step
+
+    method, omega, tol, check_every = "rbsor", None, 1e-8, 1  # configure() replaces them
+
+    def __init__(self, decomp, f, bc=None, u0=0.0, method="rbsor", omega=None, tol=1e-8, check_every=1):
+        super().__init__(decomp)
         if decomp.centring != "vertex":
             raise InputError("the Poisson solvers work on vertex-centred grids")
         self.bc = Boundaries(decomp, bc)
         if any(k == "neumann" for k, _ in self.bc.conditions.values()):
             raise InputError("Jacobi/RB-SOR here take Dirichlet and periodic boundaries only")
-        self.f = _field(decomp, f)
-        self.u = _field(decomp, u0)
+        self.dt = 1.0  # one iteration
+        self.configure(method, omega, tol, check_every)
+        self.f = initial_field(decomp, f)
+        self.u = initial_field(decomp, u0)
         self.bc.fix_points(self.u)
         self.h2inv = 1.0 / np.array(decomp.spacing) ** 2
         self.region = self.bc.unknown_region()
@@ -80,127 +94,117 @@ class Poisson:
         if self.singular:
             mean = self.f.sum() / np.prod(decomp.shape)
             self.f.owned[...] -= mean  # compatibility: the mean of f is removed
-        self._f_param = field_checksum(self.f, self.comm)
+        self._f_param = field_checksum(self.f)
+        # the stopping rule's scale and the residuals checked, from the initial guess
+        fnorm = self._norm_f()
+        r0 = self._residual()
+        self.scale = fnorm if fnorm > 0 else (r0 if r0 > 0 else 1.0)
+        self.history = [r0 / self.scale]
+        self._checked = 0  # the iteration whose residual history[-1] is
+        self.reason = None
 
-    def parameters(self) -> dict:
-        """Local. The physics: a fingerprint of ``f`` (exact, the same on every rank
-        count), ``bc`` and the ``grid``."""
-        return {"solver": "poisson", "f": self._f_param, "bc": self.bc.parameters(),
-                "grid": grid_parameters(self.decomp)}
+    def configure(self, method=None, omega=None, tol=None, check_every=None) -> None:
+        """Local. Change the method, ``omega``, ``tol`` or ``check_every`` (None keeps
+        one; a new method without ``omega`` takes its default)."""
+        if omega is None and (method not in (None, self.method) or self.omega is None):
+            omega = optimal_omega(self.decomp) if (method or self.method) == "rbsor" else 1.0
+        method = self.method if method is None else method
+        omega = self.omega if omega is None else omega
+        tol = self.tol if tol is None else tol
+        check_every = self.check_every if check_every is None else check_every
+        if method not in METHODS:
+            raise InputError(f"method must be 'jacobi' or 'rbsor', got {method!r}")
+        if method == "rbsor" and not 0 < omega < 2:
+            raise InputError(f"SOR needs 0 < omega < 2, got {omega}")
+        if not tol > 0 or int(check_every) < 1:
+            raise InputError("tol must be > 0 and check_every >= 1")
+        self.method, self.omega, self.tol, self.check_every = method, float(omega), float(tol), int(check_every)
+
+    def physics(self) -> dict:
+        """Local. A fingerprint of ``f`` (exact, the same on every rank count), the
+        ``method`` and ``omega``; :meth:`parameters` adds ``bc`` and the ``grid``."""
+        return {"f": self._f_param, "method": self.method, "omega": self.omega}
+
+    def fields(self) -> dict:
+        """Local. The iterate ``u`` and the right-hand side ``f`` (outputs and checkpoints
+        hold both; a restart takes ``u``, ``f`` is checked by its fingerprint)."""
+        return {"u": self.u, "f": self.f}
+
+    def set_fields(self, fields) -> None:
+        """Local. Take the iterate of a restart."""
+        self.u.owned[...] = fields["u"].owned
+        self._checked = None  # its residual is not known here (set_state brings it)
+
+    def state(self, params=None) -> dict:
+        """Local. :meth:`TimeLoop.state` and the stopping rule's: the residual history,
+        its scale and ``tol``."""
+        return {**super().state(params), "history": list(self.history), "scale": self.scale, "tol": self.tol}
+
+    def set_state(self, state) -> None:
+        """Local. Take back the residual history and its scale of a restart."""
+        self.history = [float(x) for x in state["history"]]
+        self.scale = float(state["scale"])
+        self._checked = self.step_count
 
     def _residual(self):
         pympc.update_halo(self.u)
         self.bc.apply(self.u)
-        local = np.array([kernels.residual_sumsq(self.u, self.f, self.h2inv, self.region)])
-        total = np.empty(1)
-        self.comm.Allreduce(local, total, op=MPI.SUM)
-        return float(np.sqrt(total[0]))
+        local = kernels.residual_sumsq(self.u, self.f, self.h2inv, self.region)
+        return float(np.sqrt(pympc.reduce_all(("sum", np.float64(local)), comm=self.comm)[0]))
 
     def _norm_f(self):
         sl = tuple(slice(lo, hi) for lo, hi in self.region)
-        local = np.array([float(np.sum(self.f.owned[sl] ** 2))])
-        total = np.empty(1)
-        self.comm.Allreduce(local, total, op=MPI.SUM)
-        return float(np.sqrt(total[0]))
+        local = float(np.sum(self.f.owned[sl] ** 2))
+        return float(np.sqrt(pympc.reduce_all(("sum", np.float64(local)), comm=self.comm)[0]))
 
-    def solve(self, method="rbsor", tol=1e-8, maxiter=100000, omega=None, check_every=1, output=None,
-              checkpoint=None, checkpoint_every=None, restart=False, overwrite=False, allow_changed=(),
-              units=None, params=None) -> Result:
-        """Collective. Iterate with ``method`` (``"jacobi"`` or ``"rbsor"``) until the
-        relative residual is below ``tol`` (see the module doc).
+    def done(self, end) -> bool:
+        """Collective. The stopping rule, after each iteration (and before the first): the
+        residual every ``check_every`` iterations and at ``end``; True when converged or
+        diverged (``self.reason`` says which; ``"iteration limit"`` at ``end``). The
+        singular (all-periodic) problem's solution is then shifted to zero mean."""
+        n = self.step_count
+        if n == self._checked:  # the start of a run: this iterate's residual is known
+            self.reason = "converged" if self.history[-1] < self.tol else None
+        elif n % self.check_every == 0 or n >= end:
+            with self.superstep("residual"):
+                self.history.append(self._residual() / self.scale)
+            self._checked = n
+            self.reason = verdict(self.history, self.tol, n, end, diverge=True)
+        else:
+            return False
+        if self.reason is not None and self.singular:
+            self.u.owned[...] -= self.u.sum() / np.prod(self.decomp.shape)  # the zero-mean solution
+        return self.reason is not None
 
-        ``output``: an HDF5 path (``.xmf`` beside it) or a :class:`pympc.Output`; the
-        solution and ``f`` are written at the end as step = iterations (``units`` maps
-        ``"u"``, ``"f"``, ``"length"`` to unit strings; ``params``, your own JSON-able
-        dict, is stored under ``"job"`` beside :meth:`parameters`). ``checkpoint``: a
-        directory or :class:`pympc.Checkpointer`, saved every ``checkpoint_every``
-        iterations and at the end; ``restart=True`` continues from its newest checkpoint
-        (the iterate, iteration count and residual history) and continues the output
-        series. The rules of :meth:`solvers.loop.TimeLoop.run` hold: a restart with no
-        checkpoint, past ``maxiter``, or with other physics (unless ``allow_changed``
-        names the keys) raises :class:`pympc.InputError` before any file is touched; a
-        fresh solve refuses an existing output file or checkpoints unless
-        ``overwrite=True`` (which replaces the file and deletes those checkpoints)."""
-        if method not in ("jacobi", "rbsor"):
-            raise InputError(f"method must be 'jacobi' or 'rbsor', got {method!r}")
-        if not tol > 0 or int(maxiter) < 1 or int(check_every) < 1:
-            raise InputError("tol must be > 0, maxiter and check_every >= 1")
-        if omega is None:
-            omega = optimal_omega(self.decomp) if method == "rbsor" else 1.0
-        if method == "rbsor" and not 0 < omega < 2:
-            raise InputError(f"SOR needs 0 < omega < 2, got {omega}")
-        units = dict(units or {})
-        unknown = sorted(set(units) - {"u", "f", "length"})
-        if unknown:
-            raise InputError(f"units for {unknown}: the Poisson output holds 'u' and 'f' (and 'length')")
-        if restart and checkpoint is None:
-            raise InputError("restart=True needs checkpoint= (the directory or Checkpointer to continue from)")
-        label = f"poisson-{method}"
-        ck = open_checkpointer(checkpoint, self.comm, must_exist=restart)
-        info = None
-        if restart:
-            info = restart_point(ck, label, self.parameters(), allow_changed, get_logger("poisson"))
-            if int(info.state["iteration"]) > int(maxiter):
-                raise InputError(f"checkpoint {info.path} is at iteration {int(info.state['iteration'])}, past "
-                                 f"the requested end maxiter={int(maxiter)}; nothing was run and no file was "
-                                 "changed")
-        fresh = info is None
-        if fresh and ck is not None and not overwrite and ck.steps():
-            raise InputError(f"the checkpoint directory {ck.directory} already holds checkpoints "
-                             f"{ck.steps()} of an earlier solve: pass restart=True to continue it, or "
-                             "overwrite=True to start afresh (deleting them)")
-        if output is not None and not isinstance(output, Output) and fresh and not overwrite:
-            check_new_path(output, self.comm)  # now, not after the iterations
-        r = ck.load(self.decomp, step=info) if info is not None else None
-        # every check passed: from here on the solve changes files and the iterate
-        if fresh and ck is not None and overwrite:
-            ck.clear()
-        fnorm = self._norm_f()
-        r0 = self._residual()
-        scale = fnorm if fnorm > 0 else (r0 if r0 > 0 else 1.0)
-        history = [r0 / scale]
-        it = 0
-        if r is not None:
-            self.u.owned[...] = r.fields["u"].owned
-            it, history = int(r.state["iteration"]), list(r.state["history"])
-        start = it
-        reason = "converged" if history[-1] < tol else ("iteration limit" if it >= int(maxiter) else None)
-        physics = self.parameters()
+    def result(self) -> Result:
+        """Local. The outcome so far: the iterate, the iteration count, the last relative
+        residual, why it stopped, the residuals checked."""
+        reason = self.reason
+        if reason is None:
+            reason = "interrupted" if self.interrupted else verdict(self.history, self.tol, self.step_count,
+                                                                     self.step_count, diverge=True)
+        return Result(self.u, self.step_count, self.history[-1], reason, list(self.history))
 
-        def save(n):
-            ck.save(n, {"u": self.u}, {"solver": label, "iteration": n, "history": history, "tol": tol,
-                                       "params": physics}, physics=physics)
-        while reason is None:
-            self.iterate(method, omega)
-            it += 1
-            if ck is not None and checkpoint_every and it % checkpoint_every == 0:
-                save(it)
-            if it % check_every == 0 or it >= maxiter:
-                with costlog.superstep(f"{label}:residual"):
-                    rel = self._residual() / scale
-                history.append(rel)
-                reason = verdict(history, tol, it, maxiter, diverge=True)
-        u = self.u
-        if self.singular:
-            u.owned[...] -= u.sum() / np.prod(self.decomp.shape)  # the zero-mean solution
-        if ck is not None and (it > start or fresh):
-            save(it)
-        if output is not None:
-            stored = {**physics, "method": method, "tol": tol, "omega": float(omega),
-                      **({"job": params} if params is not None else {})}
-            out = output if isinstance(output, Output) else Output(
-                output, self.decomp, comm=self.comm, mode="w" if fresh else "a", params=stored, units=units,
-                overwrite=overwrite, restart_step=None if fresh else start)
-            out.write(it, float(it), u=u, f=self.f)
-        return Result(u, it, history[-1], reason, history)
+    def solve(self, method=None, tol=None, maxiter=100000, omega=None, check_every=None, progress=None,
+              **run) -> Result:
+        """Collective. Iterate until converged (or ``maxiter``, counted from iteration 0
+        like ``steps``) and return the :class:`Result`: ``run(steps=maxiter, **run)``
+        after :meth:`configure` with the settings given here. ``run`` takes
+        :meth:`~solvers.loop.TimeLoop.run`'s options: ``output`` (the solution and ``f``
+        at the end, as step = iterations), ``checkpoint``, ``restart``, ``overwrite``,
+        ``allow_changed``, ``units``, ``params``, ..."""
+        if int(maxiter) < 1:
+            raise InputError(f"maxiter must be >= 1, got {maxiter}")
+        self.configure(method, omega, tol, check_every)
+        self.run(steps=int(maxiter), progress=progress, **run)
+        return self.result()
 
-    def iterate(self, method="rbsor", omega=None) -> None:
-        """Collective. One iteration of ``method`` on ``self.u``, without a residual check:
+    def advance(self) -> None:
+        """Collective. One iteration of the method on ``self.u``, without a residual check:
         a Jacobi sweep (one halo exchange), or a red and a black SOR half-sweep (two)."""
         u = self.u
-        label = f"poisson-{method}:sweep"
-        with costlog.superstep(label):
-            if method == "jacobi":
+        with self.superstep("sweep"):
+            if self.method == "jacobi":
                 spare = self._spare
                 if spare is None:
                     spare = self._spare = u.empty_like()
@@ -209,11 +213,8 @@ class Poisson:
                 kernels.jacobi_step(u, self.f, spare, self.h2inv, region=self.region)
                 self.bc.fix_points(spare)
                 self.u, self._spare = spare, u
-            elif method == "rbsor":
-                w = optimal_omega(self.decomp) if omega is None else omega
+            else:
                 for color in (0, 1):
                     pympc.update_halo(u)
                     self.bc.apply(u)
-                    kernels.rbsor_sweep(u, self.f, self.h2inv, w, color, region=self.region)
-            else:
-                raise InputError(f"method must be 'jacobi' or 'rbsor', got {method!r}")
+                    kernels.rbsor_sweep(u, self.f, self.h2inv, self.omega, color, region=self.region)

@@ -20,22 +20,21 @@ from pympc import kernels
 from pympc.runtime import InputError
 
 from .boundary import Boundaries
-from .heat import _field
-from .loop import TimeLoop, grid_parameters
+from .loop import TimeLoop, initial_field
 
 
 class Wave(TimeLoop):
     """Collective. The wave equation on ``decomp`` with speed ``c``, initial displacement
     ``u0`` and velocity ``v0`` (DistArrays, numbers, or functions of the coordinates),
     boundaries ``bc`` (:mod:`solvers.boundary`) and time step ``dt`` (default from
-    ``cfl``, default 0.5). :meth:`parameters` (stored in outputs and checkpoints,
+    ``cfl``, default 0.5); a :class:`~solvers.loop.TimeLoop` solver. :meth:`parameters` (stored in outputs and checkpoints,
     compared on restart) holds ``c``, the boundary conditions, the time-step rule and the
     grid."""
 
     name = "wave"
 
-    def __init__(self, decomp, c=1.0, u0=0.0, v0=0.0, bc=None, dt=None, cfl=0.5, comm=None):
-        super().__init__(decomp, comm=comm)
+    def __init__(self, decomp, c=1.0, u0=0.0, v0=0.0, bc=None, dt=None, cfl=0.5):
+        super().__init__(decomp)
         if not c > 0:
             raise InputError(f"wave speed c must be positive, got {c}")
         self.c = float(c)
@@ -52,9 +51,9 @@ class Wave(TimeLoop):
             raise InputError(f"dt={dt:g} exceeds the CFL limit {limit:g} of leapfrog")
         self.dt = float(dt)
         self._dt_rule = {"dt": "auto" if given is None else float(given), "cfl": float(cfl)}
-        self.u = _field(decomp, u0)          # u^n
+        self.u = initial_field(decomp, u0)   # u^n
         self.u_prev = self.u.empty_like()    # u^{n-1} (unused at n = 0)
-        self.v0 = _field(decomp, v0)
+        self.v0 = initial_field(decomp, v0)
         self._next = self.u.empty_like()
         self._region = self.bc.unknown_region()
         self.bc.fix_points(self.u)
@@ -62,11 +61,10 @@ class Wave(TimeLoop):
     def _r(self):
         return (self.c * self.dt / np.array(self.decomp.spacing)) ** 2
 
-    def parameters(self):
-        """Local. The physics: ``c``, ``bc`` (every non-periodic side), the time-step rule
-        (``dt``: ``"auto"`` or the given step; ``cfl``) and the ``grid``."""
-        return {"solver": self.name, "c": self.c, "bc": self.bc.parameters(), **self._dt_rule,
-                "grid": grid_parameters(self.decomp)}
+    def physics(self):
+        """Local. ``c`` and the time-step rule (``dt``: ``"auto"`` or the given step;
+        ``cfl``); :meth:`parameters` adds ``bc`` (every non-periodic side) and the ``grid``."""
+        return {"c": self.c, **self._dt_rule}
 
     def fields(self):
         """Local. What a restart needs: u^n, u^{n-1} and the initial velocity (used by
@@ -97,7 +95,7 @@ class Wave(TimeLoop):
 
     def energy(self) -> float:
         """Collective. The discrete energy E^{n-1/2} between ``u_prev`` and ``u`` (one
-        Allreduce); defined from step 1 on."""
+        reduction, :func:`pympc.reduce_all`); defined from step 1 on."""
         if self.step_count < 1:
             raise InputError("the leapfrog energy needs two time levels: advance at least one step")
         u, up = self.u, self.u_prev
@@ -105,23 +103,25 @@ class Wave(TimeLoop):
             pympc.update_halo(u, up)
             self.bc.apply(u)
             self.bc.apply(up)
-            d = self.decomp
-            vol = float(np.prod(d.spacing))
+            vol = float(np.prod(self.decomp.spacing))
             kin = np.sum(((u.owned - up.owned) / self.dt) ** 2)
-            pot = 0.0
-            g = d.ghost
-            for a in range(d.ndim):
-                hi = [slice(g, g + n) for n in d.local_shape]
-                lo = list(hi)
-                hi[a] = slice(g + 1, g + d.local_shape[a] + 1)
-                du = u.data[tuple(hi)] - u.data[tuple(lo)]
-                dup = up.data[tuple(hi)] - up.data[tuple(lo)]
-                if not d.periodic[a] and d.at_boundary(a, 1):  # no face beyond the boundary
-                    cut = [slice(None)] * d.ndim
-                    cut[a] = slice(0, -1)
-                    du, dup = du[tuple(cut)], dup[tuple(cut)]
-                pot += np.sum(du * dup) / d.spacing[a] ** 2
-            local = np.array([0.5 * vol * (kin + self.c ** 2 * pot)])
-            total = np.empty(1)
-            self.comm.Allreduce(local, total)
-        return float(total[0])
+            local = np.float64(0.5 * vol * (kin + self.c ** 2 * self._potential(u, up)))
+            return pympc.reduce_all(("sum", local), comm=self.comm)[0]
+
+    def _potential(self, u, up) -> float:
+        """Local. This rank's sum over faces of ``<D_a u, D_a up> / h_a^2``."""
+        d = self.decomp
+        pot = 0.0
+        g = d.ghost
+        for a in range(d.ndim):
+            hi = [slice(g, g + n) for n in d.local_shape]
+            lo = list(hi)
+            hi[a] = slice(g + 1, g + d.local_shape[a] + 1)
+            du = u.data[tuple(hi)] - u.data[tuple(lo)]
+            dup = up.data[tuple(hi)] - up.data[tuple(lo)]
+            if not d.periodic[a] and d.at_boundary(a, 1):  # no face beyond the boundary
+                cut = [slice(None)] * d.ndim
+                cut[a] = slice(0, -1)
+                du, dup = du[tuple(cut)], dup[tuple(cut)]
+            pot += np.sum(du * dup) / d.spacing[a] ** 2
+        return pot

@@ -2,6 +2,7 @@
 (np.pad "wrap" on periodic axes; physical-boundary ghosts never written by the exchange)."""
 
 import itertools
+import weakref
 
 import numpy as np
 import pytest
@@ -95,19 +96,79 @@ def test_halo_property(comm, data):
 def test_overlap_start_wait_and_plan_reuse(comm):
     with pympc.Decomposition((12, 10), comm=comm, periodic=True, stencil="box") as d:
         a = pympc.DistArray.from_function(d, lambda i, j: 10.0 * i + j, coords=False)
-        plan = pympc.halo.plan_for(a)
         h = pympc.start_halo(a)
-        assert h is plan  # cached, built once
         a.owned[...] += 0  # interior work would go here
         h.wait()
         glob = a.gather(root=None)
         np.testing.assert_array_equal(a.data, local_block(pad(glob, 1, (True, True)), d))
-        assert plan.messages == sum(1 for r in d.neighbours("box").values() if r not in (-1, d.rank)) \
-            or plan.messages >= 0
-        with pytest.raises(RuntimeError):
-            plan.start()
-            plan.start()
-        plan.wait()
+        assert pympc.start_halo(a) is h  # cached, built once
+        h.wait()
+        h.wait()  # a second wait returns at once
+        assert h.messages == sum(1 for r in set(d.neighbours("box").values()) if r not in (-1, d.rank)) \
+            or h.messages >= 0
+        pympc.start_halo(a)
+        # started twice without wait(): a usage error, the same on every rank
+        _refused(comm, lambda: pympc.start_halo(a), "started already", "wait()")
+        _refused(comm, lambda: pympc.update_halo(a), "started already")
+        h.wait()
+        pympc.update_halo(a)  # waited for: usable again
+
+
+def test_halo_has_two_public_entry_points():
+    """update_halo and start_halo(...).wait(): the plan and its cache are the halo
+    layer's own (no HaloExchange class, no plan_for, nothing stored on the decomposition)."""
+    import inspect
+
+    from pympc import halo
+
+    public = {n for n, v in vars(halo).items() if not n.startswith("_") and callable(v)
+              and getattr(v, "__module__", None) == halo.__name__}
+    assert public == {"update_halo", "start_halo"}, public
+    for name in ("HaloExchange", "plan_for"):
+        assert not hasattr(halo, name) and not hasattr(pympc, name), name
+        assert name not in getattr(pympc, "__all__", ()), name
+    with pympc.Decomposition((4,), comm=pympc.WORLD) as d:
+        pympc.update_halo(pympc.DistArray(d))
+        assert not any("halo" in k or "plan" in k for k in vars(d)), vars(d)
+    for fn in (halo.update_halo, halo.start_halo):
+        assert inspect.getdoc(fn).startswith("Neighbour-collective."), fn
+
+
+@pytest.mark.mpi
+def test_halo_plans_go_with_their_decomposition(comm):
+    """The halo layer's cache holds a decomposition's plans until it closes (or is
+    collected unclosed): no growth over many decompositions."""
+    import gc
+
+    from pympc import halo
+
+    before = len(halo._plans)
+    for i in range(40):
+        with pympc.Decomposition((12, 10), comm=comm, periodic=True, stencil="box") as d:
+            a, b = pympc.DistArray(d), pympc.DistArray(d)
+            pympc.update_halo(a)
+            pympc.start_halo(a, b).wait()
+            assert len(halo._plans[id(d)]) == 2
+        assert id(d) not in halo._plans
+        _refused(comm, lambda: pympc.update_halo(a), "closed")
+    for i in range(40):  # never closed: collected with their arrays, cache entry and all
+        d = pympc.Decomposition((12, 10), comm=comm, periodic=True)
+        a = pympc.DistArray(d)
+        pympc.update_halo(a)
+        ref = weakref.ref(d)
+        cart = d.cart
+        del d, a
+        gc.collect()
+        assert ref() is None
+        cart.Free()  # (a Decomposition never closed leaves its communicator to the user)
+    gc.collect()
+    assert len(halo._plans) <= before
+    # at most 16 plans per decomposition: the least recently used are closed
+    with pympc.Decomposition((12, 10), comm=comm) as d:
+        arrays = [pympc.DistArray(d) for _ in range(20)]
+        for x in arrays:
+            pympc.update_halo(x)
+        assert len(halo._plans[id(d)]) == halo._MAX_CACHED
 
 
 @pytest.mark.mpi
@@ -139,9 +200,9 @@ def test_boundary_condition_errors(comm):
     with pympc.Decomposition((8, 8), comm=comm, periodic=(True, False)) as d:
         a = pympc.DistArray(d)
         with pytest.raises(pympc.InputError, match="periodic"):
-            bc.dirichlet(a, 0.0, sides=[(0, -1)])
+            bc.dirichlet(a, 0.0, sides=["x-"])
         with pytest.raises(pympc.InputError):
-            bc.neumann(a, sides=[(1, 2)])
+            bc.neumann(a, sides=["y2"])
         with pytest.raises(pympc.InputError, match="width"):
             pympc.update_halo(a, width=2)
     size = comm.Get_size()
@@ -150,11 +211,6 @@ def test_boundary_condition_errors(comm):
         if size > 1:  # boundary blocks of 2 or 3 points: too thin on every rank's say-so
             with pytest.raises(pympc.InputError, match="ghost\\+1 = 3"):
                 bc.neumann(a)
-
-
-def _exchange_once(*arrays):
-    with pympc.HaloExchange(*arrays) as plan:  # an explicit plan is closed by its owner
-        plan.exchange()
 
 
 @pytest.mark.mpi
@@ -168,8 +224,7 @@ def test_halo_of_arrays_on_decompositions_built_alike(comm):
             pympc.Decomposition(shape, comm=comm, periodic=periodic, ghost=2, stencil="box") as d2:
         a = pympc.DistArray.from_global(d1, A if comm.Get_rank() == 0 else None)
         b = pympc.DistArray.from_global(d2, B if comm.Get_rank() == 0 else None)
-        for exchange in (lambda: pympc.update_halo(a, b), lambda: pympc.start_halo(b, a).wait(),
-                         lambda: _exchange_once(a, b)):
+        for exchange in (lambda: pympc.update_halo(a, b), lambda: pympc.start_halo(b, a).wait()):
             for x in (a, b):
                 x.data[...] = -1.0
             a.owned[...], b.owned[...] = A[d1.global_slices()], B[d2.global_slices()]
@@ -194,10 +249,10 @@ def test_halo_refuses_incompatible_arrays_and_numpy_arrays(comm):
         if size > 1:
             pairs.append((pympc.DistArray(cols), pympc.DistArray(rows), "process grids"))
         for x, y, why in pairs:
-            for call in (pympc.update_halo, pympc.start_halo, pympc.HaloExchange):
+            for call in (pympc.update_halo, pympc.start_halo):
                 assert why in _refused(comm, lambda: call(x, y), "not on one decomposition")
         # a numpy array where a DistArray is wanted: said so, not AttributeError 'decomp'
-        for call in (pympc.update_halo, pympc.start_halo, pympc.HaloExchange):
+        for call in (pympc.update_halo, pympc.start_halo):
             for args in ((a.data,), (a, a.data), (a.owned, a)):
                 assert "numpy array" in _refused(comm, lambda: call(*args), "must be a pympc.DistArray")
             _refused(comm, lambda: call(), "at least one DistArray")
