@@ -5,6 +5,7 @@
 
 Each benchmark writes ``benchmarks/results/<name>.json`` (everything measured) and
 ``<name>.md`` (the table of ratios against the targets, with machine and versions).
+This process only launches the benchmarks: it is not a rank and never initialises MPI.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ RANKS defaults to the number of cores.  The hard timeout (``--timeout``, seconds
 the whole job if it runs past it.  Job arguments go to the job: for the demo,
 ``./run demo --restart --t-end 0.05`` continues the last run to t = 0.05, and a run
 without ``--restart`` first moves an earlier run's files aside (see jobs/heat2d.py).
+
+This process only launches: it is not a rank and never initialises MPI
+(``tests/test_light_import.py`` checks it).
 """
 
 import argparse

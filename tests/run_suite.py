@@ -8,7 +8,8 @@
 Extra arguments go to every pytest run (e.g. ``./run test -k halo``); ``--ranks 2,3``
 picks the rank counts, ``--no-docs`` skips the site.  A run that collects no test, times
 out, or leaves no JUnit report counts as failed.  The last line is the total
-"N passed, N failed, N skipped".
+"N passed, N failed, N skipped". This process only launches: it is not a rank and never
+initialises MPI.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ LIBHDF5 = re.compile(r"^libhdf5(_[a-z]+)?(-[0-9a-f]+)?\.so[^/]*$")
 # PMI_*, PMIx: PMIX_RANK, Open MPI, MVAPICH, Cray PALS) and hydra adds MPI_LOCALNRANKS.
 # Not SLURM_PROCID: a batch script has it too, and it is no rank.
 RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PALS_RANKID")
-SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+_LOCAL_SIZE = "MPI_LOCALNRANKS"  # hydra: the ranks on this node (a rank, but not the job's size)
 # What clean_env drops: everything an enclosing job's launcher sets for its ranks.
 LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "OMPI_", "MPI_LOCALNRANKS", "MPI_LOCALRANKID",
                      "MV2_COMM_WORLD_", "PALS_")
@@ -41,7 +42,7 @@ def launched(env=None) -> bool:
     ``mpiexec``, ``mpirun`` or ``srun`` with a PMI/PMIx plugin. A process without one is a
     singleton or a tool."""
     env = os.environ if env is None else env
-    return any(v in env for v in RANK_VARIABLES + SIZE_VARIABLES)
+    return any(v in env for v in RANK_VARIABLES + SIZE_VARIABLES + (_LOCAL_SIZE,))
 
 
 def launcher_rank_size(env=None) -> tuple[int, int]:
@@ -58,7 +59,7 @@ def launcher_rank_size(env=None) -> tuple[int, int]:
                 continue
         return default
 
-    return first(RANK_VARIABLES, 0), first(SIZE_VARIABLES[:-1], 1)
+    return first(RANK_VARIABLES, 0), first(SIZE_VARIABLES, 1)
 
 
 def clean_env(env=None) -> dict:
