@@ -41,8 +41,10 @@ __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str):
-    """Import the module behind ``name`` on first access and keep the value: a name of
-    the face, or a submodule (``pympc.kernels``, ``pympc.bc``) as if imported."""
+    """Local. Import the module behind ``name`` on first access and keep the value: a
+    name of the face, or a submodule (``pympc.kernels``, ``pympc.bc``) as if imported.
+    Local because a launched rank started the runtime at import already, and a process
+    without a launcher is its own whole job."""
     import importlib
     import importlib.util
 
