@@ -15,10 +15,16 @@ block); for each one the log records, on this rank:
 Supersteps are aggregated per label (count, sums and maxima), so the log of a long run
 stays a few numbers per label. Recording is always on: the module keeps a current log
 (a default one, or the innermost ``with Log() as log``) and the halo exchange, the fused
-reductions and the BSP layer call :func:`record_comm` into it, which costs a few
+reductions and the BSP layer call :func:`record_comm` (and :func:`record_sync`,
+:func:`record_bsp_superstep` at a BSP superstep boundary) into it, which costs a few
 hundred nanoseconds.
 
-:mod:`pympc.report` turns a gathered log (a dict, or the JSON file :meth:`Log.save`
+The cost log is the bottom layer: every layer records into it, and it imports nothing
+of pympc's but the runtime, and that only when a log first needs its communicator
+(:meth:`Log.gather`). Reading a saved log (:func:`load`) or building one starts no MPI:
+``pympc report`` runs in a process that is not a rank.
+
+:mod:`pympc.bsp.report` turns a gathered log (a dict, or the JSON file :meth:`Log.save`
 writes) into the profile report: measured against predicted, imbalance, idle time, the
 scaling fits (``pympc report LOG.json``).
 """
@@ -28,8 +34,6 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from time import perf_counter
-
-from .runtime import get_comm
 
 FORMAT = "pympc-profile/1"
 OUTSIDE = "(outside)"  # communication recorded outside any labelled superstep
@@ -44,21 +48,35 @@ def _new_agg():
 
 
 class Log:
-    """A per-rank cost log of supersteps, aggregated per label.
+    """Local. A per-rank cost log of supersteps, aggregated per label.
 
-    ``Log(comm=None)`` starts recording at once (construction is local). Use
+    ``Log(comm=None)`` starts recording at once (construction is local; the default
+    communicator, the world, is looked up when :meth:`gather` first needs it). Use
     ``with Log() as log:`` to make it the current log for the block (halo exchanges,
     reductions and BSP syncs inside record into it); outside any such block the module's
     default log (:func:`current`) records. :meth:`gather` and :meth:`save` are collective.
     """
 
     def __init__(self, comm=None):
-        self.comm = get_comm(comm)
+        if comm is not None:
+            from .runtime import get_comm  # a communicator given: MPI runs already
+
+            comm = get_comm(comm)
+        self._comm = comm
         self.t_start = perf_counter()
         self.labels: dict = {}
         self._t0 = self.t_start
         self._kinds: dict = {}
         self._in_block = False
+
+    @property
+    def comm(self):
+        """Local. The communicator :meth:`gather` and :meth:`save` use."""
+        if self._comm is None:
+            from .runtime import get_comm
+
+            self._comm = get_comm(None)
+        return self._comm
 
     # -- recording ---------------------------------------------------------------------
     def record(self, kind: str, sent: int, recv: int, seconds: float) -> None:
@@ -88,6 +106,21 @@ class Log:
         in one call (what BSP.sync does at the end of a superstep with traffic)."""
         self.record("bsp", sent, recv, comm)
         self.end_superstep(label, sync, t)
+
+    def end_empty_superstep(self, label, t0: float, t1: float) -> None:
+        """Local. :meth:`end_superstep` of a superstep that ends with a synchronisation
+        from ``t0`` to ``t1`` and moved nothing (BSP.sync's empty path: its cost is the
+        machine's ``l``, so this is the short way, a few slots of the label's aggregate)."""
+        agg = self.labels.get(label)
+        if agg is None or self._kinds:
+            return self.end_superstep(label, t1 - t0, t1)
+        w = t0 - self._t0
+        self._t0 = t1
+        agg[0] += 1           # _N
+        agg[1] += w           # _W
+        agg[4] += t1 - t0     # _SYNC
+        if w > agg[2]:        # _WMAX
+            agg[2] = w
 
     def _close_comm(self, agg, t, sync):
         kinds = self._kinds
@@ -152,7 +185,7 @@ class Log:
 
     def reset(self) -> None:
         """Local. Forget everything recorded; the clock restarts."""
-        self.__init__(self.comm)
+        self.__init__(self._comm)
 
     # -- current log ---------------------------------------------------------------------
     def __enter__(self):
@@ -252,9 +285,23 @@ def record_comm(kind: str, sent: int, recv: int, seconds: float) -> None:
     _current.record(kind, sent, recv, seconds)
 
 
+def record_sync(label, t0: float, t1: float) -> None:
+    """Local. Close the current log's open superstep under ``label``: a synchronisation
+    from ``t0`` to ``t1`` and no communication of its own (an empty BSP sync)."""
+    _current.end_empty_superstep(label, t0, t1)
+
+
+def record_bsp_superstep(label, sync: float, comm: float, sent: int, recv: int, t: float) -> None:
+    """Local. Close the current log's open superstep under ``label`` at ``t``, with a
+    BSP data phase of ``comm`` seconds moving ``sent``/``recv`` words and ``sync``
+    seconds of synchronisation (a BSP sync with traffic)."""
+    _current.end_bsp_superstep(label, sync, comm, sent, recv, t)
+
+
 def record_halo(plan, seconds: float) -> None:
     """Local. Record a halo exchange of ``plan`` (a HaloExchange): its words, local
-    periodic copies included, computed once per plan."""
+    periodic copies included, computed once per plan. (Superseded by the plan's own
+    word count; kept until every caller records with :func:`record_comm`.)"""
     words = plan.__dict__.get("_profile_words")
     if words is None:
         nbytes = plan.bytes_sent
@@ -266,7 +313,7 @@ def record_halo(plan, seconds: float) -> None:
 
 
 def superstep(label="superstep"):
-    """Local. ``with profile.superstep("heat"):`` on the current log (:meth:`Log.superstep`)."""
+    """Local. ``with costlog.superstep("heat"):`` on the current log (:meth:`Log.superstep`)."""
     return _current.superstep(label)
 
 
@@ -274,6 +321,7 @@ def superstep(label="superstep"):
 # files
 # ---------------------------------------------------------------------------------------
 def load(path) -> dict:
-    """Local. A gathered log (or ``pympc bench`` machine file) from its JSON file."""
+    """Local. A gathered log from its JSON file (as a dict; no MPI is involved).
+    :func:`pympc.bsp.report.summarise` checks its format."""
     with open(path) as f:
         return json.load(f)

@@ -40,13 +40,14 @@ destinations) go through a buffer and are applied in the order above, and an hpp
 source that a write of the sync overlaps is copied first. An empty
 superstep is one ``MPI_Win_fence``, about the cost of ``MPI_Barrier``. Every sync
 records its compute, words, communication and sync time into the cost log
-(:mod:`pympc.profile`).
+(:mod:`pympc.costlog`).
 """
 
 from __future__ import annotations
 
 import atexit
 from bisect import bisect_left
+from itertools import accumulate
 from contextlib import contextmanager
 from time import perf_counter as _perf
 
@@ -150,35 +151,59 @@ def _blocks_spec(blocks):
     return [MPI.BOTTOM, 1, t], t
 
 
-def _overlap(iv):
-    """True if two of the [start, end) address intervals overlap (empty ones never do)."""
-    if len(iv) > 64:
-        x = np.array(iv, np.int64)
-        x = x[np.argsort(x[:, 0], kind="stable")]
-        return bool((x[1:, 0] < np.maximum.accumulate(x[:-1, 1])).any())
-    iv = sorted(iv)
-    end = iv[0][1]
-    for a, e in iv[1:]:
-        if a < end:
-            return True
-        end = max(end, e)
-    return False
+class _Intervals:
+    """The [start, end) address intervals of a sync's writes (none empty), sorted once:
+    :attr:`overlap` says whether two of them overlap, :meth:`hit` whether an interval
+    overlaps one of them (sorted starts and the running maximum of the ends: one
+    bisection a query)."""
+
+    __slots__ = ("starts", "reach", "overlap")
+
+    def __init__(self, iv):
+        iv = sorted(iv)
+        self.starts = [a for a, _ in iv]
+        self.reach = list(accumulate([e for _, e in iv], max))
+        # sorted by start, interval k overlaps an earlier one iff it starts before the
+        # furthest end among them
+        self.overlap = any(a < r for a, r in zip(self.starts[1:], self.reach))
+
+    def hit(self, a, e):
+        k = bisect_left(self.starts, e)      # the intervals that start before this one ends
+        return k > 0 and self.reach[k - 1] > a
 
 
-def _hits(iv):
-    """A test ``hit(start, end)``: does [start, end) overlap one of the address intervals
-    ``iv``? (Sorted starts and the running maximum of the ends: one bisection a query.)"""
-    iv = sorted(iv)
-    starts = [a for a, _ in iv]
-    reach, m = [], -1
-    for _, e in iv:
-        m = max(m, e)
-        reach.append(m)
+class _Phase:
+    """One sync's data phase: what the steps of :meth:`BSP._exchange` hand on."""
 
-    def hit(a, e):
-        k = bisect_left(starts, e)      # the intervals that start before this one ends
-        return k > 0 and reach[k - 1] > a
-    return hit
+    __slots__ = ("par", "me", "srcs", "dbytes", "ra", "mark", "refused", "hdrs", "myviews", "plan", "writes",
+                 "queue", "mine", "own", "replies", "sent", "recvd", "sends", "recvs", "keep", "staged",
+                 "staged_rep")
+
+    def __init__(self, par, me, srcs, dbytes, ra):
+        self.par, self.me, self.srcs, self.dbytes, self.ra = par, me, srcs, dbytes, ra
+        ra.used = 0
+        self.hdrs = {}       # source -> its records (kind, a, b, bytes) in issue order
+        self.plan = {}       # source -> receive blocks of its puts and messages
+        self.writes = []     # [start, end) address of every write into this rank's memory
+        self.queue = []      # (source, tag, payload) of the messages delivered
+        self.mine = []       # this rank's own puts: (registration, byte offset, bytes, view index)
+        self.own = []        # the bytes of this rank's gets from itself, in issue order
+        self.replies = []    # (rank, the bytes it asked for)
+        self.sent = self.recvd = 0
+        self.sends, self.recvs, self.keep = [], [], []
+        self.staged, self.staged_rep = {}, {}
+
+
+def _disagreement(mark, marks):
+    """Why this sync refuses the registrations (the ranks' marks differ), or None. Every
+    rank sees every rank's mark (a rank with registration changes posts a row to all), so
+    the decision and its message are the same on every rank."""
+    P = len(marks)
+    if (mark or any(marks)) and marks.count(mark) != P:
+        return (f"register()/deregister() calls differ between ranks before this sync "
+                f"(ranks {[r for r in range(P) if marks[r] != marks[0]]} differ from rank 0); "
+                f"this superstep's register()/deregister() calls are refused on every rank")
+    return None
 
 
 class BSP:
@@ -415,21 +440,11 @@ class BSP:
         par = self._parity
         if self._bell[par]:
             return self._exchange(label, t0, t1)
-        # empty superstep: the fence was all; account for it inline (this path is l)
+        # empty superstep: the fence was all (this path is the machine's l)
         self._parity = 1 - par
         if self._queue:
             self._queue, self._qpos = [], 0
-        log = _costlog._current
-        agg = log.labels.get(label)
-        if agg is None or log._kinds:
-            return log.end_superstep(label, t1 - t0, t1)
-        w = t0 - log._t0
-        log._t0 = t1
-        agg[0] += 1
-        agg[1] += w
-        agg[4] += t1 - t0
-        if w > agg[2]:
-            agg[2] = w
+        _costlog.record_sync(label, t0, t1)
 
     @contextmanager
     def superstep(self, label="sync"):
@@ -442,12 +457,19 @@ class BSP:
         """Local. Seconds since this BSP object was made (``bsp_time``)."""
         return _perf() - self._t_start
 
+    def _mark(self):
+        """This superstep's registration mark, which the ranks compare at the sync: 0
+        without register()/deregister() calls, else 1 + registrations + 2**20 *
+        deregistrations."""
+        if self._pend_reg or self._pend_dereg:
+            return 1 + len(self._pend_reg) + (len(self._pend_dereg) << 20)
+        return 0
+
     def _post_rows(self):
         """Accumulate this superstep's count rows (and doorbells) into the windows of
         the ranks it has traffic for (all ranks when registrations change)."""
         P, me, par = self.nprocs, self.pid, self._parity
-        mark = 1 + len(self._pend_reg) + (len(self._pend_dereg) << 20) \
-            if (self._pend_reg or self._pend_dereg) else 0
+        mark = self._mark()
         rowbuf = self._rowbuf
         base = 8 + par * P * _ROW + me
         out = self._out
@@ -471,8 +493,36 @@ class BSP:
             self._win.Accumulate([rowbuf[j, :1 + k], MPI.INT64_T], j, (0, 1, t), op=MPI.BOR)
 
     def _exchange(self, label, t0, t1):
+        """The data phase of a sync with traffic somewhere (the fence showed it): the
+        headers, every read, the transfers, the writes in BSPlib's order, then the
+        registrations and the cost log."""
+        x = self._begin()
+        self._read(x)
+        writes = x.writes
+        iv = _Intervals(writes) if len(writes) > 1 or (self._hp and writes) else None
+        if self._hp and iv is not None:
+            self._protect_hpput_sources(iv)
+        self._post_sends(x)
+        ordered = iv is not None and iv.overlap
+        self._post_receives(x, ordered)
+        if not ordered:
+            self._write_own(x)
+        MPI.Request.Waitall(x.recvs + x.sends)
+        for t in x.keep:
+            if type(t) is MPI.Datatype:
+                t.Free()
+        if ordered:
+            self._write_ordered(x)
+        refused = self._end_exchange(x)
+        t2 = _perf()
+        _costlog.record_bsp_superstep(label, t1 - t0, t2 - t1, (x.sent + 7) >> 3, (x.recvd + 7) >> 3, t2)
+        if refused:
+            raise InputError(refused)
+
+    def _begin(self):
+        """Plan: read the count rows (records, data bytes, registration mark per source),
+        agree on the registrations, and collect every source's record headers."""
         P, me, par = self.nprocs, self.pid, self._parity
-        comm = self.comm
         rows = self._cnt[par]
         if P <= 64:  # one numpy call for every row
             cols = rows.T.tolist()
@@ -480,26 +530,24 @@ class BSP:
         else:
             cols = None
             nrecs, dbytes, marks = rows[:_HEAD].tolist()
-        mark = 1 + len(self._pend_reg) + (len(self._pend_dereg) << 20) \
-            if (self._pend_reg or self._pend_dereg) else 0
-        out, gets, regs = self._out, self._gets, self._regs
-        o = out.get(me)  # this rank's own traffic never goes through the window
+        mark = self._mark()
+        o = self._out.get(me)  # this rank's own traffic never goes through the window
         nrecs[me], dbytes[me], marks[me] = (len(o.recs), o.nbytes, mark) if o else (0, 0, mark)
-        # Every rank sees every rank's mark (a rank with registration changes posts a row
-        # to all), so this decision and its message are the same on every rank.
-        refused = None
-        if (mark or any(marks)) and marks.count(mark) != P:
-            refused = (f"register()/deregister() calls differ between ranks before this sync "
-                       f"(ranks {[r for r in range(P) if marks[r] != marks[0]]} differ from rank 0); "
-                       f"this superstep's register()/deregister() calls are refused on every rank")
-        srcs = [s for s in range(P) if nrecs[s]]
-        hreqs, recvs, sends, keep = [], [], [], []
-        # headers: inline in the count rows, or one message per pair
-        hdrs = {}
-        for s in srcs:
+        x = _Phase(par, me, [s for s in range(P) if nrecs[s]], dbytes, self._rarena[par])
+        x.mark, x.refused = mark, _disagreement(mark, marks)
+        x.myviews = o.views if o else None
+        self._headers(x, nrecs, cols, rows)
+        return x
+
+    def _headers(self, x, nrecs, cols, rows):
+        """Count exchange, second half: the record headers, inline in the count rows (up
+        to 4) or one message per pair; clears this parity's rows for the sync after next."""
+        comm, me, par = self.comm, self.pid, x.par
+        hdrs, hreqs = x.hdrs, []
+        for s in x.srcs:
             n = nrecs[s]
             if s == me:
-                hdrs[s] = out[me].recs
+                hdrs[s] = self._out[me].recs
             elif n <= _INLINE:
                 c = cols[s] if cols else rows[:, s].tolist()
                 hdrs[s] = [c[k:k + 4] for k in range(_HEAD, _HEAD + 4 * n, 4)]
@@ -508,99 +556,101 @@ class BSP:
                 hreqs.append(comm.Irecv([hdrs[s], MPI.INT64_T], s, _TAG_HDR + par))
         rows[...] = 0
         self._bells[par] = 0
-        for j, o in out.items():
+        for j, o in self._out.items():
             if j != me and len(o.recs) > _INLINE:
                 o.hdr = np.array(o.recs, np.int64)
-                sends.append(comm.Isend([o.hdr, MPI.INT64_T], j, _TAG_HDR + par))
+                x.sends.append(comm.Isend([o.hdr, MPI.INT64_T], j, _TAG_HDR + par))
         if hreqs:
             MPI.Request.Waitall(hreqs)
-            for s in srcs:
+            for s in x.srcs:
                 if isinstance(hdrs[s], np.ndarray):
                     hdrs[s] = hdrs[s].tolist()
-        # 1. Every read of the sync, before anything is written on this rank (BSPlib: get
-        # sources are read at the end of the computation phase): the values this rank
-        # serves to other ranks' gets and to its own are copied out now. Nothing arrives
-        # earlier: all writes into this rank's memory are its own receives, posted below.
-        ra = self._rarena[par]
-        ra.used = 0
-        plan = {}      # source -> receive blocks of its puts and messages
-        writes = []    # [start, end) address of every write into this rank's memory
-        queue = []
-        mine = []      # this rank's own puts: (registration, byte offset, bytes, view index)
-        replies = []   # (rank, the bytes it asked for)
-        own = []       # the bytes of this rank's gets from itself, in issue order
-        myviews = out[me].views if me in out else None
-        k = 0          # this rank's next own data view
-        sent = recvd = 0
-        for s in srcs:
-            blocks = []
-            want = []
-            for kind, a, b, n in hdrs[s]:
-                if kind == _PUT:
-                    r = regs.get(a)
-                    if r is None or not r.active or b < 0 or b + n > r.bytes.size:
-                        raise RuntimeError(f"pympc.bsp: bad put into registration {a} (bytes {b}..{b + n})")
-                    if n:
-                        writes.append((r.addr + b, r.addr + b + n))
-                        if s == me:
-                            mine.append((r, b, n, k))
-                            k += 1
-                        else:
-                            blocks.append((r.addr + b, n, r.bytes, b))
-                elif kind == _MSG:
-                    buf, off = ra.take(n, align=True)
-                    q = buf[off:off + n]
-                    if s == me:
-                        if n:
-                            v = myviews[k]
-                            k += 1
-                            q[...] = v[0][v[1]:v[1] + n]  # copied: the put buffers are reused
-                    else:
-                        blocks.append((ra.addr + off, n, buf, off))
-                    queue.append((s, a, q.view(_DTYPES[b])))
-                else:
-                    r = regs.get(a)
-                    if r is None or not r.active or b < 0 or b + n > r.bytes.size:
-                        raise RuntimeError(f"pympc.bsp: bad get from registration {a} (bytes {b}..{b + n})")
-                    want.append((r.bytes, b, n))
-            if want:
-                if s == me:
-                    own = [rb[b:b + n].copy() for rb, b, n in want]
-                    nb = sum(w[2] for w in want)
-                    sent += nb
-                    recvd += nb
-                else:
-                    rep = np.empty(sum(w[2] for w in want), np.uint8)
-                    pos = 0
-                    for rb, b, n in want:
-                        rep[pos:pos + n] = rb[b:b + n]
-                        pos += n
-                    replies.append((s, rep))
-                    sent += rep.nbytes
-            plan[s] = blocks
-            recvd += dbytes[s]
-        for lst in gets.values():
+
+    def _read(self, x):
+        """Every read of the sync, before anything is written on this rank (BSPlib: get
+        sources are read at the end of the computation phase): the values this rank serves
+        to other ranks' gets and to its own are copied out now. Nothing arrives earlier:
+        all writes into this rank's memory are its own receives, posted later. Also lists
+        the receive blocks per source and the address interval of every write."""
+        k = 0  # this rank's next own data view
+        for s in x.srcs:
+            k = self._read_records(x, s, k)
+            x.recvd += x.dbytes[s]
+        writes = x.writes
+        for lst in self._gets.values():
             for _, v, addr in lst:
                 if v.size:
                     writes.append((addr, addr + v.size))
-        # hpput sources are read while receives write: copy those a write overlaps
-        if self._hp and writes:
-            if len(writes) * len(self._hp) <= 64:  # a few: a plain scan (no sort, no closure)
-                def hit(a, e):
-                    return any(a < we and ws < e for ws, we in writes)
-            else:
-                hit = _hits(writes)
-            ar = self._arena
-            for o, i in self._hp:
-                b, off, n, addr = o.views[i]
-                if hit(addr, addr + n):
-                    buf, boff = ar.take(n)
-                    buf[boff:boff + n] = b[off:off + n]
-                    o.views[i] = (buf, boff, n, ar.addr + boff)
-        # 2. this rank's data (one message per destination, straight from the put buffers
-        # or hpput sources) and the replies to other ranks' gets
-        for j, o in out.items():
-            sent += o.nbytes
+
+    def _read_records(self, x, s, k):
+        """:meth:`_read` of the records from source ``s``; ``k`` counts this rank's own
+        data views (returned, advanced)."""
+        regs, me, ra = self._regs, self.pid, x.ra
+        blocks, want = [], []
+        for kind, a, b, n in x.hdrs[s]:
+            if kind == _MSG:
+                buf, off = ra.take(n, align=True)
+                q = buf[off:off + n]
+                if s != me:
+                    blocks.append((ra.addr + off, n, buf, off))
+                elif n:
+                    v = x.myviews[k]
+                    k += 1
+                    q[...] = v[0][v[1]:v[1] + n]  # copied: the put buffers are reused
+                x.queue.append((s, a, q.view(_DTYPES[b])))
+                continue
+            r = regs.get(a)
+            if r is None or not r.active or b < 0 or b + n > r.bytes.size:
+                what = "put into" if kind == _PUT else "get from"
+                raise RuntimeError(f"pympc.bsp: bad {what} registration {a} (bytes {b}..{b + n})")
+            if kind == _GET:
+                want.append((r.bytes, b, n))
+            elif n:
+                x.writes.append((r.addr + b, r.addr + b + n))
+                if s == me:
+                    x.mine.append((r, b, n, k))
+                    k += 1
+                else:
+                    blocks.append((r.addr + b, n, r.bytes, b))
+        if want:
+            self._serve_gets(x, s, want)
+        x.plan[s] = blocks
+        return k
+
+    @staticmethod
+    def _serve_gets(x, s, want):
+        """Copy the values rank ``s`` gets from this rank (``want``: registration bytes,
+        offset, count): its own gets' values, or one reply message for another rank."""
+        if s == x.me:
+            x.own = [rb[b:b + n].copy() for rb, b, n in want]
+            nb = sum(w[2] for w in want)
+            x.sent += nb
+            x.recvd += nb
+            return
+        rep = np.empty(sum(w[2] for w in want), np.uint8)
+        pos = 0
+        for rb, b, n in want:
+            rep[pos:pos + n] = rb[b:b + n]
+            pos += n
+        x.replies.append((s, rep))
+        x.sent += rep.nbytes
+
+    def _protect_hpput_sources(self, iv):
+        """hpput sources are read while receives write: copy those a write overlaps."""
+        ar = self._arena
+        for o, i in self._hp:
+            b, off, n, addr = o.views[i]
+            if iv.hit(addr, addr + n):
+                buf, boff = ar.take(n)
+                buf[boff:boff + n] = b[off:off + n]
+                o.views[i] = (buf, boff, n, ar.addr + boff)
+
+    def _post_sends(self, x):
+        """Transfer, out: this rank's data (one message per destination, straight from the
+        put buffers or hpput sources) and the replies to other ranks' gets."""
+        comm, me, tag = self.comm, self.pid, _TAG_DATA + x.par
+        for j, o in self._out.items():
+            x.sent += o.nbytes
             if j == me or not o.nbytes:
                 continue
             if len(o.views) == 1:
@@ -608,95 +658,98 @@ class BSP:
                 spec = [b[off:off + n], MPI.BYTE]
             else:
                 spec, t = _blocks_spec([(v[3], v[2], v[0], v[1]) for v in o.views])
-                keep.append(t)
-            sends.append(comm.Isend(spec, j, _TAG_DATA + par))
-        for s, rep in replies:
-            keep.append(rep)
-            sends.append(comm.Isend([rep, MPI.BYTE], s, _TAG_REPLY + par))
-        # 3. the writes: straight into place when no two overlap, else through buffers and
-        # applied in order (get destinations in issue order, then puts by source rank,
-        # each rank's in issue order)
-        ordered = len(writes) > 1 and _overlap(writes)
-        staged, staged_rep = {}, {}
-        for s, lst in gets.items():
-            if s != me:
-                nb = sum(v.size for _, v, _ in lst)
-                recvd += nb
-                if ordered:
-                    buf, off = ra.take(nb)
-                    staged_rep[s] = buf[off:off + nb]
-                    recvs.append(comm.Irecv([staged_rep[s], MPI.BYTE], s, _TAG_REPLY + par))
-                else:
-                    spec, t = _blocks_spec([(addr, v.size, v, 0) for _, v, addr in lst])
-                    keep.append(t)
-                    recvs.append(comm.Irecv(spec, s, _TAG_REPLY + par))
-        for s in srcs:
-            if s == me or not dbytes[s]:
+                x.keep.append(t)
+            x.sends.append(comm.Isend(spec, j, tag))
+        for s, rep in x.replies:
+            x.keep.append(rep)
+            x.sends.append(comm.Isend([rep, MPI.BYTE], s, _TAG_REPLY + x.par))
+
+    def _post_receives(self, x, ordered):
+        """Transfer, in: straight into place when no two writes overlap, else into
+        buffers (``x.staged``, ``x.staged_rep``) that :meth:`_write_ordered` applies."""
+        comm, me, ra = self.comm, self.pid, x.ra
+        for s, lst in self._gets.items():
+            if s == me:
+                continue
+            nb = sum(v.size for _, v, _ in lst)
+            x.recvd += nb
+            if ordered:
+                buf, off = ra.take(nb)
+                spec = [x.staged_rep.setdefault(s, buf[off:off + nb]), MPI.BYTE]
+            else:
+                spec, t = _blocks_spec([(addr, v.size, v, 0) for _, v, addr in lst])
+                x.keep.append(t)
+            x.recvs.append(comm.Irecv(spec, s, _TAG_REPLY + x.par))
+        for s in x.srcs:
+            n = x.dbytes[s]
+            if s == me or not n:
                 continue
             if ordered:
-                buf, off = ra.take(dbytes[s])
-                staged[s] = buf[off:off + dbytes[s]]
-                recvs.append(comm.Irecv([staged[s], MPI.BYTE], s, _TAG_DATA + par))
+                buf, off = ra.take(n)
+                spec = [x.staged.setdefault(s, buf[off:off + n]), MPI.BYTE]
+            elif len(x.plan[s]) == 1:
+                _, n, buf, off = x.plan[s][0]
+                spec = [buf[off:off + n], MPI.BYTE]
             else:
-                blocks = plan[s]
-                if len(blocks) == 1:
-                    _, n, buf, off = blocks[0]
-                    spec = [buf[off:off + n], MPI.BYTE]
-                else:
-                    spec, t = _blocks_spec(blocks)
-                    keep.append(t)
-                recvs.append(comm.Irecv(spec, s, _TAG_DATA + par))
-        if not ordered:
-            for (_, v, _), val in zip(gets.get(me, ()), own):
-                v[...] = val
-            for r, b, n, i in mine:
-                vb, voff, _, _ = myviews[i]
-                r.bytes[b:b + n] = vb[voff:voff + n]
-        MPI.Request.Waitall(recvs + sends)
-        for t in keep:
-            if type(t) is MPI.Datatype:
-                t.Free()
-        if ordered:
-            done = []
-            for s, lst in gets.items():
-                stream, pos = (own, None) if s == me else (staged_rep[s], 0)
-                for j, (seq, v, _) in enumerate(lst):
-                    if pos is None:
-                        done.append((seq, v, stream[j]))
+                spec, t = _blocks_spec(x.plan[s])
+                x.keep.append(t)
+            x.recvs.append(comm.Irecv(spec, s, _TAG_DATA + x.par))
+
+    def _write_own(self, x):
+        """This rank's gets from itself and its puts to itself (no two writes overlap)."""
+        for (_, v, _), val in zip(self._gets.get(self.pid, ()), x.own):
+            v[...] = val
+        self._write_mine(x)
+
+    @staticmethod
+    def _write_mine(x):
+        for r, b, n, i in x.mine:
+            vb, voff, _, _ = x.myviews[i]
+            r.bytes[b:b + n] = vb[voff:voff + n]
+
+    def _write_ordered(self, x):
+        """Delivery when writes overlap: get destinations in issue order, then puts by
+        source rank, each rank's in issue order (messages from the same buffers)."""
+        me, regs = self.pid, self._regs
+        done = []
+        for s, lst in self._gets.items():
+            if s == me:
+                done += [(seq, v, val) for (seq, v, _), val in zip(lst, x.own)]
+                continue
+            stream, pos = x.staged_rep[s], 0
+            for seq, v, _ in lst:
+                done.append((seq, v, stream[pos:pos + v.size]))
+                pos += v.size
+        done.sort(key=lambda d: d[0])
+        for _, v, val in done:
+            v[...] = val
+        for s in x.srcs:
+            if s == me:
+                self._write_mine(x)
+            elif s in x.staged:
+                stream, pos = x.staged[s], 0
+                qi = iter(q for q in x.queue if q[0] == s)
+                for kind, a, b, n in x.hdrs[s]:
+                    if kind == _PUT:
+                        regs[a].bytes[b:b + n] = stream[pos:pos + n]
+                    elif kind == _MSG:
+                        next(qi)[2].view(np.uint8)[...] = stream[pos:pos + n]
                     else:
-                        done.append((seq, v, stream[pos:pos + v.size]))
-                        pos += v.size
-            done.sort(key=lambda x: x[0])
-            for _, v, val in done:
-                v[...] = val
-            for s in srcs:
-                if s == me:
-                    for r, b, n, i in mine:
-                        vb, voff, _, _ = myviews[i]
-                        r.bytes[b:b + n] = vb[voff:voff + n]
-                elif s in staged:
-                    stream, pos = staged[s], 0
-                    qi = iter(q for q in queue if q[0] == s)
-                    for kind, a, b, n in hdrs[s]:
-                        if kind == _PUT:
-                            regs[a].bytes[b:b + n] = stream[pos:pos + n]
-                        elif kind == _MSG:
-                            next(qi)[2].view(np.uint8)[...] = stream[pos:pos + n]
-                        else:
-                            continue
-                        pos += n
-        self._queue, self._qpos = queue, 0
+                        continue
+                    pos += n
+
+    def _end_exchange(self, x):
+        """Message delivery and the next superstep: the queue is this sync's messages;
+        the registrations are applied (or refused: the reason is returned)."""
+        self._queue, self._qpos = x.queue, 0
         self._out, self._gets, self._hp = {}, {}, []
         self._ngets = 0
         self._busy = False
-        self._parity = 1 - par
+        self._parity = 1 - x.par
         self._arena.used = 0
-        if mark or refused:
-            refused = self._apply_registrations(refused)
-        t2 = _perf()
-        _costlog._current.end_bsp_superstep(label, t1 - t0, t2 - t1, (sent + 7) >> 3, (recvd + 7) >> 3, t2)
-        if refused:
-            raise InputError(refused)
+        if x.mark or x.refused:
+            return self._apply_registrations(x.refused)
+        return None
 
     def _apply_registrations(self, refused):
         """Apply this superstep's register/deregister calls, or refuse all of them

@@ -1,17 +1,19 @@
-"""The profile report: what a gathered cost log (:mod:`pympc.profile`) says, and what the
-BSP cost model predicts for it.
+"""The profile report: what a gathered cost log (:mod:`pympc.costlog`) says, and what the
+BSP cost model (:mod:`pympc.bsp.model`) predicts for it.
 
 :func:`report` turns a gathered log (a dict, or the JSON file
-:meth:`pympc.profile.Log.save` writes) into a table: per label the measured ``w``,
+:meth:`pympc.costlog.Log.save` writes) into a table: per label the measured ``w``,
 ``h``, communication and sync time, the predicted communication cost ``g*h + l`` (with
-``g`` and ``l`` from ``pympc bench``, chosen by :func:`model_parameters`), imbalance,
-idle fraction and the ranks responsible; :func:`plot` draws it; :func:`fit_amdahl` and
-:func:`fit_gustafson` fit runs at several rank counts.
-``pympc report LOG.json [--machine M.json] [--png out.png]`` does all of it.
+``g`` and ``l`` from ``pympc bench``, chosen by :meth:`MachineParams.choose
+<pympc.bsp.model.MachineParams.choose>`), imbalance, idle fraction and the ranks
+responsible; :func:`plot` draws it; :func:`fit_amdahl` and :func:`fit_gustafson` fit runs
+at several rank counts. ``pympc report LOG.json [--machine M.json] [--png out.png]``
+does all of it, in a process that is not a rank: this module starts no MPI.
 
 Fits that are not physical (a negative or non-finite ``g`` or ``l``, as a machine
-measured under load can give; a serial fraction outside [0, 1]) are marked "not
-physical" and predict nothing: their rows show no ``g*h+l``, no pred/meas, no speedup.
+measured under load can give; a Gustafson serial fraction outside [0, 1]) are marked
+"not physical" and predict nothing: their rows show no ``g*h+l``, no pred/meas, no
+speedup.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import math
 import numpy as np
 
 from ..costlog import FORMAT, load
-from ..runtime import InputError
+from .model import MachineParams
 
 
 def unphysical(**values) -> str | None:
@@ -43,42 +45,15 @@ def unphysical(**values) -> str | None:
     return ", ".join(bad) or None
 
 
-def model_parameters(machine: dict, kinds, w_step: float):
-    """Local. The ``(g, l, name)`` that predict a superstep's communication, chosen from
-    a ``pympc bench`` result by how the superstep communicates and what came before:
-
-    * **layer** (``kinds``: the kinds of communication the superstep recorded):
-      supersteps with BSP puts, gets or messages (``"bsp"``) take the BSP h-relation fit
-      (``hpput``); those with halo exchanges (``"halo"``) the decomposition layer's halo
-      h-relation fit (``halo``: an exchange and an empty sync, as a stencil program
-      runs them); the others (reductions, empty syncs) the raw ``MPI_Alltoallv`` fit. A
-      machine file without the halo fit (older ones) gives halo supersteps the raw fit;
-    * **cache state**: a superstep whose compute phase (``w_step`` seconds, the slowest
-      rank's mean) lasts at least half the bench's compute phase (which streams twice
-      the last-level cache: half of it is long enough to have streamed the cache once,
-      ``after_compute.stream_seconds / 2``) takes the fit measured after such a phase:
-      its communication runs with the caches and TLBs the compute phase has emptied,
-      which costs several times the back-to-back figure. Shorter compute phases take the
-      back-to-back (bspbench) fit.
-
-    A machine dict without these fits (only ``g`` and ``l``) gives its ``g`` and ``l``.
-    ``kinds`` may also be a bool: ``True`` for a BSP superstep (the old signature)."""
-    if isinstance(kinds, bool):
-        kinds = ("bsp",) if kinds else ()
-    ac = machine.get("after_compute")
-    cold = bool(ac) and w_step >= 0.5 * ac.get("stream_seconds", math.inf)
-    fits = (ac or {}).get("fit", {}) if cold else machine.get("fit", {})
-    method = "hpput" if "bsp" in kinds else "halo" if "halo" in kinds and "halo" in fits else "raw"
-    f = fits.get(method)
-    if f:
-        return f["g"], f["l"], f"{method}, {'after compute' if cold else 'back to back'}"
-    f = machine.get("fit", {}).get(method)
-    if f:
-        return f["g"], f["l"], f"{method}, back to back"
-    return machine["g"], machine["l"], "g, l"
+def model_parameters(machine, kinds, w_step: float):
+    """Local. The ``(g, l, name)`` that predict a superstep that recorded communication
+    of ``kinds`` after ``w_step`` seconds of compute, from ``machine`` (a
+    :class:`~pympc.bsp.model.MachineParams` or the dict of a ``pympc bench`` file):
+    :meth:`MachineParams.choose <pympc.bsp.model.MachineParams.choose>` says how."""
+    return MachineParams.from_json(machine).choose(kinds, w_step)
 
 
-def summarise(data: dict, machine: dict | None = None, allow_unphysical: bool = False) -> dict:
+def summarise(data: dict, machine=None, allow_unphysical: bool = False) -> dict:
     """Local. The figures of the report, computed from a gathered log.
 
     Per label: ``steps``; ``w_max``/``w_mean`` (summed compute seconds of the slowest
@@ -87,47 +62,56 @@ def summarise(data: dict, machine: dict | None = None, allow_unphysical: bool = 
     recv) words), ``h_imbalance`` and ``h_rank``; ``measured`` communication + sync
     seconds (the least of any rank: the rank that waited least); ``idle`` (seconds
     ranks spent waiting beyond that, summed) and ``idle_fraction`` (of all ranks' time
-    in the label); with a machine, ``predicted = g*h + steps*l`` with the ``g`` and
-    ``l`` of :func:`model_parameters` (named in ``model``) and ``ratio`` = predicted /
-    measured. ``totals`` sums them. Where the chosen ``g`` or ``l`` is not physical
+    in the label); with a machine (:class:`~pympc.bsp.model.MachineParams` or its
+    dict), ``predicted = g*h + steps*l`` with the ``g`` and ``l`` of
+    :func:`model_parameters` (named in ``model``) and ``ratio`` = predicted / measured.
+    ``totals`` sums them. Where the chosen ``g`` or ``l`` is not physical
     (:func:`unphysical`), the row says why in ``not_physical`` and
     has no ``predicted`` or ``ratio``; the totals then have none either.
     ``allow_unphysical=True`` computes them anyway (still marked): for a benchmark that
     reports what its own fits predict, noise included.
     """
     if data.get("format") != FORMAT:
+        from ..runtime import InputError  # only on this error: the runtime starts MPI
+
         raise InputError(f"not a pympc profile log (format {data.get('format')!r})")
-    g = l = None
-    if machine:
-        g, l = machine.get("g"), machine.get("l")
-    rows = []
-    steps_of = {lab: max(1, int(max(d["count"]))) for lab, d in data["labels"].items()}
-    for lab, d in data["labels"].items():
-        w = np.asarray(d["w"], float)
-        c = np.asarray(d["comm"], float) + np.asarray(d["sync"], float)
-        h = np.asarray(d["h"], float)
-        steps = int(max(d["count"]))
-        measured = float(c.min())
-        idle = float((c - measured).sum())
-        busy = float((w + c).sum())
-        row = {"label": lab, "steps": steps, "w_max": float(w.max()), "w_mean": float(w.mean()),
-               "w_imbalance": float(w.max() / w.mean()) if w.mean() > 0 else 1.0, "w_rank": int(w.argmax()),
-               "h": int(h.max()), "h_mean": float(h.mean()),
-               "h_imbalance": float(h.max() / h.mean()) if h.mean() > 0 else 1.0, "h_rank": int(h.argmax()),
-               "sent": int(np.sum(d["sent"])), "recv": int(np.sum(d["recv"])),
-               "comm": float(np.min(d["comm"])), "sync": float(np.min(d["sync"])),
-               "measured": measured, "idle": idle, "idle_fraction": idle / busy if busy > 0 else 0.0,
-               "idle_rank": int(c.argmax()), "time": float((w + c).mean()),
-               "kinds": sorted(d.get("kinds", {}))}
-        if g is not None and l is not None:
-            gg, ll, row["model"] = model_parameters(machine, row["kinds"], row["w_max"] / steps_of[lab])
-            why = unphysical(g=gg, l=ll)
-            if why:
-                row["not_physical"] = why
-            if not why or allow_unphysical:
-                row["predicted"] = gg * row["h"] + ll * steps
-                row["ratio"] = row["predicted"] / measured if measured > 0 else math.inf
-        rows.append(row)
+    machine = MachineParams.from_json(machine) if machine else None
+    rows = [_row(lab, d, machine, allow_unphysical) for lab, d in data["labels"].items()]
+    return {"ranks": data["ranks"], "elapsed": data["elapsed"], "rows": rows, "totals": _totals(rows, data),
+            "machine": {"g": machine.g, "l": machine.l, "ranks": machine.ranks} if machine else None}
+
+
+def _row(lab, d, machine, allow_unphysical):
+    # one label's figures (summarise)
+    w = np.asarray(d["w"], float)
+    c = np.asarray(d["comm"], float) + np.asarray(d["sync"], float)
+    h = np.asarray(d["h"], float)
+    steps = int(max(d["count"]))
+    measured = float(c.min())
+    idle = float((c - measured).sum())
+    busy = float((w + c).sum())
+    row = {"label": lab, "steps": steps, "w_max": float(w.max()), "w_mean": float(w.mean()),
+           "w_imbalance": float(w.max() / w.mean()) if w.mean() > 0 else 1.0, "w_rank": int(w.argmax()),
+           "h": int(h.max()), "h_mean": float(h.mean()),
+           "h_imbalance": float(h.max() / h.mean()) if h.mean() > 0 else 1.0, "h_rank": int(h.argmax()),
+           "sent": int(np.sum(d["sent"])), "recv": int(np.sum(d["recv"])),
+           "comm": float(np.min(d["comm"])), "sync": float(np.min(d["sync"])),
+           "measured": measured, "idle": idle, "idle_fraction": idle / busy if busy > 0 else 0.0,
+           "idle_rank": int(c.argmax()), "time": float((w + c).mean()),
+           "kinds": sorted(d.get("kinds", {}))}
+    if machine is not None:
+        gg, ll, row["model"] = machine.choose(row["kinds"], row["w_max"] / max(1, steps))
+        why = unphysical(g=gg, l=ll)
+        if why:
+            row["not_physical"] = why
+        if not why or allow_unphysical:
+            row["predicted"] = gg * row["h"] + ll * steps
+            row["ratio"] = row["predicted"] / measured if measured > 0 else math.inf
+    return row
+
+
+def _totals(rows, data):
+    # the "total" row (summarise)
     tot = {"label": "total", "steps": sum(r["steps"] for r in rows)}
     for k in ("w_max", "w_mean", "measured", "idle", "time", "predicted"):
         if rows and all(k in r for r in rows):
@@ -139,8 +123,7 @@ def summarise(data: dict, machine: dict | None = None, allow_unphysical: bool = 
         tot["ratio"] = tot["predicted"] / tot["measured"]
     tot["elapsed"] = data["elapsed"]
     tot["accounted"] = tot.get("time", 0.0) / data["elapsed"] if data["elapsed"] > 0 else 0.0
-    return {"ranks": data["ranks"], "elapsed": data["elapsed"], "rows": rows, "totals": tot,
-            "machine": {"g": g, "l": l, "ranks": (machine or {}).get("ranks")} if machine else None}
+    return tot
 
 
 def _t(x):
@@ -156,41 +139,60 @@ def _t(x):
 def report(data, machine=None, png=None, scaling=None) -> str:
     """Local. The profile report of a gathered log (dict or JSON path) as text.
 
-    ``machine``: ``pympc bench`` results (dict or path) for the predicted ``g*h + l``;
-    ``png``: also draw :func:`plot` into this file; ``scaling``: a list of gathered
-    logs of the same program at 3 or more rank counts (or ``(ranks, seconds)`` pairs),
-    fitted with :func:`fit_amdahl` and :func:`fit_gustafson` on their elapsed times.
+    ``machine``: ``pympc bench`` results (:class:`~pympc.bsp.model.MachineParams`, its
+    dict or its file) for the predicted ``g*h + l``; ``png``: also draw :func:`plot`
+    into this file; ``scaling``: a list of gathered logs of the same program at 3 or
+    more rank counts (or ``(ranks, seconds)`` pairs), fitted with :func:`fit_amdahl` and
+    :func:`fit_gustafson` on their elapsed times.
     """
     if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
         data = load(data)
     if isinstance(machine, (str, bytes)) or hasattr(machine, "__fspath__"):
-        machine = load(machine)
+        machine = MachineParams.load(machine)
+    elif machine:
+        machine = MachineParams.from_json(machine)
     s = summarise(data, machine)
     out = [f"pympc profile: {s['ranks']} rank(s), elapsed {_t(s['elapsed'])}, "
            f"{s['totals']['accounted']:.0%} of it in logged supersteps"]
     if machine:
-        why = unphysical(g=machine["g"], l=machine["l"])
-        out.append(f"machine: g = {_t(machine['g'])}/word, l = {_t(machine['l'])}"
-                   f" (measured at {machine.get('ranks', '?')} rank(s))"
-                   + (f": not physical ({why})" if why else ""))
-        if machine.get("ranks") not in (None, s["ranks"]):
-            out.append(f"warning: g and l were measured at {machine['ranks']} ranks, this run has "
-                       f"{s['ranks']}: the prediction is indicative only")
-        ac = machine.get("after_compute")
-        if ac:
-            out.append(f"  after a compute phase streaming {ac['stream_bytes'] / 2**20:.0f} MiB "
-                       f"({_t(ac['stream_seconds'])}): " + ", ".join(
-                           f"{m} g = {_t(f['g'])}/word, l = {_t(f['l'])}"
-                           + (" (not physical)" if unphysical(g=f["g"], l=f["l"]) else "")
-                           for m, f in ac["fit"].items()))
-        bad = [r for r in s["rows"] if "not_physical" in r]
-        if bad:
-            out.append(f"warning: the g and l chosen for {', '.join(r['label'] for r in bad)} are not physical "
-                       f"(a fit measured under load?): no prediction is made from them; measure "
-                       f"again with 'pympc bench' on an idle machine")
+        out += _machine_lines(machine, s)
+    out += _table(s)
+    if scaling:
+        out += _scaling_lines(scaling)
+    if png:
+        plot(s, png, scaling=scaling)
+        out.append(f"plot: {png}")
+    return "\n".join(out)
+
+
+def _machine_lines(machine, s):
+    # what the report says about the machine model it predicts with
+    why = unphysical(g=machine.g, l=machine.l)
+    out = [f"machine: g = {_t(machine.g)}/word, l = {_t(machine.l)}"
+           f" (measured at {machine.ranks or '?'} rank(s))" + (f": not physical ({why})" if why else "")]
+    if machine.ranks not in (None, s["ranks"]):
+        out.append(f"warning: g and l were measured at {machine.ranks} ranks, this run has "
+                   f"{s['ranks']}: the prediction is indicative only")
+    ac = machine.after_compute
+    if ac:
+        out.append(f"  after a compute phase streaming {ac['stream_bytes'] / 2**20:.0f} MiB "
+                   f"({_t(ac['stream_seconds'])}): " + ", ".join(
+                       f"{m} g = {_t(f['g'])}/word, l = {_t(f['l'])}"
+                       + (" (not physical)" if unphysical(g=f["g"], l=f["l"]) else "")
+                       for m, f in ac["fit"].items()))
+    bad = [r for r in s["rows"] if "not_physical" in r]
+    if bad:
+        out.append(f"warning: the g and l chosen for {', '.join(r['label'] for r in bad)} are not physical "
+                   f"(a fit measured under load?): no prediction is made from them; measure "
+                   f"again with 'pympc bench' on an idle machine")
+    return out
+
+
+def _table(s):
+    # the per-label table, its legend and the model each row was predicted with
     head = (f"{'label':<16} {'steps':>6} {'w max':>10} {'w imb':>6} {'h words':>10} {'h imb':>6} "
             f"{'comm+sync':>10} {'g*h+l':>10} {'pred/meas':>9} {'idle':>6}  ranks (w, h, idle)")
-    out += ["", head, "-" * len(head)]
+    out = ["", head, "-" * len(head)]
     for r in s["rows"] + [s["totals"]]:
         total = r["label"] == "total"
         ranks = "" if total else f"  {r['w_rank']}, {r['h_rank']}, {r['idle_rank']}"
@@ -208,29 +210,33 @@ def report(data, machine=None, png=None, scaling=None) -> str:
                                          if "not_physical" in r else "")) for r in s["rows"] if "model" in r]
     if models:
         out.append("g*h+l with: " + "; ".join(f"{lab}: {m}" for lab, m in models))
-    if scaling:
-        runs = [(x["ranks"], x["elapsed"]) if isinstance(x, dict) else tuple(x) for x in scaling]
-        ranks = [p for p, _ in runs]
-        times = [t for _, t in runs]
-        if len(set(ranks)) >= 3:
-            a = fit_amdahl(ranks, times)
-            gu = fit_gustafson(ranks, times)
-            amdahl = (f"T1 = {_t(a['t1'])}, max speedup {a['max_speedup']:.1f}" if a["physical"] else
-                      "not physical (outside [0, 1]): no T1 or speedup predicted from it")
-            gustafson = ("" if gu["physical"] else
-                         " (not physical: outside [0, 1]; these runs do not scale as Gustafson's law says)")
-            out += ["", "scaling over rank counts " + ", ".join(map(str, ranks)) + ":",
-                    f"  Amdahl (strong scaling, T = T1 (s + (1-s)/P)): serial fraction s = "
-                    f"{a['serial_fraction']:.3f}, {amdahl}, "
-                    f"rms relative residual {a['rms_rel_residual']:.1%}",
-                    f"  Gustafson (weak scaling, S = P - s (P-1)): serial fraction s = "
-                    f"{gu['serial_fraction']:.3f}{gustafson}, rms residual {gu['rms_residual']:.3g}"]
-        else:
-            out.append("scaling: needs runs at 3 or more rank counts")
-    if png:
-        plot(s, png, scaling=scaling)
-        out.append(f"plot: {png}")
-    return "\n".join(out)
+    return out
+
+
+def _runs(scaling):
+    # (ranks, elapsed seconds) of each run: gathered logs or pairs
+    return [(x["ranks"], x["elapsed"]) if isinstance(x, dict) else tuple(x) for x in scaling]
+
+
+def _scaling_lines(scaling):
+    # the Amdahl and Gustafson fits over the runs' rank counts
+    runs = _runs(scaling)
+    ranks = [p for p, _ in runs]
+    times = [t for _, t in runs]
+    if len(set(ranks)) < 3:
+        return ["scaling: needs runs at 3 or more rank counts"]
+    a = fit_amdahl(ranks, times)
+    gu = fit_gustafson(ranks, times)
+    amdahl = (f"T1 = {_t(a['t1'])}, max speedup {a['max_speedup']:.1f}" if a["physical"] else
+              "not physical (no finite T1 > 0): no T1 or speedup predicted from it")
+    gustafson = ("" if gu["physical"] else
+                 " (not physical: outside [0, 1]; these runs do not scale as Gustafson's law says)")
+    return ["", "scaling over rank counts " + ", ".join(map(str, ranks)) + ":",
+            f"  Amdahl (strong scaling, T = T1 (s + (1-s)/P)): serial fraction s = "
+            f"{a['serial_fraction']:.3f}, {amdahl}, "
+            f"rms relative residual {a['rms_rel_residual']:.1%}",
+            f"  Gustafson (weak scaling, S = P - s (P-1)): serial fraction s = "
+            f"{gu['serial_fraction']:.3f}{gustafson}, rms residual {gu['rms_residual']:.3g}"]
 
 
 def plot(summary: dict, path, scaling=None) -> None:
@@ -259,7 +265,7 @@ def plot(summary: dict, path, scaling=None) -> None:
     ax.set_title(f"pympc profile, {summary['ranks']} rank(s)")
     ax.legend(fontsize="small")
     if scaling:
-        runs = sorted((x["ranks"], x["elapsed"]) if isinstance(x, dict) else tuple(x) for x in scaling)
+        runs = sorted(_runs(scaling))
         ax2 = axes[0][1]
         P = np.array([p for p, _ in runs], float)
         T = np.array([t for _, t in runs], float)
@@ -283,12 +289,14 @@ def plot(summary: dict, path, scaling=None) -> None:
 def _check_runs(ranks, times):
     P = np.asarray(ranks, float)
     T = np.asarray(times, float)
-    if P.shape != T.shape or P.ndim != 1:
-        raise InputError("ranks and times must be two lists of one length")
-    if len(set(P.tolist())) < 3:
-        raise InputError(f"a scaling fit needs runs at 3 or more rank counts, got {sorted(set(P.tolist()))}")
-    if (P < 1).any() or (T <= 0).any():
-        raise InputError("rank counts must be >= 1 and times > 0")
+    why = ("ranks and times must be two lists of one length" if P.shape != T.shape or P.ndim != 1 else
+           f"a scaling fit needs runs at 3 or more rank counts, got {sorted(set(P.tolist()))}"
+           if len(set(P.tolist())) < 3 else
+           "rank counts must be >= 1 and times > 0" if (P < 1).any() or (T <= 0).any() else None)
+    if why:
+        from ..runtime import InputError  # only on this error: the runtime starts MPI
+
+        raise InputError(why)
     return P, T
 
 
@@ -297,9 +305,10 @@ def fit_amdahl(ranks, times) -> dict:
     ``T(P) = T1 * (s + (1 - s) / P)``: least squares in ``a + b/P`` with ``a, b >= 0``.
 
     Returns ``serial_fraction`` s, ``t1``, ``max_speedup`` (1/s), ``speedup`` at each
-    given P, the fitted ``times``, ``rms_rel_residual`` and ``physical`` (s in [0, 1]
-    and T1 > 0: otherwise the report predicts nothing from it). Needs 3 or more rank
-    counts.
+    given P, the fitted ``times``, ``rms_rel_residual`` and ``physical``. The constraint
+    keeps s in [0, 1] (superlinear runs give s = 0), so ``physical`` is false only when
+    T1 is not a finite number > 0 (times too large for floats): the report then predicts
+    nothing from the fit. Needs 3 or more rank counts.
     """
     P, T = _check_runs(ranks, times)
     A = np.stack([np.ones_like(P), 1.0 / P], axis=1)
@@ -313,7 +322,7 @@ def fit_amdahl(ranks, times) -> dict:
     s = a / t1 if t1 > 0 else 1.0
     fitted = a + b / P
     return {"serial_fraction": float(s), "t1": float(t1),
-            "physical": bool(0.0 <= s <= 1.0 and t1 > 0 and math.isfinite(t1)),
+            "physical": bool(math.isfinite(t1) and t1 > 0),
             "max_speedup": float(1 / s) if s > 0 else math.inf,
             "speedup": (t1 / fitted).tolist(), "times": fitted.tolist(),
             "rms_rel_residual": float(np.sqrt(np.mean(((T - fitted) / T) ** 2)))}
@@ -359,7 +368,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         logs = [load(p) for p in args.logs]
-        machine = load(args.machine) if args.machine else None
+        machine = MachineParams.load(args.machine) if args.machine else None
         text = report(logs[0], machine, png=args.png, scaling=logs if len(logs) > 1 else None)
     except (OSError, ValueError, KeyError) as e:
         print(f"pympc report: {e}")

@@ -1,8 +1,11 @@
-"""The cost log and the profile report (pympc.costlog): aggregation per label, the
-figures of the report on hand-made logs, the PNG, the Amdahl/Gustafson fits on synthetic
-timings, and ``pympc report``."""
+"""The cost log (pympc.costlog), the machine model (pympc.bsp.model) and the profile
+report (pympc.bsp.report): aggregation per label, the figures of the report on hand-made
+logs, the PNG, the Amdahl/Gustafson fits on synthetic timings, the machine file format,
+and ``pympc report`` without MPI."""
 
 import json
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -11,6 +14,8 @@ import pytest
 import pympc
 from pympc import costlog
 from pympc.bsp import report
+from pympc.bsp.model import FORMAT as MACHINE_FORMAT
+from pympc.bsp.model import MachineParams
 
 
 def fake_log(ranks=2):
@@ -59,7 +64,6 @@ def test_model_parameters_follow_the_layer_and_the_compute_phase():
     assert mp(old, (), 0.001) == (5.0, 6.0, "raw, back to back")
     assert mp(old, ["bsp", "halo"], 0.002) == (7.0, 8.0, "hpput, after compute")
     assert mp(old, (), 0.01) == (9.0, 10.0, "raw, after compute")
-    assert mp(old, True, 0.001) == (3.0, 4.0, "hpput, back to back")  # the bool form
     # a machine file without the halo fits: halo supersteps take the raw ones
     assert mp(old, ("halo",), 0.001) == (5.0, 6.0, "raw, back to back")
     assert mp(old, ("halo", "reduce"), 0.01) == (9.0, 10.0, "raw, after compute")
@@ -281,3 +285,52 @@ def test_default_log_is_always_on(comm):
         pympc.DistArray(d).sum()
     after = costlog.current().local()["labels"][costlog.OPEN]["kinds"]["reduce"]
     assert after["count"] == before.get("count", 0) + 1
+
+
+def test_empty_superstep_is_recorded_through_the_public_call():
+    """BSP.sync's empty path (costlog.record_sync): one superstep, its sync time and
+    compute, the same figures as end_superstep gives; a superstep with communication
+    recorded falls back to end_superstep and keeps it."""
+    log = costlog.Log()
+    with log:
+        t0 = time.perf_counter()
+        costlog.record_sync("s", t0, t0 + 0.5)            # first of its label: end_superstep
+        costlog.record_sync("s", t0 + 1.0, t0 + 1.25)     # the short way: 0.5 s compute, 0.25 s sync
+        costlog.record_comm("reduce", 3, 3, 0.125)
+        costlog.record_sync("s", t0 + 2.0, t0 + 2.5)      # with communication
+    s = log.local()["labels"]["s"]
+    assert s["count"] == 3 and s["sync"] == pytest.approx(1.25)
+    assert s["w"] == pytest.approx((t0 - log.t_start) + 0.5 + (0.75 - 0.125)) and s["w_max"] >= 0.5
+    assert s["sent"] == 3 and s["kinds"]["reduce"]["count"] == 1 and s["comm"] == pytest.approx(0.125)
+
+
+def test_machine_params_round_trip_and_refuse_wrong_files(tmp_path):
+    m = MachineParams(g=2e-9, l=5e-6, ranks=2, r=1e9, g_method="hpput",
+                      fit={"hpput": {"g": 2e-9, "l": 5e-6, "r2": 0.99}, "raw": {"g": 1e-9, "l": 4e-6}},
+                      after_compute={"stream_bytes": 1 << 20, "stream_seconds": 1e-3,
+                                     "fit": {"raw": {"g": 3e-9, "l": 8e-6}}},
+                      details={"l_empty": 1e-6, "logp": None})
+    path = tmp_path / "m.json"
+    m.save(path)
+    data = json.loads(path.read_text())
+    assert data["format"] == MACHINE_FORMAT and data["g_flops"] == pytest.approx(2.0) and data["l_empty"] == 1e-6
+    assert MachineParams.load(path) == m
+    assert MachineParams.from_json({"g": 1.0, "l": 2.0}).choose(("bsp",), 1.0) == (1.0, 2.0, "g, l")
+    assert m.choose(("halo",), 1e-3) == (3e-9, 8e-6, "raw, after compute")
+    bad = {"log.json": fake_log(),                                   # a cost log, not a machine
+           "nog.json": {"format": MACHINE_FORMAT, "l": 1.0},
+           "text.json": "not json at all",
+           "fit.json": {"g": 1.0, "l": 1.0, "fit": {"raw": {"g": "x", "l": 1.0}}},
+           "ac.json": {"g": 1.0, "l": 1.0, "after_compute": {"fit": {}}},
+           "list.json": [1, 2]}
+    for name, content in bad.items():
+        p = tmp_path / name
+        p.write_text(content if isinstance(content, str) else json.dumps(content))
+        with pytest.raises(pympc.InputError, match=name):
+            MachineParams.load(p)
+    with pytest.raises(pympc.InputError, match="not a pympc machine file"):
+        report.summarise(fake_log(), fake_log())
+    log = tmp_path / "run.json"
+    log.write_text(json.dumps(fake_log()))
+    assert report.main([str(log), "--machine", str(tmp_path / "log.json")]) == 1
+

@@ -1,0 +1,153 @@
+"""The BSP machine model: the parameters ``pympc bench`` measures and the profile report
+predicts with, and their file format (``pympc bench --json``, ``"pympc-machine/1"``).
+
+A :class:`MachineParams` holds the computing rate ``r``, the cost per word ``g`` and the
+synchronisation cost ``l`` of the main fit (BSP ``hpput`` h-relations), the fit of every
+h-relation method measured back to back (``fit``) and after a compute phase
+(``after_compute``), and the bench's other measurements as they were written
+(``details``: timings, the empty sync, LogP, versions). :meth:`MachineParams.choose`
+picks the ``g`` and ``l`` that predict one superstep (which layer it communicates
+through, whether a long compute phase came before).
+
+A file of another kind, or one without a number for ``g`` and ``l``, raises
+:class:`~pympc.InputError` naming what is wrong. A file holding only ``g`` and ``l`` (and
+``ranks``) is a valid machine: every superstep is then predicted with those two. The
+module starts no MPI (the report runs outside any MPI job).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+FORMAT = "pympc-machine/1"
+_NUMBER = (int, float)
+# the keys a file may hold besides the fields, kept as they are in ``details``
+_FIELDS = ("format", "ranks", "r", "g", "l", "g_flops", "l_flops", "g_method", "fit", "after_compute")
+
+
+def _input_error(msg):
+    from ..runtime import InputError  # imported when needed: the runtime starts MPI
+
+    return InputError(msg)
+
+
+def _check_fit(where, f):
+    if not isinstance(f, dict) or not all(isinstance(f.get(k), _NUMBER) and not isinstance(f.get(k), bool)
+                                          for k in ("g", "l")):
+        raise _input_error(f"{where} needs numbers g and l, got {f!r:.200}")
+
+
+@dataclass
+class MachineParams:
+    """Local. Machine parameters for the BSP cost model (``g`` seconds per word, ``l``
+    seconds per superstep, ``r`` flop/s; ``ranks`` they were measured at), with the fit
+    of every h-relation method (``fit``: method -> dict with at least ``g`` and ``l``)
+    and the fits after a compute phase (``after_compute``: ``stream_bytes``,
+    ``stream_seconds``, ``fit``, ``hrel``). Values are stored as measured: a fit made
+    on a loaded machine may be negative (:func:`pympc.bsp.report.unphysical` says so)."""
+
+    g: float
+    l: float
+    ranks: int | None = None
+    r: float | None = None
+    g_method: str | None = None
+    fit: dict = field(default_factory=dict)
+    after_compute: dict | None = None
+    details: dict = field(default_factory=dict)
+
+    # -- the file format -----------------------------------------------------------------
+    @classmethod
+    def from_json(cls, data) -> "MachineParams":
+        """Local. A machine from the dict of a ``pympc bench`` file (or a MachineParams,
+        returned as is); :class:`~pympc.InputError` when it is not one."""
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, dict):
+            raise _input_error(f"not a pympc machine file: a JSON object is needed, got {type(data).__name__}")
+        if data.get("format", FORMAT) != FORMAT:
+            raise _input_error(f"not a pympc machine file (format {data.get('format')!r}, expected {FORMAT!r}; "
+                               f"write one with 'pympc bench --json')")
+        _check_fit("a pympc machine file", data)
+        fit = data.get("fit") or {}
+        ac = data.get("after_compute") or None
+        if not isinstance(fit, dict):
+            raise _input_error(f"the machine file's 'fit' must map methods to fits, got {fit!r:.200}")
+        for m, f in fit.items():
+            _check_fit(f"the machine file's fit of {m!r}", f)
+        if ac is not None:
+            if not isinstance(ac, dict) or not isinstance(ac.get("stream_seconds"), _NUMBER) \
+                    or not isinstance(ac.get("fit"), dict):
+                raise _input_error("the machine file's 'after_compute' needs stream_seconds and fit")
+            for m, f in ac["fit"].items():
+                _check_fit(f"the machine file's after-compute fit of {m!r}", f)
+        return cls(g=data["g"], l=data["l"], ranks=data.get("ranks"), r=data.get("r"),
+                   g_method=data.get("g_method"), fit=dict(fit), after_compute=ac,
+                   details={k: v for k, v in data.items() if k not in _FIELDS})
+
+    def to_json(self) -> dict:
+        """Local. The dict a ``pympc bench`` file holds (``g_flops`` and ``l_flops`` are
+        ``g`` and ``l`` times ``r``, where ``r`` is known)."""
+        out = {"format": FORMAT, "ranks": self.ranks, "r": self.r, "g": self.g, "l": self.l}
+        if self.r is not None:
+            out["g_flops"], out["l_flops"] = self.g * self.r, self.l * self.r
+        if self.g_method is not None:
+            out["g_method"] = self.g_method
+        out["fit"] = self.fit
+        if self.after_compute is not None:
+            out["after_compute"] = self.after_compute
+        out.update(self.details)
+        return out
+
+    @classmethod
+    def load(cls, path) -> "MachineParams":
+        """Local. Read a ``pympc bench --json`` file; :class:`~pympc.InputError` when it
+        is not JSON or not a machine file."""
+        with open(path) as f:
+            try:
+                data = json.load(f)
+            except ValueError as e:
+                raise _input_error(f"{path}: not a pympc machine file (not JSON: {e})") from None
+        try:
+            return cls.from_json(data)
+        except ValueError as e:  # InputError is a ValueError
+            raise _input_error(f"{path}: {e}") from None
+
+    def save(self, path) -> None:
+        """Local. Write the machine as a ``pympc bench --json`` file."""
+        with open(path, "w") as f:
+            json.dump(self.to_json(), f, indent=1)
+
+    # -- the model -----------------------------------------------------------------------
+    def choose(self, kinds, w_step: float):
+        """Local. The ``(g, l, name)`` that predict a superstep's communication, chosen by
+        how the superstep communicates and what came before:
+
+        * **layer** (``kinds``: the kinds of communication the superstep recorded):
+          supersteps with BSP puts, gets or messages (``"bsp"``) take the BSP h-relation
+          fit (``hpput``); those with halo exchanges (``"halo"``) the decomposition
+          layer's halo h-relation fit (``halo``: an exchange and an empty sync, as a
+          stencil program runs them); the others (reductions, empty syncs) the raw
+          ``MPI_Alltoallv`` fit. A machine without the halo fit (older files) gives halo
+          supersteps the raw fit;
+        * **cache state**: a superstep whose compute phase (``w_step`` seconds, the
+          slowest rank's mean) lasts at least half the bench's compute phase (which
+          streams twice the last-level cache: half of it is long enough to have streamed
+          the cache once, ``after_compute["stream_seconds"] / 2``) takes the fit measured
+          after such a phase: its communication runs with the caches and TLBs the compute
+          phase has emptied, which costs several times the back-to-back figure. Shorter
+          compute phases take the back-to-back (bspbench) fit.
+
+        A machine without these fits (only ``g`` and ``l``) gives its ``g`` and ``l``."""
+        ac = self.after_compute
+        cold = bool(ac) and w_step >= 0.5 * ac.get("stream_seconds", math.inf)
+        fits = ac.get("fit", {}) if cold else self.fit
+        method = "hpput" if "bsp" in kinds else "halo" if "halo" in kinds and "halo" in fits else "raw"
+        f = fits.get(method)
+        if f:
+            return f["g"], f["l"], f"{method}, {'after compute' if cold else 'back to back'}"
+        f = self.fit.get(method)
+        if f:
+            return f["g"], f["l"], f"{method}, back to back"
+        return self.g, self.l, "g, l"
