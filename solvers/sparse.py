@@ -15,38 +15,11 @@ import numpy as np
 import scipy.sparse as sp
 
 import pympc
+from pympc.kernels.backend import resolve
+from pympc.kernels.sparse import CSR_MATVEC_DOT, unsigned
 from pympc.runtime import InputError, check_all
 
 from .boundary import Boundaries
-
-try:  # scipy's in-place CSR product (y += A x): no temporary for the result
-    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
-except ImportError:  # pragma: no cover - older or newer scipy layouts
-    _csr_matvec = None
-
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a dependency
-    numba = None
-
-
-def _csr_matvec_dot(indptr, indices, data, x, y, runs):
-    """y = A x over the rows of ``runs`` (pairs [start, stop) of row ranges; empty rows
-    give 0: no separate zeroing pass) and the sum of x[i] y[i] over their non-empty
-    rows, in one pass. Pass the index arrays as unsigned views: with signed ones numba
-    checks every x[indices[k]] for a negative (wrap-around) index, which made this loop
-    1.6x slower than scipy's."""
-    s = 0.0
-    for j in range(runs.shape[0]):
-        for i in range(runs[j, 0], runs[j, 1]):
-            lo, hi = indptr[i], indptr[i + 1]
-            acc = 0.0
-            for k in range(lo, hi):
-                acc += data[k] * x[indices[k]]
-            y[i] = acc
-            if hi > lo:
-                s += x[i] * acc
-    return s
 
 
 def _runs(flags):
@@ -54,13 +27,6 @@ def _runs(flags):
     f = np.concatenate([[False], flags, [False]]).astype(np.int8)
     edges = np.flatnonzero(np.diff(f))
     return edges.reshape(-1, 2).astype(np.uint64)
-
-
-if numba is not None:
-    _csr_matvec_dot = numba.njit(cache=True, nogil=True, boundscheck=False)(_csr_matvec_dot)
-    _FUSED = True
-else:  # pragma: no cover
-    _FUSED = False
 
 
 def _owned_global_flat(d):
@@ -88,54 +54,77 @@ def _ghosted_positions(d, global_flat):
     return np.where(ok, flat, -1)
 
 
-class SparseOperator:
-    """Local (construction, apart from the collective check of the columns). A matrix
-    on a decomposition: ``rows`` is this rank's owned rows as a scipy sparse matrix with
-    **global** column indices in natural (C) order; row ``k`` is the owned point ``k`` in
-    local C order. ``apply(x, y)`` is collective (one halo exchange)."""
+def _ghosted_csr(d, rows):
+    """The owned ``rows`` (global columns) as a square CSR matrix over the ghosted block:
+    rows and columns indexed by ghosted-local position, so the product lands in
+    ``y.data`` directly. Collective: every rank learns whether some column is out of
+    reach."""
+    cols = _ghosted_positions(d, rows.indices) if rows.nnz else np.zeros(0, np.int64)
+    check_all(bool((cols >= 0).all()), "a matrix column lies beyond the ghost width of its row's block "
+              "(only stencil-like matrices are supported)", d.comm)
+    ng = int(np.prod(d.ghosted_shape))
+    owned_pos = np.ravel_multi_index(
+        np.meshgrid(*[np.arange(d.ghost, d.ghost + n) for n in d.local_shape], indexing="ij"),
+        d.ghosted_shape).ravel()
+    counts = np.zeros(ng, dtype=np.int64)
+    counts[owned_pos] = np.diff(rows.indptr)
+    indptr = np.concatenate([[0], np.cumsum(counts)])  # owned positions increase with k
+    itype = np.int32 if ng < 2 ** 31 - 1 and rows.nnz < 2 ** 31 - 1 else np.int64
+    A = sp.csr_matrix((rows.data.astype(np.float64), cols.astype(itype), indptr.astype(itype)),
+                      shape=(ng, ng))
+    A.sort_indices()
+    return A
 
-    def __init__(self, decomp, rows, unknown_mask=None):
+
+def _split_rows(d, A):
+    """The runs of rows that read no ghost value and of those that do: the product
+    computes the first kind while the halo messages travel."""
+    ng = A.shape[0]
+    ghost_pos = np.ones(d.ghosted_shape, dtype=bool)
+    ghost_pos[d.owned_slices()] = False
+    reads_ghost = np.zeros(ng, dtype=bool)
+    row_of_entry = np.repeat(np.arange(ng), np.diff(A.indptr))
+    reads_ghost[row_of_entry[ghost_pos.reshape(-1)[A.indices]]] = True
+    return _runs(~reads_ghost), _runs(reads_ghost)
+
+
+class SparseOperator:
+    """Collective. A matrix on a decomposition (its construction is collective: every
+    rank learns whether some column is out of reach): ``rows`` is this rank's owned rows
+    as a scipy sparse matrix with **global** column indices in natural (C) order; row
+    ``k`` is the owned point ``k`` in local C order. ``apply(x, y)`` is collective (one
+    halo exchange).
+
+    ``unknown_mask``: a boolean array of the owned block's shape, True at the unknowns;
+    :meth:`restrict` zeroes the other points of a right-hand side (None: every point is
+    an unknown). ``backend``: the product's kernel, ``"numba"`` or ``"numpy"`` (None:
+    ``PYMPC_KERNELS``; see :mod:`pympc.kernels.backend`)."""
+
+    def __init__(self, decomp, rows, unknown_mask=None, backend=None):
         self.decomp = d = decomp
         n_owned = int(np.prod(d.local_shape))
         rows = sp.csr_matrix(rows)
         if rows.shape != (n_owned, int(np.prod(d.shape))):
             raise InputError(f"rows must be {n_owned} x {int(np.prod(d.shape))} (owned points x global "
                              f"points), got {rows.shape}")
-        cols = _ghosted_positions(d, rows.indices) if rows.nnz else np.zeros(0, np.int64)
-        check_all(bool((cols >= 0).all()), "a matrix column lies beyond the ghost width of its row's block "
-                  "(only stencil-like matrices are supported)", d.comm)
-        # rows indexed by ghosted position too, so the product lands in y.data directly
-        ng = int(np.prod(d.ghosted_shape))
-        owned_pos = np.ravel_multi_index(
-            np.meshgrid(*[np.arange(d.ghost, d.ghost + n) for n in d.local_shape], indexing="ij"),
-            d.ghosted_shape).ravel()
-        counts = np.zeros(ng, dtype=np.int64)
-        counts[owned_pos] = np.diff(rows.indptr)
-        indptr = np.concatenate([[0], np.cumsum(counts)])  # owned positions increase with k
-        itype = np.int32 if ng < 2 ** 31 - 1 and rows.nnz < 2 ** 31 - 1 else np.int64
-        self.A = sp.csr_matrix((rows.data.astype(np.float64), cols.astype(itype), indptr.astype(itype)),
-                               shape=(ng, ng))
-        self.A.sort_indices()
-        A = self.A
-        self._uptr = A.indptr.view(np.uint32 if A.indptr.dtype == np.int32 else np.uint64)
-        self._uidx = A.indices.view(np.uint32 if A.indices.dtype == np.int32 else np.uint64)
-        # rows that read a ghost value and rows that do not: the product computes the
-        # second kind while the halo messages travel
-        ghost_pos = np.ones(d.ghosted_shape, dtype=bool)
-        ghost_pos[d.owned_slices()] = False
-        reads_ghost = np.zeros(ng, dtype=bool)
-        row_of_entry = np.repeat(np.arange(ng), np.diff(A.indptr))
-        reads_ghost[row_of_entry[ghost_pos.reshape(-1)[A.indices]]] = True
-        self._inner, self._outer = _runs(~reads_ghost), _runs(reads_ghost)
+        if unknown_mask is not None and np.shape(unknown_mask) != tuple(d.local_shape):
+            raise InputError(f"unknown_mask must have the owned block's shape {tuple(d.local_shape)}, "
+                             f"got {np.shape(unknown_mask)}")
+        resolve(backend)  # a wrong name fails here, not at the first product
+        self.backend = backend
+        self._unknown = None if unknown_mask is None else np.asarray(unknown_mask, dtype=bool)
+        self.A = A = _ghosted_csr(d, rows)
+        self._uptr, self._uidx = unsigned(A.indptr), unsigned(A.indices)
+        self._inner, self._outer = _split_rows(d, A)
         self.rows = rows
         self._diag = rows[np.arange(n_owned), _owned_global_flat(d)].A1 if n_owned else np.zeros(0)
         self.nnz = rows.nnz
 
     @classmethod
-    def laplacian(cls, decomp, velocity=None, shift=0.0, bc=None):
-        """Local. The assembled twin of :class:`solvers.krylov.StencilOperator`:
+    def laplacian(cls, decomp, velocity=None, shift=0.0, bc=None, backend=None):
+        """Collective. The assembled twin of :class:`solvers.krylov.StencilOperator`:
         ``-lap + v.grad + shift`` with homogeneous Dirichlet sides (their boundary points
-        have empty rows) or periodic axes."""
+        have empty rows, and are not unknowns) or periodic axes."""
         d = decomp
         b = Boundaries(d, bc)
         if any(k != "dirichlet" or v != 0 for k, v in b.conditions.values()):
@@ -168,9 +157,7 @@ class SparseOperator:
                 v_list.append(np.full(int(keep.sum()), val))
         rows = sp.csr_matrix((np.concatenate(v_list), (np.concatenate(r_list), np.concatenate(c_list))),
                              shape=(int(np.prod(d.local_shape)), int(np.prod(d.shape))))
-        op = cls(d, rows)
-        op._unknown = unknown
-        return op
+        return cls(d, rows, unknown_mask=unknown, backend=backend)
 
     def apply(self, x, y) -> None:
         """Collective. ``y = A x`` (one halo exchange; owned rows only; y's ghosts are 0)."""
@@ -181,22 +168,12 @@ class SparseOperator:
         (reduce it with :func:`pympc.reduce_all`), computed in the same pass: conjugate
         gradients needs ``p . A p`` right after the product. The rows that read no ghost
         value are computed while the halo exchange is in flight."""
-        out = y.data.reshape(-1)
-        xv = x.data.reshape(-1)
-        A = self.A
-        if _FUSED and x.dtype == np.float64 and y.dtype == np.float64:
-            plan = pympc.start_halo(x)  # rows without ghost columns while messages travel
-            s = _csr_matvec_dot(self._uptr, self._uidx, A.data, xv, out, self._inner)
-            plan.wait()
-            return float(s + _csr_matvec_dot(self._uptr, self._uidx, A.data, xv, out, self._outer))
-        pympc.update_halo(x)
-        out[...] = 0.0
-        if _csr_matvec is not None:
-            A = self.A
-            _csr_matvec(A.shape[0], A.shape[1], A.indptr, A.indices, A.data, xv, out)
-        else:  # pragma: no cover
-            out[...] = self.A @ xv
-        return float(np.vdot(x.owned, y.owned).real)
+        product = CSR_MATVEC_DOT.select(self.backend)
+        xv, out, data = x.data.reshape(-1), y.data.reshape(-1), self.A.data
+        plan = pympc.start_halo(x)  # rows without ghost columns while messages travel
+        s = product(self._uptr, self._uidx, data, xv, out, self._inner)
+        plan.wait()
+        return float(s + product(self._uptr, self._uidx, data, xv, out, self._outer))
 
     def diagonal(self):
         """Local. The diagonal of the owned rows (1 where a row is empty)."""
@@ -206,10 +183,10 @@ class SparseOperator:
         return dg
 
     def restrict(self, b, out=None):
-        """Local. ``b`` with the points whose rows are empty set to 0, into ``out`` (a new
-        DistArray when None)."""
+        """Local. ``b`` with the points that are not unknowns (``unknown_mask``) set to 0,
+        into ``out`` (a new DistArray when None)."""
         out = b.empty_like() if out is None else out
-        mask = getattr(self, "_unknown", None)
+        mask = self._unknown
         if mask is None:
             out.owned[...] = b.owned
         else:
@@ -219,7 +196,7 @@ class SparseOperator:
 
 
 class BlockJacobi:
-    """Local (construction). Block-Jacobi: each rank solves with its own diagonal block
+    """Local. Block-Jacobi: each rank solves with its own diagonal block
     (owned rows x owned columns), by a sparse LU (``"lu"``, exact) or an incomplete LU
     (``"ilu"``, scipy's spilu). Empty rows (Dirichlet points) are identity rows."""
 

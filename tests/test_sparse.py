@@ -110,3 +110,76 @@ def test_krylov_on_assembled_matrix_equals_scipy(comm):
         # block-Jacobi with exact blocks: one iteration on one rank
         if comm.Get_size() == 1:
             assert cases[1][0].iterations == 1
+
+
+def test_csr_kernel_numpy_reference_equals_compiled():
+    """The product kernel over runs of rows: the numpy reference adds each row's entries
+    in the loop's order (the same bits, also for rows of 8 or more entries, where a numpy
+    sum would go pairwise, and for empty rows); the
+    fused dot product agrees to 1e-12; rows outside the runs are not written."""
+    from pympc.kernels.sparse import CSR_MATVEC_DOT, unsigned
+
+    rng = np.random.default_rng(2)
+    A = sp.random(300, 300, density=0.02, random_state=3, format="csr")
+    keep = np.ones(300)
+    keep[50:60] = 0.0  # empty rows give 0
+    A = sp.csr_matrix(sp.diags(keep) @ (A + sp.diags(rng.random(300))))
+    A.eliminate_zeros()
+    assert np.all(np.diff(A.indptr)[50:60] == 0) and np.diff(A.indptr).max() >= 8
+    x = rng.random(300)
+    runs = np.array([[0, 40], [45, 120], [130, 300]], dtype=np.uint64)
+    res = {}
+    for backend in ("numba", "numpy"):
+        y = np.full(300, -5.0)
+        s = CSR_MATVEC_DOT(unsigned(A.indptr), unsigned(A.indices), A.data, x, y, runs, backend=backend)
+        res[backend] = y, s
+    (y1, s1), (y2, s2) = res["numba"], res["numpy"]
+    assert np.array_equal(y1, y2)
+    assert s1 == pytest.approx(s2, rel=1e-12)
+    rows = np.r_[0:40, 45:120, 130:300]
+    np.testing.assert_allclose(y1[rows], (A @ x)[rows], rtol=1e-13)
+    assert np.all(y1[np.r_[40:45, 120:130]] == -5.0)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("shape,periodic", [((13, 11), (False, False)), ((8, 12), (True, True))])
+def test_numpy_product_equals_compiled_product(comm, shape, periodic):
+    """SparseOperator(backend="numpy") gives the compiled product's y bit for bit, and
+    its part of x . y to 1e-12, at every rank count."""
+    A = random_stencil_matrix(shape, periodic, seed=4)
+    X = np.random.default_rng(6).random(shape)
+    with pympc.Decomposition(shape, comm=comm, periodic=periodic, stencil="box") as d:
+        x = pympc.DistArray.from_global(d, X if comm.Get_rank() == 0 else None)
+        out = {}
+        for backend in ("numba", "numpy"):
+            y = x.empty_like()
+            y.data[...] = np.nan
+            part = SparseOperator(d, A[_owned_global_flat(d)], backend=backend).apply_dot(x, y)
+            out[backend] = y, comm.allreduce(part)
+        assert np.array_equal(out["numba"][0].data, out["numpy"][0].data)
+        assert out["numba"][1] == pytest.approx(out["numpy"][1], rel=1e-12)
+        np.testing.assert_allclose(out["numpy"][0].gather(root=None).ravel(), A @ X.ravel(), rtol=1e-13, atol=1e-12)
+        with pytest.raises(pympc.InputError, match="backend must be"):
+            SparseOperator(d, A[_owned_global_flat(d)], backend="cuda")
+
+
+@pytest.mark.mpi
+def test_unknown_mask_is_honoured_by_the_constructor(comm):
+    """restrict() zeroes the points that are not unknowns: the mask given to the
+    constructor (no patching afterwards), the boundary of laplacian(); a mask of the
+    wrong shape is refused."""
+    n = 11
+    with pympc.Decomposition((n, n), comm=comm) as d:
+        rows = SparseOperator.laplacian(d).rows
+        gi, gj = np.meshgrid(*[np.arange(lo, hi) for lo, hi in zip(d.lo, d.hi)], indexing="ij")
+        mask = (gi + gj) % 3 == 0
+        b = pympc.DistArray.from_function(d, lambda i, j: 1.0 + i + 10 * j, coords=False)
+        got = SparseOperator(d, rows, unknown_mask=mask).restrict(b)
+        assert np.array_equal(got.owned, np.where(mask, b.owned, 0.0))
+        assert np.array_equal(SparseOperator(d, rows).restrict(b).owned, b.owned)  # no mask: all unknowns
+        lap = SparseOperator.laplacian(d).restrict(b).gather(root=None)
+        B = b.gather(root=None)
+        assert np.all(lap[[0, -1], :] == 0) and np.all(lap[:, [0, -1]] == 0)
+        assert np.array_equal(lap[1:-1, 1:-1], B[1:-1, 1:-1])
+        with pytest.raises(pympc.InputError, match="unknown_mask"):
+            SparseOperator(d, rows, unknown_mask=np.ones((n + 1, n), bool))

@@ -191,12 +191,7 @@ class Stream:
         side = max(3, math.isqrt(max(0, int(nbytes)) // 16))
         self.nbytes = int(nbytes)
         self.src, self.dst = np.ones((side, side)), np.ones((side, side))
-        n = side - 1
-        f = kernels._FTCS.get(2) if kernels.BACKEND == "numba" else None
-        if f is not None:
-            self._sweep = lambda: f(self.src, self.dst, 1, n, 1, n, 0.1, 0.1)
-        else:
-            self._sweep = lambda: kernels._ftcs_numpy(self.src, self.dst, (slice(1, n), slice(1, n)), (0.1, 0.1))
+        self._sweep = lambda: kernels.ftcs_array(self.src, self.dst, 0.1)
 
     def __call__(self) -> None:
         self._sweep()

@@ -1,5 +1,8 @@
-"""Compute kernels: the stencil updates of the solvers (:mod:`pympc.kernels.stencils`) and
-the fused vector operations of the Krylov methods (:mod:`pympc.kernels.vector`).
+"""Compute kernels: the stencil updates of the solvers (:mod:`pympc.kernels.stencils`,
+their loops and numpy references in :mod:`pympc.kernels.loops`), the fused vector
+operations of the Krylov methods (:mod:`pympc.kernels.vector`), the sparse product
+(:mod:`pympc.kernels.sparse`), and the one place that chooses between numba and numpy
+(:mod:`pympc.kernels.backend`).
 
 The package face is lazy: ``pympc.kernels.heat_step`` loads the stencils on first use, so
 :mod:`pympc.array` can use :mod:`pympc.kernels.vector` without loading the stencils
@@ -8,8 +11,14 @@ The package face is lazy: ``pympc.kernels.heat_step`` loads the stencils on firs
 
 import importlib
 
+_SUBMODULES = ("backend", "loops", "sparse", "stencils", "vector")
+# the names the face takes from modules other than the stencils
+_FROM = {"ftcs_array": "loops", "Kernel": "backend", "resolve": "backend", "as3d": "backend"}
+
 
 def __getattr__(name):
-    if name == "vector":
-        return importlib.import_module(".vector", __name__)
-    return getattr(importlib.import_module(".stencils", __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module("." + name, __name__)
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(importlib.import_module("." + _FROM.get(name, "stencils"), __name__), name)

@@ -2,8 +2,10 @@
 
 numpy's ``vdot`` copies a non-contiguous view before it multiplies, and ``y += a * x``
 makes a full-size temporary; on the owned block of a ghosted array both cost more than
-the arithmetic. These loops read each operand once, in place (numba; numpy fallback).
-Views of 1-3 axes are handled as 3-D views with leading axes of size 1.
+the arithmetic. These loops read each operand once, in place. The compiled path takes
+float64 views of 1-3 axes of one shape (seen as 3-D views); anything else, and
+``backend="numpy"`` (or ``PYMPC_KERNELS=numpy``), runs the numpy reference: the same
+pointwise results bit for bit, sums in numpy's pairwise order.
 """
 
 from __future__ import annotations
@@ -11,14 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..runtime import InputError
-
-try:
-    import numba
-
-    _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
-except ImportError:  # pragma: no cover - numba is a dependency
-    numba = None
-    _jit = None
+from .backend import Kernel, as3d, resolve
 
 
 def _dot3(a, b):
@@ -52,8 +47,25 @@ def _cg_update3(x, r, p, q, alpha):
     return s
 
 
-if _jit is not None:
-    _DOT, _AXPBY, _CG_UPDATE = _jit(_dot3), _jit(_axpby3), _jit(_cg_update3)
+# numpy references: any shape, any dtype numpy takes
+def _dot_numpy(a, b):
+    return np.vdot(a, b)
+
+
+def _axpby_numpy(y, a, x, b):
+    y *= b  # b y, then + a x: the loop's ``a x + b y`` (addition commutes exactly)
+    y += a * x
+
+
+def _cg_update_numpy(x, r, p, q, alpha):
+    _axpby_numpy(x, alpha, p, 1.0)
+    _axpby_numpy(r, -alpha, q, 1.0)  # r - alpha q, as the loop (negation is exact)
+    return float(np.vdot(r, r).real)
+
+
+DOT = Kernel(_dot3, _dot_numpy)
+AXPBY = Kernel(_axpby3, _axpby_numpy)
+CG_UPDATE = Kernel(_cg_update3, _cg_update_numpy)
 
 
 def _same_shape(where, *views):
@@ -64,41 +76,37 @@ def _same_shape(where, *views):
                          f"({', '.join(str(v.shape) for v in views)})")
 
 
-def _as3(v):
-    return v.reshape((1,) * (3 - v.ndim) + v.shape) if v.ndim <= 3 else None
-
-
-def fast(*views) -> bool:
-    """Local. Whether the compiled path applies: numba, float64, 1-3 axes, same shape."""
+def fast(*views, backend: str | None = None) -> bool:
+    """Local. Whether the compiled path applies: the backend resolves to numba, and the
+    views are float64, of 1-3 axes, of one shape."""
     v0 = views[0]
-    return _jit is not None and v0.ndim <= 3 and all(
-        v.dtype == np.float64 and v.shape == v0.shape for v in views)
+    return v0.ndim <= 3 and all(v.dtype == np.float64 and v.shape == v0.shape for v in views) \
+        and resolve(backend) == "numba"
 
 
-def dot(a: np.ndarray, b: np.ndarray) -> float:
-    """Local. ``sum(a * b)`` of two real views, without copying them."""
-    if fast(a, b):  # (fast() already asks for one shape)
-        return float(_DOT(_as3(a), _as3(b)))
+def dot(a: np.ndarray, b: np.ndarray, backend: str | None = None):
+    """Local. ``sum(a * b)`` of two real views, without copying them (numpy's ``vdot``
+    where the compiled path does not apply)."""
+    if fast(a, b, backend=backend):  # (fast() already asks for one shape)
+        return float(DOT.compiled()(as3d(a), as3d(b)))
     _same_shape("dot", a, b)
-    return np.vdot(a, b)
+    return _dot_numpy(a, b)
 
 
-def axpby(y: np.ndarray, a: float, x: np.ndarray, b: float) -> None:
+def axpby(y: np.ndarray, a: float, x: np.ndarray, b: float, backend: str | None = None) -> None:
     """Local. ``y = a x + b y`` in place, without a temporary."""
-    if fast(y, x):
-        _AXPBY(_as3(y), float(a), _as3(x), float(b))
+    if fast(y, x, backend=backend):
+        AXPBY.compiled()(as3d(y), float(a), as3d(x), float(b))
     else:
         _same_shape("axpby", y, x)
-        y *= b
-        y += a * x
+        _axpby_numpy(y, a, x, b)
 
 
-def cg_update(x: np.ndarray, r: np.ndarray, p: np.ndarray, q: np.ndarray, alpha: float) -> float:
+def cg_update(x: np.ndarray, r: np.ndarray, p: np.ndarray, q: np.ndarray, alpha: float,
+              backend: str | None = None) -> float:
     """Local. The conjugate-gradient update in one pass over the four views:
     ``x += alpha p``, ``r -= alpha q``, and the local ``r . r`` of the new ``r``."""
-    if fast(x, r, p, q):
-        return float(_CG_UPDATE(_as3(x), _as3(r), _as3(p), _as3(q), float(alpha)))
+    if fast(x, r, p, q, backend=backend):
+        return float(CG_UPDATE.compiled()(as3d(x), as3d(r), as3d(p), as3d(q), float(alpha)))
     _same_shape("cg_update", x, r, p, q)
-    axpby(x, alpha, p, 1.0)
-    axpby(r, -alpha, q, 1.0)
-    return float(np.vdot(r, r).real)
+    return _cg_update_numpy(x, r, p, q, alpha)
