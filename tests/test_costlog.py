@@ -334,3 +334,22 @@ def test_machine_params_round_trip_and_refuse_wrong_files(tmp_path):
     log.write_text(json.dumps(fake_log()))
     assert report.main([str(log), "--machine", str(tmp_path / "log.json")]) == 1
 
+
+
+def test_reading_and_reporting_a_log_starts_no_mpi(tmp_path):
+    """The cost log's file side and the report run in processes that are not ranks:
+    loading, summarising and reporting a saved log (with a machine file) import no
+    mpi4py; so does building a Log without a communicator."""
+    log = tmp_path / "log.json"
+    log.write_text(json.dumps(fake_log()))
+    mach = tmp_path / "m.json"
+    MachineParams(g=2e-9, l=5e-6, ranks=2).save(mach)
+    code = ("import sys\n"
+            "from pympc import costlog\n"
+            "from pympc.bsp import report\n"
+            f"print(report.report(costlog.load({str(log)!r}), {str(mach)!r}))\n"
+            "costlog.Log().end_superstep('x')\n"
+            "assert 'mpi4py' not in sys.modules, sorted(m for m in sys.modules if 'mpi' in m)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "pympc profile: 2 rank(s)" in r.stdout
