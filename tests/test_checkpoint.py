@@ -47,6 +47,22 @@ def test_save_load_rotation_and_rngs(comm, shared_tmp_path):
 
 
 @pytest.mark.mpi
+def test_directory_is_created_by_the_first_save(comm, shared_tmp_path):
+    """A Checkpointer creates nothing until it saves: a refused restart leaves no empty
+    directory behind, and the error says the directory does not exist."""
+    ckdir = shared_tmp_path / "later" / "ck"
+    with pympc.Decomposition((6, 5), comm=comm) as d:
+        ck = Checkpointer(str(ckdir), comm=comm)
+        assert ck.latest() is None and ck.steps() == [] and ck.clear() == []
+        with pytest.raises(pympc.InputError, match="the directory does not exist"):
+            ck.info()
+        comm.Barrier()
+        assert not os.path.exists(shared_tmp_path / "later")
+        ck.save(2, {"a": pympc.DistArray(d)})
+        assert ck.steps() == [2] and os.path.isfile(ck.path(2))
+
+
+@pytest.mark.mpi
 def test_incompatible_checkpoint_is_refused_everywhere(comm, shared_tmp_path):
     import h5py
 

@@ -154,8 +154,9 @@ def test_restart_path(comm, shared_tmp_path, count, bad, kind):
 def test_no_checkpoint_at_all(comm, shared_tmp_path):
     ckdir = str(shared_tmp_path / "empty")
     with pympc.Decomposition((5, 4), comm=comm) as d:
-        ck = Checkpointer(ckdir, comm=comm)
+        ck = Checkpointer(ckdir, comm=comm)  # (creates no directory: the first save does)
         if comm.Get_rank() == 0:  # a killed save's leftover and another prefix's file
+            os.makedirs(ckdir)
             open(os.path.join(ckdir, "checkpoint_00000010.h5.tmp"), "wb").close()
             open(os.path.join(ckdir, "other_00000010.h5"), "wb").close()
         comm.Barrier()

@@ -151,6 +151,18 @@ def test_bad_input_gives_one_clear_error_everywhere(comm, shared_tmp_path):
 
 
 @pytest.mark.mpi
+def test_output_writes_on_its_decomposition_communicator(comm, shared_tmp_path):
+    """Output takes no comm=: the series is written by the decomposition's ranks (a
+    second communicator could only disagree with it)."""
+    with pympc.Decomposition((5, 4), comm=comm) as d:
+        with pytest.raises(TypeError, match="comm"):
+            Output(str(shared_tmp_path / "c.h5"), d, comm=comm)
+        with Output(str(shared_tmp_path / "c.h5"), d) as out:
+            assert out.comm is d.comm
+            out.write(0, 0.0, u=pympc.DistArray(d))
+
+
+@pytest.mark.mpi
 @pytest.mark.parametrize("shape,centring", [((9, 7), "vertex"), ((6, 5, 4), "cell")])
 def test_time_series_and_xdmf_through_vtk(comm, shared_tmp_path, shape, centring):
     path = shared_tmp_path / "run.h5"

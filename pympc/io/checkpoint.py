@@ -338,10 +338,11 @@ def _caller_level():
 
 class _Scan:
     """What rank 0 found in the directory: intact checkpoints oldest written first,
-    damaged ones as (path, reason), and the highest sequence any file shows."""
+    damaged ones as (path, reason), the highest sequence any file shows, and whether the
+    directory exists."""
 
-    def __init__(self, intact, damaged, top):
-        self.intact, self.damaged, self.top = intact, damaged, top
+    def __init__(self, intact, damaged, top, present):
+        self.intact, self.damaged, self.top, self.present = intact, damaged, top, present
 
 
 class Checkpointer:
@@ -357,16 +358,9 @@ class Checkpointer:
         self.prefix = prefix
         if int(keep) < 1:
             raise InputError(f"keep must be >= 1, got {keep}")
+        # the directory is created by the first save, not here: a refused restart (or a
+        # run that stops before its first checkpoint) leaves no empty directory behind
         self.keep = int(keep)
-        err = None
-        if self.comm.Get_rank() == 0:
-            try:
-                os.makedirs(self.directory, exist_ok=True)
-            except OSError as e:
-                err = f"cannot create checkpoint directory {self.directory}: {e}"
-        err = self.comm.bcast(err, root=0)
-        if err:
-            raise InputError(err)
 
     def path(self, step: int) -> str:
         """Local. The file name of the checkpoint of ``step``."""
@@ -376,7 +370,14 @@ class Checkpointer:
     def _names(self):
         pat = re.compile(re.escape(self.prefix) + r"_(\d+)\.h5$")
         return sorted((int(m.group(1)), os.path.join(self.directory, f))
-                      for f in os.listdir(self.directory) if (m := pat.match(f)))
+                      for f in self._listing() if (m := pat.match(f)))
+
+    def _listing(self) -> list:
+        # a directory that does not exist (yet: the first save creates it) holds nothing
+        try:
+            return os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
 
     def _scan_local(self) -> _Scan:
         intact, damaged, top = [], [], 0
@@ -389,7 +390,7 @@ class Checkpointer:
                 damaged.append((path, reason))
                 top = max(top, info or 0)
         intact.sort(key=lambda i: (i.sequence, i.step))
-        return _Scan(intact, damaged, top)
+        return _Scan(intact, damaged, top, os.path.isdir(self.directory))
 
     def _scan(self) -> _Scan:
         """Collective. Rank 0 inspects the directory, every rank gets its verdict; rank
@@ -452,8 +453,9 @@ class Checkpointer:
             if scan.intact:
                 return scan.intact[-1]
             bad = "".join(f"; {p} is damaged: {r}" for p, r in scan.damaged)
+            none = " (the directory has none)" if scan.present else " (the directory does not exist)"
             raise InputError(f"no checkpoint named {self.prefix}_*.h5 in {self.directory} to restart "
-                             f"from{bad or ' (the directory has none)'}")
+                             f"from{bad or none}")
         step = int(step)
         for i in scan.intact:
             if i.step == step:
@@ -474,8 +476,7 @@ class Checkpointer:
         if self.comm.Get_rank() == 0:
             pat = re.compile(re.escape(self.prefix) + r"_\d+\.h5(\.tmp)?$")
             try:
-                out = sorted(os.path.join(self.directory, f) for f in os.listdir(self.directory)
-                             if pat.match(f))
+                out = sorted(os.path.join(self.directory, f) for f in self._listing() if pat.match(f))
                 for p in out:
                     os.unlink(p)
             except OSError as e:
@@ -521,6 +522,10 @@ class Checkpointer:
         plan = None
         if comm.Get_rank() == 0:
             try:
+                try:
+                    os.makedirs(self.directory, exist_ok=True)
+                except OSError as e:
+                    raise OSError(f"cannot create checkpoint directory {self.directory}: {e}") from None
                 for stray in glob.glob(os.path.join(glob.escape(self.directory), f"{self.prefix}_*.h5.tmp")):
                     os.unlink(stray)
                 scan = self._scan_local()

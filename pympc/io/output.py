@@ -42,6 +42,14 @@ def check_new_path(path, comm=None) -> None:
                          "replace it")
 
 
+def _field_meta(attrs) -> dict:
+    """A field's entry in a step description (see :func:`~pympc.io.xdmf.render`), from
+    its dataset attributes."""
+    return {"shape": [int(x) for x in attrs["grid_shape"]], "dtype": attrs["dtype"],
+            "centring": attrs["centring"], "origin": list(attrs["origin"]),
+            "spacing": list(attrs["spacing"]), "components": json.loads(attrs.get("components", "[]"))}
+
+
 def step_group(step: int) -> str:
     """Local. The HDF5 group name of output step ``step``."""
     return f"/steps/{int(step):08d}"
@@ -68,9 +76,9 @@ class Output:
     MPI-IO driver syncs on every flush; closing does not.)
     """
 
-    def __init__(self, path, decomp: Decomposition, mode="w", params=None, xdmf=True, comm=None,
+    def __init__(self, path, decomp: Decomposition, mode="w", params=None, xdmf=True,
                  units=None, restart_step=None, overwrite=False):
-        self.comm = get_comm(comm or decomp.comm)
+        self.comm = decomp.comm  # the series is written by the ranks of its decomposition
         self.decomp = decomp
         self.path = str(path)
         self.units = dict(units or {})
@@ -107,13 +115,8 @@ class Output:
         attrs = f.attrs(grp)
         fields = {}
         for name in f.keys(grp):
-            fields[name] = self._field_meta(f.attrs(f"{grp}/{name}"), name, grp)
+            fields[name] = _field_meta(f.attrs(f"{grp}/{name}"))
         return {"step": step, "time": float(attrs.get("time", step)), "group": grp, "fields": fields}
-
-    def _field_meta(self, attrs, name, grp):
-        return {"shape": [int(x) for x in attrs["grid_shape"]], "dtype": attrs["dtype"],
-                "centring": attrs["centring"], "origin": list(attrs["origin"]),
-                "spacing": list(attrs["spacing"]), "components": json.loads(attrs.get("components", "[]"))}
 
     def write(self, step: int, time: float, **fields) -> None:
         """Collective. Write ``fields`` (DistArrays) as output step ``step`` at ``time``."""
@@ -134,9 +137,8 @@ class Output:
                          "axes": axis_labels(a.decomp.ndim, a.components),
                          "dtype": a.dtype.str, "components": json.dumps(list(a.components))}
                 f.write(f"{grp}/{name}", a, attrs)
-                meta[name] = self._field_meta({**attrs, "grid_shape": a.decomp.shape, "origin": a.decomp.origin,
-                                               "spacing": a.decomp.spacing, "centring": a.decomp.centring},
-                                              name, grp)
+                meta[name] = _field_meta({**attrs, "grid_shape": a.decomp.shape, "origin": a.decomp.origin,
+                                          "spacing": a.decomp.spacing, "centring": a.decomp.centring})
             if self.xdmf_path:  # before 'complete': a step the XDMF lists has its mesh
                 write_meshes(f, [{"fields": meta}])
             f.set_attrs(grp, {"complete": 1})  # last: a step cut short never has it
@@ -163,8 +165,8 @@ class Output:
         self.comm.Barrier()
 
     def close(self) -> None:
-        """Collective. Nothing is left open between steps; kept for ``with`` blocks."""
-        self.comm.Barrier()
+        """Local. Nothing is left open between steps (each :meth:`write` closes the file
+        and rewrites the XDMF): kept for ``with`` blocks, it does nothing."""
 
     def __enter__(self):
         return self
