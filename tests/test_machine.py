@@ -1,5 +1,6 @@
 """Machine parameters (pympc.bench, ``pympc bench``): the h-relation pattern, every
-timing path moves the right words, the robust fit, and the command at a tiny size."""
+timing path moves the right words, the robust fit, and the command at a tiny size (its
+file is a pympc.bsp.model.MachineParams)."""
 
 import json
 
@@ -8,6 +9,7 @@ import pytest
 
 import pympc
 from pympc import bench
+from pympc.bsp.model import MachineParams
 from pympc.tools.launch import run_mpi
 
 
@@ -116,6 +118,9 @@ def test_bench_command_writes_json(tmp_path):
     assert ac["stream_bytes"] == 1 << 20 and ac["stream_seconds"] > 0
     assert set(ac["fit"]) == {"hpput", "raw", "halo"} and all(len(ac["hrel"][m]) == 3 for m in ac["fit"])
     assert "after a compute phase streaming 1 MiB" in r.stdout
+    m = MachineParams.load(out)      # the file is a machine model the report reads
+    assert m.ranks == 2 and m.g == res["g"] and m.g_method == "hpput" and m.details["logp"] == res["logp"]
+    assert m.choose(("halo",), 1.0)[2] == "halo, after compute" and set(m.to_json()) == set(res)
 
 
 def test_stream_and_cache_size():

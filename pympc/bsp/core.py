@@ -72,7 +72,7 @@ def _no_fence() -> None:
 
 
 class Registration:
-    """A registered array: the handle that :meth:`BSP.put` and :meth:`BSP.get` name.
+    """Local. A registered array: the handle that :meth:`BSP.put` and :meth:`BSP.get` name.
 
     ``index`` is the registration order (the same on every rank), ``array`` this rank's
     array, ``sizes`` the element count of every rank's array (known once active).
