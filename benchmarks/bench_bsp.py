@@ -28,6 +28,7 @@ Ratios are what to compare; absolute times drift between runs on a shared machin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from mpi4py import MPI
@@ -35,8 +36,8 @@ from mpi4py import MPI
 import pympc
 from common import emit, versions
 from pympc import bench, costlog, kernels
-from pympc.bsp import report
-from pympc.bsp import BSP
+from pympc.bsp import BSP, report
+from pympc.bsp.model import MachineParams
 
 comm = MPI.COMM_WORLD
 R = 0.2
@@ -73,7 +74,7 @@ class Heat:
     def result(self, mach, models):
         """Local. The batch with the median measured communication + sync: its h, steps,
         measured, predicted with the parameters the report picks from ``mach``, and the
-        ratio with each alternative model of ``models`` (name -> machine dict)."""
+        ratio with each alternative model of ``models`` (name -> MachineParams)."""
         runs = []
         for data in self.logs:
             # the bench reports what its own fits predict, even a noisy one below zero
@@ -146,15 +147,16 @@ def main(argv=None):
                                   between=heat_batches, every=max(1, jobs // args.heat_reps))
     while len(heats["heat"].logs) < args.heat_reps:  # fewer h-relation batches than heat batches
         heat_batches()
-    mach = {"ranks": P, "r": r, "g": fits["hpput"]["g"], "l": fits["hpput"]["l"], "fit": fits,
-            "after_compute": after}
-    res["machine"] = {k: v for k, v in mach.items() if k != "fit"}
+    mach = MachineParams(g=fits["hpput"]["g"], l=fits["hpput"]["l"], ranks=P, r=r, g_method="hpput", fit=fits,
+                         after_compute=after)
+    res["machine"] = {k: v for k, v in mach.to_json().items() if k != "fit"}
     # the alternatives, for comparison: without the halo layer's own fit (raw MPI after
     # compute, the model before it), and bspbench's back-to-back hpput g and l alone
-    no_halo = {**mach, "fit": {k: v for k, v in fits.items() if k != "halo"},
-               "after_compute": {**after, "fit": {k: v for k, v in after["fit"].items() if k != "halo"}}}
+    no_halo = dataclasses.replace(
+        mach, fit={k: v for k, v in fits.items() if k != "halo"},
+        after_compute={**after, "fit": {k: v for k, v in after["fit"].items() if k != "halo"}})
     models = {"raw_after_compute": no_halo,
-              "back_to_back": {"ranks": P, "g": fits["hpput"]["g"], "l": fits["hpput"]["l"]}}
+              "back_to_back": MachineParams(g=fits["hpput"]["g"], l=fits["hpput"]["l"], ranks=P)}
     for name, hb in heats.items():
         res[name] = hb.result(mach, models)
         hb.close()
