@@ -52,8 +52,10 @@ def save_png(field, path, t):
     plt.close(fig)
 
 
-#: What a run writes into --out (moved aside as a whole before a new run).
-PRODUCTS = ("heat2d.h5", "heat2d.xmf", "heat2d.png", "checkpoints")
+SERIES, PNG, CHECKPOINTS = "heat2d.h5", "heat2d.png", "checkpoints"
+#: What a run writes into --out (moved aside as a whole before a new run): the series
+#: and its XDMF beside it, the picture, the checkpoint directory.
+PRODUCTS = (SERIES, os.path.splitext(SERIES)[0] + ".xmf", PNG, CHECKPOINTS)
 
 
 def move_aside(out, comm):
@@ -78,10 +80,8 @@ def move_aside(out, comm):
                     os.rename(os.path.join(out, name), os.path.join(dest, name))
             except OSError as e:
                 err = f"cannot move the earlier run's files in {out} aside to {dest}: {e}"
-    err, dest = comm.bcast((err, dest), root=0)
-    if err:
-        raise InputError(err)
-    return dest
+    pympc.check_all(err is None, err or "", comm)
+    return comm.bcast(dest, root=0)
 
 
 def main(argv=None):
@@ -120,17 +120,16 @@ def main(argv=None):
         solver = Heat(d, alpha=args.alpha, u0=initial, bc={"x-": ("dirichlet", 1.0)})
         pympc.print0(f"heat2d: {args.n}x{args.n} grid on {comm.Get_size()} rank(s), process grid {d.dims}, "
                      f"dt={solver.dt:.3g}, t_end={args.t_end}")
-        solver.run(t_end=args.t_end, output=os.path.join(args.out, "heat2d.h5"), output_every=args.output_every,
-                   checkpoint=os.path.join(args.out, "checkpoints"), checkpoint_every=args.checkpoint_every,
+        solver.run(t_end=args.t_end, output=os.path.join(args.out, SERIES), output_every=args.output_every,
+                   checkpoint=os.path.join(args.out, CHECKPOINTS), checkpoint_every=args.checkpoint_every,
                    restart=args.restart, progress=args.progress, params=vars(args))
         field = solver.u.gather(root=0)
         total = solver.u.sum()
         if field is not None:
-            png = os.path.join(args.out, "heat2d.png")
-            save_png(field, png, solver.t)
+            save_png(field, os.path.join(args.out, PNG), solver.t)
             print(f"heat2d: done in {time.perf_counter() - t0:.1f} s: t={solver.t:.4g} after "
                   f"{solver.step_count} steps, mean u={total / field.size:.5f}, max u={field.max():.4f}; "
-                  f"wrote {args.out}/heat2d.h5, heat2d.xmf (open in ParaView), heat2d.png", flush=True)
+                  f"wrote {args.out}/{PRODUCTS[0]}, {PRODUCTS[1]} (open in ParaView), {PNG}", flush=True)
     return solver
 
 

@@ -99,6 +99,11 @@ class TimeLoop:
         return {}
 
     # -- optional hooks --------------------------------------------------------------
+    def output_fields(self) -> dict:
+        """Local. ``{name: DistArray}`` an output step holds: :meth:`fields` (the state)
+        here; a solver may add inputs worth seeing beside it (Poisson: ``f``)."""
+        return self.fields()
+
     def done(self, end: int) -> bool:
         """Collective. Called before the first step of a run and after every step (``end``:
         the step the run ends at): True ends the run there (a relaxation that has
@@ -162,8 +167,8 @@ class TimeLoop:
         found = ck.checkpoints()
         if not found:
             raise InputError(f"restart requested, but the checkpoint directory {ck.directory} holds no "
-                             f"intact checkpoint ({ck.prefix}_*.h5): nothing to continue from (run without "
-                             "restart to start a new run)")
+                             f"intact checkpoint ({ck.prefix}_*.h5), or does not exist: nothing to continue "
+                             "from (run without restart to start a new run)")
         info = found[-1]
         if info.state.get("solver") != self.name:
             raise InputError(f"checkpoint {info.path} is of solver {info.state.get('solver')!r}, not "
@@ -230,7 +235,8 @@ class TimeLoop:
         """
         self._check_dt()
         units = self._check_request(steps, t_end, units, restart, checkpoint)
-        ck = open_checkpointer(checkpoint, self.comm, must_exist=restart)
+        ck = checkpoint if checkpoint is None or isinstance(checkpoint, Checkpointer) else \
+            Checkpointer(checkpoint, comm=self.comm)  # creates its directory at the first save
         plan = self._plan(steps, t_end, ck, restart, overwrite, allow_changed)
         r = ck.load(self.decomp, step=plan.info) if plan.info is not None else None  # reads, changes nothing
         if r is not None and plan.at == plan.steps:  # already at the end: touch no file
@@ -261,9 +267,10 @@ class TimeLoop:
         if t_end is not None and not (isinstance(t_end, (int, float)) and t_end > 0 and math.isfinite(t_end)):
             raise InputError(f"t_end must be a positive number, got {t_end!r}")
         units = dict(units or {})
-        unknown = sorted(set(units) - set(self.fields()) - set(UNIT_KEYS))
+        shown = sorted(self.output_fields())
+        unknown = sorted(set(units) - set(shown) - set(UNIT_KEYS))
         if unknown:
-            raise InputError(f"units for {unknown}: not a field of {self.name} ({sorted(self.fields())}) "
+            raise InputError(f"units for {unknown}: not a field of {self.name} ({shown}) "
                              f"nor one of {list(UNIT_KEYS)}")
         if restart and checkpoint is None:
             raise InputError("restart=True needs checkpoint= (the directory or Checkpointer to continue from)")
@@ -314,7 +321,7 @@ class TimeLoop:
         steps, first = plan.steps, self.step_count
         meter = _Progress(self, steps, progress)
         if out is not None and self.step_count == 0 and self.write_initial:
-            out.write(0, 0.0, **self.fields())
+            out.write(0, 0.0, **self.output_fields())
         stop = self.done(steps)
         while self.step_count < steps and not stop:
             self.advance()
@@ -323,7 +330,7 @@ class TimeLoop:
             stop = self.done(steps)
             if not stop and n < steps:
                 if out is not None and output_every and n % output_every == 0:
-                    out.write(n, self.t, **self.fields())
+                    out.write(n, self.t, **self.output_fields())
                 if ck is not None and checkpoint_every and n % checkpoint_every == 0:
                     self._save(ck, n)
             if signal_every and n % signal_every == 0 and self._signal_agreed():
@@ -336,7 +343,7 @@ class TimeLoop:
             meter.step(n - first)
         advanced = self.step_count > first
         if out is not None and (advanced or self.step_count == 0):
-            out.write(self.step_count, self.t, **self.fields())
+            out.write(self.step_count, self.t, **self.output_fields())
         if ck is not None and (advanced or plan.fresh):
             self._save(ck, self.step_count)
         meter.finish(self.step_count - first)
@@ -399,20 +406,6 @@ class _Progress:
             elapsed = time.monotonic() - self.t0
             self.log.info("done: %d steps in %.2f s (%.1f Mcell-updates/s), t=%.6g", done, elapsed,
                           done * self.cells / max(elapsed, 1e-12) / 1e6, self.solver.t)
-
-
-def open_checkpointer(checkpoint, comm, must_exist=False):
-    """Collective. ``checkpoint`` as a :class:`Checkpointer` (None stays None). For a
-    restart the directory must exist already: creating it would leave an empty
-    directory behind a refused restart."""
-    if checkpoint is None or isinstance(checkpoint, Checkpointer):
-        return checkpoint
-    if must_exist:
-        missing = comm.bcast(not os.path.isdir(str(checkpoint)) if comm.Get_rank() == 0 else None, root=0)
-        if missing:
-            raise InputError(f"restart requested, but the checkpoint directory {checkpoint} does not exist: "
-                             "nothing to continue from (run without restart to start a new run)")
-    return Checkpointer(checkpoint, comm=comm)
 
 
 # -- helpers of every solver: initial fields, physics --------------------------------------

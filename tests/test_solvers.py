@@ -730,3 +730,167 @@ def test_a_stepped_solver_appends_only_to_its_own_series(comm, shared_tmp_path):
         with h5py.File(new, "r") as f:
             assert sorted(int(k) for k in f["steps"]) == [7], list(f["steps"])
     on_root(comm, check)
+
+
+# -- the one solver interface (issue 13, point 5) ------------------------------------------
+import inspect  # noqa: E402
+
+from mpi4py import MPI  # noqa: E402
+
+from pympc import bc as pbc  # noqa: E402
+from solvers.boundary import Boundaries  # noqa: E402
+
+INTERFACE_BC = {  # every non-periodic side of the 13 x 10 grid gets a condition, mixed
+    "heat": {"x-": ("dirichlet", 1.0), "x+": ("neumann", 0.5), "y-": ("neumann", 0.0), "y+": ("dirichlet", -0.5)},
+    "wave": {"x-": ("dirichlet", 0.0), "x+": ("neumann", 0.0), "y-": ("neumann", 0.0), "y+": ("dirichlet", 0.0)},
+    "poisson": {"x-": ("dirichlet", 1.0), "x+": ("dirichlet", 0.0), "y-": ("dirichlet", 0.25), "y+": ("dirichlet", 0.0)},
+}
+
+
+def interface_solver(kind, d):
+    """A solver of ``kind`` on ``d``, only its constructor's keywords (the physics)."""
+    bc = {k: v for k, v in INTERFACE_BC[kind].items() if not d.periodic["xy".index(k[0])]}
+    u0 = lambda x, y: np.sin(3 * x) * np.cos(2 * y)  # noqa: E731
+    if kind == "heat":
+        return Heat(d, alpha=0.5, u0=u0, bc=bc)
+    if kind == "wave":
+        return Wave(d, c=1.0, u0=u0, v0=lambda x, y: x * y, bc=bc)
+    return Poisson(d, f=lambda x, y: 1.0 + x * y, u0=u0, bc=bc, tol=1e-15)
+
+
+def gathered(s):
+    return {name: a.gather(root=None) for name, a in s.fields().items()}
+
+
+def serial_series(kind, periodic, path, ends, **run):
+    """The oracle: the same solver on one rank (COMM_SELF) over the global grid, run to
+    each of ``ends`` in turn with an output series to ``path``; returns its last fields."""
+    with pympc.Decomposition(SHAPE, comm=MPI.COMM_SELF, spacing=H, periodic=periodic) as ds:
+        s = interface_solver(kind, ds)
+        for end in ends:
+            s.run(steps=end, output=path, progress=None, **run)
+        return gathered(s)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("kind", ["heat", "wave", "poisson"])
+@pytest.mark.parametrize("periodic", [(False, False), (True, False), (True, True)])
+def test_every_solver_through_the_one_interface(comm, shared_tmp_path, tmp_path, kind, periodic):
+    """Constructor (decomp, **physics), dt, advance() through run(), fields()/set_fields()
+    round trip, parameters() (solver, physics, bc, grid), run(steps=) with output,
+    checkpoint and restart on 1-4 ranks (13 x 10: blocks that do not divide) equal, bit
+    for bit and step by step, to the same solver run uninterrupted on one rank."""
+    import h5py
+
+    top = shared_tmp_path
+    out, ck = str(top / "run.h5"), str(top / "ck")
+    mine = str(tmp_path / f"serial-{comm.Get_rank()}.h5")  # every rank computes the oracle
+    ref = serial_series(kind, periodic, mine, (5, 9), output_every=2)
+    with pympc.Decomposition(SHAPE, comm=comm, spacing=H, periodic=periodic) as d:
+        s = interface_solver(kind, d)
+        assert "comm" not in inspect.signature(type(s)).parameters
+        assert s.comm is d.comm and s.dt > 0 and s.step_count == 0
+        p = s.parameters()
+        assert p["solver"] == kind and p["grid"]["shape"] == list(SHAPE) and p["grid"]["periodic"] == list(periodic)
+        want_bc = {k: [v[0], v[1]] for k, v in INTERFACE_BC[kind].items()
+                   if not periodic["xy".index(k[0])]}
+        assert p["bc"] == want_bc, p
+        # fields()/set_fields(): a round trip through copies
+        before = gathered(s)
+        saved = {name: a.copy() for name, a in s.fields().items()}
+        for a in s.fields().values():
+            a.owned[...] = -7.0
+        s.set_fields(saved)
+        after = gathered(s)
+        assert sorted(after) == sorted(before) and after
+        for name in before:
+            np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+        # run to 5 with output and checkpoints; a new solver restarts and goes on to 9
+        s.run(steps=5, output=out, output_every=2, checkpoint=ck, checkpoint_every=2, progress=None)
+        assert s.step_count == 5 and s.t == pytest.approx(5 * s.dt)
+        r = interface_solver(kind, d)
+        r.run(steps=9, output=out, output_every=2, checkpoint=ck, restart=True, progress=None)
+        assert r.step_count == 9 and r.parameters() == p
+        got = gathered(r)
+    # the singular problem (every axis periodic) takes global sums (the mean of f removed,
+    # the zero-mean solution): equal to round-off there, bit for bit everywhere else
+    same = (lambda a, b, err_msg: np.testing.assert_allclose(a, b, rtol=0, atol=1e-13, err_msg=err_msg)) \
+        if kind == "poisson" and all(periodic) else np.testing.assert_array_equal
+    for name in ref:
+        same(got[name], ref[name], err_msg=name)
+
+    def same_series():
+        with h5py.File(out) as f, h5py.File(mine) as g:
+            assert sorted(f["steps"]) == sorted(g["steps"]), (list(f["steps"]), list(g["steps"]))
+            want = ([] if kind == "poisson" else [0]) + [2, 4, 5, 6, 8, 9]  # no initial guess
+            assert sorted(int(k) for k in f["steps"]) == want, list(f["steps"])
+            for st in f["steps"]:
+                for name in g["steps"][st]:
+                    same(f["steps"][st][name][...], g["steps"][st][name][...], err_msg=f"step {st} {name}")
+            assert json.loads(f.attrs["parameters"]) == json.loads(g.attrs["parameters"]) == p
+    on_root(comm, same_series)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("kind", ["heat", "wave", "poisson"])
+def test_every_solver_runs_to_t_end(comm, kind):
+    """run(t_end=): heat and wave shorten dt once so a whole number of steps ends at
+    t_end; a relaxation's t counts iterations. Equal to the one-rank run, bit for bit."""
+    t_end = {"heat": 0.004, "wave": 0.05, "poisson": 6}[kind]
+    periodic = (True, False)
+    with pympc.Decomposition(SHAPE, comm=MPI.COMM_SELF, spacing=H, periodic=periodic) as ds:
+        ref = interface_solver(kind, ds)
+        ref.run(t_end=t_end, progress=None)
+        want = gathered(ref)
+    with pympc.Decomposition(SHAPE, comm=comm, spacing=H, periodic=periodic) as d:
+        s = interface_solver(kind, d)
+        s.run(t_end=t_end, progress=None)
+        assert s.t == pytest.approx(t_end) and s.step_count == ref.step_count and s.dt == ref.dt
+        got = gathered(s)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+@pytest.mark.mpi
+def test_parameters_computed_once_per_checkpoint(comm, shared_tmp_path):
+    """The physics a checkpoint stores (its state and its attribute) come from one call."""
+    with decomp(comm, "heat") as d:
+        s = make("heat", d)
+        calls = []
+        inner = s.parameters
+
+        def counted():
+            calls.append(1)
+            return inner()
+        s.parameters = counted
+        s.run(steps=4, checkpoint=str(shared_tmp_path / "ck"), checkpoint_every=1, progress=None)
+        assert len(calls) == 4  # saves at 1, 2, 3 and the end
+
+
+@pytest.mark.mpi
+def test_one_boundary_spelling_for_pympc_bc_and_the_solvers(comm):
+    """pympc.bc and the solvers' bc= take the same side names ("x-", ...; a TOML job
+    file's table as it is), fill the same ghosts, and refuse a bad side with one clear
+    InputError, the same text from both, the same on every rank."""
+    import tomllib
+
+    with pympc.Decomposition((9, 7), comm=comm, periodic=(False, True), spacing=0.125) as d:
+        a = pympc.DistArray.from_function(d, lambda x, y: x + 10 * y)
+        b = a.copy()
+        pympc.update_halo(a, b)
+        pbc.dirichlet(a, 2.0, sides=["x-"])
+        pbc.neumann(a, sides="x+", flux=0.5)
+        Boundaries(d, {"x-": ("dirichlet", 2.0), "x+": ("neumann", 0.5)}).apply(b)
+        np.testing.assert_array_equal(a.data, b.data)
+        table = tomllib.loads('[bc]\n"x-" = ["dirichlet", 2.0]\n"x+" = ["neumann", 0.5]\n')["bc"]
+        assert Heat(d, bc=table).parameters()["bc"] == {"x-": ["dirichlet", 2.0], "x+": ["neumann", 0.5]}
+        for bad, words in (("w+", ("unknown side 'w+'", "['x-', 'x+', 'y-', 'y+']")),
+                           ((0, -1), ("unknown side (0, -1)",)),
+                           ("y-", ("periodic axis",))):
+            m1 = refused(comm, lambda: pbc.dirichlet(a, 0.0, sides=[bad]), *words)
+            m2 = refused(comm, lambda: Heat(d, bc={bad: ("dirichlet", 0.0)}), *words)
+            m3 = refused(comm, lambda: Poisson(d, 1.0, bc={bad: ("dirichlet", 0.0)}), *words)
+            assert m1 == m2 == m3
+        refused(comm, lambda: Wave(d, bc={"x-": ("robin", 1.0)}), "'x-'", "dirichlet", "neumann")
+        refused(comm, lambda: Heat(d, bc={"x-": "dirichlet"}), "'x-'", "(kind, value)")
+        refused(comm, lambda: Heat(d, bc=[("x-", "dirichlet")]), "bc must be")
