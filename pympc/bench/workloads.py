@@ -113,20 +113,16 @@ class HRelation:
         self.dst[...] = -1
         self.win.Fence()  # no rank's puts may land before every rank has cleared its buffer
         self.run(method, h)
+        got = {s: p for s, _, p in self.bsp.messages()} if method == "send" else None
         ok = True
-        if method == "send":
-            got = {s: p for s, _, p in self.bsp.messages()}
-            for s in range(self.P):
-                c = counts(h, s, self.me, self.P)
-                if c:
-                    start = sum(counts(h, s, d, self.P) for d in range(self.me))
-                    ok &= np.array_equal(got.get(s), np.arange(start, start + c) + 1000.0 * s)
-        else:
-            for s in range(self.P):
-                c = counts(h, s, self.me, self.P)
-                start = sum(counts(h, s, d, self.P) for d in range(self.me))
-                ok &= np.array_equal(self.dst[s * self.cap:s * self.cap + c],
-                                     np.arange(start, start + c) + 1000.0 * s)
+        for s in range(self.P):
+            c = counts(h, s, self.me, self.P)
+            start = sum(counts(h, s, d, self.P) for d in range(self.me))
+            want = np.arange(start, start + c) + 1000.0 * s  # source s's words for this rank
+            if got is None:
+                ok &= np.array_equal(self.dst[s * self.cap:s * self.cap + c], want)
+            elif c:
+                ok &= np.array_equal(got.get(s), want)
         return bool(self.comm.allreduce(ok, op=MPI.LAND))
 
     def close(self) -> None:
