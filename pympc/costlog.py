@@ -298,20 +298,6 @@ def record_bsp_superstep(label, sync: float, comm: float, sent: int, recv: int, 
     _current.end_bsp_superstep(label, sync, comm, sent, recv, t)
 
 
-def record_halo(plan, seconds: float) -> None:
-    """Local. Record a halo exchange of ``plan`` (a HaloExchange): its words, local
-    periodic copies included, computed once per plan. (Superseded by the plan's own
-    word count; kept until every caller records with :func:`record_comm`.)"""
-    words = plan.__dict__.get("_profile_words")
-    if words is None:
-        nbytes = plan.bytes_sent
-        for rs, _ in plan.self_copies:
-            for a in plan.arrays:
-                nbytes += a.data[rs].nbytes
-        words = plan._profile_words = (nbytes + 7) // 8
-    _current.record("halo", words, words, seconds)
-
-
 def superstep(label="superstep"):
     """Local. ``with costlog.superstep("heat"):`` on the current log (:meth:`Log.superstep`)."""
     return _current.superstep(label)

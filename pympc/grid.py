@@ -9,6 +9,7 @@ physical (non-periodic) boundary they hold boundary conditions (:mod:`pympc.bc`)
 from __future__ import annotations
 
 import itertools
+import weakref
 
 import numpy as np
 from mpi4py import MPI
@@ -70,23 +71,84 @@ def _per_axis(value, ndim, name, cast):
     return tuple(cast(v) for v in value)
 
 
-class Decomposition:
-    """A global grid of ``shape`` split over the ranks of ``comm``.
+def _check_shape(shape) -> tuple:
+    shape = tuple(int(n) for n in np.atleast_1d(shape))
+    if len(shape) < 1:
+        raise InputError("shape needs at least one axis")
+    if any(n < 1 for n in shape):
+        raise InputError(f"every axis needs at least one point, got shape {shape}")
+    return shape
 
-    Parameters
-    ----------
-    shape : global number of points per axis (1, 2 or 3 axes; more work too).
-    comm : the communicator (default: the world).
-    dims : process grid, e.g. ``(2, 1)``; zeros are filled by ``MPI_Dims_create``; ``1``
-        on an axis leaves it unsplit. Default: all free.
-    periodic : bool or one bool per axis.
-    ghost : ghost width (>= 1) on every side of every block.
-    stencil : ``"star"`` (faces only are exchanged) or ``"box"`` (faces, edges, corners).
-    origin, spacing : grid geometry per axis (scalars broadcast).
-    centring : ``"vertex"`` (point i at ``origin + i*spacing``) or ``"cell"`` (the centre
-        of cell i, ``origin + (i + 1/2)*spacing``).
-    sizes : optional block sizes per axis (one list per axis, one entry per rank along
-        it) instead of the even split; multigrid aligns coarse levels with it.
+
+def _requested_grid(shape, dims, sizes, size) -> tuple:
+    """``(dims, sizes)`` as asked for, checked against each other and the rank count
+    (zeros in dims are still free; sizes, if given, fix the grid)."""
+    ndim = len(shape)
+    dims = _per_axis((0,) * ndim if dims is None else dims, ndim, "dims", int)
+    if any(d < 0 for d in dims):
+        raise InputError(f"dims must be >= 0 (0 = free), got {dims}")
+    if sizes is not None:  # explicit block sizes per axis (e.g. a multigrid level aligned
+        sizes = [[int(x) for x in s] for s in sizes]  # with the finer one)
+        if len(sizes) != ndim or any(not s or sum(s) != n or min(s) < 1 for s, n in zip(sizes, shape)):
+            raise InputError(f"sizes must give, per axis, positive block sizes that sum to {shape}")
+        implied = tuple(len(s) for s in sizes)
+        if any(d and d != i for d, i in zip(dims, implied)):
+            raise InputError(f"sizes imply the process grid {implied}, which contradicts dims={dims}")
+        # before the rank-count check below: a grid of the wrong size would leave ranks
+        # out of the Cartesian communicator (MPI_COMM_NULL on them, an abort later)
+        dims = implied
+    fixed = int(np.prod([d for d in dims if d > 0])) if any(d > 0 for d in dims) else 1
+    if size % fixed or (all(d > 0 for d in dims) and fixed != size):
+        what = f"sizes= (block counts {dims})" if sizes is not None else f"dims={dims}"
+        raise InputError(f"process grid {what} does not fit {size} ranks")
+    return dims, sizes
+
+
+def _check_blocks(shape, dims, sizes, periodic, ghost) -> None:
+    """Every block at least one point and, where it has neighbours, ``ghost`` points thick."""
+    for a in range(len(shape)):
+        if dims[a] > shape[a]:
+            raise InputError(f"axis {a} has {shape[a]} points but {dims[a]} ranks along it: "
+                             f"more ranks than points (choose dims or fewer ranks)")
+        thinnest = min(sizes[a]) if sizes is not None else shape[a] // dims[a]
+        if dims[a] > 1 and thinnest < ghost:
+            raise InputError(f"axis {a}: blocks of {thinnest} points are thinner than the ghost "
+                             f"width {ghost} ({shape[a]} points over {dims[a]} ranks)")
+        if dims[a] == 1 and periodic[a] and shape[a] < ghost:
+            raise InputError(f"axis {a} is periodic with {shape[a]} points, fewer than the "
+                             f"ghost width {ghost}")
+
+
+_closers: list = []
+
+
+def on_close(callback) -> None:
+    """Local. Have ``callback(decomp)`` run whenever a :class:`Decomposition` closes,
+    before its Cartesian communicator is freed: how a higher layer frees what it keeps
+    per decomposition (the halo plans of :mod:`pympc.halo`) while this layer knows
+    nothing of it."""
+    _closers.append(callback)
+
+
+class Decomposition:
+    """Collective (construction). A global grid of ``shape`` split over the ranks of
+    ``comm``.
+
+    :param shape: global number of points per axis (1, 2 or 3 axes; more work too).
+    :param comm: the communicator (default: the world).
+    :param dims: process grid, e.g. ``(2, 1)``; zeros are chosen (the least halo
+        surface, :func:`choose_dims`); ``1`` on an axis leaves it unsplit. Default: all
+        free.
+    :param periodic: bool or one bool per axis.
+    :param ghost: ghost width (>= 1) on every side of every block.
+    :param stencil: ``"star"`` (faces only are exchanged) or ``"box"`` (faces, edges,
+        corners).
+    :param origin: grid geometry per axis (scalars broadcast), with ``spacing``.
+    :param spacing: the distance between points per axis (> 0).
+    :param centring: ``"vertex"`` (point i at ``origin + i*spacing``) or ``"cell"`` (the
+        centre of cell i, ``origin + (i + 1/2)*spacing``).
+    :param sizes: optional block sizes per axis (one list per axis, one entry per rank
+        along it) instead of the even split; multigrid aligns coarse levels with it.
 
     Creating one is **collective** (it builds a Cartesian communicator); call
     :meth:`close` (or use ``with``) when done. Impossible requests raise the same
@@ -96,32 +158,10 @@ class Decomposition:
     def __init__(self, shape, comm=None, dims=None, periodic=False, ghost=1, stencil="star",
                  origin=0.0, spacing=1.0, centring="vertex", sizes=None):
         comm = get_comm(comm)
-        shape = tuple(int(n) for n in np.atleast_1d(shape))
+        shape = _check_shape(shape)
         ndim = len(shape)
-        if ndim < 1:
-            raise InputError("shape needs at least one axis")
-        if any(n < 1 for n in shape):
-            raise InputError(f"every axis needs at least one point, got shape {shape}")
         size = comm.Get_size()
-        if dims is None:
-            dims = (0,) * ndim
-        dims = _per_axis(dims, ndim, "dims", int)
-        if any(d < 0 for d in dims):
-            raise InputError(f"dims must be >= 0 (0 = free), got {dims}")
-        if sizes is not None:  # explicit block sizes per axis (e.g. a multigrid level aligned
-            sizes = [[int(x) for x in s] for s in sizes]  # with the finer one)
-            if len(sizes) != ndim or any(not s or sum(s) != n or min(s) < 1 for s, n in zip(sizes, shape)):
-                raise InputError(f"sizes must give, per axis, positive block sizes that sum to {shape}")
-            implied = tuple(len(s) for s in sizes)
-            if any(d and d != i for d, i in zip(dims, implied)):
-                raise InputError(f"sizes imply the process grid {implied}, which contradicts dims={dims}")
-            # before the rank-count check below: a grid of the wrong size would leave ranks
-            # out of the Cartesian communicator (MPI_COMM_NULL on them, an abort later)
-            dims = implied
-        fixed = int(np.prod([d for d in dims if d > 0])) if any(d > 0 for d in dims) else 1
-        if size % fixed or (all(d > 0 for d in dims) and fixed != size):
-            what = f"sizes= (block counts {dims})" if sizes is not None else f"dims={dims}"
-            raise InputError(f"process grid {what} does not fit {size} ranks")
+        dims, sizes = _requested_grid(shape, dims, sizes, size)
         periodic = _per_axis(periodic, ndim, "periodic", bool)
         ghost = int(ghost)
         if ghost < 1:
@@ -131,45 +171,33 @@ class Decomposition:
             raise InputError(f"stencil must be one of {STENCILS}, got {stencil!r}")
         if centring not in CENTRINGS:
             raise InputError(f"centring must be one of {CENTRINGS}, got {centring!r}")
-        for a in range(ndim):
-            if dims[a] > shape[a]:
-                raise InputError(f"axis {a} has {shape[a]} points but {dims[a]} ranks along it: "
-                                 f"more ranks than points (choose dims or fewer ranks)")
-            thinnest = min(sizes[a]) if sizes is not None else shape[a] // dims[a]
-            if dims[a] > 1 and thinnest < ghost:
-                raise InputError(f"axis {a}: blocks of {thinnest} points are thinner than the ghost "
-                                 f"width {ghost} ({shape[a]} points over {dims[a]} ranks)")
-            if dims[a] == 1 and periodic[a] and shape[a] < ghost:
-                raise InputError(f"axis {a} is periodic with {shape[a]} points, fewer than the "
-                                 f"ghost width {ghost}")
-
-        self.shape = shape
-        self.ndim = ndim
-        self.dims = dims
-        self.periodic = periodic
-        self.ghost = ghost
-        self.stencil = stencil
+        _check_blocks(shape, dims, sizes, periodic, ghost)
+        self.shape, self.ndim, self.dims = shape, ndim, dims
+        self.periodic, self.ghost, self.stencil, self.centring = periodic, ghost, stencil, centring
         self.origin = _per_axis(origin, ndim, "origin", float)
         self.spacing = _per_axis(spacing, ndim, "spacing", float)
         if any(h <= 0 for h in self.spacing):
             raise InputError(f"spacing must be positive, got {self.spacing}")
-        self.centring = centring
-        self.comm = comm
-        self.cart = comm.Create_cart(list(dims), periods=list(periodic), reorder=False)
+        self.comm, self.size = comm, size
+        self._place(sizes or [split_sizes(shape[a], dims[a]) for a in range(ndim)])
+
+    def _place(self, sizes):
+        """Build the Cartesian communicator and this rank's block, ranges and neighbours."""
+        ndim = self.ndim
+        self.cart = self.comm.Create_cart(list(self.dims), periods=list(self.periodic), reorder=False)
         self.rank = self.cart.Get_rank()
-        self.size = size
         self.coords = tuple(self.cart.Get_coords(self.rank))
-        self._sizes = sizes or [split_sizes(shape[a], dims[a]) for a in range(ndim)]
-        self._starts = [np.concatenate([[0], np.cumsum(s)[:-1]]).astype(int).tolist() for s in self._sizes]
+        self._sizes = sizes
+        self._starts = [np.concatenate([[0], np.cumsum(s)[:-1]]).astype(int).tolist() for s in sizes]
         self.lo = tuple(self._starts[a][self.coords[a]] for a in range(ndim))
         self.local_shape = tuple(self._sizes[a][self.coords[a]] for a in range(ndim))
         self.hi = tuple(lo + n for lo, n in zip(self.lo, self.local_shape))
-        self.ghosted_shape = tuple(n + 2 * ghost for n in self.local_shape)
-        self._neighbours = {}
-        for off in itertools.product((-1, 0, 1), repeat=ndim):
-            if any(off):
-                self._neighbours[off] = self._neighbour_rank(off)
-        self._halo_plans = {}
+        self.ghosted_shape = tuple(n + 2 * self.ghost for n in self.local_shape)
+        self._neighbours = {off: self._neighbour_rank(off)
+                            for off in itertools.product((-1, 0, 1), repeat=ndim) if any(off)}
+        # decompositions found to hold the same ranks in the same order (mismatch): the
+        # group comparison runs once per pair, not at every check of two arrays
+        self._same_ranks = weakref.WeakSet()
 
     # -- topology ---------------------------------------------------------------------
     def _neighbour_rank(self, offset):
@@ -188,7 +216,7 @@ class Decomposition:
         ``MPI.PROC_NULL`` beyond a non-periodic boundary."""
         offset = tuple(int(o) for o in offset)
         if len(offset) != self.ndim or not any(offset) or any(abs(o) > 1 for o in offset):
-            raise ValueError(f"offset must have {self.ndim} entries in -1..1, not all 0: {offset}")
+            raise InputError(f"offset must have {self.ndim} entries in -1..1, not all 0: {offset}")
         return self._neighbours[offset]
 
     def neighbours(self, stencil=None) -> dict:
@@ -226,8 +254,10 @@ class Decomposition:
             return "one of them is closed"
         # the same ranks in the same order: MPI_Comm_compare is local, and with equal
         # process grids (and reorder=False) every rank then owns the same block in both
-        if MPI.Comm.Compare(self.cart, other.cart) not in (MPI.IDENT, MPI.CONGRUENT):
-            return "their communicators hold different ranks (or the same ranks in another order)"
+        if other not in self._same_ranks:
+            if MPI.Comm.Compare(self.cart, other.cart) not in (MPI.IDENT, MPI.CONGRUENT):
+                return "their communicators hold different ranks (or the same ranks in another order)"
+            self._same_ranks.add(other)
         return None
 
     def compatible(self, other, halo: bool = False) -> bool:
@@ -295,12 +325,13 @@ class Decomposition:
 
     # -- life cycle --------------------------------------------------------------------
     def close(self) -> None:
-        """Collective. Free the Cartesian communicator and the halo plans' datatypes."""
-        for plan in self._halo_plans.values():
-            plan.close()
-        self._halo_plans.clear()
-        if self.cart != MPI.COMM_NULL:
-            self.cart.Free()
+        """Collective. Free the Cartesian communicator and what higher layers keep for this
+        decomposition (its halo plans; :func:`on_close`). A second call does nothing."""
+        if self.cart == MPI.COMM_NULL:
+            return
+        for callback in _closers:
+            callback(self)
+        self.cart.Free()
 
     def __enter__(self):
         return self

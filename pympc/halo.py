@@ -1,13 +1,15 @@
 """Halo exchange: fill ghost cells of DistArrays with their neighbours' owned values.
 
-A :class:`HaloExchange` is a plan built once for a set of arrays of one decomposition
-and reused every step:
+Two calls, both neighbour-collective: :func:`update_halo` (exchange and wait) and
+:func:`start_halo` (post the messages and return; ``.wait()`` on its result before
+touching the ghosts). Behind them, a plan built once for a set of arrays and reused
+every step:
 
 * one message per neighbour and direction carries **all** the arrays (an MPI struct of
   subarray datatypes at the arrays' addresses: no packing in Python, no pickling);
 * persistent requests (``Send_init``/``Recv_init``), so a step costs one ``Startall`` and
   one ``Waitall``;
-* ``start()`` / ``wait()`` let interior compute overlap the messages;
+* ``start_halo(...)`` / ``.wait()`` let interior compute overlap the messages;
 * corners and edges of box stencils travel as diagonal messages, so every message is in
   flight at once (no per-axis phases) and periodic corners come out right;
 * a periodic axis with one rank along it is a local numpy copy, not a message to self;
@@ -16,10 +18,17 @@ and reused every step:
 
 Star stencils exchange the 2d faces only (their corner ghosts are unspecified); box
 stencils all 3^d - 1 directions.
+
+The plans live in this module's cache, per decomposition (at most 16 each, the least
+recently used closed first), keyed by the arrays' buffers, stencil and width; closing
+the decomposition closes its plans (:func:`pympc.grid.on_close`). A plan holds its
+arrays' buffers (its datatypes point into them) but only weak references to the
+DistArrays, so an unclosed decomposition and its arrays are still garbage once dropped.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from time import perf_counter as _perf
 
@@ -28,6 +37,7 @@ from mpi4py import MPI
 
 from . import costlog as _costlog
 from .array import DistArray, mpi_type, require_compatible, require_distarray
+from .grid import on_close
 from .runtime import InputError
 from .watchdog import watched as _watched
 
@@ -58,119 +68,9 @@ def _region(decomp, offset, width, send):
     return out
 
 
-class HaloExchange:
-    """Collective. The plan of a halo exchange for ``arrays`` (building, starting and
-    waiting are collective).
 
-    ``HaloExchange(a, b, ...)`` with DistArrays of one decomposition; ``stencil`` defaults
-    to the decomposition's, ``width`` to its ghost width (it may be smaller).
-    ``exchange()`` is ``start()`` then ``wait()``. The plan keeps the arrays alive; call
-    :meth:`close` (or use ``with``) to free its MPI objects.
-
-    Performance note: build the plan once and reuse it; ``pympc.update_halo(a, b)``
-    does that for you by caching plans on the decomposition.
-    """
-
-    def __init__(self, *arrays: DistArray, stencil=None, width=None, _where="HaloExchange"):
-        _check_arrays(arrays, _where)
-        d = arrays[0].decomp
-        stencil = stencil or d.stencil
-        if stencil not in ("star", "box"):
-            raise InputError(f"stencil must be 'star' or 'box', got {stencil!r}")
-        width = d.ghost if width is None else int(width)
-        if not 1 <= width <= d.ghost:
-            raise InputError(f"halo width must be in 1..{d.ghost} (the ghost width), got {width}")
-        self.decomp, self.arrays, self.stencil, self.width = d, arrays, stencil, width
-        comm = d.cart
-        me = comm.Get_rank()
-        self._requests = []
-        self._types = []
-        self.self_copies = []  # (receive, send) slices of periodic self-neighbours: public, the cost log counts them
-        self.messages = 0
-        self.bytes_sent = 0
-        self._active = False
-        for offset, nb in d.neighbours(stencil).items():
-            if nb == MPI.PROC_NULL:
-                continue
-            recv = _region(d, offset, width, send=False)
-            if nb == me:
-                src = _region(d, tuple(-o for o in offset), width, send=True)
-                ss = tuple(slice(lo, hi) for lo, hi in src)
-                rs = tuple(slice(lo, hi) for lo, hi in recv)
-                self.self_copies.append((rs, ss))
-                continue
-            send = _region(d, offset, width, send=True)
-            st, nbytes = self._struct(send)
-            rt, _ = self._struct(recv)
-            self._requests.append(comm.Recv_init([MPI.BOTTOM, 1, rt], source=nb,
-                                                 tag=_tag(tuple(-o for o in offset))))
-            self._requests.append(comm.Send_init([MPI.BOTTOM, 1, st], dest=nb, tag=_tag(offset)))
-            self.messages += 1
-            self.bytes_sent += nbytes
-
-    def _struct(self, region):
-        types, displs = [], []
-        nbytes = 0
-        for a in self.arrays:
-            comp = a.components
-            full = a.data.shape
-            sub = tuple(hi - lo for lo, hi in region) + comp
-            starts = tuple(lo for lo, _ in region) + (0,) * len(comp)
-            t = mpi_type(a.dtype).Create_subarray(list(full), list(sub), list(starts), order=MPI.ORDER_C)
-            types.append(t)
-            displs.append(MPI.Get_address(a.data))
-            nbytes += int(np.prod(sub)) * a.dtype.itemsize
-        st = MPI.Datatype.Create_struct([1] * len(types), displs, types).Commit()
-        for t in types:
-            t.Free()
-        self._types.append(st)
-        return st, nbytes
-
-    def start(self) -> "HaloExchange":
-        """Collective. Post every receive and send of the exchange and do the local
-        (periodic, one rank along the axis) copies; returns at once."""
-        if self._active:
-            raise RuntimeError("halo exchange started twice without wait()")
-        t0 = _perf()
-        MPI.Prequest.Startall(self._requests)
-        for rs, ss in self.self_copies:
-            for a in self.arrays:
-                a.data[rs] = a.data[ss]
-        self._active = True
-        self._t_start = _perf() - t0  # cost log: start's share of the exchange time
-        return self
-
-    @_watched("HaloExchange.wait")
-    def wait(self) -> None:
-        """Collective. Wait until every ghost cell of the exchange has arrived."""
-        if self._active:
-            t0 = _perf()
-            MPI.Request.Waitall(self._requests)
-            self._active = False
-            _costlog.record_halo(self, self._t_start + _perf() - t0)
-
-    def exchange(self) -> None:
-        """Collective. ``start()`` then ``wait()``."""
-        self.start()
-        self.wait()
-
-    def close(self) -> None:
-        """Local. Free the plan's requests and datatypes (wait first if started)."""
-        self.wait()
-        for r in self._requests:
-            r.Free()
-        for t in self._types:
-            t.Free()
-        self._requests, self._types = [], []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-_MAX_CACHED = 16
+def _slices(region):
+    return tuple(slice(lo, hi) for lo, hi in region)
 
 
 def _check_arrays(arrays, where):
@@ -184,41 +84,195 @@ def _check_arrays(arrays, where):
             require_compatible(arrays[0], a, where, halo=True, components=False)
 
 
-def plan_for(*arrays: DistArray, stencil=None, width=None) -> HaloExchange:
-    """Collective. The cached :class:`HaloExchange` for these arrays (built on first use).
+def _check_options(d, stencil, width, where):
+    """The stencil and width of an exchange on ``d`` (defaults: the decomposition's)."""
+    stencil = stencil or d.stencil
+    if stencil not in ("star", "box"):
+        raise InputError(f"{where}: stencil must be 'star' or 'box', got {stencil!r}")
+    width = d.ghost if width is None else int(width)
+    if not 1 <= width <= d.ghost:
+        raise InputError(f"{where}: halo width must be in 1..{d.ghost} (the ghost width), got {width}")
+    if d.cart == MPI.COMM_NULL:
+        raise InputError(f"{where}: the arrays' decomposition is closed")
+    return stencil, width
 
-    Plans are cached on the decomposition, keyed by the arrays' buffers, stencil and
-    width; the least recently used beyond 16 is closed. Every rank calls it with the same
-    arrays in the same order, so the caches agree.
-    """
+
+class _HaloExchange:
+    """The plan of one halo exchange of ``arrays`` (built, started and waited for by
+    neighbours together): persistent requests over MPI struct datatypes that point into
+    the arrays' buffers. Only :func:`update_halo` and :func:`start_halo` make them (a
+    caller gets one back from :func:`start_halo`, to ``wait()`` on)."""
+
+    def __init__(self, arrays, stencil, width, where):
+        _check_arrays(arrays, where)
+        d = arrays[0].decomp
+        stencil, width = _check_options(d, stencil, width, where)
+        # the DistArrays only to recognise them (weakly: the cache must not keep an
+        # unclosed decomposition alive); their buffers strongly: the datatypes point there
+        self.fields = tuple(weakref.ref(a) for a in arrays)
+        self.buffers = tuple(a.data for a in arrays)
+        self.requests, self.types, self.self_copies = [], [], []
+        self.messages = 0   # to other ranks, per exchange
+        self.words = 0      # 8-byte words moved per exchange, local copies included (cost log)
+        self.active = False
+        self.t_start = 0.0
+        self._build(d, arrays, stencil, width)
+
+    def _build(self, d, arrays, stencil, width):
+        comm = d.cart
+        me = comm.Get_rank()
+        nbytes = 0
+        for offset, nb in d.neighbours(stencil).items():
+            if nb == MPI.PROC_NULL:
+                continue
+            back = tuple(-o for o in offset)
+            recv = _region(d, offset, width, send=False)
+            if nb == me:  # a periodic axis with one rank along it: a local copy
+                rs, ss = _slices(recv), _slices(_region(d, back, width, send=True))
+                self.self_copies.append((rs, ss))
+                nbytes += sum(b[rs].nbytes for b in self.buffers)
+                continue
+            st, sent = self._struct(arrays, _region(d, offset, width, send=True))
+            rt, _ = self._struct(arrays, recv)
+            self.requests.append(comm.Recv_init([MPI.BOTTOM, 1, rt], source=nb, tag=_tag(back)))
+            self.requests.append(comm.Send_init([MPI.BOTTOM, 1, st], dest=nb, tag=_tag(offset)))
+            self.messages += 1
+            nbytes += sent
+        self.words = (nbytes + 7) // 8
+
+    def _struct(self, arrays, region):
+        types, displs = [], []
+        nbytes = 0
+        for a in arrays:
+            comp = a.components
+            sub = tuple(hi - lo for lo, hi in region) + comp
+            starts = tuple(lo for lo, _ in region) + (0,) * len(comp)
+            t = mpi_type(a.dtype).Create_subarray(list(a.data.shape), list(sub), list(starts),
+                                                  order=MPI.ORDER_C)
+            types.append(t)
+            displs.append(MPI.Get_address(a.data))
+            nbytes += int(np.prod(sub)) * a.dtype.itemsize
+        st = MPI.Datatype.Create_struct([1] * len(types), displs, types).Commit()
+        for t in types:
+            t.Free()
+        self.types.append(st)
+        return st, nbytes
+
+    def start(self) -> "_HaloExchange":
+        """Neighbour-collective. Post every receive and send and do the local (periodic,
+        one rank along the axis) copies; returns at once."""
+        if self.active:
+            raise InputError("the halo exchange of these arrays is started already (start_halo) "
+                             "and not waited for: call .wait() on it first")
+        t0 = _perf()
+        MPI.Prequest.Startall(self.requests)
+        for rs, ss in self.self_copies:
+            for b in self.buffers:
+                b[rs] = b[ss]
+        self.active = True
+        self.t_start = _perf() - t0  # start's share of the time the cost log records
+        return self
+
+    @_watched("pympc.start_halo(...).wait")
+    def wait(self) -> None:
+        """Neighbour-collective. Wait until every ghost cell of the exchange has arrived
+        (at once if it is not started)."""
+        if self.active:
+            t0 = _perf()
+            MPI.Request.Waitall(self.requests)
+            self.active = False
+            _costlog.record_comm("halo", self.words, self.words, self.t_start + _perf() - t0)
+
+    def close(self) -> None:
+        """Neighbour-collective. Wait if started, then free the requests and datatypes."""
+        self.wait()
+        self.free()
+
+    def free(self) -> None:
+        """Local. Free the requests and datatypes of a plan that is not started."""
+        for r in self.requests:
+            r.Free()
+        for t in self.types:
+            t.Free()
+        self.requests, self.types = [], []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------
+# The plan cache: id(decomposition) -> OrderedDict((buffer ids, stencil, width) -> plan).
+# Keyed by id, not by the object: a plain dict lookup on the hot path; the entry goes
+# when the decomposition closes (on_close) or is collected (weakref.finalize, which runs
+# before the id can be reused).
+# ---------------------------------------------------------------------------------------
+_MAX_CACHED = 16
+_plans: dict = {}
+
+
+def _new_cache(d) -> OrderedDict:
+    cache = _plans[id(d)] = OrderedDict()
+    weakref.finalize(d, _collected, id(d)).atexit = False
+    return cache
+
+
+def _close_plans(d) -> None:
+    for plan in _plans.pop(id(d), {}).values():
+        plan.close()
+
+
+def _collected(key) -> None:
+    # a decomposition dropped unclosed: free what can be freed without a neighbour (a
+    # started plan is left as it is: waiting here, inside the garbage collector, could hang)
+    for plan in _plans.pop(key, {}).values():
+        if not plan.active and not MPI.Is_finalized():
+            plan.free()
+
+
+on_close(_close_plans)
+
+
+def _plan_for(arrays, stencil, width, where) -> _HaloExchange:
+    """The cached plan for these arrays (built on first use; every rank calls with the same
+    arrays in the same order, so the caches agree)."""
     if not arrays or not isinstance(arrays[0], DistArray):
-        _check_arrays(arrays, "update_halo")  # raises, saying what was expected
+        _check_arrays(arrays, where)  # raises, saying what was expected
     d = arrays[0].decomp
+    cache = _plans.get(id(d))
     key = (tuple(id(getattr(a, "data", a)) for a in arrays), stencil, width)
-    cache = d._halo_plans
-    if not isinstance(cache, OrderedDict):
-        cache = d._halo_plans = OrderedDict(cache)
-    plan = cache.get(key)
+    plan = None if cache is None else cache.get(key)
     # a cached plan holds these very arrays, checked when it was built: a step pays no check
-    if plan is None or any(p is not a for p, a in zip(plan.arrays, arrays)):
-        plan = HaloExchange(*arrays, stencil=stencil, width=width, _where="update_halo")
-        cache[key] = plan
+    if plan is None or any(f() is not a for f, a in zip(plan.fields, arrays)):
+        fresh = _HaloExchange(arrays, stencil, width, where)
+        if cache is None:  # (only now: a refused request leaves no entry behind)
+            cache = _new_cache(d)
+        if plan is not None:  # the same buffers in other DistArrays: the old plan goes
+            plan.close()
+        plan = cache[key] = fresh
         while len(cache) > _MAX_CACHED:
-            _, old = cache.popitem(last=False)
-            old.close()
+            cache.popitem(last=False)[1].close()
     cache.move_to_end(key)
     return plan
 
 
 @_watched("pympc.update_halo")
-def update_halo(*arrays: DistArray, stencil=None, width=None) -> None:
-    """Collective. Exchange the ghost cells of one or more DistArrays (one message per
-    neighbour and direction for all of them), with a plan cached on the decomposition."""
-    plan_for(*arrays, stencil=stencil, width=width).exchange()
+def update_halo(*fields: DistArray, stencil=None, width=None) -> None:
+    """Neighbour-collective. Fill the ghost cells of one or more DistArrays (of compatible
+    decompositions) with their neighbours' owned values: one message per neighbour and
+    direction carries all of them. ``stencil`` (``"star"``: faces; ``"box"``: faces,
+    edges, corners) defaults to the decomposition's, ``width`` to its ghost width (it may
+    be smaller). Ghosts at a physical boundary are left to :mod:`pympc.bc`."""
+    plan = _plan_for(fields, stencil, width, "update_halo")
+    plan.start()
+    plan.wait()
 
 
-def start_halo(*arrays: DistArray, stencil=None, width=None) -> HaloExchange:
-    """Collective. Start the cached exchange and return its plan: compute on the interior,
-    then call ``plan.wait()`` before touching the ghosts."""
-    return plan_for(*arrays, stencil=stencil, width=width).start()
-
+def start_halo(*fields: DistArray, stencil=None, width=None):
+    """Neighbour-collective. Start the exchange :func:`update_halo` does and return at
+    once with a handle: compute what needs no ghosts, then call ``handle.wait()`` before
+    touching them. Starting the same fields again before ``wait()`` raises
+    :class:`~pympc.InputError`."""
+    return _plan_for(fields, stencil, width, "start_halo").start()

@@ -37,13 +37,14 @@ from . import watchdog as _watchdog  # noqa: E402
 
 
 def get_comm(comm=None):
-    """Local. ``comm`` if given, else the world communicator (every ``comm=`` goes here)."""
+    """Local. ``comm`` if given, else the world communicator (every ``comm=`` goes here);
+    anything but an mpi4py communicator this rank belongs to is an :class:`InputError`."""
     if comm is None:
         return WORLD
     if not isinstance(comm, MPI.Comm):
-        raise TypeError(f"comm must be an mpi4py communicator, got {type(comm).__name__}")
+        raise InputError(f"comm must be an mpi4py communicator, got {type(comm).__name__}")
     if comm == MPI.COMM_NULL:
-        raise ValueError("comm is MPI.COMM_NULL: this rank is not part of the communicator")
+        raise InputError("comm is MPI.COMM_NULL: this rank is not part of the communicator")
     return comm
 
 
@@ -51,11 +52,13 @@ def get_comm(comm=None):
 # Errors
 # ---------------------------------------------------------------------------------------
 class PympcError(Exception):
-    """Base class of pympc's own errors."""
+    """Local. Base class of pympc's own errors."""
 
 
 class InputError(PympcError, ValueError):
-    """Bad input that every rank sees: raised identically on all ranks.
+    """Local. Bad input (a usage error) that every rank sees: raised identically on all
+    ranks; :func:`check_all`, :func:`agree` and :func:`on_root` make it so when only some
+    ranks can see the problem.
 
     An uncaught InputError (like any exception raised on every rank) is reported once,
     by rank 0, and the job exits with status 1 without an MPI abort.
@@ -82,6 +85,46 @@ def check_all(ok, message: str, comm=None, exc=InputError) -> None:
         return
     msg = comm.bcast(str(message) if comm.Get_rank() == bad else None, root=bad)
     raise exc(msg if size == 1 else f"{msg} (rank {bad})")
+
+
+def agree(fn, comm=None):
+    """Collective. ``fn()`` on every rank, its result returned; if it raises
+    :class:`InputError` on any rank, every rank raises one (the lowest failing rank's
+    message, as :func:`check_all` gives it). For checks only some ranks can make, written
+    as code that raises: ``agree(lambda: check_block(a), comm)``. Other exceptions are
+    bugs, not usage errors: they propagate on their rank only (the exception hook then
+    ends the job)."""
+    try:
+        out, err = fn(), None
+    except InputError as e:
+        out, err = None, e
+    check_all(err is None, str(err), comm)
+    return out
+
+
+@_watchdog.watched("pympc.on_root")
+def on_root(fn, comm=None, root: int = 0):
+    """Collective. ``fn()`` on ``root`` only (a file system check, reading a small file),
+    its result (any picklable value) returned on every rank. If ``fn`` raises
+    :class:`InputError` there, every rank raises it with the same message; another
+    exception raises on ``root`` as it is and, elsewhere, a :class:`PympcError` naming it,
+    so no rank waits for a result that never comes."""
+    comm = get_comm(comm)
+    if comm.Get_rank() == root:
+        try:
+            out, err = fn(), None
+        except Exception as e:
+            out, err = None, e
+        failure = None if err is None else (isinstance(err, InputError), type(err).__name__, str(err))
+        comm.bcast((failure, out), root=root)
+        if err is not None:
+            raise err
+        return out
+    failure, out = comm.bcast(None, root=root)
+    if failure is None:
+        return out
+    usage, kind, message = failure
+    raise InputError(message) if usage else PympcError(f"rank {root} failed: {kind}: {message}")
 
 
 def _all_ranks_failing(grace: float) -> bool:

@@ -100,6 +100,50 @@ def test_impossible_requests_raise_the_same_error_everywhere(comm):
 
 
 @pytest.mark.mpi
+def test_usage_errors_are_input_errors(comm):
+    """Every usage error of the decomposition layer is an InputError (neighbour() raised
+    ValueError; a halo started twice RuntimeError)."""
+    with pympc.Decomposition((8, 6), comm=comm, periodic=True) as d:
+        for bad in ((1,), (0, 0), (2, 0), (1, 0, 0)):
+            with pytest.raises(pympc.InputError, match="offset must have 2 entries"):
+                d.neighbour(bad)
+        assert d.neighbour((1, 0)) == d.neighbours()[(1, 0)]
+        a = pympc.DistArray(d)
+        h = pympc.start_halo(a)
+        with pytest.raises(pympc.InputError, match="started already"):
+            pympc.start_halo(a)
+        h.wait()
+        for call in (lambda: pympc.update_halo(a, stencil="cross"), lambda: pympc.update_halo(a, width=0)):
+            with pytest.raises(pympc.InputError):
+                call()
+    with pytest.raises(pympc.InputError, match="closed"):
+        pympc.update_halo(a)  # its decomposition is closed
+
+
+@pytest.mark.mpi
+def test_compatibility_is_checked_once_per_pair(comm, monkeypatch):
+    """mismatch() compares the two communicators' groups once per pair of
+    decompositions, not at every check of two arrays."""
+    import types
+
+    calls = []
+
+    class CountingMPI(types.ModuleType):  # pympc.grid's MPI, counting Comm.Compare
+        Comm = types.SimpleNamespace(Compare=lambda *a: calls.append(1) or MPI.Comm.Compare(*a))
+
+        def __getattr__(self, name):
+            return getattr(MPI, name)
+
+    with pympc.Decomposition((9, 7), comm=comm) as d, pympc.Decomposition((9, 7), comm=comm) as twin:
+        monkeypatch.setattr(pympc.grid, "MPI", CountingMPI("MPI"))
+        for _ in range(5):
+            assert d.compatible(twin) and d.mismatch(twin, halo=True) is None
+        assert len(calls) == 1
+        twin.close()
+        assert d.mismatch(twin) == "one of them is closed"  # a closed one is never compatible
+
+
+@pytest.mark.mpi
 def test_sizes_that_imply_another_rank_count_raise_the_same_error_everywhere(comm):
     """sizes= fixes the process grid (one list per axis, one entry per block): a grid of
     another rank count must be refused before the Cartesian communicator is built (it

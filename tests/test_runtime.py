@@ -51,10 +51,63 @@ def test_get_comm(comm):
 
     assert pympc.get_comm() is pympc.WORLD
     assert pympc.get_comm(comm) is comm
-    with pytest.raises(TypeError):
+    # usage errors are InputError (they were TypeError and ValueError)
+    with pytest.raises(pympc.InputError, match="mpi4py communicator, got str"):
         pympc.get_comm("world")
-    with pytest.raises(ValueError):
+    with pytest.raises(pympc.InputError, match="COMM_NULL"):
         pympc.get_comm(MPI.COMM_NULL)
+    with pytest.raises(pympc.InputError, match="mpi4py communicator"):
+        pympc.Decomposition((4,), comm="world")
+
+
+@pytest.mark.mpi
+def test_agree_on_an_input_error_one_rank_raises(comm):
+    from pympc.runtime import agree
+
+    rank, size = comm.Get_rank(), comm.Get_size()
+    assert agree(lambda: rank * 2, comm) == rank * 2  # no error: each rank's own result
+
+    def check():
+        if rank == size - 1:
+            raise pympc.InputError(f"block too thin on rank {rank}")
+        return rank
+
+    with pytest.raises(pympc.InputError) as err:
+        agree(check, comm)
+    msgs = comm.allgather(str(err.value))
+    assert len(set(msgs)) == 1 and f"block too thin on rank {size - 1}" in msgs[0], msgs
+    with pytest.raises(KeyError):  # a bug is not a usage error: not agreed on, not wrapped
+        agree(lambda: {}["x"], comm)
+    assert agree(lambda: "fine", comm) == "fine"  # (every rank raised above: still in step)
+
+
+@pytest.mark.mpi
+def test_on_root_runs_once_and_shares_its_result_or_error(comm):
+    from pympc.runtime import on_root
+
+    calls = []
+    got = on_root(lambda: calls.append(1) or {"ranks": comm.Get_size()}, comm)
+    assert got == {"ranks": comm.Get_size()}
+    assert len(calls) == (1 if comm.Get_rank() == 0 else 0)
+    root = comm.Get_size() - 1
+    assert on_root(lambda: comm.Get_rank(), comm, root=root) == root
+
+    def bad():
+        raise pympc.InputError("cannot create /nowhere/x: directory /nowhere does not exist")
+
+    with pytest.raises(pympc.InputError) as err:
+        on_root(bad, comm)
+    assert len(set(comm.allgather(str(err.value)))) == 1
+    assert "directory /nowhere does not exist" in str(err.value)
+
+    def bug():
+        return 1 / 0
+
+    expected = ZeroDivisionError if comm.Get_rank() == 0 else pympc.PympcError
+    with pytest.raises(expected) as err:  # every rank raises: none waits
+        on_root(bug, comm)
+    if comm.Get_rank():
+        assert "rank 0 failed: ZeroDivisionError" in str(err.value)
 
 
 @pytest.mark.mpi
