@@ -785,3 +785,21 @@ def test_bench_driver_writes_bsp_results(tmp_path):
     md = (tmp_path / "bsp.md").read_text()
     assert "**l: empty sync / MPI_Barrier**" in md and "1 rank(s)" in md and "| - |" not in md
     assert json.loads((tmp_path / "bsp.json").read_text())["runs"][0]["ranks"] == 1
+
+
+def test_write_intervals_answer_both_overlap_questions():
+    """The sync's one sorted interval list (bsp.core._Intervals) against brute force:
+    do two writes overlap, and does an interval (an hpput source) overlap a write."""
+    from pympc.bsp.core import _Intervals
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 10, 100):
+        for _ in range(50):
+            a = rng.integers(0, 40 * n, n)
+            iv = [(int(x), int(x + rng.integers(1, 12))) for x in a]
+            got = _Intervals(iv)
+            brute = any(s1 < e2 and s2 < e1 for i, (s1, e1) in enumerate(iv) for s2, e2 in iv[i + 1:])
+            assert got.overlap == brute, iv
+            for q in rng.integers(0, 40 * n, 5):
+                q0, q1 = int(q), int(q + rng.integers(1, 12))
+                assert got.hit(q0, q1) == any(q0 < e and s < q1 for s, e in iv), (iv, q0, q1)
