@@ -117,27 +117,26 @@ def require_compatible(a: "DistArray", b: "DistArray", where: str, halo: bool = 
 
 
 class DistArray:
-    """Local (construction). This rank's block of a distributed array on a
-    :class:`~pympc.grid.Decomposition`, with ghost cells around it.
+    """Local. This rank's block of a distributed array on a
+    :class:`~pympc.grid.Decomposition`, with ghost cells around it (construction is
+    local; the methods say whether they are collective).
 
     ``DistArray(decomp, dtype=np.float64, components=(), data=None)`` allocates the
     ghosted local block (zeros), or wraps ``data`` (a C-contiguous array of that shape
     and dtype). ``components`` adds trailing axes per point, e.g. ``(3,)`` for a vector
     field (never split). ``dtype`` is one of :data:`SUPPORTED_DTYPES`.
 
-    Attributes
-    ----------
-    decomp : the :class:`~pympc.grid.Decomposition` it lives on.
-    data : the ghosted local numpy array, ``decomp.ghosted_shape + components``
-        (``ghosted`` is the same array). Owned point ``i`` (global index ``decomp.lo +
-        i``) is at ``data[decomp.ghost + i]`` on each axis.
-    owned : the view of the owned block inside ``data`` (``decomp.local_shape +
+    :ivar decomp: the :class:`~pympc.grid.Decomposition` it lives on.
+    :ivar data: the ghosted local numpy array, ``decomp.ghosted_shape + components``.
+        Owned point ``i`` (global index ``decomp.lo + i``) is at ``data[decomp.ghost +
+        i]`` on each axis.
+    :ivar owned: the view of the owned block inside ``data`` (``decomp.local_shape +
         components``); writing into it writes ``data``.
-    dtype, components : the element type and the trailing per-point axes.
+    :ivar dtype: the element type.
+    :ivar components: the trailing per-point axes.
 
-    Construction is local; the methods say whether they are collective. Operations on
-    two DistArrays (``+``, ``dot``, ``axpy``, halo exchange, kernels) need them on
-    compatible decompositions (:meth:`~pympc.grid.Decomposition.compatible`).
+    Operations on two DistArrays (``+``, ``dot``, ``axpy``, halo exchange, kernels) need
+    them on compatible decompositions (:meth:`~pympc.grid.Decomposition.compatible`).
     """
 
     def __init__(self, decomp: Decomposition, dtype=np.float64, components=(), data=None):
@@ -243,11 +242,6 @@ class DistArray:
         return glob
 
     # -- views and indices -------------------------------------------------------------
-    @property
-    def ghosted(self) -> np.ndarray:
-        """Local. The whole local array, ghosts included (same as ``data``)."""
-        return self.data
-
     def global_indices(self, axis: int) -> np.ndarray:
         """Local. Global indices along ``axis`` of the owned block."""
         return np.arange(self.decomp.lo[axis], self.decomp.hi[axis])
@@ -413,60 +407,84 @@ def _operand(op, v, b=None):
     if isinstance(v, DistArray):
         x, dtype = v.owned, v.dtype
     else:
-        # a partial value this rank computed itself: a number, never an array (an
-        # Allreduce of an array would be element-wise, not the reduction asked for)
-        if op not in ("sum", "min", "max"):
-            raise InputError(f"reduce_all: {op!r} takes a pympc.DistArray, got {_describe(v)}; a "
-                             f"local value can be reduced by sum, min or max, not {op!r}")
-        if np.ndim(v) != 0:
-            raise InputError(f"reduce_all: ({op!r}, ...) takes a pympc.DistArray or one number this "
-                             f"rank computed (its partial {op}), got {_describe(v)}; reduce a local "
-                             f"numpy array first, e.g. ({op!r}, arr.{op}())")
-        x = np.asarray(v)
-        if x.dtype.kind not in "biufc":
-            raise InputError(f"reduce_all: a local value must be a number, got {_describe(v)}")
+        x = _local_value(op, v)
         dtype = x.dtype
-    kind = dtype.kind
     if op in ("min", "max"):
-        if kind == "c":
-            raise InputError(f"{op}() of a complex array: complex numbers have no order "
-                             f"(reduce the real part, the imaginary part or norm(np.inf))")
-        sign = 1 if op == "max" else -1
-        if kind == "f":  # min as the max of the negated values
-            val = -np.inf if x.size == 0 else np.float64(x.max() if op == "max" else -x.min())
-            return [("f>", np.float64(val))], (lambda s: dtype.type(sign * _f(s[0])))
-        t = np.uint64 if kind == "u" else np.int64
-        slot = ("u" if kind == "u" else "i") + (">" if op == "max" else "<")
-        if x.size == 0:
-            val = t(np.iinfo(t).min if op == "max" else np.iinfo(t).max)
-        else:
-            val = t(x.max() if op == "max" else x.min())
-        return [(slot, val)], (lambda s: dtype.type(s[0].view(t)[0]))
+        return _order_operand(op, x, dtype)
     if op in ("sum", "dot"):
-        if op == "dot":
-            y = require_distarray(b, "the second array of 'dot'", "reduce_all").owned
-            require_compatible(v, b, "dot")
-            rt = np.result_type(x.dtype, y.dtype)
-            if rt.kind in "biu":  # exact, in 64 bits (numpy's vdot would stay in int8)
-                s = _sumprod(x, y, np.uint64 if rt.kind == "u" else np.int64)
-            elif rt == np.float16:
-                s = _sumprod(x, y, np.float64)
-            else:
-                s = vector.dot(x, y)  # (numpy's vdot when it cannot compile)
+        return _sum_operand(op, x, dtype, v, b)
+    if op in ("norm1", "norm2", "norminf"):
+        return _norm_operand(op, x, dtype)
+    raise InputError(f"unknown reduction {op!r}; use one of {sorted(_KIND)}")
+
+
+def _local_value(op, v) -> np.ndarray:
+    """A partial value this rank computed itself, as a 0-d array: a number, never an
+    array (an Allreduce of an array would be element-wise, not the reduction asked for)."""
+    if op not in ("sum", "min", "max"):
+        raise InputError(f"reduce_all: {op!r} takes a pympc.DistArray, got {_describe(v)}; a "
+                         f"local value can be reduced by sum, min or max, not {op!r}")
+    if np.ndim(v) != 0:
+        raise InputError(f"reduce_all: ({op!r}, ...) takes a pympc.DistArray or one number this "
+                         f"rank computed (its partial {op}), got {_describe(v)}; reduce a local "
+                         f"numpy array first, e.g. ({op!r}, arr.{op}())")
+    x = np.asarray(v)
+    if x.dtype.kind not in "biufc":
+        raise InputError(f"reduce_all: a local value must be a number, got {_describe(v)}")
+    return x
+
+
+def _order_operand(op, x, dtype):
+    """min or max: floats as a float64 max (a min negated), integers in 64 bits."""
+    kind = dtype.kind
+    if kind == "c":
+        raise InputError(f"{op}() of a complex array: complex numbers have no order "
+                         f"(reduce the real part, the imaginary part or norm(np.inf))")
+    sign = 1 if op == "max" else -1
+    if kind == "f":  # min as the max of the negated values
+        val = -np.inf if x.size == 0 else np.float64(x.max() if op == "max" else -x.min())
+        return [("f>", np.float64(val))], (lambda s: dtype.type(sign * _f(s[0])))
+    t = np.uint64 if kind == "u" else np.int64
+    slot = ("u" if kind == "u" else "i") + (">" if op == "max" else "<")
+    if x.size == 0:
+        val = t(np.iinfo(t).min if op == "max" else np.iinfo(t).max)
+    else:
+        val = t(x.max() if op == "max" else x.min())
+    return [(slot, val)], (lambda s: dtype.type(s[0].view(t)[0]))
+
+
+def _sum_operand(op, x, dtype, v, b):
+    """sum or dot: integers exact in 64 bits, floats in float64, complex in two slots."""
+    kind = dtype.kind
+    if op == "dot":
+        y = require_distarray(b, "the second array of 'dot'", "reduce_all").owned
+        require_compatible(v, b, "dot")
+        rt = np.result_type(x.dtype, y.dtype)
+        if rt.kind in "biu":  # exact, in 64 bits (numpy's vdot would stay in int8)
+            s = _sumprod(x, y, np.uint64 if rt.kind == "u" else np.int64)
+        elif rt == np.float16:
+            s = _sumprod(x, y, np.float64)
         else:
-            rt = dtype
-            if kind in "biu":
-                s = x.sum(dtype=np.uint64 if kind == "u" else np.int64)
-            else:  # float16 partial sums would overflow at 65504
-                s = x.sum(dtype=np.float64 if rt == np.float16 else None)
-        if rt.kind in "biu":
-            t = np.uint64 if rt.kind == "u" else np.int64
-            return [("i+", t(s))], (lambda r: int(r[0].view(t)[0]))
-        if rt.kind == "c":
-            s = complex(s)
-            return ([("f+", np.float64(s.real)), ("f+", np.float64(s.imag))],
-                    (lambda r: complex(_f(r[0]), _f(r[1]))))
-        return [("f+", np.float64(s))], (lambda r: _f(r[0]))
+            s = vector.dot(x, y)  # (numpy's vdot when it cannot compile)
+    else:
+        rt = dtype
+        if kind in "biu":
+            s = x.sum(dtype=np.uint64 if kind == "u" else np.int64)
+        else:  # float16 partial sums would overflow at 65504
+            s = x.sum(dtype=np.float64 if rt == np.float16 else None)
+    if rt.kind in "biu":
+        t = np.uint64 if rt.kind == "u" else np.int64
+        return [("i+", t(s))], (lambda r: int(r[0].view(t)[0]))
+    if rt.kind == "c":
+        s = complex(s)
+        return ([("f+", np.float64(s.real)), ("f+", np.float64(s.imag))],
+                (lambda r: complex(_f(r[0]), _f(r[1]))))
+    return [("f+", np.float64(s))], (lambda r: _f(r[0]))
+
+
+def _norm_operand(op, x, dtype):
+    """norm1, norm2 or norminf, in float64."""
+    kind = dtype.kind
     native = dtype in (np.float32, np.float64) or kind == "c"
     if op == "norm1":  # bool, integers, float16 in float64 (abs(int8(-128)) is -128)
         s = np.abs(x).sum() if native else np.abs(x, dtype=np.float64).sum()
@@ -481,13 +499,11 @@ def _operand(op, v, b=None):
         else:  # an int8 or float16 square overflows in its own type
             s = _sumprod(x, x, np.float64)
         return [("f+", np.float64(s))], (lambda r: float(np.sqrt(_f(r[0]))))
-    if op == "norminf":
-        if x.size == 0:
-            s = 0.0
-        else:
-            s = np.abs(x).max() if native else np.abs(x, dtype=np.float64).max()
-        return [("f>", np.float64(s))], (lambda r: _f(r[0]))
-    raise InputError(f"unknown reduction {op!r}; use one of {sorted(_KIND)}")
+    if x.size == 0:
+        s = 0.0
+    else:
+        s = np.abs(x).max() if native else np.abs(x, dtype=np.float64).max()
+    return [("f>", np.float64(s))], (lambda r: _f(r[0]))
 
 
 def _parse(req):
@@ -533,6 +549,23 @@ def reduce_all(*requests, comm=None):
     if not requests:
         return []
     requests = [_parse(r) for r in requests]
+    arrays = _arrays_of(requests)
+    parts = [_operand(*r) for r in requests]  # local; refuses bad operands first
+    if comm is None:
+        if not arrays:
+            raise InputError("reduce_all of local values only needs comm= (the communicator "
+                             "whose ranks' partial values are combined)")
+        comm = arrays[0].decomp.cart
+    buf, where, used = _pack(parts)
+    body = buf[_HEADER:]
+    t0 = _perf()
+    _allreduce(comm, buf, used)
+    _costlog.record_comm("reduce", body.size, body.size, _perf() - t0)
+    return [make([buf[i:i + 1] for i in idx]) for (_, make), idx in zip(parts, where)]
+
+
+def _arrays_of(requests) -> list:
+    """The DistArrays the requests name, refused unless they all live on one set of ranks."""
     arrays = [x for r in requests for x in r[1:] if isinstance(x, DistArray)]
     if arrays:
         c0 = arrays[0].decomp.cart
@@ -540,22 +573,21 @@ def reduce_all(*requests, comm=None):
             if x.decomp is not arrays[0].decomp and not _same_ranks(c0, x.decomp.cart):
                 raise InputError("reduce_all: the DistArrays of one call live on different sets of "
                                  "ranks (decompositions over communicators of different groups)")
-    parts = [_operand(*r) for r in requests]  # local; refuses bad operands first
-    if comm is None:
-        if not arrays:
-            raise InputError("reduce_all of local values only needs comm= (the communicator "
-                             "whose ranks' partial values are combined)")
-        comm = arrays[0].decomp.cart
+    return arrays
+
+
+def _pack(parts):
+    """The uint64 buffer (header of slot counts, then the slots grouped by kind), each
+    request's slot indices in it, and the kinds used."""
     counts = dict.fromkeys(_SLOTS, 0)
     for slots, _ in parts:
         for kind, _v in slots:
             counts[kind] += 1
-    start, p = {}, _HEADER
+    fill, p = {}, _HEADER
     for kind in _SLOTS:
-        start[kind], p = p, p + counts[kind]
+        fill[kind], p = p, p + counts[kind]
     buf = np.zeros(p, dtype=np.uint64)
     buf[:_HEADER] = [counts[k] for k in _SLOTS]
-    fill = dict(start)
     where = []
     for slots, _ in parts:
         idx = []
@@ -565,10 +597,13 @@ def reduce_all(*requests, comm=None):
             buf[i:i + 1].view(type(v))[0] = v
             idx.append(i)
         where.append(idx)
-    used = [k for k in _SLOTS if counts[k]]
+    return buf, where, [k for k in _SLOTS if counts[k]]
+
+
+def _allreduce(comm, buf, used) -> None:
+    """Combine ``buf`` in place on every rank: one kind alone through MPI's own
+    operation, a mix through :func:`_combine`."""
     body = buf[_HEADER:]
-    t0 = _perf()
-    # one kind alone goes through MPI's own operation; a mix through _combine
     if used == ["f+"]:
         comm.Allreduce(MPI.IN_PLACE, [body.view(np.float64), MPI.DOUBLE], op=MPI.SUM)
     elif used == ["i+"]:
@@ -585,5 +620,3 @@ def reduce_all(*requests, comm=None):
         if whole is None:  # one per buffer length, built once (requests come in a few shapes)
             whole = _WHOLE[buf.size] = MPI.UINT64_T.Create_contiguous(buf.size).Commit()
         comm.Allreduce(MPI.IN_PLACE, [buf, 1, whole], op=_OP[0])
-    _costlog.record_comm("reduce", body.size, body.size, _perf() - t0)
-    return [make([buf[i:i + 1] for i in idx]) for (_, make), idx in zip(parts, where)]

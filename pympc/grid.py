@@ -131,8 +131,8 @@ def on_close(callback) -> None:
 
 
 class Decomposition:
-    """Collective (construction). A global grid of ``shape`` split over the ranks of
-    ``comm``.
+    """Collective. A global grid of ``shape`` split over the ranks of ``comm`` (building
+    one is collective; the methods say whether they are).
 
     :param shape: global number of points per axis (1, 2 or 3 axes; more work too).
     :param comm: the communicator (default: the world).

@@ -183,6 +183,8 @@ def install_excepthook() -> None:
 if _env.value("PYMPC_EXCEPTHOOK"):
     install_excepthook()
 
+if _watchdog.config_error is not None:  # a bad PYMPC_HANG_TIMEOUT: the same on every rank
+    raise InputError(_watchdog.config_error)
 _watchdog.start()
 
 

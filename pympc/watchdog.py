@@ -51,13 +51,15 @@ def parse_timeout(text) -> tuple[float, str | None]:
         return 0.0, str(e)
 
 
-#: The limit in seconds (0: off), read once at import, the same on every rank.
-timeout, _error = parse_timeout(_env.raw(ENV))
+#: The limit in seconds (0: off), read once at import, the same on every rank; and
+#: ``config_error``, the message for a value of ``$PYMPC_HANG_TIMEOUT`` that is not a
+#: number of seconds >= 0 (else None), which the runtime raises as its InputError.
+timeout, config_error = parse_timeout(_env.raw(ENV))
 _world = MPI.COMM_WORLD
 _size = _world.Get_size()
 #: Whether watched calls are recorded: a limit is set and there is more than one rank (a
 #: collective on one rank cannot wait for another).
-active = timeout > 0 and _size > 1 and _error is None
+active = timeout > 0 and _size > 1 and config_error is None
 
 _current = None          # [name] of this rank's watched call (a new list per call), or None
 _seen = None             # the call the thread saw last, and when it first saw it
@@ -106,13 +108,10 @@ _WRAPPER_CODES: set = set()
 # The thread
 # ---------------------------------------------------------------------------------------
 def start() -> None:
-    """Collective. Check ``$PYMPC_HANG_TIMEOUT`` and start this rank's watchdog thread
-    (``import pympc`` does it; a second call does nothing). A value that is not a number
-    of seconds >= 0 raises :class:`pympc.InputError` on every rank."""
+    """Collective. Start this rank's watchdog thread (the runtime does it at its import,
+    after raising :data:`config_error` as :class:`pympc.InputError` on every rank if set;
+    a second call does nothing)."""
     global _thread, _comm
-    if _error is not None:
-        from .runtime import InputError
-        raise InputError(_error)
     if not active or _thread is not None:
         return
     if MPI.Query_thread() != MPI.THREAD_MULTIPLE:

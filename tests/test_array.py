@@ -259,8 +259,10 @@ def test_help_of_distarray_names_its_attributes_and_dtypes():
     import pydoc
 
     text = pydoc.render_doc(pympc.DistArray, renderer=pydoc.plaintext)
-    for word in ("decomp :", "data :", "owned :", "ghosted", "SUPPORTED_DTYPES", "compatible"):
+    for word in (":ivar decomp:", ":ivar data:", ":ivar owned:", "ghosted", "SUPPORTED_DTYPES",
+                 "compatible"):
         assert word in text, word
+    assert not hasattr(pympc.DistArray, "ghosted")  # one name for the ghosted array: data
     assert "bool, int8-64, uint8-64, float16/32/64,\ncomplex64/128" in pympc.array.__doc__
     assert "not longdouble" in pympc.array.__doc__
 
