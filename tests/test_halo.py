@@ -200,9 +200,9 @@ def test_boundary_condition_errors(comm):
     with pympc.Decomposition((8, 8), comm=comm, periodic=(True, False)) as d:
         a = pympc.DistArray(d)
         with pytest.raises(pympc.InputError, match="periodic"):
-            bc.dirichlet(a, 0.0, sides=[(0, -1)])
+            bc.dirichlet(a, 0.0, sides=["x-"])
         with pytest.raises(pympc.InputError):
-            bc.neumann(a, sides=[(1, 2)])
+            bc.neumann(a, sides=["y2"])
         with pytest.raises(pympc.InputError, match="width"):
             pympc.update_halo(a, width=2)
     size = comm.Get_size()
