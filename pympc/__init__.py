@@ -31,7 +31,7 @@ _LAZY = {
     "io": ".io",
     "Output": ".io.output", "Checkpointer": ".io.checkpoint",
     "BSP": ".bsp",
-    "WORLD": ".runtime", "InputError": ".runtime", "PympcError": ".runtime",
+    "WORLD": ".runtime", "InputError": ".errors", "PympcError": ".errors",
     "check_all": ".runtime", "get_comm": ".runtime", "get_logger": ".runtime",
     "print0": ".runtime", "rng": ".runtime", "setup_logging": ".runtime",
     "set_threads": ".threads",

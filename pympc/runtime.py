@@ -33,7 +33,8 @@ _ERRCOMM = WORLD.Dup()
 
 # The hang watchdog marks the collectives (check_all below); its thread starts at the end
 # of this module, once the exception hook can report a bad PYMPC_HANG_TIMEOUT.
-from . import watchdog as _watchdog  # noqa: E402
+from . import watchdog as _watchdog
+from .errors import InputError, PympcError  # noqa: F401  (pympc.runtime.InputError stays)  # noqa: E402
 
 
 def get_comm(comm=None):
@@ -51,18 +52,6 @@ def get_comm(comm=None):
 # ---------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------
-class PympcError(Exception):
-    """Local. Base class of pympc's own errors."""
-
-
-class InputError(PympcError, ValueError):
-    """Local. Bad input (a usage error) that every rank sees: raised identically on all
-    ranks; :func:`check_all`, :func:`agree` and :func:`on_root` make it so when only some
-    ranks can see the problem.
-
-    An uncaught InputError (like any exception raised on every rank) is reported once,
-    by rank 0, and the job exits with status 1 without an MPI abort.
-    """
 
 
 @_watchdog.watched("pympc.check_all")

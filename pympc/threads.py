@@ -47,9 +47,11 @@ def set_threads(n: int) -> None:
     usual variables (``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ...) is already set.
     Call it to give a rank more threads when you run fewer ranks than cores.
     """
+    from .errors import InputError
+
     n = int(n)
     if n < 1:
-        raise ValueError(f"thread count must be >= 1, got {n}")
+        raise InputError(f"thread count must be >= 1, got {n}")
     _set_variables(n)
     try:
         from threadpoolctl import threadpool_limits

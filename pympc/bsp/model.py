@@ -28,7 +28,7 @@ _FIELDS = ("format", "ranks", "r", "g", "l", "g_flops", "l_flops", "g_method", "
 
 
 def _input_error(msg):
-    from ..runtime import InputError  # imported when needed: the runtime starts MPI
+    from ..errors import InputError
 
     return InputError(msg)
 

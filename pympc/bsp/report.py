@@ -72,7 +72,7 @@ def summarise(data: dict, machine=None, allow_unphysical: bool = False) -> dict:
     reports what its own fits predict, noise included.
     """
     if data.get("format") != FORMAT:
-        from ..runtime import InputError  # only on this error: the runtime starts MPI
+        from ..errors import InputError
 
         raise InputError(f"not a pympc profile log (format {data.get('format')!r})")
     machine = MachineParams.from_json(machine) if machine else None
@@ -294,7 +294,7 @@ def _check_runs(ranks, times):
            if len(set(P.tolist())) < 3 else
            "rank counts must be >= 1 and times > 0" if (P < 1).any() or (T <= 0).any() else None)
     if why:
-        from ..runtime import InputError  # only on this error: the runtime starts MPI
+        from ..errors import InputError
 
         raise InputError(why)
     return P, T

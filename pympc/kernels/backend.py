@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from .. import env as _env
-from ..runtime import InputError
+from ..errors import InputError
 
 BACKENDS = ("numba", "numpy")
 
