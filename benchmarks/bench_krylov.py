@@ -24,7 +24,7 @@ from mpi4py import MPI
 import pympc
 from bench_decomp import traced_peak
 from common import emit, versions
-from solvers.krylov import StencilOperator, cg
+from solvers.krylov import StencilOperator, cg, cg_single
 from solvers.multigrid import Multigrid
 from solvers.sparse import SparseOperator
 
@@ -109,7 +109,7 @@ def main(argv=None):
     res["cg_assembled_per_iter"] = {k: v / r.iterations for k, v in t.items()}
     t, r2 = best_of(lambda: cg(mf, b, tol=1e-300, maxiter=iters), reps)
     res["cg_matrix_free_per_iter"] = {k: v / r2.iterations for k, v in t.items()}
-    t, r3 = best_of(lambda: cg(A, b, tol=1e-300, maxiter=iters, variant="single"), reps)
+    t, r3 = best_of(lambda: cg_single(A, b, tol=1e-300, maxiter=iters), reps)
     res["cg_single_per_iter"] = {k: v / r3.iterations for k, v in t.items()}
     vec = b.data.nbytes
     res["cg_peak_extra_over_vector"] = traced_peak(lambda: cg(A, b, tol=1e-300, maxiter=5), 1) / vec

@@ -1,5 +1,6 @@
-"""Geometric multigrid for ``-lap u = f`` on vertex-centred grids, as a solver and as a
-CG preconditioner.
+"""Geometric multigrid for ``-lap x = b`` on vertex-centred grids, as a solver
+(``Multigrid(decomp).solve(b, x0=, tol=, maxiter=)``, or ``solvers.solve(op, b,
+method="mg")``) and as a CG preconditioner (``M=Multigrid(decomp)``).
 
 - **Grids**: Dirichlet axes need ``N = m 2^k + 1`` points, periodic axes ``N = m 2^k``;
   each coarser level halves the intervals. Sizes that do not coarsen at least once are
@@ -41,13 +42,13 @@ from pympc import kernels, costlog
 from pympc.runtime import InputError
 
 from .krylov import StencilOperator
-from .result import Result, verdict
-
-
-MGResult = Result  # the name earlier code used
+from .result import Result, check_arguments, verdict
 
 
 class _Level:
+    """One grid of the hierarchy: its operator, iterate ``u``, right-hand side ``f`` and
+    residual ``r``."""
+
     def __init__(self, decomp):
         self.d = decomp
         self.op = StencilOperator(decomp)
@@ -57,7 +58,7 @@ class _Level:
         self.f = pympc.DistArray(decomp)
         self.r = pympc.DistArray(decomp)
         self.unknown = np.zeros(decomp.ghosted_shape, dtype=bool)  # built once per level
-        self.unknown[self.op._sl] = True
+        self.unknown[self.op.unknowns] = True
 
     def ghosts(self, a, stencil=None):
         """Exchange ``a``'s halo and fill its boundary ghosts (homogeneous Dirichlet)."""
@@ -67,25 +68,18 @@ class _Level:
 
 def _coarse_sizes(d):
     """Per axis, the coarse block sizes aligned with ``d``'s blocks (even global indices)."""
-    out = []
-    for a in range(d.ndim):
-        sizes = []
-        for lo, n in zip(d._starts[a], d._sizes[a]):
-            first = lo + (lo % 2)
-            sizes.append(len(range(first, lo + n, 2)))
-        out.append(sizes)
-    return out
+    return [[len(range(lo + lo % 2, hi, 2)) for lo, hi in axis] for axis in d.ownership_ranges()]
 
 
 def _laplacian_matrix(shape, spacing, periodic):
+    """The coarsest level's matrix (scipy, natural order) and the mask of its unknowns."""
     mats = []
     for n, h, p in zip(shape, spacing, periodic):
+        T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n), format="lil")
         if p:
-            T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n), format="lil")
             T[0, n - 1] = T[n - 1, 0] = -1.0
             keep = np.ones(n, dtype=bool)
         else:
-            T = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n), format="lil")
             keep = np.zeros(n, dtype=bool)
             keep[1:-1] = True  # boundary points are not unknowns
         mats.append((sp.csr_matrix(T) / h ** 2, keep))
@@ -105,43 +99,33 @@ def _laplacian_matrix(shape, spacing, periodic):
 
 
 class Multigrid:
-    """Collective (construction). Geometric multigrid for ``-lap u = f`` on ``decomp``
-    (vertex centring; every axis periodic or homogeneous Dirichlet).
+    """Collective. Geometric multigrid for ``-lap x = b`` on ``decomp``
+    (vertex centring; every axis periodic or homogeneous Dirichlet): a solver
+    (:meth:`solve`) and a preconditioner (:meth:`apply`, for ``M=``).
 
     ``nu`` = (pre, post) red-black Gauss-Seidel sweeps, ``cycle`` ``"V"`` or ``"W"``,
     ``coarse_size``: agglomerate and solve exactly once a level has at most this many
     points. ``omega`` = (pre, post) over-relaxation of the solver's smoother (one number:
     both; the post-smoother's last half-sweep is always Gauss-Seidel); default
     ``(1.25, 1)`` in 2-D, ``(1.05, 1.45)`` in 3-D, ``(1, 1)`` otherwise. ``pc_omega``:
-    the over-relaxation of every half-sweep of the (symmetric) preconditioner cycle."""
+    the over-relaxation of every half-sweep of the (symmetric) preconditioner cycle.
+    ``op`` is the finest level's :class:`~solvers.krylov.StencilOperator`. Construction is
+    collective (the coarse levels get communicators of their own: :meth:`close` them)."""
 
     _OMEGA = {2: (1.25, 1.0), 3: (1.05, 1.45)}
 
-    def __init__(self, decomp, nu=(1, 1), cycle="V", coarse_size=100, omega=None, pc_omega=1.0):
+    def __init__(self, decomp, *, nu=(1, 1), cycle="V", coarse_size=100, omega=None, pc_omega=1.0):
         if decomp.centring != "vertex":
             raise InputError("multigrid works on vertex-centred grids")
         if cycle not in ("V", "W"):
             raise InputError(f"cycle must be 'V' or 'W', got {cycle!r}")
         self.nu, self.cycle = (int(nu[0]), int(nu[1])), cycle
-        if omega is None:
-            omega = self._OMEGA.get(decomp.ndim, (1.0, 1.0))
-        pre, post = (omega, omega) if np.ndim(omega) == 0 else omega
-        self.omega, self.pc_omega = (float(pre), float(post)), float(pc_omega)
-        for w in self.omega + (self.pc_omega,):
-            if not 0 < w < 2:
-                raise InputError(f"smoother omega must be in (0, 2), got {omega} (pc_omega {pc_omega})")
-        # (colour, omega) of each half-sweep: [symmetric][0 pre, 1 post]
-        post_w = [self.omega[1]] * (2 * self.nu[1] - 1) + [1.0] if self.nu[1] else []
-        self._sweeps = {
-            False: (list(zip((0, 1) * self.nu[0], [self.omega[0]] * 2 * self.nu[0])),
-                    list(zip((0, 1) * self.nu[1], post_w))),
-            True: (list(zip((0, 1) * self.nu[0], [self.pc_omega] * 2 * self.nu[0])),
-                   list(zip((1, 0) * self.nu[1], [self.pc_omega] * 2 * self.nu[1]))),
-        }
+        self._relaxation(decomp.ndim, omega, pc_omega)
         self.singular = all(decomp.periodic)
         self.coarse_size = int(coarse_size)
         self.levels = [_Level(decomp)]  # distributed levels, aligned with the finest
         self.serial = []                # levels agglomerated onto rank 0 (COMM_SELF)
+        self.op = self.levels[0].op
         self._chain(self.levels, first=True)
         last = self.levels[-1].d
         self._root = decomp.comm.Get_rank() == 0
@@ -152,9 +136,30 @@ class Multigrid:
             self.serial = [_Level(pympc.Decomposition(last.shape, comm=MPI.COMM_SELF, periodic=last.periodic,
                                                       stencil="box", spacing=last.spacing))]
             self._chain(self.serial)
-        exact = self.serial[-1].d if self.serial else last
+        self._factorise(self.serial[-1].d if self.serial else last)
+
+    def _relaxation(self, ndim, omega, pc_omega):
+        """The smoothers' over-relaxation, checked, and the (colour, omega) of each
+        half-sweep: ``_sweeps[symmetric][0 pre, 1 post]``."""
+        if omega is None:
+            omega = self._OMEGA.get(ndim, (1.0, 1.0))
+        pre, post = (omega, omega) if np.ndim(omega) == 0 else omega
+        self.omega, self.pc_omega = (float(pre), float(post)), float(pc_omega)
+        for w in self.omega + (self.pc_omega,):
+            if not 0 < w < 2:
+                raise InputError(f"smoother omega must be in (0, 2), got {omega} (pc_omega {pc_omega})")
+        post_w = [self.omega[1]] * (2 * self.nu[1] - 1) + [1.0] if self.nu[1] else []
+        self._sweeps = {
+            False: (list(zip((0, 1) * self.nu[0], [self.omega[0]] * 2 * self.nu[0])),
+                    list(zip((0, 1) * self.nu[1], post_w))),
+            True: (list(zip((0, 1) * self.nu[0], [self.pc_omega] * 2 * self.nu[0])),
+                   list(zip((1, 0) * self.nu[1], [self.pc_omega] * 2 * self.nu[1]))),
+        }
+
+    def _factorise(self, exact):
+        """On rank 0, the exact solve of the coarsest level ``exact``, factorised once."""
         self._lu = self._dense = None
-        if self._root:  # the exact solve of the coarsest level, factorised once
+        if self._root:
             A, keep = _laplacian_matrix(exact.shape, exact.spacing, exact.periodic)
             self._keep = keep
             Ak = A[keep][:, keep]
@@ -216,7 +221,7 @@ class Multigrid:
 
     def _residual(self, lev):
         lev.op.apply(lev.u, lev.r)  # A u on the unknowns, 0 elsewhere
-        sl = lev.op._sl
+        sl = lev.op.unknowns
         lev.r.data[sl] = lev.f.data[sl] - lev.r.data[sl]
 
     def _restrict(self, fine, coarse):
@@ -250,7 +255,7 @@ class Multigrid:
             lo_idx = i // 2 - dc.lo[a] + dc.ghost
             hi_idx = (i + 1) // 2 - dc.lo[a] + dc.ghost
             c = 0.5 * (np.take(c, lo_idx, axis=a) + np.take(c, hi_idx, axis=a))
-        sl = fine.op._sl
+        sl = fine.op.unknowns
         own = tuple(slice(s.start - df.ghost, s.stop - df.ghost) for s in sl)
         fine.u.data[sl] += c[own]
 
@@ -278,21 +283,7 @@ class Multigrid:
             self._residual(lev)
         if last:  # agglomerate: the rest of the cycle runs on rank 0 alone
             with costlog.superstep("mg:agglomerate"):
-                r = lev.r.gather(root=0)
-                e = None
-                if self._root:
-                    top = self.serial[0]
-                    top.r.owned[...] = r
-                    nxt = self.serial[1]
-                    self._restrict(top, nxt)
-                    nxt.u.data[...] = 0.0
-                    for _ in range(1 if self.cycle == "V" or len(self.serial) == 2 else 2):
-                        self._cycle(1, symmetric, self.serial)
-                    top.u.data[...] = 0.0
-                    self._prolong_add(nxt, top)
-                    e = top.u.owned
-                corr = pympc.DistArray.from_global(lev.d, e, root=0)
-                lev.u.owned[...] += corr.owned
+                self._agglomerated_correction(lev, symmetric)
         else:
             nxt = levels[k + 1]
             with costlog.superstep("mg:restrict"):
@@ -310,6 +301,25 @@ class Multigrid:
             # the pre-smoother, so that the cycle is symmetric
             self._smooth(lev, self._sweeps[symmetric][1])
 
+    def _agglomerated_correction(self, lev, symmetric):
+        """Gather the last distributed level's residual onto rank 0, run the rest of the
+        cycle there on the serial levels, and scatter the correction back into ``lev.u``."""
+        r = lev.r.gather(root=0)
+        e = None
+        if self._root:
+            top = self.serial[0]
+            top.r.owned[...] = r
+            nxt = self.serial[1]
+            self._restrict(top, nxt)
+            nxt.u.data[...] = 0.0
+            for _ in range(1 if self.cycle == "V" or len(self.serial) == 2 else 2):
+                self._cycle(1, symmetric, self.serial)
+            top.u.data[...] = 0.0
+            self._prolong_add(nxt, top)
+            e = top.u.owned
+        corr = pympc.DistArray.from_global(lev.d, e, root=0)
+        lev.u.owned[...] += corr.owned
+
     def serial_chain(self) -> bool:
         """Local. Whether coarse levels are agglomerated onto rank 0 (the same answer on
         every rank)."""
@@ -325,14 +335,17 @@ class Multigrid:
         self._cycle(0, symmetric=True)
         fine.u, fine.f = saved_u, saved_f
 
-    def solve(self, f, u0=None, tol=1e-8, maxcycles=100) -> Result:
-        """Collective. Cycles until ``||f - A u|| / ||f|| < tol`` (one Allreduce per
-        cycle); ``u0`` the initial guess (default 0)."""
+    def solve(self, b, *, x0=None, tol=1e-8, maxiter=100) -> Result:
+        """Collective. Cycles until ``||b - A x|| / ||b|| < tol`` (one Allreduce per
+        cycle) or ``maxiter`` cycles; ``x0`` the initial guess (default 0). The keywords
+        of :func:`solvers.solve`; ``iterations`` counts cycles. With every axis periodic
+        the mean of ``b`` is removed and the zero-mean solution returned."""
         fine = self.levels[0]
-        fine.f.owned[...] = fine.op.restrict(f).owned
+        check_arguments(fine.d, b, x0, tol, maxiter, "multigrid")
+        fine.f.owned[...] = fine.op.restrict(b).owned
         if self.singular:
             fine.f.owned[...] -= fine.f.sum() / np.prod(fine.d.shape)
-        fine.u.data[...] = 0.0 if u0 is None else u0.data
+        fine.u.data[...] = 0.0 if x0 is None else x0.data
         fnorm = fine.f.norm(2) or 1.0
         self._residual(fine)
         history = [fine.r.norm(2) / fnorm]
@@ -342,8 +355,8 @@ class Multigrid:
             k += 1
             self._residual(fine)
             history.append(fine.r.norm(2) / fnorm)
-            reason = verdict(history, tol, k, maxcycles, diverge=True)
-        u = fine.u.copy()
+            reason = verdict(history, tol, k, maxiter, diverge=True)
+        x = fine.u.copy()
         if self.singular:
-            u.owned[...] -= u.sum() / np.prod(fine.d.shape)
-        return Result(u, k, history[-1], reason, history)
+            x.owned[...] -= x.sum() / np.prod(fine.d.shape)
+        return Result(x, k, history[-1], reason, history)

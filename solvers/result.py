@@ -1,4 +1,6 @@
-"""What the iterative solvers return, and their one stopping rule."""
+"""The contract every linear solver shares (see ``docs/solvers/linear.md``): the
+arguments it checks (:func:`check_arguments`), what it returns (:class:`Result`) and
+its stopping rule (:func:`verdict`)."""
 
 from __future__ import annotations
 
@@ -6,12 +8,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pympc.array import require_distarray
+from pympc.runtime import InputError
+
 
 @dataclass
 class Result:
-    """The outcome of an iterative solve: the solution (``x``, also ``u``), the number of
-    iterations (``cycles`` for multigrid), the final relative residual, why it stopped
-    (``reason``) and the relative residual after each iteration (``history``)."""
+    """Local. The outcome of an iterative solve, the same for every method (Krylov,
+    multigrid, Poisson's sweeps): the solution ``x``, the number of ``iterations``
+    (Krylov iterations, multigrid cycles, sweeps), the final relative ``residual``, why it
+    stopped (``reason``) and the relative residual after each iteration (``history``,
+    index 0: the initial guess). Each concept has one name: there are no aliases."""
 
     x: object
     iterations: int
@@ -23,16 +30,6 @@ class Result:
     def converged(self) -> bool:
         """Local. True when the stopping tolerance was met."""
         return self.reason == "converged"
-
-    @property
-    def u(self):
-        """Local. The solution (the name the Poisson and multigrid guides use)."""
-        return self.x
-
-    @property
-    def cycles(self) -> int:
-        """Local. The iteration count under the name multigrid uses."""
-        return self.iterations
 
 
 def verdict(history, tol, it, maxiter, diverge=False):
@@ -47,3 +44,21 @@ def verdict(history, tol, it, maxiter, diverge=False):
     if it >= maxiter:
         return "iteration limit"
     return None
+
+
+def check_arguments(decomp, b, x0, tol, maxiter, who) -> None:
+    """Local. Refuse, with the same :class:`~pympc.InputError` on every rank, a
+    right-hand side ``b`` or initial guess ``x0`` that is not a DistArray on a
+    decomposition compatible with ``decomp`` (built alike: they pair point for point),
+    ``tol <= 0`` or ``maxiter < 1``; ``who`` names the solver in the message."""
+    require_distarray(b, "b", who)
+    if x0 is not None:
+        require_distarray(x0, "x0", who)
+    why = decomp.mismatch(b.decomp, halo=True)
+    if why is not None:
+        raise InputError(f"b must live on the operator's decomposition: {why}")
+    if not tol > 0 or int(maxiter) < 1:
+        raise InputError("tol must be > 0 and maxiter >= 1")
+    why = None if x0 is None else decomp.mismatch(x0.decomp, halo=True)
+    if why is not None:
+        raise InputError(f"x0 must live on the operator's decomposition: {why}")

@@ -1,6 +1,11 @@
-"""Krylov methods against scipy's direct solve of the gathered problem, for SPD (CG) and
+"""Every linear solver through the one interface (``solvers.solve``) against a serial
+oracle (scipy's direct solve, or numpy's of the matrix the serial operator formula gives)
+on uneven splits, periodic and not: SPD (CG, single-reduction CG, multigrid) and
 nonsymmetric (convection-diffusion: BiCGStab, GMRES) matrix-free operators; the same
-iteration counts on every rank count (up to one, from round-off); stopping reasons."""
+iteration counts on every rank count (up to one, from round-off); stopping reasons; the
+old spellings gone."""
+
+import functools
 
 import numpy as np
 import pytest
@@ -8,40 +13,111 @@ import scipy.sparse.linalg as spla
 from mpi4py import MPI
 
 import pympc
+import solvers
 from oracle import stencil_matrix
-from solvers.krylov import Jacobi, StencilOperator, bicgstab, cg, gmres
+from solvers.krylov import Jacobi, StencilOperator, bicgstab, cg, cg_single, gmres
 
 N = 21
 VEL = (20.0, -10.0)
 
 
+def jacobi(op):
+    return Jacobi(op)
+
+
+# (id, velocity, method, preconditioner factory, options)
 METHODS = [
-    ("cg", None, lambda op, b, **k: cg(op, b, **k)),
-    ("cg-single", None, lambda op, b, **k: cg(op, b, variant="single", **k)),
-    ("pcg-jacobi", None, lambda op, b, **k: cg(op, b, M=Jacobi(op), **k)),
-    ("bicgstab", VEL, lambda op, b, **k: bicgstab(op, b, **k)),
-    ("bicgstab-jacobi", VEL, lambda op, b, **k: bicgstab(op, b, M=Jacobi(op), **k)),
-    ("gmres", VEL, lambda op, b, **k: gmres(op, b, restart=20, **k)),
+    ("cg", None, "cg", None, {}),
+    ("cg_single", None, "cg_single", None, {}),
+    ("pcg-jacobi", None, "cg", jacobi, {}),
+    ("cg_single-jacobi", None, "cg_single", jacobi, {}),
+    ("bicgstab", VEL, "bicgstab", None, {}),
+    ("bicgstab-jacobi", VEL, "bicgstab", jacobi, {}),
+    ("gmres", VEL, "gmres", None, {"restart": 20}),
+    ("gmres-jacobi", VEL, "gmres", jacobi, {"restart": 20}),
+    ("mg", None, "mg", None, {}),
+    ("mg-W", None, "mg", None, {"cycle": "W"}),
 ]
 
 
+def run(op, b, method, pc, opts, **kw):
+    """One solve through the one interface."""
+    return solvers.solve(op, b, method, M=None if pc is None else pc(op), **opts, **kw)
+
+
 @pytest.mark.mpi
-@pytest.mark.parametrize("name,velocity,method", METHODS, ids=[m[0] for m in METHODS])
-def test_krylov_equals_scipy_and_serial_iteration_counts(comm, name, velocity, method):
-    h, A = stencil_matrix(N, velocity)
-    B = np.random.default_rng(3).random((N, N))
+@pytest.mark.parametrize("n", [N, 23])  # 21 divides among 3 ranks, 23 among none
+@pytest.mark.parametrize("name,velocity,method,pc,opts", METHODS, ids=[m[0] for m in METHODS])
+def test_every_method_equals_scipy_and_serial_iteration_counts(comm, n, name, velocity, method, pc, opts):
+    h, A = stencil_matrix(n, velocity)
+    B = np.random.default_rng(3).random((n, n))
     tol = 1e-10
-    direct = spla.spsolve(A, B[1:-1, 1:-1].ravel()).reshape(N - 2, N - 2)
-    with pympc.Decomposition((N, N), comm=comm, spacing=h) as d:
+    direct = spla.spsolve(A, B[1:-1, 1:-1].ravel()).reshape(n - 2, n - 2)
+    with pympc.Decomposition((n, n), comm=comm, spacing=h) as d:
         b = pympc.DistArray.from_global(d, B if comm.Get_rank() == 0 else None)
-        r = method(StencilOperator(d, velocity=velocity), b, tol=tol)
+        r = run(StencilOperator(d, velocity=velocity), b, method, pc, opts, tol=tol)
+        assert isinstance(r, solvers.Result)
         assert r.converged, r.reason
         assert r.residual < 10 * tol and r.history[-1] < tol
+        assert len(r.history) == r.iterations + 1
         u = r.x.gather(root=None)[1:-1, 1:-1]
         cond = np.linalg.cond(A.toarray())
         assert np.linalg.norm(u - direct) / np.linalg.norm(direct) < cond * tol
-    with pympc.Decomposition((N, N), comm=MPI.COMM_SELF, spacing=h) as ds:  # the serial run
-        rs = method(StencilOperator(ds, velocity=velocity), pympc.DistArray.from_global(ds, B), tol=tol)
+    with pympc.Decomposition((n, n), comm=MPI.COMM_SELF, spacing=h) as ds:  # the serial run
+        rs = run(StencilOperator(ds, velocity=velocity), pympc.DistArray.from_global(ds, B), method, pc, opts,
+                 tol=tol)
+    assert abs(rs.iterations - r.iterations) <= 1, (rs.iterations, r.iterations)
+
+
+@functools.lru_cache(maxsize=None)
+def _dense_oracle(shape, periodic, velocity, shift):
+    """Serial numpy: the dense matrix of the operator formula (:func:`_operator_oracle`)
+    on the unknowns, built column by column, the mask of the unknowns and the matrix's
+    condition number (cached: every method asks for the same ones)."""
+    h = np.array([1.0 / (n - 1) for n in shape])
+    velocity = np.zeros(len(shape)) if velocity is None else np.array(velocity)
+    _, unknown = _operator_oracle(np.zeros(shape), periodic, h, velocity, shift)
+    idx = np.flatnonzero(unknown)
+    A = np.empty((idx.size, idx.size))
+    for j, k in enumerate(idx):
+        e = np.zeros(unknown.size)
+        e[k] = 1.0
+        A[:, j] = _operator_oracle(e.reshape(shape), periodic, h, velocity, shift)[0].ravel()[idx]
+    return A, unknown, np.linalg.cond(A)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("shape,periodic,shift", [((16, 13), (True, False), 0.0), ((13, 16), (False, True), 0.0),
+                                                  ((16, 16), (True, True), 100.0),
+                                                  ((17, 9, 8), (False, False, True), 0.0)])
+@pytest.mark.parametrize("name,velocity,method,pc,opts", METHODS, ids=[m[0] for m in METHODS])
+def test_every_method_on_periodic_axes_equals_numpy(comm, shape, periodic, shift, name, velocity, method, pc, opts):
+    """Periodic axes, uneven splits and 3-D: the solution of each method equals numpy's
+    dense solve of the serial operator formula, with the same iteration count on every
+    rank count. Multigrid solves the plain Laplacian (no shift, so the all-periodic case
+    is singular: the zero-mean solution of b minus its mean)."""
+    if method == "mg" and shift:
+        shift = 0.0
+    h = np.array([1.0 / (n - 1) for n in shape])
+    vel = None if velocity is None else tuple(5.0 * np.arange(1, len(shape) + 1))
+    A, unknown, cond = _dense_oracle(shape, periodic, vel, shift)
+    B = np.random.default_rng(6).random(shape)
+    rhs = B[unknown]
+    singular = all(periodic) and shift == 0
+    exact = np.linalg.lstsq(A, rhs - rhs.mean(), rcond=None)[0] if singular else np.linalg.solve(A, rhs)
+    if singular:
+        exact -= exact.mean()
+    tol = 1e-10
+    with pympc.Decomposition(shape, comm=comm, periodic=periodic, spacing=list(h)) as d:
+        b = pympc.DistArray.from_global(d, B)
+        r = run(StencilOperator(d, velocity=vel, shift=shift), b, method, pc, opts, tol=tol)
+        assert r.converged, r.reason
+        X = r.x.gather(root=None)
+        assert np.all(X[~unknown] == 0.0)
+        assert np.linalg.norm(X[unknown] - exact) / np.linalg.norm(exact) < cond * tol
+    with pympc.Decomposition(shape, comm=MPI.COMM_SELF, periodic=periodic, spacing=list(h)) as ds:
+        rs = run(StencilOperator(ds, velocity=vel, shift=shift), pympc.DistArray.from_global(ds, B), method, pc,
+                 opts, tol=tol)
     assert abs(rs.iterations - r.iterations) <= 1, (rs.iterations, r.iterations)
 
 
@@ -59,8 +135,8 @@ def test_reasons_and_reductions(comm):
         with pympc.Decomposition((16, 16), comm=comm, spacing=1 / 16, periodic=True) as dp:
             rp = cg(StencilOperator(dp, shift=1.0), pympc.DistArray(dp).fill(2.0), tol=1e-12)
             assert rp.converged and np.allclose(rp.x.owned, 2.0)
-        with pytest.raises(pympc.InputError):
-            cg(StencilOperator(d), b, variant="three")
+        with pytest.raises(pympc.InputError, match="method must be one of"):
+            solvers.solve(StencilOperator(d), b, "cg-three")
 
 
 def test_cg_update_matches_numpy():
@@ -120,7 +196,7 @@ def test_initial_guess_and_restricted_rhs(comm):
         assert r1.iterations == 0 and r1.converged and r1.residual < 1e-10
         assert np.array_equal(b.data, before)
         x0.owned[...] += 1e-3
-        for method in (cg, bicgstab, gmres):
+        for method in (cg, cg_single, bicgstab, gmres):
             r = method(op, b, x0=x0, tol=1e-10)
             assert r.converged and 0 < r.iterations and r.history[0] < 1
             u = r.x.gather(root=None)[1:-1, 1:-1]
@@ -181,3 +257,44 @@ def test_stencil_apply_dot_matches_the_serial_operator(comm, shape, periodic, ve
         y2 = pympc.DistArray(d)
         op.apply(x, y2)
         assert np.array_equal(y2.owned, y.owned)
+
+
+def test_one_spelling_per_concept():
+    """The one interface has one name per concept: the Result has no alias attributes,
+    the removed names and keywords are gone (``variant=``, ``u0=``, ``maxcycles=``, the
+    right-hand side as ``f``), every method takes the common keywords, and an option a
+    method does not have is refused by name."""
+    import dataclasses
+    import inspect
+
+    import solvers.krylov as krylov
+    import solvers.multigrid as multigrid
+    from solvers.linear import KRYLOV
+    from solvers.multigrid import Multigrid
+
+    assert [f.name for f in dataclasses.fields(solvers.Result)] == ["x", "iterations", "residual", "reason",
+                                                                     "history"]
+    r = solvers.Result(None, 0, 0.0, "converged")
+    for alias in ("u", "cycles", "solution", "its"):
+        assert not hasattr(r, alias)
+    assert not hasattr(krylov, "KrylovResult") and not hasattr(multigrid, "MGResult")
+    common = ["M", "x0", "tol", "maxiter"]
+    for name, fn in KRYLOV.items():
+        params = inspect.signature(fn).parameters
+        assert list(params)[:2] == ["op", "b"] and list(params)[2:6] == common, name
+        assert "variant" not in params and "u0" not in params
+    assert list(inspect.signature(Multigrid.solve).parameters) == ["self", "b", "x0", "tol", "maxiter"]
+    assert list(inspect.signature(solvers.solve).parameters)[:7] == ["op", "b", "method"] + common
+    with pympc.Decomposition((9, 9), comm=MPI.COMM_SELF) as d:
+        op, b = StencilOperator(d), pympc.DistArray(d).fill(1.0)
+        with pytest.raises(TypeError):
+            cg(op, b, variant="single")
+        with pytest.raises(TypeError):
+            cg(op, b, None)  # x0 and the rest are keywords only
+        with pytest.raises(pympc.InputError, match="restart"):
+            solvers.solve(op, b, "cg", restart=5)
+        with Multigrid(d) as mg:
+            for old in ({"u0": b}, {"maxcycles": 3}, {"f": b}):
+                with pytest.raises(TypeError):
+                    mg.solve(**({"b": b} if "f" not in old else {}), **old)
+        assert solvers.solve(op, b, "gmres", restart=5, maxiter=2).iterations == 2

@@ -28,7 +28,8 @@ import scipy.sparse.linalg as spla  # noqa: E402
 
 import pympc  # noqa: E402
 from solvers.heat import Heat  # noqa: E402
-from solvers.krylov import Jacobi, StencilOperator, bicgstab, cg, gmres  # noqa: E402
+import solvers  # noqa: E402
+from solvers.krylov import Jacobi, StencilOperator  # noqa: E402
 from solvers.multigrid import Multigrid  # noqa: E402
 from solvers.poisson import Poisson  # noqa: E402
 from solvers.sparse import BlockJacobi, SparseOperator  # noqa: E402
@@ -120,7 +121,7 @@ def poisson_fig():
                     continue
                 f = pympc.DistArray.from_global(d, 5 * np.pi ** 2 * exact)
                 r = Poisson(d, f).solve(m, tol=1e-10, check_every=10)
-                out[m][0].append(np.abs(r.u.gather(root=None) - exact).max())
+                out[m][0].append(np.abs(r.x.gather(root=None) - exact).max())
                 out[m][1].append(r.iterations)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.5))
     for m, (errs, _) in out.items():
@@ -178,10 +179,10 @@ def history_fig(fname, title, velocity, methods, note=None):
 def cg_fig():
     tol = KRYLOV_TOL
     return history_fig("krylov_cg.png", "SPD: Dirichlet Laplacian", None, [
-        ("CG", lambda op, b: cg(op, b, tol=tol), dict(ls="-")),
-        ('CG, variant="single"', lambda op, b: cg(op, b, tol=tol, variant="single"),
+        ("CG", lambda op, b: solvers.solve(op, b, "cg", tol=tol), dict(ls="-")),
+        ("single-reduction CG", lambda op, b: solvers.solve(op, b, "cg_single", tol=tol),
          dict(ls="--", marker="x", markevery=(0, 25))),
-        ("PCG, Jacobi", lambda op, b: cg(op, b, tol=tol, M=Jacobi(op)),
+        ("PCG, Jacobi", lambda op, b: solvers.solve(op, b, "cg", M=Jacobi(op), tol=tol),
          dict(ls=":", marker="o", mfc="none", markevery=(12, 25)))],
         note="the three curves coincide:\nJacobi scales a constant diagonal")
 
@@ -189,14 +190,14 @@ def cg_fig():
 def bicgstab_fig():
     tol = KRYLOV_TOL
     return history_fig("krylov_bicgstab.png", f"convection-diffusion, v = {KRYLOV_VEL}", KRYLOV_VEL, [
-        ("BiCGStab", lambda op, b: bicgstab(op, b, tol=tol), dict(ls="-"))],
+        ("BiCGStab", lambda op, b: solvers.solve(op, b, "bicgstab", tol=tol), dict(ls="-"))],
         note="BiCGStab's residual is not monotone:\nthe stopping rule reads the last one")
 
 
 def gmres_fig():
     tol = KRYLOV_TOL
     return history_fig("krylov_gmres.png", f"convection-diffusion, v = {KRYLOV_VEL}", KRYLOV_VEL, [
-        (f"GMRES({m})", (lambda m: lambda op, b: gmres(op, b, tol=tol, restart=m))(m), dict(ls=ls))
+        (f"GMRES({m})", (lambda m: lambda op, b: solvers.solve(op, b, "gmres", tol=tol, restart=m))(m), dict(ls=ls))
         for m, ls in ((30, "-"), (60, "--"), (120, ":"))],
         note="the same counts as\nscipy.sparse.linalg.gmres")
 
@@ -213,11 +214,11 @@ def preconditioners_fig():
             A = SparseOperator.laplacian(d)
             C = SparseOperator.laplacian(d, velocity=KRYLOV_VEL)
             mg = Multigrid(d)
-            rows["CG"].append(cg(A, f, tol=tol).iterations)
-            rows["CG + multigrid"].append(cg(A, f, tol=tol, M=mg).iterations)
-            rows["GMRES(30)"].append(gmres(C, f, tol=tol, restart=30).iterations)
+            rows["CG"].append(solvers.solve(A, f, "cg", tol=tol).iterations)
+            rows["CG + multigrid"].append(solvers.solve(A, f, "cg", M=mg, tol=tol).iterations)
+            rows["GMRES(30)"].append(solvers.solve(C, f, "gmres", tol=tol, restart=30).iterations)
             rows["GMRES(30) + block-Jacobi ILU"].append(
-                gmres(C, f, tol=tol, restart=30, M=BlockJacobi(C, "ilu")).iterations)
+                solvers.solve(C, f, "gmres", M=BlockJacobi(C, "ilu"), tol=tol, restart=30).iterations)
             mg.close()
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     for (name, its), style in zip(rows.items(), ("o-", "s-", "o--", "s--")):
@@ -248,15 +249,15 @@ def multigrid_fig():
                 mg = Multigrid(d)
                 f = mode_ramp_rhs(d)
                 r = mg.solve(f, tol=tol)
-                p = cg(StencilOperator(d), f, tol=tol, M=mg)
+                p = solvers.solve(StencilOperator(d), f, "cg", M=mg, tol=tol)
                 mg.close()
             h = np.array(r.history)
             rates = h[1:] / h[:-1]
             a1.plot(np.arange(1, len(h)), rates, "o-" if dim == 2 else "s--", color=c, ms=3,
                     lw=1, label=f"{n}{'²' if dim == 2 else '³'}")
-            cycles.append(r.cycles)
+            cycles.append(r.iterations)
             pcg.append(p.iterations)
-            out[(dim, n)] = (r.reason, r.cycles, rates.max(), p.iterations)
+            out[(dim, n)] = (r.reason, r.iterations, rates.max(), p.iterations)
         a2.semilogx(ns, cycles, "o-" if dim == 2 else "s-", ms=7, label=f"{dim}D V(1,1) cycles")
         a2.semilogx(ns, pcg, "x:" if dim == 2 else "+:", ms=8, mew=1.5,
                     label=f"{dim}D MG-PCG iterations")
