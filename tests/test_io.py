@@ -151,6 +151,43 @@ def test_bad_input_gives_one_clear_error_everywhere(comm, shared_tmp_path):
 
 
 @pytest.mark.mpi
+def test_file_talks_on_a_private_communicator(comm, shared_tmp_path):
+    """A File duplicates the communicator it is given when it opens and frees the
+    duplicate when it closes; everything it says goes over the duplicate, so nothing can
+    match a message or a collective of the user's program on the user's communicator:
+    the user's communicator sees a Dup per File and local queries, no communication."""
+    from mpi4py import MPI
+
+    calls, watched = [], []
+
+    class Spy(MPI.Intracomm):  # (its Dup is a Spy too: only the user's one is watched)
+        def __getattribute__(self, name):
+            if not name.startswith("_") and any(self is w for w in watched):
+                calls.append(name)
+            return super().__getattribute__(name)
+
+    spy = Spy(comm)
+    watched.append(spy)
+    path = str(shared_tmp_path / "spy.h5")
+    with pympc.Decomposition((7, 6), comm=comm) as d:
+        a = pympc.DistArray.from_function(d, lambda i, j: 10.0 * i + j, coords=False)
+        io.write(path, {"u": a}, comm=spy)
+        b = io.read(path, "u", d, comm=spy)
+        with io.File(path, "r+", comm=spy) as f:
+            dup = f._comm
+            assert MPI.Comm.Compare(dup, comm) == MPI.CONGRUENT
+            f.set_attrs("/", {"k": 1})
+            assert f.attrs("/")["k"] == 1 and "u" in f and f.keys("/") == ["u"]
+            f.write_array("small", np.arange(3) if comm.Get_rank() == 0 else None)
+            np.testing.assert_array_equal(f.read_array("small"), np.arange(3))
+            f.read("u", d, out=b)
+        assert dup == MPI.COMM_NULL  # freed by close
+        np.testing.assert_array_equal(b.gather(root=None), a.gather(root=None))
+    assert calls.count("Dup") == 3, calls
+    assert set(calls) <= {"Dup", "Get_rank", "Get_size"}, sorted(set(calls))
+
+
+@pytest.mark.mpi
 def test_output_writes_on_its_decomposition_communicator(comm, shared_tmp_path):
     """Output takes no comm=: the series is written by the decomposition's ranks (a
     second communicator could only disagree with it)."""
@@ -378,3 +415,16 @@ def test_unsafe_dtype_for_a_field_on_some_ranks_is_one_error_everywhere(comm, sh
         assert back.dtype == np.complex128 and np.array_equal(back.owned, a.owned)
         d.close()
     sub.Free()
+
+
+def test_import_pympc_io_loads_no_h5py():
+    """h5py is imported by the I/O code that uses it: the package face pympc.io and the
+    XDMF writer load neither h5py nor MPI; pympc.io.File does."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pympc.io, pympc.io.xdmf; print('h5py' in sys.modules, 'mpi4py.MPI' in sys.modules); "
+            "pympc.io.File; print('h5py' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["False", "False", "True"], r.stdout

@@ -241,3 +241,19 @@ def test_heat2d_demo_shows_its_hot_left_wall_at_vtk_x_min(tmp_path):
     assert left.sum() == 19 and bottom.sum() == 19
     assert (u[left] == 1.0).all(), u[left]  # the hot wall at VTK's X = 0
     assert (u[bottom] == 0.0).all(), u[bottom]
+
+
+def test_a_grid_is_hashed_once_however_many_steps_are_listed():
+    """The XDMF is rendered again, every step listed, after each step: the mesh group of a
+    grid is computed once, not per step and field."""
+    from pympc.io import xdmf
+
+    field = {"shape": [9, 7], "dtype": "<f8", "centring": "vertex", "origin": [0.5, 0.5],
+             "spacing": [0.1, 0.1], "components": []}
+    steps = [{"step": s, "time": 0.1 * s, "group": f"/steps/{s:08d}", "fields": {"u": field, "v": field}}
+             for s in range(50)]
+    xdmf._mesh_path.cache_clear()
+    text = xdmf.render("run.h5", steps)
+    assert text.count(xdmf.mesh_path(field) + "/points") == 50
+    info = xdmf._mesh_path.cache_info()
+    assert info.misses == 1 and info.hits >= 150, info

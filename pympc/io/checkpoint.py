@@ -46,7 +46,6 @@ the numbers an uninterrupted run would have drawn.
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -58,7 +57,7 @@ import h5py
 import numpy as np
 
 from ..grid import Decomposition
-from .file import FORMAT_VERSION, File
+from .file import FORMAT_VERSION, File, open_readonly, root_decides
 from ..runtime import InputError, check_all, get_comm
 
 CHECKPOINT_KIND = "pympc-checkpoint"
@@ -179,8 +178,16 @@ def physics_changes(stored, current) -> dict:
     ``"<absent>"`` on the other). Values are compared as a checkpoint stores them (JSON:
     tuples are lists, numpy numbers are Python numbers): ``1 == 1.0``, ``nan == nan``,
     ``True != 1``."""
-    a = _flatten(json.loads(_physics_json(stored) or "{}"))
-    b = _flatten(json.loads(_physics_json(current) or "{}"))
+    return _changes(_flat(stored), _flat(current))
+
+
+def _flat(physics) -> dict:
+    """``physics`` as a checkpoint stores it (JSON), nested keys dotted."""
+    return _flatten(json.loads(_physics_json(physics) or "{}"))
+
+
+def _changes(a, b) -> dict:
+    """:func:`physics_changes` of two flattened physics dicts."""
     return {k: (a.get(k, _MISSING), b.get(k, _MISSING)) for k in sorted(set(a) | set(b))
             if k not in a or k not in b or not _same(a[k], b[k])}
 
@@ -196,9 +203,9 @@ def check_physics(where, stored, current, allow_changed=(), log=None) -> dict:
     before pympc stored physics) cannot be compared: a warning, and ``{}``. Identical on
     every rank when ``stored`` and ``current`` are."""
     allow = (allow_changed,) if isinstance(allow_changed, str) else tuple(allow_changed or ())
-    known = set(_flatten(json.loads(_physics_json(current) or "{}")))
-    if stored is not None:
-        known |= set(_flatten(json.loads(_physics_json(stored) or "{}")))
+    now = _flat(current)
+    then = _flat(stored) if stored is not None else {}
+    known = set(now) | set(then)
     unknown = [k for k in allow if not any(key == k or key.startswith(k + ".") for key in known)]
     if unknown:
         raise InputError(f"allow_changed names {unknown}, which are not physics parameters here "
@@ -208,7 +215,7 @@ def check_physics(where, stored, current, allow_changed=(), log=None) -> dict:
             log.warning("%s stores no physics parameters (an older pympc wrote it): the restart cannot "
                         "check that the physics are the same", where)
         return {}
-    changes = physics_changes(stored, current)
+    changes = _changes(then, now)
 
     def allowed(k):
         return k != "solver" and any(k == a or k.startswith(a + ".") for a in allow)
@@ -269,16 +276,6 @@ def _text(v):
     return v.decode() if isinstance(v, bytes) else v
 
 
-def _open_readonly(path):
-    # without HDF5's file lock: a checkpoint has its name only once it is complete and
-    # nobody writes it afterwards, and on file systems without flock (some NFS, Lustre
-    # mounts) a locked open fails, which would make an intact checkpoint look damaged
-    try:
-        return h5py.File(path, "r", locking=False)
-    except (TypeError, ValueError):  # an h5py or HDF5 without the option
-        return h5py.File(path, "r")
-
-
 def _inspect(path: str, step: int):
     """A CheckpointInfo for an intact checkpoint, else the reason it is damaged (str)
     together with its sequence if that much can be read: ``(info, None)`` or
@@ -289,7 +286,9 @@ def _inspect(path: str, step: int):
             return None, "empty file (0 bytes)"
         if not h5py.is_hdf5(path):
             return None, "not an HDF5 file"
-        with _open_readonly(path) as f:  # HDF5 refuses a truncated file here
+        # without HDF5's file lock (open_readonly): a checkpoint has its name only once it
+        # is complete and nobody writes it afterwards
+        with open_readonly(path) as f:  # HDF5 refuses a truncated file here
             a = f.attrs
             if "sequence" in a:
                 seq = int(a["sequence"])
@@ -367,11 +366,6 @@ class Checkpointer:
         return os.path.join(self.directory, f"{self.prefix}_{int(step):08d}.h5")
 
     # -- finding checkpoints -------------------------------------------------------------
-    def _names(self):
-        pat = re.compile(re.escape(self.prefix) + r"_(\d+)\.h5$")
-        return sorted((int(m.group(1)), os.path.join(self.directory, f))
-                      for f in self._listing() if (m := pat.match(f)))
-
     def _listing(self) -> list:
         # a directory that does not exist (yet: the first save creates it) holds nothing
         try:
@@ -379,9 +373,13 @@ class Checkpointer:
         except FileNotFoundError:
             return []
 
-    def _scan_local(self) -> _Scan:
+    def _scan_local(self, listing=None) -> _Scan:
+        """What this rank finds in the directory (``listing``: its names, if listed)."""
+        pat = re.compile(re.escape(self.prefix) + r"_(\d+)\.h5$")
+        names = sorted((int(m.group(1)), os.path.join(self.directory, f))
+                       for f in (self._listing() if listing is None else listing) if (m := pat.match(f)))
         intact, damaged, top = [], [], 0
-        for step, path in self._names():
+        for step, path in names:
             info, reason = _inspect(path, step)
             if reason is None:
                 intact.append(info)
@@ -395,18 +393,14 @@ class Checkpointer:
     def _scan(self) -> _Scan:
         """Collective. Rank 0 inspects the directory, every rank gets its verdict; rank
         0 warns once about each damaged file."""
-        scan = None
-        if self.comm.Get_rank() == 0:
+        def look():
             try:
                 scan = self._scan_local()
             except OSError as e:
-                scan = f"cannot list checkpoint directory {self.directory}: {e}"
-            if isinstance(scan, _Scan):
-                self._warn_damaged(scan)
-        scan = self.comm.bcast(scan, root=0)
-        if isinstance(scan, str):
-            raise InputError(scan)
-        return scan
+                raise InputError(f"cannot list checkpoint directory {self.directory}: {e}") from None
+            self._warn_damaged(scan)
+            return scan
+        return root_decides(look, self.comm)
 
     def _warn_damaged(self, scan):
         for path, reason in scan.damaged:
@@ -472,19 +466,16 @@ class Checkpointer:
         """Collective. Remove every file of this prefix in the directory: intact and
         damaged checkpoints and ``.tmp`` leftovers (for a run that is told to start
         afresh). Returns the paths removed; an error raises InputError everywhere."""
-        out = None
-        if self.comm.Get_rank() == 0:
+        def remove():
             pat = re.compile(re.escape(self.prefix) + r"_\d+\.h5(\.tmp)?$")
             try:
                 out = sorted(os.path.join(self.directory, f) for f in self._listing() if pat.match(f))
                 for p in out:
                     os.unlink(p)
             except OSError as e:
-                out = f"cannot remove the checkpoints in {self.directory}: {e}"
-        out = self.comm.bcast(out, root=0)
-        if isinstance(out, str):
-            raise InputError(out)
-        return out
+                raise InputError(f"cannot remove the checkpoints in {self.directory}: {e}") from None
+            return out
+        return root_decides(remove, self.comm)
 
     # -- writing -------------------------------------------------------------------------
     def save(self, step: int, fields: dict, state: dict | None = None, rngs=None, *,
@@ -498,93 +489,104 @@ class Checkpointer:
         ``physics`` must be the same on every rank.
 
         The new checkpoint is the newest, whatever its step; the oldest written beyond
-        ``keep`` are removed afterwards. Returns its path once it is complete."""
-        comm = self.comm
+        ``keep`` are removed afterwards. The first save creates the directory. Returns
+        its path once it is complete."""
         _saves[0] += 1
+        state = state or {}
+        time, pjson = self._check_save(step, fields, state, time, physics)
+        final = self.path(step)
+        # rank 0 decides the sequence from the files themselves (a restarted program, or
+        # another rank count, sees the same numbers) and removes a killed save's leftovers
+        sequence, older = root_decides(lambda: self._prepare(final), self.comm)
+        attrs = {"kind": CHECKPOINT_KIND, "step": int(step), "sequence": int(sequence),
+                 "state": json.dumps(state, sort_keys=True, default=_json_default),
+                 "rng_states": json.dumps(self.comm.allgather([g.bit_generator.state for g in (rngs or [])]),
+                                          default=_json_default),
+                 "fields": json.dumps(sorted(fields))}
+        if time is not None:
+            attrs["time"] = np.float64(time)
+        if pjson is not None:
+            attrs["physics"] = pjson
+        self._write(final + ".tmp", fields, attrs, state.get("params"))
+        root_decides(lambda: self._commit(final, older), self.comm)
+        return final
+
+    def _check_save(self, step, fields, state, time, physics):
+        """``(time, physics JSON)`` of a save, checked: the same on every rank."""
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
             raise InputError(f"checkpoint step must be an integer >= 0, got {step!r}")
         if not fields:
             raise InputError("save() needs at least one field")
-        state = state or {}
         if time is None and isinstance(state.get("time"), (int, float, np.number)) \
                 and not isinstance(state.get("time"), bool):
             time = state["time"]
         time = None if time is None else float(time)
         pjson = _physics_json(physics)
         mine = (int(step), time, pjson)
-        root = comm.bcast(mine if comm.Get_rank() == 0 else None, root=0)
+        root = self.comm.bcast(mine if self.comm.Get_rank() == 0 else None, root=0)
         check_all(repr(mine) == repr(root), f"save(): step, time or physics differ between ranks: "
-                  f"{mine} here, {root} on rank 0", comm)
-        final = self.path(step)
-        tmp = final + ".tmp"
-        # rank 0 decides the sequence from the files themselves (a restarted program, or
-        # another rank count, sees the same numbers) and removes a killed save's leftovers
-        plan = None
-        if comm.Get_rank() == 0:
-            try:
-                try:
-                    os.makedirs(self.directory, exist_ok=True)
-                except OSError as e:
-                    raise OSError(f"cannot create checkpoint directory {self.directory}: {e}") from None
-                for stray in glob.glob(os.path.join(glob.escape(self.directory), f"{self.prefix}_*.h5.tmp")):
-                    os.unlink(stray)
-                scan = self._scan_local()
-                self._warn_damaged(scan)
-                for path, _ in scan.damaged:  # the new file takes a damaged one's name:
-                    if os.path.abspath(path) == os.path.abspath(final):  # keep it beside, never delete it
-                        aside, k = final + ".damaged", 1
-                        while os.path.lexists(aside):
-                            k += 1
-                            aside = f"{final}.damaged-{k}"
-                        os.rename(final, aside)
-                plan = (scan.top + 1, [i.path for i in scan.intact])
-            except OSError as e:
-                plan = f"cannot prepare checkpoint {final}: {e}"
-        plan = comm.bcast(plan, root=0)
-        if isinstance(plan, str):
-            raise InputError(plan)
-        sequence, older = plan
+                  f"{mine} here, {root} on rank 0", self.comm)
+        return time, pjson
+
+    def _prepare(self, final):
+        """Rank 0, before a save: the directory made, a killed save's ``.tmp`` leftovers
+        removed, a damaged file of the new one's name moved aside; returns the new
+        sequence number and the intact checkpoints, oldest written first."""
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create checkpoint directory {self.directory}: {e}") from None
+        try:
+            listing = self._listing()  # once, for the leftovers and the scan
+            for stray in listing:
+                if stray.startswith(self.prefix + "_") and stray.endswith(".h5.tmp"):
+                    os.unlink(os.path.join(self.directory, stray))
+            scan = self._scan_local(listing)
+            self._warn_damaged(scan)
+            for path, _ in scan.damaged:  # the new file takes a damaged one's name:
+                if os.path.abspath(path) == os.path.abspath(final):  # keep it beside, never delete it
+                    aside, k = final + ".damaged", 1
+                    while os.path.lexists(aside):
+                        k += 1
+                        aside = f"{final}.damaged-{k}"
+                    os.rename(final, aside)
+        except OSError as e:
+            raise InputError(f"cannot prepare checkpoint {final}: {e}") from None
+        return scan.top + 1, [i.path for i in scan.intact]
+
+    def _write(self, tmp, fields, attrs, params):
+        """Collective. The checkpoint file ``tmp``: root attributes, physics, fields."""
         first = next(iter(fields.values()))
-        rng_states = comm.allgather([g.bit_generator.state for g in (rngs or [])])
-        with File(tmp, "w", comm=comm, decomp=first.decomp, params=state.get("params")) as f:
-            attrs = {"kind": CHECKPOINT_KIND, "step": int(step), "sequence": int(sequence),
-                     "state": json.dumps(state, sort_keys=True, default=_json_default),
-                     "rng_states": json.dumps(rng_states, default=_json_default),
-                     "fields": json.dumps(sorted(fields))}
-            if time is not None:
-                attrs["time"] = np.float64(time)
-            if pjson is not None:
-                attrs["physics"] = pjson
+        with File(tmp, "w", comm=self.comm, decomp=first.decomp, params=params) as f:
             f.set_attrs("/", attrs)
-            if pjson is not None:
+            if "physics" in attrs:
                 f.require_group("/physics")
-                f.set_attrs("/physics", {k: _physics_attr(v) for k, v in json.loads(pjson).items()})
+                f.set_attrs("/physics", {k: _physics_attr(v) for k, v in json.loads(attrs["physics"]).items()})
             f.require_group("/fields")
             for i, (name, a) in enumerate(sorted(fields.items())):
-                if i == 1 and comm.Get_rank() == 0:
+                if i == 1 and self.comm.Get_rank() == 0:
                     _phase("write")  # one field written, the next not yet
                 f.write(f"/fields/{name}", a)
             f.flush()
-        err = None
-        if comm.Get_rank() == 0:
-            try:
-                _fsync_path(tmp)
-                _phase("rename")
-                os.replace(tmp, final)
-                _fsync_path(self.directory, directory=True)
-                _phase("prune")
-                # the oldest written go first; the new file (which may have replaced an
-                # older one of the same step) is never among them, damaged ones are
-                # never touched
-                older = [p for p in older if p != final]
-                for old in older[:max(0, len(older) - (self.keep - 1))]:
-                    os.unlink(old)
-            except OSError as e:
-                err = f"checkpoint {final}: {e}"
-        err = comm.bcast(err, root=0)
-        if err:
-            raise InputError(err)
-        return final
+
+    def _commit(self, final, older):
+        """Rank 0, after the file is complete: fsync, rename, fsync the directory, then
+        remove the oldest written beyond ``keep``."""
+        tmp = final + ".tmp"
+        try:
+            _fsync_path(tmp)
+            _phase("rename")
+            os.replace(tmp, final)
+            _fsync_path(self.directory, directory=True)
+            _phase("prune")
+            # the oldest written go first; the new file (which may have replaced an
+            # older one of the same step) is never among them, damaged ones are never
+            # touched
+            older = [p for p in older if p != final]
+            for old in older[:max(0, len(older) - (self.keep - 1))]:
+                os.unlink(old)
+        except OSError as e:
+            raise InputError(f"checkpoint {final}: {e}") from None
 
     # -- reading -------------------------------------------------------------------------
     def load(self, decomp: Decomposition, step: int | None = None, dtype=None) -> Restart:
@@ -615,8 +617,7 @@ class Checkpointer:
 
 
 def restart_rng(seed, step: int, comm=None):
-    """Collective. A fresh per-rank Generator after a restart on a different rank count:
-    rank ``r`` gets ``SeedSequence(seed, spawn_key=(step, r))``."""
+    """Local. A fresh per-rank Generator after a restart on a different rank count:
+    rank ``r`` of ``comm`` gets ``SeedSequence(seed, spawn_key=(step, r))``."""
     comm = get_comm(comm)
-    comm.Barrier()
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(int(step), comm.Get_rank()))))

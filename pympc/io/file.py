@@ -15,12 +15,20 @@ Hangs designed out:
 * every metadata operation (create, attributes) runs on every rank with identical values;
   nothing asks an mpio file for properties on one rank only (even ``f.driver`` is
   collective there);
-* a bad file is checked first by rank 0 alone and the verdict broadcast, so every rank
-  raises the same :class:`~pympc.InputError` instead of some ranks failing inside a
-  collective open.
+* a bad file is checked first by rank 0 alone and the verdict shared (:func:`root_decides`),
+  so every rank raises the same :class:`~pympc.InputError` instead of some ranks failing
+  inside a collective open.
 
-Without an MPI-enabled h5py the same API works through rank 0 (gather, then a serial
-write; read, then scatter), with one warning saying why it is slower.
+**Two strategies behind one File**, chosen once when it opens: :class:`_Parallel` (every
+rank holds the file; the mpio driver, or the default driver on one rank without an
+MPI-enabled h5py) and :class:`_SerialFallback` (several ranks, h5py without MPI: rank 0
+holds the file; writes gather to it, reads scatter from it, its answers are shared; one
+warning says why it is slower). Both answer the same few calls: ask about the file,
+change its metadata, write a DistArray or a block, read a DistArray, close.
+
+**A private communicator.** A File talks on its own duplicate of the communicator it is
+given (made at open, freed at close), so nothing it sends can match a message or a
+collective of the user's program on that communicator.
 """
 
 from __future__ import annotations
@@ -55,42 +63,73 @@ def _warn_serial():
         _warned = True
 
 
-def _precheck(path, mode, comm):
-    """Collective. Rank 0 checks the file alone; every rank raises the same error."""
-    msg = None
+def root_decides(fn, comm):
+    """Collective. ``fn()`` run by rank 0 of ``comm`` alone (a look at the file system or
+    at a file only rank 0 holds), its result returned on every rank; an
+    :class:`~pympc.InputError` it raises is raised on every rank (through
+    :func:`~pympc.runtime.check_all`), so none is left waiting."""
+    value, err = None, None
     if comm.Get_rank() == 0:
         try:
-            if mode == "r" or mode == "r+":
-                if not os.path.exists(path):
-                    msg = f"no such file: {path}"
-                elif not h5py.is_hdf5(path):
-                    msg = f"{path} is not an HDF5 file (or it is truncated or corrupt)"
-                else:
-                    with h5py.File(path, "r") as f:
-                        fmt = f.attrs.get("format")
-                        ver = f.attrs.get("format_version")
-                        if fmt == FORMAT and ver is not None and int(ver) > FORMAT_VERSION:
-                            msg = (f"{path} has pympc format version {int(ver)}, newer than this "
-                                   f"pympc ({__version__}) reads (<= {FORMAT_VERSION})")
-            else:
-                parent = os.path.dirname(os.path.abspath(path))
-                if not os.path.isdir(parent):
-                    msg = f"cannot create {path}: directory {parent} does not exist"
-                elif not os.access(parent, os.W_OK):
-                    msg = f"cannot create {path}: directory {parent} is not writable"
-                elif mode == "x" and os.path.exists(path):
-                    msg = f"{path} exists already"
-        except OSError as e:  # unreadable, truncated, corrupt
-            msg = f"cannot read {path}: {e}"
-    msg = comm.bcast(msg, root=0)
-    if msg:
-        raise InputError(msg)
+            value = fn()
+        except InputError as e:
+            err = str(e) or "InputError"
+    check_all(err is None, err, comm)
+    return comm.bcast(value, root=0) if comm.Get_size() > 1 else value
 
 
-def _collective_dxpl():
-    dxpl = h5p.create(h5p.DATASET_XFER)
-    dxpl.set_dxpl_mpio(h5fd.MPIO_COLLECTIVE)
-    return dxpl
+def open_readonly(path):
+    """Local. ``path`` opened read-only by this rank alone (an ``h5py.File``)."""
+    return _h5open(path, "r")
+
+
+def _h5open(path, mode, **driver):
+    if mode == "r":
+        # without HDF5's file lock: on file systems without flock (some NFS, Lustre mounts)
+        # a locked open fails, which would make an intact file (a checkpoint) unreadable
+        try:
+            return h5py.File(path, "r", locking=False, **driver)
+        except (TypeError, ValueError):  # an h5py or HDF5 without the option
+            pass
+    return h5py.File(path, mode, **driver)
+
+
+def _precheck(path, mode, comm):
+    """Collective. Rank 0 checks the file alone; every rank raises the same error."""
+    root_decides(lambda: _check_path(path, mode), comm)
+
+
+def _check_path(path, mode):
+    try:
+        if mode in ("r", "r+"):
+            _check_readable(path)
+        else:
+            _check_creatable(path, mode)
+    except OSError as e:  # unreadable, truncated, corrupt
+        raise InputError(f"cannot read {path}: {e}") from None
+
+
+def _check_readable(path):
+    if not os.path.exists(path):
+        raise InputError(f"no such file: {path}")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path} is not an HDF5 file (or it is truncated or corrupt)")
+    with open_readonly(path) as f:
+        fmt = f.attrs.get("format")
+        ver = f.attrs.get("format_version")
+    if fmt == FORMAT and ver is not None and int(ver) > FORMAT_VERSION:
+        raise InputError(f"{path} has pympc format version {int(ver)}, newer than this "
+                         f"pympc ({__version__}) reads (<= {FORMAT_VERSION})")
+
+
+def _check_creatable(path, mode):
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"cannot create {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"cannot create {path}: directory {parent} is not writable")
+    if mode == "x" and os.path.exists(path):
+        raise InputError(f"{path} exists already")
 
 
 def _attr_value(v):
@@ -150,99 +189,294 @@ def grid_attrs(decomp: Decomposition) -> dict:
             "centring": decomp.centring, "periodic": np.array(decomp.periodic, dtype=np.int8)}
 
 
+def _create(h5, name, attrs, **how):
+    """The dataset ``name`` made anew (a previous one of that name deleted) with ``attrs``."""
+    if name in h5:
+        del h5[name]
+    ds = h5.create_dataset(name, **how)
+    for k, v in attrs.items():
+        ds.attrs[k] = _attr_value(v)
+    return ds
+
+
+def _transfer(ds, buf, mstart, fstart, count, write, dxpl, memory=None):
+    """One collective transfer between the block ``count`` at ``fstart`` of dataset ``ds``
+    and ``buf`` at ``mstart`` (a memory selection: ghosts are skipped in place, no copy).
+    ``buf`` None or an empty block: this rank joins with empty selections, in the memory
+    type ``memory`` (default the dataset's) that every other rank uses, so that all agree
+    on the conversion."""
+    fspace = ds.id.get_space()
+    if buf is None or 0 in tuple(count):
+        fspace.select_none()
+        mspace = h5s.create_simple((1,))
+        mspace.select_none()
+        buf = np.zeros(1, dtype=memory if memory is not None else ds.dtype)
+    elif tuple(count) == ds.shape == buf.shape:  # the whole dataset (a scalar one included)
+        fspace.select_all()
+        mspace = h5s.create_simple(buf.shape)
+    else:
+        fspace.select_hyperslab(tuple(fstart), tuple(count))
+        mspace = h5s.create_simple(buf.shape)
+        mspace.select_hyperslab(tuple(mstart), tuple(count))
+    (ds.id.write if write else ds.id.read)(mspace, fspace, buf, dxpl=dxpl)
+
+
+def _move_distarray(ds, a, write, dxpl, memory=None):
+    """:func:`_transfer` of DistArray ``a``'s owned block (``None``: nothing)."""
+    if a is None:
+        return _transfer(ds, None, (), (), (), write, dxpl, memory)
+    d, nc = a.decomp, len(a.components)
+    _transfer(ds, a.data, (d.ghost,) * d.ndim + (0,) * nc, tuple(d.lo) + (0,) * nc,
+              tuple(d.local_shape) + a.components, write, dxpl)
+
+
+def _deliver(a, want, out):
+    """``a`` (read in the stored type) as ``want``, in ``out`` if given (its owned cells):
+    HDF5 reads into the stored type in native byte order (it swaps bytes on the way;
+    big-endian files from other programs need it), a safe numpy cast then gives ``want``
+    (HDF5 converts no integer to complex, nor its bool enum to numbers: numpy does)."""
+    if out is None and a.dtype == want:
+        return a
+    b = out if out is not None else DistArray(a.decomp, want, a.components)
+    if b is not a:
+        b.owned[...] = a.owned
+    return b
+
+
+class _Parallel:
+    """Every rank holds the file: one collective MPI-IO transfer per field."""
+
+    def __init__(self, path, mode, comm):
+        self.comm = comm
+        # the mpio driver even on one rank: its collective path moves a ghosted block's
+        # memory selection in one MPI-IO call (the serial driver goes through HDF5's
+        # 1 MiB conversion buffer, half as fast here); without MPI in h5py (one rank) the
+        # default driver
+        mpio = {"driver": "mpio", "comm": comm} if HAVE_PARALLEL_H5PY else {}
+        self.h5 = _h5open(path, mode, **mpio)
+        self.dxpl = None
+        if HAVE_PARALLEL_H5PY:  # collective per call (``with ds.collective`` did not
+            self.dxpl = h5p.create(h5p.DATASET_XFER)  # apply in some h5py, issue 2017)
+            self.dxpl.set_dxpl_mpio(h5fd.MPIO_COLLECTIVE)
+
+    def ask(self, fn):
+        """Collective. ``fn(h5)``: every rank reads the same metadata, the same answer."""
+        return fn(self.h5)
+
+    def change(self, fn):
+        """Collective. ``fn(h5)`` on every rank: metadata changes are collective in HDF5."""
+        fn(self.h5)
+
+    def write_field(self, name, a, shape, dtype, holder, attrs):
+        """Collective. Write DistArray ``a`` (None: nothing) as dataset ``name``."""
+        ds = _create(self.h5, name, attrs, shape=shape, dtype=dtype, fill_time="never")
+        _move_distarray(ds, a, True, self.dxpl)
+
+    def write_block(self, name, shape, dtype, start, block, attrs):
+        """Collective. Write each rank's ``block`` (None: nothing) at ``start``."""
+        ds = _create(self.h5, name, attrs, shape=shape, dtype=dtype, fill_time="never")
+        if int(np.prod(shape)) == 0:
+            return  # nothing to transfer (and no storage to address): every rank knows
+        count = block.shape if block is not None else ()
+        _transfer(ds, block, (0,) * len(count), start, count, True, self.dxpl)
+
+    def read_field(self, name, decomp, memory, want, comps, out):
+        """Collective. Dataset ``name`` on ``decomp`` (None: this rank joins, gets None)."""
+        ds = self.h5[name]
+        if decomp is None:
+            return _move_distarray(ds, None, False, self.dxpl, memory)
+        a = out if (out is not None and out.dtype == memory) else DistArray(decomp, memory, comps)
+        _move_distarray(ds, a, False, self.dxpl)
+        return _deliver(a, want, out)
+
+    def close(self):
+        """Collective. Close the file."""
+        self.h5.close()
+
+
+class _SerialFallback:
+    """Several ranks, h5py without MPI: rank 0 holds the file alone. Writes gather the
+    data to rank 0, reads scatter from it, answers about the file are rank 0's."""
+
+    def __init__(self, path, mode, comm):
+        _warn_serial()
+        self.comm = comm
+        self.h5 = _h5open(path, mode) if comm.Get_rank() == 0 else None
+
+    def ask(self, fn):
+        """Collective. ``fn(h5)`` on rank 0, the answer (or its InputError) everywhere."""
+        return root_decides(lambda: fn(self.h5), self.comm)
+
+    def change(self, fn):
+        """Collective. ``fn(h5)`` on rank 0, where the file is."""
+        if self.h5 is not None:
+            fn(self.h5)
+
+    def _hand(self, glob, src, dst, shape, dtype):
+        """The global array, moved from rank ``src`` to rank ``dst`` (on the File's own
+        communicator: no tag of the user's can match it)."""
+        if src == dst:
+            return glob
+        if self.comm.Get_rank() == src:
+            self.comm.Send(np.ascontiguousarray(glob), dest=dst)
+        elif self.comm.Get_rank() == dst:
+            glob = np.empty(shape, dtype=dtype)
+            self.comm.Recv(glob, source=src)
+        return glob
+
+    def write_field(self, name, a, shape, dtype, holder, attrs):
+        """Collective. Gather ``a`` on its root (``holder``), hand it to rank 0, write."""
+        glob = a.gather(root=0) if a is not None else None
+        glob = self._hand(glob, holder, 0, shape, dtype)
+        if self.h5 is not None:
+            _create(self.h5, name, attrs, data=glob)
+
+    def write_block(self, name, shape, dtype, start, block, attrs):
+        """Collective. Gather the blocks on rank 0, assemble, write."""
+        parts = self.comm.gather(None if block is None else (start, block), root=0)
+        if self.h5 is not None:
+            glob = np.zeros(shape, dtype=dtype)
+            for p in parts:
+                if p is not None:
+                    glob[tuple(slice(s, s + b) for s, b in zip(p[0], p[1].shape))] = p[1]
+            _create(self.h5, name, attrs, data=glob)
+
+    def read_field(self, name, decomp, memory, want, comps, out):
+        """Collective. Rank 0 reads, hands the array to ``decomp``'s root, which scatters."""
+        glob = None
+        if self.h5 is not None:  # h5py gives the stored byte order; astype: native, want
+            glob = self.h5[name][...].astype(want, copy=False)
+        roots = self.comm.allgather(decomp is not None and decomp.cart.Get_rank() == 0)
+        # rank 0 hands the array over even when it is outside the field itself
+        shape = None if decomp is None else tuple(decomp.shape) + tuple(comps)
+        glob = self._hand(glob, 0, roots.index(True), shape, want)
+        if decomp is None:
+            return None
+        a = DistArray.from_global(decomp, glob, root=0, dtype=want, components=comps)
+        return _deliver(a, want, out)
+
+    def close(self):
+        """Collective. Rank 0 closes the file; every rank returns once it is closed (the
+        others may read it then)."""
+        if self.h5 is not None:
+            self.h5.close()
+        self.comm.Barrier()
+
+
+def _dataset_info(h5, path, name):
+    if name not in h5 or not isinstance(h5[name], h5py.Dataset):
+        raise InputError(f"{path} has no dataset {name!r}")
+    ds = h5[name]
+    return ds.shape, ds.dtype.str
+
+
+def _group_attrs(h5, path, group):
+    if group not in h5:
+        raise InputError(f"{path} has no group or dataset {group!r}")
+    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5[group].attrs.items()}
+
+
+def _read_small(h5, path, name, dtype):
+    _dataset_info(h5, path, name)
+    ds = h5[name]
+    # any stored type (strings too); numbers come back in native order
+    _, want = read_dtypes(path, name, ds.dtype, dtype, supported_only=False)
+    return ds[...].astype(want, copy=False)
+
+
+def _block_error(name, shape, start, block):
+    if len(start) != len(shape) or block.ndim != len(shape) or any(
+            s < 0 or s + b > n for s, b, n in zip(start, block.shape, shape)):
+        return f"write_block({name!r}): a block of shape {block.shape} at {start} does not fit in {shape}"
+    return None
+
+
 class File:
     """Collective. A shared HDF5 file opened by every rank of ``comm``.
 
     ``mode`` is ``"r"``, ``"r+"``, ``"w"`` (create, truncate), ``"x"`` (create, fail if
     it exists) or ``"a"``. New files get the pympc root attributes (format, version,
     provenance); ``params`` (a JSON-able dict, identical on every rank) is stored as
-    ``parameters``. Use as a context manager or call :meth:`close`.
+    ``parameters``. Use as a context manager or call :meth:`close`. Read-only opens take
+    no HDF5 file lock (file systems without flock refuse a locked open). The File talks on
+    a private duplicate of ``comm`` (freed by :meth:`close`).
     """
 
     def __init__(self, path, mode="r", comm=None, params=None, decomp: Decomposition | None = None):
-        self.comm = comm = get_comm(comm)
+        self.comm = get_comm(comm)
         self.path = str(path)
         if mode not in ("r", "r+", "w", "x", "a"):
             raise InputError(f"mode must be r, r+, w, x or a, got {mode!r}")
-        _precheck(self.path, "r" if mode == "a" and os.path.exists(self.path) else mode, comm)
         self.mode = mode
-        # the mpio driver even on one rank: its collective path moves a ghosted block's
-        # memory selection in one MPI-IO call (the serial driver goes through HDF5's
-        # 1 MiB conversion buffer, half as fast here)
-        self.parallel = HAVE_PARALLEL_H5PY
-        self.serial_fallback = not HAVE_PARALLEL_H5PY and comm.Get_size() > 1
-        if self.serial_fallback:
-            _warn_serial()
-        self.h5 = None
-        err = None
+        self._comm = self.comm.Dup()
+        self._io = None
         try:
-            if self.parallel:
-                self.h5 = h5py.File(self.path, mode, driver="mpio", comm=comm)
-            elif comm.Get_rank() == 0:  # one rank, or the serial fallback's rank 0
-                self.h5 = h5py.File(self.path, mode)
+            self._io = self._open(mode)
+            if mode in ("w", "x") or (mode == "a" and not self._io.ask(lambda h5: "format" in h5.attrs)):
+                self.set_attrs("/", self._root_attrs(params, decomp))
+        except Exception:
+            self.close()
+            raise
+
+    def _open(self, mode):
+        """The strategy for this file, opened on every rank or on none (one verdict)."""
+        _precheck(self.path, "r" if mode == "a" and os.path.exists(self.path) else mode, self._comm)
+        kind = _SerialFallback if not HAVE_PARALLEL_H5PY and self._comm.Get_size() > 1 else _Parallel
+        store, err = None, None
+        try:
+            store = kind(self.path, mode, self._comm)
         except OSError as e:
             err = f"cannot open {self.path} (mode {mode}): {e}"
-        check_all(err is None, err or "", comm)
-        if mode in ("w", "x") or (mode == "a" and not self._has_attr("format")):
-            created = comm.bcast(datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-                                 if comm.Get_rank() == 0 else None, root=0)
-            attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "pympc_version": __version__,
-                     "ranks": comm.Get_size(), "created": created,
-                     "parameters": json.dumps(params or {}, sort_keys=True, default=str)}
-            if decomp is not None:
-                attrs["process_grid"] = np.array(decomp.dims, dtype=np.int64)
-                attrs.update(grid_attrs(decomp))
-            self.set_attrs("/", attrs)
+        try:
+            check_all(err is None, err, self._comm)
+        except InputError:
+            if store is not None and store.h5 is not None:  # opened here, not on another rank
+                store.h5.close()
+            raise
+        return store
 
-    # -- helpers -------------------------------------------------------------------------
-    def _holds(self):
-        return self.h5 is not None
+    def _root_attrs(self, params, decomp):
+        created = self._comm.bcast(datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+                                   if self._comm.Get_rank() == 0 else None, root=0)
+        attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "pympc_version": __version__,
+                 "ranks": self.comm.Get_size(), "created": created,
+                 "parameters": json.dumps(params or {}, sort_keys=True, default=str)}
+        if decomp is not None:
+            attrs["process_grid"] = np.array(decomp.dims, dtype=np.int64)
+            attrs.update(grid_attrs(decomp))
+        return attrs
 
-    def _has_attr(self, name):
-        has = self.h5 is not None and name in self.h5.attrs
-        return self.comm.bcast(has, root=0) if self.serial_fallback else has
-
+    # -- metadata ------------------------------------------------------------------------
     def set_attrs(self, path: str, attrs: dict) -> None:
         """Collective. Set attributes on the group or dataset at ``path`` (identical
         values on every rank; dicts and lists of non-numbers are stored as JSON)."""
-        if self._holds():
-            obj = self.h5[path] if path != "/" else self.h5
+        def change(h5):
+            obj = h5[path] if path != "/" else h5
             for k, v in attrs.items():
                 obj.attrs[k] = _attr_value(v)
+        self._io.change(change)
 
     def attrs(self, path: str = "/") -> dict:
         """Collective. The attributes of ``path`` as a dict, on every rank."""
-        out = None
-        if self._holds():
-            if path not in self.h5:
-                out = KeyError(path)
-            else:
-                obj = self.h5[path]
-                out = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in obj.attrs.items()}
-        if self.serial_fallback:
-            out = self.comm.bcast(out, root=0)
-        if isinstance(out, KeyError):
-            raise InputError(f"{self.path} has no group or dataset {path!r}")
-        return out
+        return self._io.ask(lambda h5: _group_attrs(h5, self.path, path))
 
     def __contains__(self, name):
-        has = self.h5 is not None and name in self.h5
-        return self.comm.bcast(has, root=0) if self.serial_fallback else has
+        return self._io.ask(lambda h5: name in h5)
 
     def require_group(self, name: str) -> None:
         """Collective. Create the group ``name`` (and its parents) if missing."""
-        if self._holds():
-            self.h5.require_group(name)
+        self._io.change(lambda h5: h5.require_group(name))
 
     def delete(self, name: str) -> None:
         """Collective. Remove the group or dataset ``name`` if present."""
-        if self._holds() and name in self.h5:
-            del self.h5[name]
+        def change(h5):
+            if name in h5:
+                del h5[name]
+        self._io.change(change)
 
     def keys(self, group: str = "/") -> list:
         """Collective. Names in ``group``, sorted, on every rank."""
-        keys = sorted(self.h5[group].keys()) if self._holds() and group in self.h5 else []
-        return self.comm.bcast(keys, root=0) if self.serial_fallback else keys
+        return self._io.ask(lambda h5: sorted(h5[group].keys()) if group in h5 else [])
 
     # -- fields --------------------------------------------------------------------------
     def write(self, name: str, a: DistArray | None, attrs: dict | None = None) -> None:
@@ -253,63 +487,17 @@ class File:
         collective transfer with an empty selection. The dataset gets the grid's
         geometry attributes plus ``attrs`` (e.g. time, step, units).
         """
-        comm = self.comm
         meta = None
-        if a is not None:
+        if a is not None and a.decomp.cart.Get_rank() == 0:
+            # the field's root (rank 0 of its decomposition) describes it to every rank
             d = a.decomp
-            meta = (d.shape + a.components, a.dtype.str, grid_attrs(d), a.components)
-        # the field's root (rank 0 of its decomposition) describes it to every rank
-        is_root = a is not None and a.decomp.cart.Get_rank() == 0
-        metas = comm.allgather(meta if is_root else None)
+            meta = (d.shape + a.components, a.dtype.str, grid_attrs(d))
+        metas = self._comm.allgather(meta)
         holder = next((r for r, m in enumerate(metas) if m is not None), None)
         if holder is None:
             raise InputError(f"write({name!r}): no rank holds the field")
-        shape, dtype, gattrs, comps = metas[holder]
-        all_attrs = {**gattrs, **(attrs or {})}
-        if self.serial_fallback:
-            glob = None
-            if a is not None:
-                glob = a.gather(root=0)
-            if holder != 0:  # the field's root hands the global array to rank 0
-                if comm.Get_rank() == holder:
-                    comm.Send(np.ascontiguousarray(glob), dest=0, tag=7301)
-                elif comm.Get_rank() == 0:
-                    glob = np.empty(shape, dtype=dtype)
-                    comm.Recv(glob, source=holder, tag=7301)
-            if comm.Get_rank() == 0:
-                if name in self.h5:
-                    del self.h5[name]
-                ds = self.h5.create_dataset(name, data=glob)
-                for k, v in all_attrs.items():
-                    ds.attrs[k] = _attr_value(v)
-            comm.Barrier()
-            return
-        if name in self.h5:
-            del self.h5[name]
-        ds = self.h5.create_dataset(name, shape=shape, dtype=dtype, fill_time="never")
-        for k, v in all_attrs.items():
-            ds.attrs[k] = _attr_value(v)
-        self._transfer(ds, a, write=True)
-
-    def _transfer(self, ds, a, write, memory=None):
-        fspace = ds.id.get_space()
-        if a is None:
-            fspace.select_none()
-            mspace = h5s.create_simple((1,))
-            mspace.select_none()
-            # the memory type every other rank uses, so that all agree on the conversion
-            buf = np.zeros(1, dtype=memory if memory is not None else ds.dtype)
-        else:
-            d, nc = a.decomp, len(a.components)
-            fspace.select_hyperslab(tuple(d.lo) + (0,) * nc, tuple(d.local_shape) + a.components)
-            mspace = h5s.create_simple(a.data.shape)
-            mspace.select_hyperslab((d.ghost,) * d.ndim + (0,) * nc, tuple(d.local_shape) + a.components)
-            buf = a.data
-        dxpl = _collective_dxpl() if self.parallel else None
-        if write:
-            ds.id.write(mspace, fspace, buf, dxpl=dxpl)
-        else:
-            ds.id.read(mspace, fspace, buf, dxpl=dxpl)
+        shape, dtype, gattrs = metas[holder]
+        self._io.write_field(name, a, shape, dtype, holder, {**gattrs, **(attrs or {})})
 
     def read(self, name: str, decomp: Decomposition | None, dtype=None, out: DistArray | None = None):
         """Collective. Read the global dataset ``name`` into a new DistArray on ``decomp``
@@ -320,80 +508,28 @@ class File:
         in native byte order. ``dtype`` (or ``out``'s dtype) may differ from the stored
         type only by a safe conversion (see :func:`read_dtypes`); an unsafe one raises
         :class:`~pympc.InputError` naming the file, the dataset and both types."""
-        if out is not None:
-            why = None if decomp is None else out.decomp.mismatch(decomp)
-            if why is not None:
-                raise InputError(f"read(out=...): decomp= and out's decomposition differ: {why}")
-            decomp, dtype = out.decomp, out.dtype
-        comm = self.comm
-        info = None
-        if self._holds():
-            if name not in self.h5 or not isinstance(self.h5[name], h5py.Dataset):
-                info = f"{self.path} has no dataset {name!r}"
-            else:
-                ds = self.h5[name]
-                info = (ds.shape, ds.dtype.str)
-        if self.serial_fallback:
-            info = comm.bcast(info, root=0)
-        if isinstance(info, str):
-            raise InputError(info)
-        shape, ds_dtype = info
-        # the ranks that read the field say what they want; ranks outside it (decomp None)
-        # take that, so every rank reaches the same verdict on the dtype below
-        wants = comm.allgather(None if decomp is None else (decomp.shape, dtype))
+        decomp, dtype = _read_target(decomp, dtype, out)
+        shape, stored = self._io.ask(lambda h5: _dataset_info(h5, self.path, name))
+        grid, dtype = self._agree_request(name, decomp, dtype)
+        memory, want, comps = _check_request(self.path, name, shape, stored, grid, dtype, out)
+        return self._io.read_field(name, decomp, memory, want, comps, out)
+
+    def _agree_request(self, name, decomp, dtype):
+        """The grid and dtype asked for, on every rank: the ranks that read the field say
+        what they want, ranks outside it (decomp None) take that, so every rank reaches
+        the same verdict on the dtype."""
+        wants = self._comm.allgather(None if decomp is None else (decomp.shape, dtype))
         grid, dtype = next((w for w in wants if w is not None), (None, None))
         if grid is None:
             raise InputError(f"read({name!r}): no rank passed a decomposition")
-        if tuple(shape[:len(grid)]) != tuple(grid):
-            raise InputError(f"dataset {name!r} has shape {tuple(shape)}, which does not match the "
-                             f"decomposition's {tuple(grid)}")
-        memory, want = read_dtypes(self.path, name, ds_dtype, dtype)
-        comps = tuple(shape[len(grid):])
-        if out is not None and out.components != comps:
-            raise InputError(f"dataset {name!r} has components {comps}, out has {out.components}")
-        if self.serial_fallback:
-            glob = None
-            if comm.Get_rank() == 0:
-                # h5py hands back the stored byte order; astype gives native order and want
-                glob = self.h5[name][...].astype(want, copy=False)
-            if decomp is None:
-                comm.Barrier()
-                return None
-            root_in = decomp.cart.Get_rank() == 0
-            # hand the global array to the decomposition's root when rank 0 is not in it
-            holder = comm.allgather(root_in).index(True)
-            if holder != 0:
-                if comm.Get_rank() == 0:
-                    comm.Send(np.ascontiguousarray(glob), dest=holder, tag=7302)
-                elif comm.Get_rank() == holder:
-                    glob = np.empty(shape, dtype=want)
-                    comm.Recv(glob, source=0, tag=7302)
-            a = DistArray.from_global(decomp, glob, root=0, dtype=want, components=comps)
-            if out is not None:
-                out.owned[...] = a.owned
-                return out
-            return a
-        if decomp is None:
-            self._transfer(self.h5[name], None, write=False, memory=memory)
-            return None
-        # HDF5 reads into the stored type in native byte order (it swaps bytes on the way;
-        # big-endian files from other programs need it); a safe numpy cast then gives want.
-        # (HDF5 converts no integer to complex, nor its bool enum to numbers: numpy does.)
-        same = want == memory
-        a = out if (out is not None and same) else DistArray(decomp, memory, comps)
-        self._transfer(self.h5[name], a, write=False)
-        if not same:
-            b = out if out is not None else DistArray(decomp, want, comps)
-            b.owned[...] = a.owned
-            a = b
-        return a
+        return grid, dtype
 
     def write_array(self, name: str, array, root: int = 0, attrs: dict | None = None) -> None:
         """Collective. Write a small array held by rank ``root`` only (others pass anything);
         the others take part with empty selections."""
-        comm = self.comm
-        mine = comm.Get_rank() == root
-        shape, dtype = comm.bcast((np.shape(array), np.asarray(array).dtype.str) if mine else None, root=root)
+        mine = self._comm.Get_rank() == root
+        shape, dtype = self._comm.bcast((np.shape(array), np.asarray(array).dtype.str) if mine else None,
+                                        root=root)
         self.write_block(name, shape, dtype, (0,) * len(shape), np.asarray(array) if mine else None, attrs)
 
     def write_block(self, name: str, shape, dtype, start, block, attrs: dict | None = None) -> None:
@@ -404,92 +540,71 @@ class File:
         should cover the dataset (a cell no block covers is left unwritten). For data
         that is not a DistArray: each rank computes its own part (the XDMF mesh
         coordinates, say) and no rank holds the whole."""
-        comm = self.comm
         shape = tuple(int(n) for n in shape)
         dtype = np.dtype(dtype)
         err = None
         if block is not None:
             block = np.asarray(block, dtype=dtype, order="C")  # (ascontiguousarray makes 0-d 1-d)
             start = tuple(int(i) for i in start)
-            if len(start) != len(shape) or block.ndim != len(shape) or any(
-                    s < 0 or s + b > n for s, b, n in zip(start, block.shape, shape)):
-                err = f"write_block({name!r}): a block of shape {block.shape} at {start} does not fit in {shape}"
-        check_all(err is None, err or "", comm)  # a bad block on one rank: every rank raises
-        if self.serial_fallback:
-            parts = comm.gather(None if block is None else (start, block), root=0)
-            if comm.Get_rank() == 0:
-                glob = np.zeros(shape, dtype=dtype)
-                for p in parts:
-                    if p is not None:
-                        glob[tuple(slice(s, s + b) for s, b in zip(p[0], p[1].shape))] = p[1]
-                if name in self.h5:
-                    del self.h5[name]
-                ds = self.h5.create_dataset(name, data=glob)
-                for k, v in (attrs or {}).items():
-                    ds.attrs[k] = _attr_value(v)
-            comm.Barrier()
-            return
-        if name in self.h5:
-            del self.h5[name]
-        ds = self.h5.create_dataset(name, shape=shape, dtype=dtype, fill_time="never")
-        for k, v in (attrs or {}).items():
-            ds.attrs[k] = _attr_value(v)
-        if int(np.prod(shape)) == 0:
-            return  # nothing to transfer (and no storage to address): every rank knows
-        fspace = ds.id.get_space()
-        if block is None or block.size == 0:
-            buf = np.zeros(1, dtype=dtype)
-            fspace.select_none()
-            mspace = h5s.create_simple((1,))
-            mspace.select_none()
-        elif block.shape == shape:  # the whole dataset (a scalar one included)
-            buf = block
-            fspace.select_all()
-            mspace = h5s.create_simple(block.shape)
-        else:
-            buf = block
-            fspace.select_hyperslab(start, block.shape)
-            mspace = h5s.create_simple(block.shape)
-        ds.id.write(mspace, fspace, buf, dxpl=_collective_dxpl() if self.parallel else None)
+            err = _block_error(name, shape, start, block)
+        check_all(err is None, err, self._comm)  # a bad block on one rank: every rank raises
+        if block is not None and block.size == 0:
+            block = None
+        self._io.write_block(name, shape, dtype, start, block, attrs or {})
 
     def read_array(self, name: str, dtype=None) -> np.ndarray:
         """Collective. A small dataset, read whole by rank 0 and broadcast to every rank,
         in native byte order. ``dtype`` converts, safe conversions only (see
         :func:`read_dtypes`; an unsafe one raises the same :class:`~pympc.InputError` on
         every rank)."""
-        arr = None
-        if self.comm.Get_rank() == 0:
-            if name not in self.h5 or not isinstance(self.h5[name], h5py.Dataset):
-                arr = InputError(f"{self.path} has no dataset {name!r}")
-            else:
-                ds = self.h5[name]
-                try:
-                    # any stored type (strings too); numbers come back in native order
-                    _, want = read_dtypes(self.path, name, ds.dtype, dtype, supported_only=False)
-                    arr = ds[...].astype(want, copy=False)
-                except InputError as e:
-                    arr = e
-        arr = self.comm.bcast(arr, root=0)
-        if isinstance(arr, Exception):
-            raise arr
-        return arr
+        return root_decides(lambda: _read_small(self._io.h5, self.path, name, dtype), self._comm)
 
     def flush(self) -> None:
         """Collective. Push buffered data and metadata to the file system."""
-        if self._holds():
-            self.h5.flush()
+        self._io.change(lambda h5: h5.flush())
 
     def close(self) -> None:
-        """Collective. Close the file."""
-        if self.h5 is not None:
-            self.h5.close()
-            self.h5 = None
+        """Collective. Close the file and free its private communicator (a second call
+        does nothing)."""
+        self._close_file()
+        if self._comm is not None:
+            comm, self._comm = self._comm, None
+            comm.Free()
+
+    def _close_file(self):
+        if self._io is not None:
+            io, self._io = self._io, None
+            io.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _read_target(decomp, dtype, out):
+    """``(decomp, dtype)`` of a read: ``out``'s when it is given (and ``decomp`` agrees)."""
+    if out is None:
+        return decomp, dtype
+    why = None if decomp is None else out.decomp.mismatch(decomp)
+    if why is not None:
+        raise InputError(f"read(out=...): decomp= and out's decomposition differ: {why}")
+    return out.decomp, out.dtype
+
+
+def _check_request(path, name, shape, stored, grid, dtype, out):
+    """``(memory, want, components)`` of a read of dataset ``name`` (``shape``, type
+    ``stored``) onto ``grid`` as ``dtype``: InputError, the same on every rank, for a
+    shape, component or type that does not fit."""
+    if tuple(shape[:len(grid)]) != tuple(grid):
+        raise InputError(f"dataset {name!r} has shape {tuple(shape)}, which does not match the "
+                         f"decomposition's {tuple(grid)}")
+    memory, want = read_dtypes(path, name, stored, dtype)
+    comps = tuple(shape[len(grid):])
+    if out is not None and out.components != comps:
+        raise InputError(f"dataset {name!r} has components {comps}, out has {out.components}")
+    return memory, want, comps
 
 
 def write(path, fields: dict, comm=None, attrs: dict | None = None, params=None) -> None:
@@ -499,14 +614,19 @@ def write(path, fields: dict, comm=None, attrs: dict | None = None, params=None)
     first = next(iter(fields.values()))
     comm = get_comm(comm or (first.decomp.comm if first is not None else None))
     path = str(path)
-    _precheck(path, "w", comm)
     tmp = path + ".tmp"
     with File(tmp, "w", comm=comm, params=params, decomp=first.decomp if first is not None else None) as f:
         for name, a in fields.items():
             f.write(name, a, attrs)
-    if comm.Get_rank() == 0:
+        f._close_file()  # complete on disk before it gets its name
+        root_decides(lambda: _rename(tmp, path), f._comm)
+
+
+def _rename(tmp, path):
+    try:
         os.replace(tmp, path)
-    comm.Barrier()
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e}") from None
 
 
 def read(path, name: str, decomp: Decomposition | None = None, dtype=None, comm=None,

@@ -15,7 +15,7 @@ import os
 
 from ..array import require_distarray
 from ..grid import Decomposition
-from .file import File
+from .file import File, root_decides
 from ..runtime import InputError, get_comm, get_logger
 from .xdmf import render, unlisted_reason, write_atomic, write_meshes
 
@@ -34,12 +34,12 @@ def axis_labels(ndim: int, components=()) -> list:
 def check_new_path(path, comm=None) -> None:
     """Collective. Raise :class:`InputError` (the same on every rank; rank 0 looks) if
     ``path`` exists: a new series must not replace an earlier one silently."""
-    comm = get_comm(comm)
-    exists = comm.bcast(os.path.exists(str(path)) if comm.Get_rank() == 0 else None, root=0)
-    if exists:
-        raise InputError(f"{path} exists already: a new output series would replace it. Continue it "
-                         "(restart=True, or Output mode='a'), move it aside, or pass overwrite=True to "
-                         "replace it")
+    def look():
+        if os.path.exists(str(path)):
+            raise InputError(f"{path} exists already: a new output series would replace it. Continue it "
+                             "(restart=True, or Output mode='a'), move it aside, or pass overwrite=True "
+                             "to replace it")
+    root_decides(look, get_comm(comm))
 
 
 def _field_meta(attrs) -> dict:
@@ -160,9 +160,15 @@ class Output:
                     "field %r is stored in %s but not listed in %s: %s", name, self.path, self.xdmf_path, why)
 
     def _write_xdmf(self):
-        if self.xdmf_path and self.comm.Get_rank() == 0:
-            write_atomic(self.xdmf_path, render(os.path.basename(self.path), self.steps))
-        self.comm.Barrier()
+        # rank 0 writes it; every rank returns once it is there, and a failure to write it
+        # is an InputError on every rank
+        def write():
+            try:
+                write_atomic(self.xdmf_path, render(os.path.basename(self.path), self.steps))
+            except OSError as e:
+                raise InputError(f"cannot write {self.xdmf_path}: {e}") from None
+        if self.xdmf_path:
+            root_decides(write, self.comm)
 
     def close(self) -> None:
         """Local. Nothing is left open between steps (each :meth:`write` closes the file

@@ -38,6 +38,7 @@ face). The mesh datasets live in ``/xdmf/<centring>_<shape>_<hash>/`` (``points`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from xml.sax.saxutils import escape, quoteattr
@@ -85,11 +86,16 @@ def _nodes(field) -> list:
 def mesh_path(field) -> str:
     """Local. The HDF5 group of the mesh a field (a dict with ``shape``, ``centring``,
     ``origin``, ``spacing``) is drawn on; the same grid gives the same group."""
-    shape = [int(n) for n in field["shape"]]
-    key = repr((field["centring"], shape, [float(x) for x in field["origin"]],
-                [float(x) for x in field["spacing"]]))
+    return _mesh_path(field["centring"], tuple(int(n) for n in field["shape"]),
+                      tuple(float(x) for x in field["origin"]), tuple(float(x) for x in field["spacing"]))
+
+
+@functools.lru_cache(maxsize=256)
+def _mesh_path(centring, shape, origin, spacing):
+    # hashed once per grid: the XDMF is rendered again, every step listed, after each step
+    key = repr((centring, list(shape), list(origin), list(spacing)))  # (the names files hold)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-    return f"{MESH_GROUP}/{field['centring']}_{'x'.join(map(str, shape))}_{digest}"
+    return f"{MESH_GROUP}/{centring}_{'x'.join(map(str, shape))}_{digest}"
 
 
 def _columns(ndim: int) -> int:
