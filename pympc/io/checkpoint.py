@@ -57,8 +57,8 @@ import h5py
 import numpy as np
 
 from ..grid import Decomposition
-from .file import FORMAT_VERSION, File, open_readonly, root_decides
-from ..runtime import InputError, check_all, get_comm
+from .file import FORMAT_VERSION, File, open_readonly
+from ..runtime import InputError, check_all, get_comm, on_root
 
 CHECKPOINT_KIND = "pympc-checkpoint"
 # the root attributes without which a checkpoint cannot be loaded
@@ -66,7 +66,7 @@ _REQUIRED_ATTRS = ("step", "state", "rng_states", "fields")
 
 
 class CheckpointWarning(UserWarning):
-    """A checkpoint file was skipped because it is damaged (rank 0 warns, once)."""
+    """Local. A checkpoint file was skipped because it is damaged (rank 0 warns, once)."""
 
 
 def _fsync_path(path, directory=False):
@@ -400,7 +400,7 @@ class Checkpointer:
                 raise InputError(f"cannot list checkpoint directory {self.directory}: {e}") from None
             self._warn_damaged(scan)
             return scan
-        return root_decides(look, self.comm)
+        return on_root(look, self.comm)
 
     def _warn_damaged(self, scan):
         for path, reason in scan.damaged:
@@ -475,7 +475,7 @@ class Checkpointer:
             except OSError as e:
                 raise InputError(f"cannot remove the checkpoints in {self.directory}: {e}") from None
             return out
-        return root_decides(remove, self.comm)
+        return on_root(remove, self.comm)
 
     # -- writing -------------------------------------------------------------------------
     def save(self, step: int, fields: dict, state: dict | None = None, rngs=None, *,
@@ -497,7 +497,7 @@ class Checkpointer:
         final = self.path(step)
         # rank 0 decides the sequence from the files themselves (a restarted program, or
         # another rank count, sees the same numbers) and removes a killed save's leftovers
-        sequence, older = root_decides(lambda: self._prepare(final), self.comm)
+        sequence, older = on_root(lambda: self._prepare(final), self.comm)
         attrs = {"kind": CHECKPOINT_KIND, "step": int(step), "sequence": int(sequence),
                  "state": json.dumps(state, sort_keys=True, default=_json_default),
                  "rng_states": json.dumps(self.comm.allgather([g.bit_generator.state for g in (rngs or [])]),
@@ -508,7 +508,7 @@ class Checkpointer:
         if pjson is not None:
             attrs["physics"] = pjson
         self._write(final + ".tmp", fields, attrs, state.get("params"))
-        root_decides(lambda: self._commit(final, older), self.comm)
+        on_root(lambda: self._commit(final, older), self.comm)
         return final
 
     def _check_save(self, step, fields, state, time, physics):

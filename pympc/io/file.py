@@ -15,7 +15,7 @@ Hangs designed out:
 * every metadata operation (create, attributes) runs on every rank with identical values;
   nothing asks an mpio file for properties on one rank only (even ``f.driver`` is
   collective there);
-* a bad file is checked first by rank 0 alone and the verdict shared (:func:`root_decides`),
+* a bad file is checked first by rank 0 alone and the verdict shared (:func:`pympc.runtime.on_root`),
   so every rank raises the same :class:`~pympc.InputError` instead of some ranks failing
   inside a collective open.
 
@@ -45,7 +45,7 @@ from h5py import h5fd, h5p, h5s
 from .._version import __version__
 from ..array import SUPPORTED_DTYPES, DistArray, check_dtype
 from ..grid import Decomposition
-from ..runtime import InputError, check_all, get_comm
+from ..runtime import InputError, check_all, get_comm, on_root
 
 FORMAT = "pympc"
 FORMAT_VERSION = 1
@@ -61,21 +61,6 @@ def _warn_serial():
                       "memory. Run 'pympc info' for how to get a parallel h5py.", RuntimeWarning,
                       stacklevel=3)
         _warned = True
-
-
-def root_decides(fn, comm):
-    """Collective. ``fn()`` run by rank 0 of ``comm`` alone (a look at the file system or
-    at a file only rank 0 holds), its result returned on every rank; an
-    :class:`~pympc.InputError` it raises is raised on every rank (through
-    :func:`~pympc.runtime.check_all`), so none is left waiting."""
-    value, err = None, None
-    if comm.Get_rank() == 0:
-        try:
-            value = fn()
-        except InputError as e:
-            err = str(e) or "InputError"
-    check_all(err is None, err, comm)
-    return comm.bcast(value, root=0) if comm.Get_size() > 1 else value
 
 
 def open_readonly(path):
@@ -96,7 +81,7 @@ def _h5open(path, mode, **driver):
 
 def _precheck(path, mode, comm):
     """Collective. Rank 0 checks the file alone; every rank raises the same error."""
-    root_decides(lambda: _check_path(path, mode), comm)
+    on_root(lambda: _check_path(path, mode), comm)
 
 
 def _check_path(path, mode):
@@ -305,7 +290,7 @@ class _SerialFallback:
 
     def ask(self, fn):
         """Collective. ``fn(h5)`` on rank 0, the answer (or its InputError) everywhere."""
-        return root_decides(lambda: fn(self.h5), self.comm)
+        return on_root(lambda: fn(self.h5), self.comm)
 
     def change(self, fn):
         """Collective. ``fn(h5)`` on rank 0, where the file is."""
@@ -557,7 +542,7 @@ class File:
         in native byte order. ``dtype`` converts, safe conversions only (see
         :func:`read_dtypes`; an unsafe one raises the same :class:`~pympc.InputError` on
         every rank)."""
-        return root_decides(lambda: _read_small(self._io.h5, self.path, name, dtype), self._comm)
+        return on_root(lambda: _read_small(self._io.h5, self.path, name, dtype), self._comm)
 
     def flush(self) -> None:
         """Collective. Push buffered data and metadata to the file system."""
@@ -619,7 +604,7 @@ def write(path, fields: dict, comm=None, attrs: dict | None = None, params=None)
         for name, a in fields.items():
             f.write(name, a, attrs)
         f._close_file()  # complete on disk before it gets its name
-        root_decides(lambda: _rename(tmp, path), f._comm)
+        on_root(lambda: _rename(tmp, path), f._comm)
 
 
 def _rename(tmp, path):

@@ -15,8 +15,8 @@ import os
 
 from ..array import require_distarray
 from ..grid import Decomposition
-from .file import File, root_decides
-from ..runtime import InputError, get_comm, get_logger
+from .file import File
+from ..runtime import InputError, get_comm, get_logger, on_root
 from .xdmf import render, unlisted_reason, write_atomic, write_meshes
 
 #: ``units`` keys that are not field names: the unit of the step times and of the grid's
@@ -39,7 +39,7 @@ def check_new_path(path, comm=None) -> None:
             raise InputError(f"{path} exists already: a new output series would replace it. Continue it "
                              "(restart=True, or Output mode='a'), move it aside, or pass overwrite=True "
                              "to replace it")
-    root_decides(look, get_comm(comm))
+    on_root(look, get_comm(comm))
 
 
 def _field_meta(attrs) -> dict:
@@ -168,7 +168,7 @@ class Output:
             except OSError as e:
                 raise InputError(f"cannot write {self.xdmf_path}: {e}") from None
         if self.xdmf_path:
-            root_decides(write, self.comm)
+            on_root(write, self.comm)
 
     def close(self) -> None:
         """Local. Nothing is left open between steps (each :meth:`write` closes the file
