@@ -1,5 +1,6 @@
-"""DESIGN.md's rule: every public function and method in pympc/ and solvers/ says first
-whether it is Collective or Local."""
+"""The project's rule (docs/architecture.md): every public function, method and class in
+pympc/ and solvers/ says first whether it is Collective (every rank of the communicator
+calls it), Neighbour-collective (only neighbours talk) or Local."""
 
 import ast
 import pathlib
@@ -19,16 +20,34 @@ def public_functions(root):
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.ClassDef) and not child.name.startswith("_"):
                     todo.append((child, f"{prefix}{child.name}."))
+                    yield f"{rel}:{child.lineno} class {prefix}{child.name}", ast.get_docstring(child) or ""
                 elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) and not child.name.startswith("_"):
                     yield f"{rel}:{child.lineno} {prefix}{child.name}", ast.get_docstring(child) or ""
 
 
-def test_checker_sees_functions():
+KINDS = ("Collective.", "Neighbour-collective.", "Local.")
+
+
+def test_checker_sees_functions_and_classes():
     names = [n for n, _ in public_functions("pympc")]
     assert any(n.endswith(" check_all") for n in names)  # the checker really walks the tree
+    assert any(n.endswith(" class Decomposition") for n in names)
 
 
-def test_every_public_function_states_collective_or_local():
+def test_every_public_function_and_class_states_collective_or_local():
     missing = [name for root in ("pympc", "solvers") for name, doc in public_functions(root)
-               if not doc.lstrip().startswith(("Collective.", "Local."))]
-    assert not missing, "docstrings must start with 'Collective.' or 'Local.':\n" + "\n".join(missing)
+               if not doc.lstrip().startswith(KINDS)]
+    assert not missing, f"docstrings must start with one of {KINDS}:\n" + "\n".join(missing)
+
+
+def test_one_docstring_style():
+    # mkdocs.yml declares sphinx-style docstrings: no numpy/google section headers
+    import re
+
+    style = re.search(r"docstring_style:\s*(\w+)", (ROOT / "mkdocs.yml").read_text()).group(1)
+    assert style == "sphinx"
+    google = re.compile(r"^\s*(Args|Arguments|Returns|Raises|Yields|Attributes|Parameters|Examples?):\s*$")
+    numpy_rule = re.compile(r"^\s*-{3,}\s*$")
+    bad = [f"{name}" for root in ("pympc", "solvers") for name, doc in public_functions(root)
+           if any(google.match(line) or numpy_rule.match(line) for line in doc.splitlines())]
+    assert not bad, "google/numpy-style sections in a sphinx-style code base:\n" + "\n".join(bad)
