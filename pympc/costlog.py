@@ -107,21 +107,6 @@ class Log:
         self.record("bsp", sent, recv, comm)
         self.end_superstep(label, sync, t)
 
-    def end_empty_superstep(self, label, t0: float, t1: float) -> None:
-        """Local. :meth:`end_superstep` of a superstep that ends with a synchronisation
-        from ``t0`` to ``t1`` and moved nothing (BSP.sync's empty path: its cost is the
-        machine's ``l``, so this is the short way, a few slots of the label's aggregate)."""
-        agg = self.labels.get(label)
-        if agg is None or self._kinds:
-            return self.end_superstep(label, t1 - t0, t1)
-        w = t0 - self._t0
-        self._t0 = t1
-        agg[0] += 1           # _N
-        agg[1] += w           # _W
-        agg[4] += t1 - t0     # _SYNC
-        if w > agg[2]:        # _WMAX
-            agg[2] = w
-
     def _close_comm(self, agg, t, sync):
         kinds = self._kinds
         self._kinds = {}
@@ -287,8 +272,22 @@ def record_comm(kind: str, sent: int, recv: int, seconds: float) -> None:
 
 def record_sync(label, t0: float, t1: float) -> None:
     """Local. Close the current log's open superstep under ``label``: a synchronisation
-    from ``t0`` to ``t1`` and no communication of its own (an empty BSP sync)."""
-    _current.end_empty_superstep(label, t0, t1)
+    from ``t0`` to ``t1`` and no communication of its own (an empty BSP sync).
+
+    BSP.sync's empty path calls it on every superstep and its cost is the machine's ``l``
+    (a fraction of a microsecond), so it updates a few slots of the label's aggregate
+    here, in one call, instead of going through :meth:`Log.end_superstep`."""
+    log = _current
+    agg = log.labels.get(label)
+    if agg is None or log._kinds:
+        return log.end_superstep(label, t1 - t0, t1)
+    w = t0 - log._t0
+    log._t0 = t1
+    agg[0] += 1           # _N
+    agg[1] += w           # _W
+    agg[4] += t1 - t0     # _SYNC
+    if w > agg[2]:        # _WMAX
+        agg[2] = w
 
 
 def record_bsp_superstep(label, sync: float, comm: float, sent: int, recv: int, t: float) -> None:
