@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..runtime import InputError
+from ..errors import InputError
 from .workloads import words
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..runtime import InputError
+from ..errors import InputError
 from .backend import Kernel
 
 
