@@ -1,0 +1,1 @@
+"""pympc's job layer: job files, run directories, `pympc run`."""
