@@ -57,6 +57,8 @@ def choose_dims(size: int, shape, dims, ghost: int = 1) -> tuple:
 
 
 def per_axis(value, ndim, name, cast):
+    """Local. ``value`` (a scalar, or one entry per axis) as a tuple of ``ndim``
+    ``cast`` values; a wrong count is an :class:`InputError` naming ``name``."""
     if np.ndim(value) == 0:
         return tuple(cast(value) for _ in range(ndim))
     value = tuple(value)
@@ -66,6 +68,7 @@ def per_axis(value, ndim, name, cast):
 
 
 def check_shape(shape) -> tuple:
+    """Local. The global shape as a tuple of ints, each axis at least one point."""
     shape = tuple(int(n) for n in np.atleast_1d(shape))
     if len(shape) < 1:
         raise InputError("shape needs at least one axis")
@@ -75,7 +78,7 @@ def check_shape(shape) -> tuple:
 
 
 def requested_grid(shape, dims, sizes, size) -> tuple:
-    """``(dims, sizes)`` as asked for, checked against each other and the rank count
+    """Local. ``(dims, sizes)`` as asked for, checked against each other and the rank count
     (zeros in dims are still free; sizes, if given, fix the grid)."""
     ndim = len(shape)
     dims = per_axis((0,) * ndim if dims is None else dims, ndim, "dims", int)
@@ -99,7 +102,7 @@ def requested_grid(shape, dims, sizes, size) -> tuple:
 
 
 def check_blocks(shape, dims, sizes, periodic, ghost) -> None:
-    """Every block at least one point and, where it has neighbours, ``ghost`` points thick."""
+    """Local. Every block at least one point and, where it has neighbours, ``ghost`` points thick."""
     for a in range(len(shape)):
         if dims[a] > shape[a]:
             raise InputError(f"axis {a} has {shape[a]} points but {dims[a]} ranks along it: "

@@ -18,6 +18,7 @@ from pympc.runtime import InputError
 
 from .boundary import Boundaries
 from .loop import TimeLoop, field_checksum, initial_field
+from .stability import check_dt, heat_dt_limit
 
 
 class Heat(TimeLoop):
@@ -34,6 +35,8 @@ class Heat(TimeLoop):
     """
 
     name = "heat"
+    #: the job layer's check of a job file's physics, before MPI starts
+    job_check = "solvers.stability:heat"
 
     def __init__(self, decomp, alpha=1.0, u0=0.0, bc=None, dt=None, safety=0.9):
         super().__init__(decomp)
@@ -42,14 +45,9 @@ class Heat(TimeLoop):
         self._v = self.u.empty_like()
         amax = self._take_alpha(alpha)
         self._dt_rule = {"dt": "auto" if dt is None else float(dt), "safety": float(safety)}
-        h2 = np.array(decomp.spacing) ** 2
-        stable = 1.0 / (2.0 * amax * np.sum(1.0 / h2))
-        self.dt_limit = float(stable)
-        if dt is None:
-            dt = safety * stable
-        elif dt > stable * (1 + 1e-12):
-            raise InputError(f"dt={dt:g} exceeds the stability limit {stable:g} of the explicit scheme")
-        self.dt = float(dt)
+        stable = heat_dt_limit(decomp.spacing, amax)
+        self.dt_limit = stable
+        self.dt = safety * stable if dt is None else check_dt(dt, stable, "the explicit scheme")
         self._region = self.bc.unknown_region()
         self.bc.fix_points(self.u)
 

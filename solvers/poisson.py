@@ -71,6 +71,8 @@ class Poisson(TimeLoop):
     """
 
     name = "poisson"
+    #: the job layer's check of a job file's physics, before MPI starts
+    job_check = "solvers.stability:poisson"
     write_initial = False  # the initial guess is not worth an output step
 
     method, omega, tol, check_every = "rbsor", None, 1e-8, 1  # configure() replaces them

@@ -21,6 +21,7 @@ from pympc.runtime import InputError
 
 from .boundary import Boundaries
 from .loop import TimeLoop, initial_field
+from .stability import check_dt, wave_dt_limit
 
 
 class Wave(TimeLoop):
@@ -32,6 +33,8 @@ class Wave(TimeLoop):
     grid."""
 
     name = "wave"
+    #: the job layer's check of a job file's physics, before MPI starts
+    job_check = "solvers.stability:wave"
 
     def __init__(self, decomp, c=1.0, u0=0.0, v0=0.0, bc=None, dt=None, cfl=0.5):
         super().__init__(decomp)
@@ -39,17 +42,14 @@ class Wave(TimeLoop):
             raise InputError(f"wave speed c must be positive, got {c}")
         self.c = float(c)
         self.bc = Boundaries(decomp, bc)
-        inv = float(np.sqrt(np.sum(1.0 / np.array(decomp.spacing) ** 2)))
-        limit = 1.0 / (self.c * inv)
-        self.dt_limit = float(limit)
+        limit = wave_dt_limit(decomp.spacing, self.c)
+        self.dt_limit = limit
         given = dt
         if dt is None:
             if not 0 < cfl <= 1:
                 raise InputError(f"cfl must be in (0, 1], got {cfl}")
             dt = cfl * limit
-        elif dt > limit * (1 + 1e-12):
-            raise InputError(f"dt={dt:g} exceeds the CFL limit {limit:g} of leapfrog")
-        self.dt = float(dt)
+        self.dt = check_dt(dt, limit, "leapfrog (the CFL limit)")
         self._dt_rule = {"dt": "auto" if given is None else float(given), "cfl": float(cfl)}
         self.u = initial_field(decomp, u0)   # u^n
         self.u_prev = self.u.empty_like()    # u^{n-1} (unused at n = 0)

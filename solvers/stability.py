@@ -1,0 +1,98 @@
+"""Stability limits and physics checks of the explicit solvers, without MPI.
+
+Pure numpy: :class:`solvers.heat.Heat` and :class:`solvers.wave.Wave` take their time-step
+limits from here, and the job layer (``pympc check``, ``pympc run``) runs the same checks
+on a job file before any MPI starts. A solver names its check in its class body,
+``job_check = "solvers.stability:heat"``: a function ``check(spacing, physics)`` that
+raises :class:`~pympc.errors.InputError` with ``.key`` set to the physics key at fault.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from pympc.errors import InputError
+
+
+def bad(key: str, message: str) -> InputError:
+    """Local. An :class:`InputError` about physics key ``key`` (the job layer prefixes it
+    with the file and the key path)."""
+    err = InputError(message)
+    err.key = key
+    return err
+
+
+def heat_dt_limit(spacing, alpha_max: float) -> float:
+    """Local. The largest stable forward-Euler step of the (2d+1)-point heat scheme:
+    ``1 / (2 alpha_max sum_a 1/h_a^2)``."""
+    return float(1.0 / (2.0 * alpha_max * np.sum(1.0 / np.asarray(spacing, dtype=float) ** 2)))
+
+
+def wave_dt_limit(spacing, c: float) -> float:
+    """Local. The CFL limit of leapfrog with the (2d+1)-point Laplacian:
+    ``1 / (c sqrt(sum_a 1/h_a^2))``."""
+    return float(1.0 / (c * np.sqrt(np.sum(1.0 / np.asarray(spacing, dtype=float) ** 2))))
+
+
+def check_dt(dt, limit: float, scheme: str) -> float:
+    """Local. ``dt`` as a float when it is a positive number within ``limit`` (a relative
+    1e-12 of slack for round-off), else an :class:`InputError` keyed ``dt``."""
+    if not _number(dt) or not float(dt) > 0:
+        raise bad("dt", f"dt must be a positive number, got {dt!r}")
+    if float(dt) > limit * (1 + 1e-12):
+        raise bad("dt", f"dt={float(dt):g} exceeds the stability limit {limit:g} of {scheme}")
+    return float(dt)
+
+
+def _number(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and bool(np.isfinite(x))
+
+
+def _positive(physics, key, default):
+    value = physics.get(key, default)
+    if not _number(value) or not value > 0:
+        raise bad(key, f"{key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def heat(spacing, physics: dict) -> None:
+    """Local. The job-file check of :class:`solvers.heat.Heat`: a positive ``alpha`` (a
+    number; a field given by formula is checked when it is built), ``safety`` in (0, 1],
+    and ``dt`` (if given) within the stability limit."""
+    alpha = physics.get("alpha", 1.0)
+    safety = _positive(physics, "safety", 0.9)
+    if safety > 1:
+        raise bad("safety", f"safety must be in (0, 1] (a fraction of the stability limit), got {safety:g}")
+    if isinstance(alpha, str):
+        return
+    alpha = _positive(physics, "alpha", 1.0)
+    if physics.get("dt") is not None:
+        check_dt(physics["dt"], heat_dt_limit(spacing, alpha), "the explicit heat scheme (FTCS)")
+
+
+def wave(spacing, physics: dict) -> None:
+    """Local. The job-file check of :class:`solvers.wave.Wave`: a positive ``c``, ``cfl``
+    in (0, 1], and ``dt`` (if given) within the CFL limit."""
+    c = _positive(physics, "c", 1.0)
+    cfl = _positive(physics, "cfl", 0.5)
+    if cfl > 1:
+        raise bad("cfl", f"cfl must be in (0, 1], got {cfl:g}")
+    if physics.get("dt") is not None:
+        check_dt(physics["dt"], wave_dt_limit(spacing, c), "leapfrog")
+
+
+def poisson(spacing, physics: dict) -> None:
+    """Local. The job-file check of :class:`solvers.poisson.Poisson`: ``method``,
+    ``omega`` (SOR: in (0, 2)), ``tol`` > 0, ``check_every`` >= 1."""
+    method = physics.get("method", "rbsor")
+    if method not in ("jacobi", "rbsor"):
+        raise bad("method", f"method must be 'jacobi' or 'rbsor', got {method!r}")
+    omega = physics.get("omega")
+    if omega is not None and (not _number(omega) or (method == "rbsor" and not 0 < omega < 2)):
+        raise bad("omega", f"SOR needs 0 < omega < 2, got {omega!r}")
+    _positive(physics, "tol", 1e-8)
+    every = physics.get("check_every", 1)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise bad("check_every", f"check_every must be an integer >= 1, got {every!r}")
