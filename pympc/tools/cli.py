@@ -12,12 +12,15 @@ import sys
 
 from .._version import __version__
 
-#: sub-command -> (the module whose ``main(argv)`` runs it, one line of help); a name
+#: sub-command -> (the module whose ``main(argv)`` runs it, or ``"module:function"``, one
+#: line of help); a name
 #: looked up at run time, so the dispatcher loads nothing of the core
 COMMANDS = {
     "info": ("pympc.tools.info", "report the MPI + HDF5 stack and check that it is consistent"),
     "bench": ("pympc.bench", "measure BSP r, g, l and LogP parameters (run under mpiexec)"),
     "report": ("pympc.bsp.report", "report a profile log: BSP costs predicted vs measured"),
+    "run": ("pympc.jobs.command:run_main", "run a job file (under mpiexec/srun, or -n RANKS to launch)"),
+    "check": ("pympc.jobs.command:check_main", "check a job file without running it (no MPI starts)"),
 }
 
 
@@ -36,4 +39,5 @@ def main(argv=None) -> int:
     if argv[0] not in COMMANDS:
         print(f"pympc: unknown command {argv[0]!r}; try 'pympc --help'", file=sys.stderr)
         return 2
-    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    module, _, function = COMMANDS[argv[0]][0].partition(":")
+    return getattr(importlib.import_module(module), function or "main")(argv[1:])

@@ -48,6 +48,51 @@ def _launcher_flags(cmd: list[str]) -> list[str]:
     return ["--oversubscribe"] if "Open MPI" in out or "OpenRTE" in out else []
 
 
+def mpi_command(n: int, argv: list[str], python: bool | str = True) -> list[str]:
+    """Local. The command line ``mpiexec [flags] -n n [python] argv...`` (``python=True``:
+    this interpreter; a path: that one)."""
+    cmd = mpiexec_command()
+    interp = [python if isinstance(python, str) else sys.executable] if python else []
+    return cmd + _launcher_flags(cmd) + ["-n", str(int(n))] + interp + list(argv)
+
+
+#: what a launching parent passes on to mpiexec, which passes them on to every rank
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
+
+
+def exec_mpi(n: int, argv: list[str], env=None, timeout: float | None = None, grace: float = 60.0) -> int:
+    """Local. Run ``mpiexec -n n python argv...`` in the foreground (its output is this
+    process's) and return its exit status. A signal this process receives
+    (:data:`FORWARDED`) is passed on to mpiexec, which passes it to every rank (MPICH's
+    Hydra does, for SIGTERM, SIGINT and SIGUSR1). ``timeout``: seconds after which the job
+    gets SIGTERM (a pympc run checkpoints and exits 75), and ``grace`` seconds later the
+    whole job is killed (status 124)."""
+    proc = subprocess.Popen(mpi_command(n, argv), env=clean_env(env), start_new_session=True)
+
+    def forward(signum, frame):
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+    old = {s: signal.signal(s, forward) for s in FORWARDED}
+    try:
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"[pympc] the job ran past its {timeout:g} s timeout: SIGTERM sent (checkpoint and stop)",
+                  file=sys.stderr, flush=True)
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return 124
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 @dataclass
 class MPIResult:
     """Local. The outcome of :func:`run_mpi`."""
@@ -71,8 +116,7 @@ def run_mpi(n: int, argv: list[str], timeout: float = 600, python: bool | str = 
     ``python=True`` puts this interpreter before ``argv`` (a path: that interpreter).  On timeout the job's whole
     process session is killed and ``timed_out`` is set (returncode 124).
     """
-    cmd = mpiexec_command()
-    full = cmd + _launcher_flags(cmd) + ["-n", str(int(n))] + ([python if isinstance(python, str) else sys.executable] if python else []) + list(argv)
+    full = mpi_command(n, argv, python)
     start = time.monotonic()
     proc = subprocess.Popen(full, stdout=subprocess.PIPE if capture else None,
                             stderr=subprocess.PIPE if capture else None, text=True,

@@ -142,6 +142,13 @@ def mpi_libraries() -> list[str]:
     return list(probe_mpi().get("mpi_loaded", []))
 
 
+def stack_facts() -> dict:
+    """Local. The MPI and HDF5 this process uses (vendor, versions, libraries loaded):
+    what a run directory records. In a rank, MPI is already running; elsewhere nothing
+    starts it."""
+    return {**_facts_mpi(), **_facts_h5py()}
+
+
 def _facts_mpi() -> dict:
     import mpi4py
 

@@ -1,0 +1,160 @@
+"""``pympc run`` and ``pympc check``: a job file, run or checked.
+
+    pympc check JOB [-n RANKS]          check only; starts no MPI (exit 0 or 2)
+    pympc check --schema                the job file's JSON Schema
+    pympc run -n 4 JOB                  check, then launch mpiexec -n 4 on this job
+    mpiexec -n 4 pympc run JOB          the same under any launcher (srun pympc run JOB)
+    pympc run JOB --sweep-index K       one point of a sweep (a Slurm array task)
+
+Without ``-n`` the process is a rank (a launcher started it, or it is a one-rank run);
+with ``-n`` it is a parent that checks the job without MPI, launches ``mpiexec`` and
+passes signals on, and never initialises MPI itself. The exit statuses are
+:mod:`pympc.jobs.status`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+from .. import env as _env
+from ..errors import InputError
+from .status import BAD_INPUT, DONE
+
+RUN_HELP = "run a job file (under mpiexec/srun, or -n RANKS to launch mpiexec here)"
+CHECK_HELP = "check a job file without running it (no MPI starts)"
+
+
+def _common(ap) -> None:
+    ap.add_argument("job", nargs=None, help="the job file (TOML; docs/jobs.md)")
+    ap.add_argument("-n", "--ranks", type=int, default=None,
+                    help="run: launch mpiexec with RANKS ranks; check: check the grid for RANKS ranks")
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """Local. The options of ``pympc run`` (docs/jobs.md lists each; a test checks it)."""
+    ap = argparse.ArgumentParser(prog="pympc run", description=RUN_HELP)
+    _common(ap)
+    ap.add_argument("--sweep-index", type=int, default=None, metavar="K",
+                    help="run only point K of the job's sweep (numbered from 0)")
+    ap.add_argument("--runs-dir", default="runs", help="where run directories go (default: ./runs)")
+    ap.add_argument("--fresh", action="store_true",
+                    help="start over: rename the earlier run directory aside (never deleted)")
+    ap.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                    help="with -n: SIGTERM the job after SECONDS (it checkpoints and exits 75), kill it "
+                         "60 s later")
+    return ap
+
+
+def check_parser() -> argparse.ArgumentParser:
+    """Local. The options of ``pympc check``."""
+    ap = argparse.ArgumentParser(prog="pympc check", description=CHECK_HELP)
+    ap.add_argument("job", nargs="?", help="the job file (TOML; docs/jobs.md)")
+    ap.add_argument("-n", "--ranks", type=int, default=None, help="check the grid for RANKS ranks")
+    ap.add_argument("--schema", action="store_true", help="print the job file's JSON Schema and exit")
+    return ap
+
+
+def _error(message: str) -> int:
+    print(f"pympc: error: {message}", file=sys.stderr, flush=True)
+    return BAD_INPUT
+
+
+def check_main(argv=None) -> int:
+    """Local. ``pympc check``: exit 0 when the job file is good, 2 (one message) when not."""
+    args = check_parser().parse_args(argv)
+    from . import schema, spec
+
+    if args.schema:
+        print(json.dumps(schema.json_schema(), indent=1))
+        return DONE
+    if args.job is None:
+        return _error("pympc check: give a job file (or --schema)")
+    if args.ranks is not None and args.ranks < 1:
+        return _error(f"-n must be >= 1, got {args.ranks}")
+    try:
+        job = spec.load(args.job, ranks=args.ranks)
+    except InputError as e:
+        return _error(str(e))
+    ranks = f" on {args.ranks} rank(s)" if args.ranks else ""
+    print(f"{args.job}: OK: {job.name}, {len(job.points)} run(s){ranks}; solver "
+          f"{job.points[0].job['solver_class']}, grid {job.points[0].job['grid']['shape']}")
+    return DONE
+
+
+def run_main(argv=None) -> int:
+    """Local. ``pympc run``: a parent that launches (``-n``) or a rank that runs."""
+    args = run_parser().parse_args(argv)
+    if args.ranks is not None:
+        return _launch(args, list(argv if argv is not None else sys.argv[2:]))
+    return _rank(args)
+
+
+def _launch(args, argv) -> int:
+    """The parent of ``pympc run -n``: check the job without MPI, then launch."""
+    from . import spec
+    from ..tools.launch import exec_mpi
+
+    if args.ranks < 1:
+        return _error(f"-n must be >= 1, got {args.ranks}")
+    try:
+        job = spec.load(args.job, ranks=args.ranks)
+        job.point(args.sweep_index)
+    except InputError as e:
+        return _error(str(e))
+    env = dict(os.environ)
+    if not _env.raw("PYMPC_PROGRESS"):
+        # under mpiexec rank 0's stdout is a pipe: the choice is made here, where the user is
+        env["PYMPC_PROGRESS"] = "bar" if sys.stderr.isatty() else "lines"
+    env.setdefault("COLUMNS", str(shutil.get_terminal_size().columns))
+    rest = _without_ranks(argv)
+    return exec_mpi(args.ranks, ["-m", "pympc", "run", *rest], env=env, timeout=args.timeout)
+
+
+def _without_ranks(argv) -> list:
+    out, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a in ("-n", "--ranks"):
+            skip = True
+        elif a.startswith("--ranks=") or (a.startswith("-n") and a[2:].isdigit()):
+            continue
+        elif a.startswith("--timeout"):
+            skip = a == "--timeout"
+        else:
+            out.append(a)
+    return out
+
+
+def _rank(args) -> int:
+    """A rank: the job read by rank 0 and shared, checked on every rank, then run."""
+    from ..runtime import WORLD, agree, on_root
+    from . import runner, solverinfo, spec
+
+    comm = WORLD
+    try:
+        text = on_root(lambda: spec.read_text(args.job), comm)
+        job = agree(lambda: spec.load(args.job, ranks=comm.Get_size(), imports=True, text=text), comm)
+        job.point(args.sweep_index)
+        base = os.path.dirname(os.path.abspath(args.job))
+        with solverinfo.search_path([base, os.getcwd()]):
+            return runner.run_job(job, job.info, comm, args.runs_dir, args.sweep_index, args.fresh)
+    except InputError as e:
+        if comm.Get_rank() == 0:
+            _error(str(e))
+        return BAD_INPUT
+
+
+def main(argv=None) -> int:
+    """Local. ``python -m pympc.jobs.command run|check ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "check":
+        return check_main(argv[1:])
+    if argv and argv[0] == "run":
+        return run_main(argv[1:])
+    return _error("usage: pympc run|check JOB ...")

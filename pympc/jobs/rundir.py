@@ -1,0 +1,252 @@
+"""Run directories: one per run (``<runs-dir>/<name>/``, or ``<name>/<k>/`` for sweep
+point k), holding everything about it.
+
+=================  ==========================================================
+``job.json``       the resolved job (every default filled in)
+``job.toml``       the job file as it was when the run began
+``run.json``       versions, the MPI/HDF5 stack, and each attempt: command, ranks, host,
+                   start and end times, exit reason, steps
+``status``         the marker (:mod:`pympc.jobs.status`), replaced atomically
+``log.txt``        rank 0's log of every attempt
+``output.h5``      the fields (with ``output.xmf`` for ParaView)
+``checkpoints/``   the checkpoints a resume continues from
+``costs.json``     the BSP cost log, and ``costs.txt`` its report (``pympc report``)
+=================  ==========================================================
+
+:func:`decide` (rank 0, reads only) says what running a job again does: start, resume
+from the newest checkpoint (any rank count), nothing (done), or refuse (exit 2: the
+physics changed, the directory is in use or is not a run directory). Only the run length
+(``run.steps``/``run.t_end``), the progress interval, the decomposition, the description
+and the ``[output]``/``[checkpoint]`` tables may change between attempts. ``--fresh``
+renames an earlier run's directory aside, never deletes it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+from . import status
+
+OUTPUT, CHECKPOINTS, LOG = "output.h5", "checkpoints", "log.txt"
+#: the keys of a resolved job that may change when a run is resumed
+MAY_CHANGE = ("run.steps", "run.t_end", "run.progress", "output.", "checkpoint.", "decomposition.",
+              "description", "sweep")
+
+
+def now() -> str:
+    """Local. The local time, ISO 8601 with its offset, to the second."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def directory(runs_dir: str, job: dict) -> str:
+    """Local. A point's run directory."""
+    d = os.path.join(runs_dir, job["name"])
+    return d if job.get("sweep") is None else os.path.join(d, str(job["sweep"]["index"]))
+
+
+@dataclass
+class Plan:
+    """Local. What running a point does: ``action`` is ``"start"``, ``"resume"`` or
+    ``"done"``; ``restart``: continue from the newest checkpoint; ``aside``: earlier files
+    to move out of the way first (``--fresh``: the whole directory)."""
+
+    directory: str
+    action: str
+    restart: bool = False
+    marker: str | None = None
+    aside: list = field(default_factory=list)
+    note: str = ""
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k not in ("values",):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def changed(old: dict, new: dict) -> list:
+    """Local. The key paths whose values differ between two resolved jobs, but for the
+    ones a resumed run may change (:data:`MAY_CHANGE`)."""
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if a.get(k) != b.get(k) and not any(k == m or k.startswith(m) for m in MAY_CHANGE)
+            and not k.startswith("sweep.")]
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read it ({e}): the run directory is damaged; --fresh starts over "
+                         "(renaming it aside)")
+
+
+def _locked(d: str) -> bool:
+    """Whether another run holds the directory's lock (see :class:`Lock`)."""
+    try:
+        with open(os.path.join(d, ".lock")) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        pass
+    return False
+
+
+def decide(d: str, job: dict, fresh: bool, where: str) -> Plan:
+    """Local. Read ``d`` and say what running ``job`` there does (see the module doc);
+    changes nothing. Raises :class:`InputError` to refuse."""
+    if not os.path.lexists(d):
+        return Plan(d, "start")
+    if not os.path.isdir(d):
+        raise InputError(f"{where}: the run directory {d} exists and is not a directory")
+    if _locked(d):
+        raise InputError(f"{where}: the run directory {d} is in use by another run (its lock is held)")
+    stored = _read_json(os.path.join(d, "job.json"))
+    if stored is None:
+        if os.listdir(d):
+            raise InputError(f"{where}: {d} exists but is not a pympc run directory (no job.json): "
+                             "choose another --runs-dir or name")
+        return Plan(d, "start")
+    if fresh:
+        return Plan(d, "start", aside=[d], note=f"--fresh: the earlier run in {d} moves aside")
+    diff = changed(stored, job)
+    if diff:
+        old, new = _flatten(stored), _flatten(job)
+        what = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:6])
+        raise InputError(f"{where}: the job changed since its run in {d} began ({what}): a resumed run "
+                         "may change only the run length and the output/checkpoint cadence. Use --fresh "
+                         "to start over (the earlier run is renamed aside, not deleted)")
+    marker = status.read_marker(d)
+    ck = _checkpoints(d)
+    if marker in ("done", "done-with-failures") and _same_length(stored, job):
+        return Plan(d, "done", marker=marker)
+    if ck:
+        return Plan(d, "resume", restart=True, marker=marker)
+    leftovers = [os.path.join(d, n) for n in (OUTPUT, OUTPUT[:-3] + ".xmf", CHECKPOINTS)
+                 if os.path.lexists(os.path.join(d, n))]
+    return Plan(d, "resume", restart=False, marker=marker, aside=leftovers,
+                note="no checkpoint to resume from: starting again from step 0")
+
+
+def _same_length(a: dict, b: dict) -> bool:
+    return a["run"]["steps"] == b["run"]["steps"] and a["run"]["t_end"] == b["run"]["t_end"]
+
+
+def _checkpoints(d: str) -> list:
+    try:
+        return sorted(n for n in os.listdir(os.path.join(d, CHECKPOINTS)) if re.match(r"checkpoint_\d+\.h5$", n))
+    except OSError:
+        return []
+
+
+def move_aside(paths: list, d: str) -> str | None:
+    """Local. Rename ``paths`` out of the way: a whole run directory to a sibling
+    ``<d>.old-<date>-<time>``; files of an attempt into ``<d>/previous-<date>-<time>/``.
+    Returns where they went. Never deletes."""
+    if not paths:
+        return None
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    whole = paths == [d]
+    dest = f"{d}.old-{stamp}" if whole else os.path.join(d, f"previous-{stamp}")
+    k = 1
+    while os.path.lexists(dest):
+        k += 1
+        dest = f"{d}.old-{stamp}-{k}" if whole else os.path.join(d, f"previous-{stamp}-{k}")
+    if whole:
+        os.rename(d, dest)
+    else:
+        os.makedirs(dest)
+        for p in paths:
+            os.rename(p, os.path.join(dest, os.path.basename(p)))
+    return dest
+
+
+class Lock:
+    """Local. Rank 0's exclusive lock on a run directory for the length of an attempt
+    (``flock`` on ``<d>/.lock``): a second run of the same job at the same time is refused
+    instead of writing into the same files. The kernel drops it when the process dies."""
+
+    def __init__(self, d: str):
+        self.f = open(os.path.join(d, ".lock"), "a")
+        try:
+            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.f.close()
+            raise InputError(f"the run directory {d} is in use by another run (its lock is held)")
+
+    def release(self) -> None:
+        """Local. Drop the lock."""
+        if not self.f.closed:
+            fcntl.flock(self.f, fcntl.LOCK_UN)
+            self.f.close()
+
+
+def begin(plan: Plan, job: dict, text: str, attempt: dict) -> tuple:
+    """Local. On rank 0: make the run directory ready for an attempt: earlier files moved
+    aside, the resolved job and the job file written (a new run), the attempt appended to
+    ``run.json``, the marker ``running``. Returns ``(lock, undo)``: ``undo()`` puts the
+    directory back as it was (for a run refused after this, before its first step)."""
+    d = plan.directory
+    moved = move_aside(plan.aside, d)
+    created = not os.path.isdir(d)
+    os.makedirs(d, exist_ok=True)
+    lock = Lock(d)
+    meta_path = os.path.join(d, "run.json")
+    meta = _read_json(meta_path) or {"attempts": []}
+    old_meta = json.dumps(meta)
+    if plan.action == "start":
+        prepare_files(d, job, text)
+    meta["attempts"].append(attempt)
+    meta["versions"] = attempt.pop("versions", meta.get("versions"))
+    status.write_atomic(meta_path, json.dumps(meta, indent=1) + "\n")
+    status.write_marker(d, "running")
+
+    def undo():
+        lock.release()
+        if created:
+            shutil.rmtree(created, ignore_errors=True)  # only what this attempt created
+            if moved and plan.aside == [d]:
+                os.rename(moved, d)
+            return
+        status.write_atomic(meta_path, old_meta + "\n")
+        if plan.marker is not None:
+            status.write_marker(d, plan.marker)
+        if moved:
+            for name in os.listdir(moved):
+                os.rename(os.path.join(moved, name), os.path.join(d, name))
+            os.rmdir(moved)
+    return lock, undo, moved
+
+
+def prepare_files(d: str, job: dict, text: str) -> None:
+    """Local. Write a new run directory's resolved job (``job.json``) and job file
+    (``job.toml``)."""
+    status.write_atomic(os.path.join(d, "job.json"), json.dumps(job, indent=1) + "\n")
+    status.write_atomic(os.path.join(d, "job.toml"), text)
+
+
+def finish(d: str, marker: str, reason: str, steps) -> None:
+    """Local. Close an attempt: its end time, exit reason and steps in ``run.json``, then
+    the marker."""
+    meta_path = os.path.join(d, "run.json")
+    meta = _read_json(meta_path) or {"attempts": [{}]}
+    meta["attempts"][-1].update({"end": now(), "exit": marker, "reason": reason, "steps": steps})
+    status.write_atomic(meta_path, json.dumps(meta, indent=1) + "\n")
+    status.write_marker(d, marker)

@@ -1,0 +1,173 @@
+"""Running a checked job in the ranks: each point in its run directory, resumed when it
+can be, with the exit status of :mod:`pympc.jobs.status`.
+
+Every rank runs :func:`run_job` (it is collective). The order of a point's run makes bad
+input cost nothing: the run directory is read (rank 0), the decomposition and the solver
+are built (a refused constructor writes nothing), and only then is the directory written
+(``running``); a refusal by the solver's own checks after that (a checkpoint of other
+physics) puts the directory back as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+
+import numpy as np
+
+from .. import costlog
+from .._version import __version__
+from ..errors import InputError
+from ..runtime import get_logger, on_root, print0
+from . import rundir, spec, status
+from .status import DONE, DONE_WITH_FAILURES, INTERRUPTED
+
+#: the signals that checkpoint a run and stop it (exit 75)
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+def run_job(job, info, comm, runs_dir: str, sweep_index=None, fresh: bool = False) -> int:
+    """Collective. Run the job's points (one, the ``sweep_index``-th, or every point of
+    its sweep one after another) and return the exit status: 0 when every point is
+    done, 75 when one was interrupted (the rest not started), 3 when a sweep finished
+    with failed points."""
+    points = job.point(sweep_index)
+    if job.swept and sweep_index is None:
+        on_root(lambda: queue(job, runs_dir), comm)
+    codes = []
+    for point in points:
+        code = run_point(job, point, info, comm, runs_dir, fresh)
+        codes.append(code)
+        if code == INTERRUPTED:
+            return INTERRUPTED
+    if len(codes) > 1 and any(c != DONE for c in codes):
+        return DONE_WITH_FAILURES
+    return codes[0]
+
+
+def queue(job, runs_dir: str) -> None:
+    """Local. On rank 0: create the run directory of every sweep point that has none, with
+    its resolved job and the marker ``queued``: the sweep's whole plan is on disk before
+    its first point runs."""
+    for point in job.points:
+        d = rundir.directory(runs_dir, point.job)
+        if not os.path.lexists(d):
+            os.makedirs(d)
+            rundir.prepare_files(d, point.job, job.text)
+            status.write_marker(d, "queued")
+
+
+def _attempt(comm) -> dict:
+    from ..tools.probe import stack_facts
+
+    return {"start": rundir.now(), "command": sys.argv, "ranks": comm.Get_size(), "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "versions": {"pympc": __version__, "python": platform.python_version(), "numpy": np.__version__,
+                         **stack_facts()}}
+
+
+def run_point(job, point, info, comm, runs_dir, fresh) -> int:
+    """Collective. One point: decide, build the solver, begin the directory, run, close."""
+    d = rundir.directory(runs_dir, point.job)
+    plan = on_root(lambda: rundir.decide(d, point.job, fresh, job.path), comm)
+    if plan.action == "done":
+        print0(f"{point.job['name']}: already {plan.marker} in {d}: nothing to run (--fresh starts over)",
+               comm=comm)
+        return DONE if plan.marker == "done" else DONE_WITH_FAILURES
+    pympc = spec.module("pympc")
+    g = point.job["grid"]
+    with pympc.Decomposition(g["shape"], comm=comm, dims=point.job["decomposition"]["dims"],
+                             periodic=g["periodic"], origin=g["origin"], spacing=g["spacing"],
+                             centring=g["centring"]) as decomp:
+        solver = info.cls(decomp, **spec.solver_kwargs(point.job, info, decomp.ndim))
+        held = {}
+        moved = on_root(lambda: _begin(plan, point, job, comm, held), comm)
+        if moved:
+            print0(f"{point.job['name']}: {plan.note}; earlier files moved to {moved}", comm=comm)
+        return _run(solver, plan, point.job, comm, held)
+
+
+def _begin(plan, point, job, comm, held):
+    lock, undo, moved = rundir.begin(plan, point.job, job.text, _attempt(comm))
+    held.update(lock=lock, undo=undo, log=_log_file(plan.directory))
+    return moved
+
+
+def _log_file(d):
+    handler = logging.FileHandler(os.path.join(d, rundir.LOG))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    get_logger("pympc")  # the pympc logger configured (rank prefix on stderr) before the file joins it
+    logging.getLogger("pympc").addHandler(handler)
+    return handler
+
+
+def _release(held) -> None:
+    if "log" in held:
+        logging.getLogger("pympc").removeHandler(held["log"])
+        held["log"].close()
+    if "lock" in held:
+        held["lock"].release()
+
+
+def _run(solver, plan, job, comm, held) -> int:
+    """Collective. The run itself and its record: the marker, run.json, the cost report."""
+    d = plan.directory
+    out = job["output"]
+    length = {"steps": job["run"]["steps"]} if job["run"]["steps"] is not None else {"t_end": job["run"]["t_end"]}
+    first, t0 = solver.step_count, time.monotonic()
+    log = get_logger(job["name"])
+    log.info("%s %s in %s on %d rank(s), process grid %s", "resuming" if plan.restart else "starting",
+             job["name"], d, comm.Get_size(), solver.decomp.dims)
+    try:
+        with costlog.Log(comm) as clog:
+            solver.run(**length, output=os.path.join(d, rundir.OUTPUT) if out["enabled"] else None,
+                       output_every=out["every"], units=out["units"] or None,
+                       checkpoint=os.path.join(d, rundir.CHECKPOINTS), checkpoint_every=job["checkpoint"]["every"],
+                       restart=plan.restart, progress=job["run"]["progress"], signals=SIGNALS, params=job)
+    except InputError:
+        if comm.Get_rank() == 0:
+            _release(held)
+            held["undo"]()
+        raise
+    except BaseException as e:
+        rundir.finish(d, "failed", f"{type(e).__name__}: {e}", None)  # any rank that sees it
+        _release(held)
+        raise
+    marker = "interrupted" if solver.interrupted else "done"
+    data = clog.save(os.path.join(d, "costs.json"))
+    seconds = time.monotonic() - t0
+    if comm.Get_rank() == 0:
+        _report(d, data)
+        reason = (f"signal: checkpointed at step {solver.step_count}" if solver.interrupted
+                  else f"finished at step {solver.step_count}")
+        rundir.finish(d, marker, reason, [first, solver.step_count])
+        _summary(solver, job, d, first, seconds, marker)
+        _release(held)
+    return INTERRUPTED if solver.interrupted else DONE
+
+
+def _report(d, data) -> None:
+    try:
+        text = spec.module("pympc.bsp.report").report(data)
+    except Exception as e:  # the report is a convenience: never fail a finished run over it
+        text = f"(no cost report: {type(e).__name__}: {e})\n"
+    with open(os.path.join(d, "costs.txt"), "w") as f:
+        f.write(text)
+
+
+def _summary(solver, job, d, first, seconds, marker) -> None:
+    steps = solver.step_count - first
+    cells = float(np.prod(job["grid"]["shape"]))
+    what = f"output {os.path.join(d, rundir.OUTPUT)} (+ .xmf), " if job["output"]["enabled"] else ""
+    line = (f"{job['name']}: {marker}: {steps} steps in {seconds:.2f} s "
+            f"({steps * cells / max(seconds, 1e-12) / 1e6:.1f} Mcell-updates/s), step {solver.step_count}, "
+            f"t={solver.t:.6g}; {what}checkpoints in {os.path.join(d, rundir.CHECKPOINTS)}, log {os.path.join(d, rundir.LOG)}")
+    if marker == "interrupted":
+        line += f"; run the job again to resume (exit status {INTERRUPTED})"
+    get_logger(job["name"]).info(line)
+    print(line, flush=True)
