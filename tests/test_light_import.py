@@ -153,3 +153,24 @@ def test_first_pympc_call_on_one_rank_does_not_hang():
     assert "first call on rank 0 of 2" in r.stdout
     states = [json.loads(m) for m in re.findall(r"STATE (\{[^{}]*\})", r.stdout)]
     assert len(states) == 2 and all(s["initialized"] for s in states), states  # at import, every rank
+
+
+@pytest.mark.parametrize("argv", [["check", "JOB", "-n", "4"], ["check", "--schema"], ["check", "BAD"],
+                                  ["run", "-n", "2", "JOB", "--runs-dir", "RUNS"], ["run", "-n", "2", "BAD"]],
+                         ids=lambda a: " ".join(a))
+def test_the_job_commands_start_no_mpi_in_their_own_process(argv, tmp_path):
+    """``pympc check`` never starts MPI; nor does the parent of ``pympc run -n`` (it
+    checks the job, launches mpiexec and waits): only the ranks it launches do."""
+    job = tmp_path / "job.toml"
+    job.write_text('name = "light"\nsolver = "heat"\n[grid]\nshape = [12, 10]\n[run]\nsteps = 3\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "light"\nsolver = "heat"\n[grid]\nshape = [12, 10]\n[run]\nstep = 3\n')
+    subs = {"JOB": str(job), "BAD": str(bad), "RUNS": str(tmp_path / "runs")}
+    argv = [subs.get(a, a) for a in argv]
+    code = ("import sys\nfrom pympc.tools.cli import main\n"
+            f"rc = main({argv!r})\n" + STATE + "sys.exit(rc)\n")
+    p, [state] = run_python(code)
+    assert p.returncode == (2 if str(bad) in argv else 0), p.stdout + p.stderr
+    assert loaded(state) == NOTHING, f"pympc {' '.join(argv)} initialised MPI in its own process: {state}"
+    if argv[0] == "run" and str(job) in argv:
+        assert (tmp_path / "runs" / "light" / "status").read_text() == "done\n", p.stdout + p.stderr

@@ -139,16 +139,28 @@ def _run(solver, plan, job, comm, held) -> int:
         _release(held)
         raise
     marker = "interrupted" if solver.interrupted else "done"
+    first = getattr(solver, "start_step", first)  # a resumed run starts at its checkpoint's step
     data = clog.save(os.path.join(d, "costs.json"))
     seconds = time.monotonic() - t0
+    if job["output"]["png"] and solver.decomp.ndim == 2 and not solver.interrupted:
+        _picture(solver, job, d)
     if comm.Get_rank() == 0:
         _report(d, data)
         reason = (f"signal: checkpointed at step {solver.step_count}" if solver.interrupted
                   else f"finished at step {solver.step_count}")
         rundir.finish(d, marker, reason, [first, solver.step_count])
-        _summary(solver, job, d, first, seconds, marker)
+        _summary(solver, job, d, first, seconds, marker, held["log"])
         _release(held)
     return INTERRUPTED if solver.interrupted else DONE
+
+
+def _picture(solver, job, d) -> None:
+    """Collective. ``final.png`` of the first output field (gathered on rank 0)."""
+    name, field = next(iter(solver.output_fields().items()))
+    whole = field.gather(root=0)
+    if whole is not None:
+        spec.module("pympc.jobs.picture").draw(whole, job["grid"], os.path.join(d, "final.png"),
+                                               f"{job['name']}: {name} at t = {solver.t:.4g}")
 
 
 def _report(d, data) -> None:
@@ -160,7 +172,8 @@ def _report(d, data) -> None:
         f.write(text)
 
 
-def _summary(solver, job, d, first, seconds, marker) -> None:
+def _summary(solver, job, d, first, seconds, marker, handler) -> None:
+    """The closing line: on stdout, and into the run's log file (not the stderr log)."""
     steps = solver.step_count - first
     cells = float(np.prod(job["grid"]["shape"]))
     what = f"output {os.path.join(d, rundir.OUTPUT)} (+ .xmf), " if job["output"]["enabled"] else ""
@@ -169,5 +182,5 @@ def _summary(solver, job, d, first, seconds, marker) -> None:
             f"t={solver.t:.6g}; {what}checkpoints in {os.path.join(d, rundir.CHECKPOINTS)}, log {os.path.join(d, rundir.LOG)}")
     if marker == "interrupted":
         line += f"; run the job again to resume (exit status {INTERRUPTED})"
-    get_logger(job["name"]).info(line)
+    handler.emit(logging.LogRecord(f"pympc.{job['name']}", logging.INFO, __file__, 0, line, None, None))
     print(line, flush=True)

@@ -76,6 +76,8 @@ KEYS = (
         default=True),
     Key("output.every", "integer", "Steps between outputs; 0: the first and the last step only.",
         default=0, minimum=0),
+    Key("output.png", "boolean", "Also draw the final field (the first of a 2D solver's fields) into "
+        "`final.png` (matplotlib).", default=False),
     Key("output.units", "table", "Units per field, and for `time` and `length`, stored on the datasets.",
         default={}),
     Key("checkpoint.every", "integer", "Steps between checkpoints; 0: only at the end and on a "

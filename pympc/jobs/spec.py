@@ -116,7 +116,7 @@ def resolve(doc: dict, info, where: str, ranks, imports) -> dict:
         "decomposition": {"dims": _axes(flat["decomposition.dims"], len(grid["shape"]), "decomposition.dims", where)},
         "physics": physics, "initial": initial, "boundary": _boundary(flat["boundary"], grid, info, where),
         "run": {"steps": flat["run.steps"], "t_end": flat["run.t_end"], "progress": flat["run.progress"]},
-        "output": {"enabled": flat["output.enabled"], "every": flat["output.every"],
+        "output": {"enabled": flat["output.enabled"], "every": flat["output.every"], "png": flat["output.png"],
                    "units": _units(flat["output.units"], where)},
         "checkpoint": {"every": flat["checkpoint.every"]},
     }
