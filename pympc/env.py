@@ -53,6 +53,10 @@ VARIABLES = {v.name: v for v in (
     Variable("PYMPC_KERNELS", "choice", "numba",
              "the kernels' backend: numba (compiled) or numpy (the reference)",
              ("numba", "numpy")),
+    Variable("PYMPC_PROGRESS", "choice", "",
+             "what a solver's run shows on rank 0: bar (a live bar on stderr), lines "
+             "(periodic log lines) or off; set, it overrides the run's progress= mode",
+             ("bar", "lines", "off")),
     Variable("PYMPC_MPIEXEC", "command", "",
              "the launcher pympc's tools start ranks with, options allowed (unset: the "
              "mpiexec of the MPI library mpi4py loads)"),
@@ -79,8 +83,9 @@ def value(name: str):
 def parse(name: str, text: str | None):
     """Local. ``text`` as a value of ``name``, checked and converted: ``int>=1`` -> int
     (None when unset), ``seconds`` -> float >= 0, ``flag`` -> bool, ``choice``/``level``
-    -> str, ``command`` -> str or None; None or blank text gives the default. A value of
-    the wrong kind raises :class:`EnvError`."""
+    -> str (a choice without a default: None when unset), ``command`` -> str or None;
+    None or blank text gives the default. A value of the wrong kind raises
+    :class:`EnvError`."""
     var = VARIABLES[name]
     text = (text if text is not None and text.strip() else var.default).strip()
     if var.kind == "int>=1":
@@ -107,6 +112,8 @@ def parse(name: str, text: str | None):
             raise EnvError(f"{name}={text!r} is not 0 or 1 ({var.meaning})")
         return text == "1"
     if var.kind == "choice":
+        if not text and not var.default:  # unset, no default: not chosen (the caller decides)
+            return None
         if text not in var.choices:
             raise EnvError(f"{name}={text!r} is not one of {', '.join(var.choices)} ({var.meaning})")
         return text
