@@ -21,9 +21,13 @@ Restart safety (the rules :meth:`TimeLoop.run` enforces, before it opens anythin
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
+import numbers
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 
@@ -31,6 +35,7 @@ import numpy as np
 
 import pympc
 from pympc import costlog
+from pympc import env as _env
 from pympc.io.checkpoint import Checkpointer, check_physics
 from pympc.io.output import UNIT_KEYS, Output
 from pympc.runtime import InputError, get_logger
@@ -224,16 +229,17 @@ class TimeLoop:
           makes the loop checkpoint at the next step boundary that is a multiple of
           ``signal_check_every`` (the ranks agree with one small reduction there) and
           return early with ``self.interrupted = True``.
-        - ``progress``: seconds between progress lines on rank 0 (None: silent). Rates
-          and the ETA are measured from the end of the first step (which carries the
-          start-up: compiling, first touch of memory), and the first line comes after at
-          least 3 steps more and one interval.
+        - ``progress`` (rank 0): ``"bar"`` (a live bar on stderr), ``"lines"`` (a log line
+          every 10 s), seconds between lines, or ``"off"``/None; ``$PYMPC_PROGRESS``, when
+          set, overrides the mode. Rates leave out the first step (start-up); bar and lines
+          end with a summary line. See docs/solvers/timeloop.md.
 
         With ``t_end``, ``dt`` is shortened once at the start so that a whole number of
         steps ends exactly at ``t_end`` (it is restored, not recomputed, on restart). A
         solver whose :meth:`done` says so (a converged relaxation) stops before ``steps``.
         """
         self._check_dt()
+        progress = _Progress.choose(progress)
         units = self._check_request(steps, t_end, units, restart, checkpoint)
         ck = checkpoint if checkpoint is None or isinstance(checkpoint, Checkpointer) else \
             Checkpointer(checkpoint, comm=self.comm)  # creates its directory at the first save
@@ -241,9 +247,7 @@ class TimeLoop:
         r = ck.load(self.decomp, step=plan.info) if plan.info is not None else None  # reads, changes nothing
         if r is not None and plan.at == plan.steps:  # already at the end: touch no file
             self._apply(plan.info, r)
-            if progress is not None:
-                get_logger(self.name).info("nothing to do: checkpoint %s is at the requested end, step %d "
-                                           "(t=%.6g)", plan.info.path, self.step_count, self.t)
+            _Progress.nothing_to_do(self, plan.info.path, progress)
             return self
         out = self._open_output(output, plan, params, units, overwrite)
         # every check passed: from here on the run changes files and the solver
@@ -252,7 +256,7 @@ class TimeLoop:
         if r is not None:
             self._apply(plan.info, r)
         self.dt = plan.dt
-        with _signals_caught(signals, self._on_signal):
+        with _signals_caught(signals, self._on_signal), _Progress.closing(self):
             self._loop(plan, out, ck, output_every, checkpoint_every, progress,
                        signal_check_every if signals else None)
         return self
@@ -319,6 +323,7 @@ class TimeLoop:
         """Collective. The steps, with output and checkpoints between them and at the end."""
         self.interrupted = False
         steps, first = plan.steps, self.step_count
+        self.start_step = first  # where this run began (a restart: its checkpoint's step)
         meter = _Progress(self, steps, progress)
         if out is not None and self.step_count == 0 and self.write_initial:
             out.write(0, 0.0, **self.output_fields())
@@ -371,26 +376,111 @@ class _signals_caught:
             signal.signal(s, h)
 
 
-class _Progress:
-    """Local. Progress lines on rank 0 (rate, ETA) and the closing summary of a run."""
+#: Progress modes (``progress=`` and ``$PYMPC_PROGRESS``); seconds between lines in "lines"
+#: mode when no number is given; how often the bar's postfix (t, Mcell/s) is refreshed.
+_MODES = ("bar", "lines", "off")
+_LINES_EVERY = 10.0
+_BAR_EVERY = 0.25
 
-    def __init__(self, solver, steps, every):
-        self.solver, self.steps, self.every = solver, steps, every
+
+class _Progress:
+    """Local. What a run shows on rank 0 while it steps (a live bar, periodic lines with
+    rate and ETA, or nothing) and its closing summary. ``progress`` is what
+    :meth:`choose` made of run()'s argument: None (off), ``"bar"`` or seconds between
+    lines. Other ranks draw nothing and no collective is added."""
+
+    def __init__(self, solver, steps, progress):
+        self.solver, self.steps = solver, steps
+        self.on = progress is not None
+        self.every = None if progress is None or progress == "bar" else float(progress)
         self.cells = float(np.prod(solver.decomp.shape))
         self.log = get_logger(solver.name)
         self.rank0 = solver.comm.Get_rank() == 0
         self.t0 = self.last = self.t1 = time.monotonic()
+        self.bar, self.swapped = None, []
+        if progress == "bar" and self.rank0:
+            self._open_bar()
+        solver._meter = self  # run() closes a bar the loop leaves open (a signal, an error)
+
+    @staticmethod
+    def choose(progress):
+        """Local. run()'s ``progress`` with ``$PYMPC_PROGRESS`` applied to its mode: None
+        (off), ``"bar"`` or seconds between lines. :class:`pympc.InputError` for another
+        argument or variable value (one line; the same on every rank)."""
+        number = isinstance(progress, numbers.Real) and not isinstance(progress, bool)
+        if isinstance(progress, str):
+            ok = progress in _MODES
+        else:
+            ok = progress is None or (number and math.isfinite(progress) and progress >= 0)
+        if not ok:
+            raise InputError(f"progress={progress!r}: give 'bar', 'lines', 'off', None, or the seconds "
+                             "between progress lines (a number >= 0)")
+        try:
+            mode = _env.value("PYMPC_PROGRESS")
+        except _env.EnvError as e:
+            raise InputError(str(e)) from None
+        if mode is None:  # not chosen outside: the argument's own mode
+            mode = "off" if progress is None else progress if isinstance(progress, str) else "lines"
+        if mode == "off":
+            return None
+        return "bar" if mode == "bar" else float(progress) if number else _LINES_EVERY
+
+    @staticmethod
+    def nothing_to_do(solver, path, progress):
+        """Local. The line of a restart whose checkpoint is already at the end (not when off)."""
+        if progress is not None:
+            get_logger(solver.name).info("nothing to do: checkpoint %s is at the requested end, step %d "
+                                         "(t=%.6g)", path, solver.step_count, solver.t)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def closing(solver):
+        """Local. ``with _Progress.closing(solver):`` a bar still open when the block ends
+        (the loop returned on a signal, or raised) is closed, its last state left drawn."""
+        try:
+            yield
+        finally:
+            meter = solver.__dict__.pop("_meter", None)
+            if meter is not None:
+                meter.close()
+
+    def _open_bar(self):
+        """Local. The tqdm bar on stderr (rank 0), the pympc log lines written above it."""
+        try:
+            from tqdm import tqdm  # only when a bar is drawn: importing pympc stays light
+        except ImportError:  # a dependency, but a run must not fail for want of a bar
+            self.log.warning("progress bar: tqdm is not installed (pip install tqdm); progress lines instead")
+            self.every = _LINES_EVERY
+            return
+        stream = sys.stderr
+        width = None
+        if not getattr(stream, "isatty", lambda: False)():
+            # a pipe (mpiexec's): tqdm cannot ask it for its width; `pympc run -n` passes COLUMNS on
+            columns = os.environ.get("COLUMNS", "").strip()
+            width = int(columns) if columns.isdigit() and int(columns) > 0 else None
+        s = self.solver
+        self.bar = tqdm(total=self.steps, initial=s.step_count, desc=s.name, unit="step", file=stream,
+                        ncols=width, mininterval=_BAR_EVERY, leave=True)
+        # a log record (a checkpoint, a signal) while the bar is drawn: written above the
+        # bar (tqdm clears and redraws it), not into its line
+        for h in logging.getLogger("pympc").handlers:
+            if getattr(h, "_pympc", False) and getattr(h, "stream", None) is stream:
+                self.swapped.append((h, h.setStream(_AboveBar(stream, tqdm))))
 
     def step(self, done):
-        """Local. After a step, ``done`` steps into the run: a line when one is due."""
+        """Local. After a step, ``done`` steps into the run: the bar moves on, or a line
+        when one is due."""
         now = time.monotonic()
         # The rate is measured from the end of the first step, and the first line waits
         # for 3 steps after it and one interval: the first step is mostly start-up
         # (compiling the kernels, first-touch page faults; 0.5 s against 0.1 ms for a
         # 256^2 step here), and counting it gave "0.6 Mcell-updates/s, ETA 667 s" for a
-        # run that took 0.8 s
+        # run that took 0.8 s. The bar's clock restarts there too (tqdm's unpause), so
+        # its rate and ETA leave the first step out as well.
         if done == 1:
             self.t1 = self.last = now
+            if self.bar is not None:
+                self.bar.unpause()
         elif self.every is not None and self.rank0 and done >= 4 and now - self.last >= self.every:
             s = self.solver
             n = s.step_count
@@ -399,13 +489,56 @@ class _Progress:
                           100.0 * n / self.steps, s.t, rate * self.cells / 1e6,
                           (self.steps - n) / max(rate, 1e-12))
             self.last = now
+        elif self.bar is not None and now - self.last >= _BAR_EVERY:
+            self._postfix(done, now)
+        if self.bar is not None:
+            self.bar.update(self.solver.step_count - self.bar.n)
+
+    def _postfix(self, done, now):
+        """Local. The bar's ``t=..., ... Mcell/s`` (shown at its next redraw)."""
+        rate = (done - 1) / max(now - self.t1, 1e-12) if done > 1 else 0.0
+        self.bar.set_postfix_str(f"t={self.solver.t:.4g}, {rate * self.cells / 1e6:.1f} Mcell/s",
+                                 refresh=False)
+        self.last = now
+
+    def close(self):
+        """Local. Close the bar (its last state stays drawn) and give the log its stream
+        back; nothing when no bar is open."""
+        if self.bar is not None:
+            self.bar.update(self.solver.step_count - self.bar.n)  # a signal's return skips step()
+            self.bar.close()
+            self.bar = None
+        for h, old in self.swapped:
+            h.setStream(old)
+        self.swapped = []
 
     def finish(self, done):
-        """Local. The closing line: steps, seconds, rate, the time reached."""
-        if self.every is not None:
+        """Local. The end of the run: the bar closed, and the summary line (steps,
+        seconds, rate, the time reached) unless progress is off."""
+        if self.bar is not None:
+            self._postfix(done, time.monotonic())  # the bar's last state: the run's own t and rate
+        self.close()
+        if self.on:
             elapsed = time.monotonic() - self.t0
             self.log.info("done: %d steps in %.2f s (%.1f Mcell-updates/s), t=%.6g", done, elapsed,
                           done * self.cells / max(elapsed, 1e-12) / 1e6, self.solver.t)
+
+
+class _AboveBar:
+    """Local. The stream a log handler writes to while a bar is drawn on ``stream``:
+    each record goes through ``tqdm.write``, which clears the bar, writes the record and
+    draws the bar again below it."""
+
+    def __init__(self, stream, tqdm):
+        self.stream, self.tqdm = stream, tqdm
+
+    def write(self, text):
+        """Local. Write ``text`` (a whole record, its newline included) above the bar."""
+        self.tqdm.write(text, file=self.stream, end="")
+
+    def flush(self):
+        """Local. Flush the stream underneath."""
+        self.stream.flush()
 
 
 # -- helpers of every solver: initial fields, physics --------------------------------------
