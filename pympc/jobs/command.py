@@ -111,7 +111,26 @@ def _launch(args, argv) -> int:
         env["PYMPC_PROGRESS"] = "bar" if sys.stderr.isatty() else "lines"
     env.setdefault("COLUMNS", str(shutil.get_terminal_size().columns))
     rest = _without_ranks(argv)
-    return exec_mpi(args.ranks, ["-m", "pympc", "run", *rest], env=env, timeout=args.timeout)
+    code, passed = exec_mpi(args.ranks, ["-m", "pympc", "run", *rest], env=env, timeout=args.timeout)
+    return _outcome(job, args, code, passed)
+
+
+def _outcome(job, args, code: int, passed) -> int:
+    """The exit status of a launched run. The ranks exit 75 when a signal interrupted
+    them, but MPICH's mpiexec, once it has passed a SIGTERM on (from us, or sent to it
+    directly), exits 0 or 15 whatever its ranks did: then the run directories' markers,
+    written by the ranks, say what happened."""
+    if code not in (0, 15, 128 + 15, -15) and not passed:
+        return code
+    from . import rundir, status
+
+    markers = [status.read_marker(rundir.directory(args.runs_dir, p.job)) for p in job.point(args.sweep_index)]
+    if "interrupted" in markers:
+        return status.INTERRUPTED
+    if markers and all(m in ("done", "done-with-failures") for m in markers):
+        return DONE if all(m == "done" for m in markers) else status.DONE_WITH_FAILURES
+    # killed before a marker said how it ended ("running"), or failed: never report success
+    return code if code not in (0, 75) else status.FAILED
 
 
 def _without_ranks(argv) -> list:

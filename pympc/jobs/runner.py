@@ -40,14 +40,33 @@ def run_job(job, info, comm, runs_dir: str, sweep_index=None, fresh: bool = Fals
     if job.swept and sweep_index is None:
         on_root(lambda: queue(job, runs_dir), comm)
     codes = []
-    for point in points:
-        code = run_point(job, point, info, comm, runs_dir, fresh)
-        codes.append(code)
-        if code == INTERRUPTED:
-            return INTERRUPTED
+    with early_signals() as early:
+        for point in points:
+            code = run_point(job, point, info, comm, runs_dir, fresh, early)
+            codes.append(code)
+            if code == INTERRUPTED:
+                return INTERRUPTED
     if len(codes) > 1 and any(c != DONE for c in codes):
         return DONE_WITH_FAILURES
     return codes[0]
+
+
+class early_signals:
+    """Local. ``with early_signals() as got:`` records :data:`SIGNALS` that arrive
+    outside a solver's own run loop (while a point is set up, or between points), so
+    that a signal sent as soon as the run directory says ``running`` still ends in a
+    checkpoint and exit 75 rather than killing the rank."""
+
+    def __init__(self):
+        self.got, self.old = [], {}
+
+    def __enter__(self):
+        self.old = {s: signal.signal(s, lambda signum, frame: self.got.append(signum)) for s in SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.old.items():
+            signal.signal(s, h)
 
 
 def queue(job, runs_dir: str) -> None:
@@ -71,7 +90,7 @@ def _attempt(comm) -> dict:
                          **stack_facts()}}
 
 
-def run_point(job, point, info, comm, runs_dir, fresh) -> int:
+def run_point(job, point, info, comm, runs_dir, fresh, early=None) -> int:
     """Collective. One point: decide, build the solver, begin the directory, run, close."""
     d = rundir.directory(runs_dir, point.job)
     plan = on_root(lambda: rundir.decide(d, point.job, fresh, job.path), comm)
@@ -89,6 +108,8 @@ def run_point(job, point, info, comm, runs_dir, fresh) -> int:
         moved = on_root(lambda: _begin(plan, point, job, comm, held), comm)
         if moved:
             print0(f"{point.job['name']}: {plan.note}; earlier files moved to {moved}", comm=comm)
+        if early is not None and early.got:
+            solver._signalled = True  # the loop checkpoints at its first signal check and stops
         return _run(solver, plan, point.job, comm, held)
 
 

@@ -28,14 +28,16 @@ BUILTIN = {"heat": "solvers.heat:Heat", "wave": "solvers.wave:Wave", "poisson": 
 TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 #: a default that is not a literal (read from source) or not JSON-able
 UNKNOWN = object()
+#: the "default" of an argument that has none (the job must give it)
+REQUIRED = object()
 
 
 @dataclass
 class SolverInfo:
     """Local. What the job layer knows of a solver class: ``target``
-    (``"module:Class"``), ``params`` (keyword -> default, or None when the constructor
-    takes ``**kwargs`` or cannot be read), ``job_check`` (``"module:function"`` or None)
-    and, when imported, the class."""
+    (``"module:Class"``), ``params`` (keyword -> default, :data:`REQUIRED` when it has
+    none; or None when the constructor takes ``**kwargs`` or cannot be read),
+    ``job_check`` (``"module:function"`` or None) and, when imported, the class."""
 
     target: str
     params: dict | None
@@ -74,7 +76,13 @@ def _source(module: str, where: str, path: str):
     try:
         return ast.parse(text)
     except SyntaxError as e:
-        raise fail(where, path, f"module {module!r} has a syntax error at line {e.lineno}: {e.msg}")
+        raise _syntax_error(module, e, where, path, spec.origin)
+
+
+def _syntax_error(module, e: SyntaxError, where, path, filename=None):
+    """The one-line error for a module (or a module it imports) that does not parse."""
+    return fail(where, path, f"module {module!r} has a syntax error ({filename or e.filename}, "
+                f"line {e.lineno}): {e.msg}")
 
 
 def _toplevel(tree, kind):
@@ -98,9 +106,9 @@ def _read_class(node: ast.ClassDef):
         if isinstance(item, ast.FunctionDef) and item.name == "__init__" and item.args.kwarg is None:
             a = item.args
             pos = a.posonlyargs + a.args
-            defaults = [UNKNOWN] * (len(pos) - len(a.defaults)) + [_literal(d) for d in a.defaults]
+            defaults = [REQUIRED] * (len(pos) - len(a.defaults)) + [_literal(d) for d in a.defaults]
             params = {arg.arg: d for arg, d in list(zip(pos, defaults))[2:]}  # after self, decomp
-            params.update({arg.arg: UNKNOWN if d is None else _literal(d) for arg, d in zip(a.kwonlyargs, a.kw_defaults)})
+            params.update({arg.arg: REQUIRED if d is None else _literal(d) for arg, d in zip(a.kwonlyargs, a.kw_defaults)})
     return params, job_check
 
 
@@ -151,7 +159,7 @@ def load(name: str, where: str, path: str = "solver") -> SolverInfo:
     if any(p.kind is p.VAR_KEYWORD for p in items):
         params = None
     else:
-        params = {p.name: (UNKNOWN if p.default is p.empty else p.default) for p in items
+        params = {p.name: (REQUIRED if p.default is p.empty else p.default) for p in items
                   if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return SolverInfo(target, params, getattr(cls, "job_check", None), cls)
 
@@ -164,6 +172,8 @@ def resolve(target: str, where: str, path: str):
         mod = importlib.import_module(module)
     except ImportError as e:
         raise fail(where, path, f"cannot import {module!r}: {e}")
+    except SyntaxError as e:  # the parent saw it in the source; a rank sees it here
+        raise _syntax_error(module, e, where, path)
     if not hasattr(mod, name):
         raise fail(where, path, f"module {module!r} has no {name!r}"
                    + suggest(name, [n for n in dir(mod) if not n.startswith("_")]))
@@ -177,7 +187,9 @@ def read_function(target: str, where: str, path: str) -> None:
     tree = _source(module, where, path)
     if tree is None:
         return
-    names = set(_toplevel(tree, (ast.FunctionDef, ast.ClassDef)))
+    if name in _toplevel(tree, ast.ClassDef):
+        raise fail(where, path, f"{target} is a class: a field takes a function of the coordinates")
+    names = set(_toplevel(tree, ast.FunctionDef))
     for n in tree.body:
         if isinstance(n, ast.Assign):
             names |= {t.id for t in n.targets if isinstance(t, ast.Name)}

@@ -103,9 +103,10 @@ def resolve(doc: dict, info, where: str, ranks, imports) -> dict:
     """Local. One point's job checked and resolved into plain data."""
     flat = schema.check_generic(doc, where)
     grid = _grid(flat, where)
+    dims = _axes(flat["decomposition.dims"], len(grid["shape"]), "decomposition.dims", where)
     if ranks is not None:
         try:
-            gridplan.plan(grid["shape"], ranks, flat["decomposition.dims"], grid["periodic"])
+            gridplan.plan(grid["shape"], ranks, dims, grid["periodic"])
         except InputError as e:
             raise fail(where, "decomposition", f"the grid {grid['shape']} cannot be split over {ranks} "
                        f"rank(s): {e}")
@@ -113,7 +114,7 @@ def resolve(doc: dict, info, where: str, ranks, imports) -> dict:
     return {
         "name": flat["name"], "solver": flat["solver"], "solver_class": info.target,
         "description": flat["description"], "grid": grid,
-        "decomposition": {"dims": _axes(flat["decomposition.dims"], len(grid["shape"]), "decomposition.dims", where)},
+        "decomposition": {"dims": dims},
         "physics": physics, "initial": initial, "boundary": _boundary(flat["boundary"], grid, info, where),
         "run": {"steps": flat["run.steps"], "t_end": flat["run.t_end"], "progress": flat["run.progress"]},
         "output": {"enabled": flat["output.enabled"], "every": flat["output.every"], "png": flat["output.png"],
@@ -173,6 +174,11 @@ def _solver_args(flat, info, grid, where, imports):
                 raise fail(where, f"initial.{key}", "is given in [physics] too: give it once")
             if table == "physics":
                 _check_type(key, value, None if params is None else params[key], where)
+    for key, default in (params or {}).items():
+        # a constructor argument without a default: a TypeError in every rank otherwise
+        if default is solverinfo.REQUIRED and key != "bc" and key not in physics and key not in initial:
+            raise fail(where, f"initial.{key}", f"is required: {info.target} has no default for {key!r} "
+                       "(give it in [initial] as a field, or in [physics])")
     spacing = grid["spacing"]
     if info.job_check:
         check = solverinfo.resolve(info.job_check, where, "solver")
@@ -226,6 +232,8 @@ def field(value, grid, where, path, imports):
             solverinfo.read_function(target, where, path)
             return None
         fn = solverinfo.resolve(target, where, path)
+        if isinstance(fn, type):
+            raise fail(where, path, f"{target} is a class: a field takes a function of the coordinates")
         if not callable(fn):
             raise fail(where, path, f"{target} is not callable")
         return fn

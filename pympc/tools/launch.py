@@ -60,16 +60,20 @@ def mpi_command(n: int, argv: list[str], python: bool | str = True) -> list[str]
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
 
 
-def exec_mpi(n: int, argv: list[str], env=None, timeout: float | None = None, grace: float = 60.0) -> int:
+def exec_mpi(n: int, argv: list[str], env=None, timeout: float | None = None, grace: float = 60.0) -> tuple:
     """Local. Run ``mpiexec -n n python argv...`` in the foreground (its output is this
     process's) and return its exit status. A signal this process receives
     (:data:`FORWARDED`) is passed on to mpiexec, which passes it to every rank (MPICH's
     Hydra does, for SIGTERM, SIGINT and SIGUSR1). ``timeout``: seconds after which the job
     gets SIGTERM (a pympc run checkpoints and exits 75), and ``grace`` seconds later the
-    whole job is killed (status 124)."""
+    whole job is killed (status 124). Returns ``(status, signals)``: mpiexec's exit
+    status and the signals passed on (MPICH's mpiexec exits 0 or 15, not the ranks'
+    status, after passing on a SIGTERM: the caller may need to look further)."""
     proc = subprocess.Popen(mpi_command(n, argv), env=clean_env(env), start_new_session=True)
+    passed = []
 
     def forward(signum, frame):
+        passed.append(signum)
         try:
             proc.send_signal(signum)
         except ProcessLookupError:
@@ -77,17 +81,17 @@ def exec_mpi(n: int, argv: list[str], env=None, timeout: float | None = None, gr
     old = {s: signal.signal(s, forward) for s in FORWARDED}
     try:
         try:
-            return proc.wait(timeout=timeout)
+            return proc.wait(timeout=timeout), passed
         except subprocess.TimeoutExpired:
             print(f"[pympc] the job ran past its {timeout:g} s timeout: SIGTERM sent (checkpoint and stop)",
                   file=sys.stderr, flush=True)
-            proc.send_signal(signal.SIGTERM)
+            forward(signal.SIGTERM, None)
         try:
-            return proc.wait(timeout=grace)
+            return proc.wait(timeout=grace), passed
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            return 124
+            return 124, passed
     finally:
         for s, h in old.items():
             signal.signal(s, h)

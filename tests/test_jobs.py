@@ -1,0 +1,380 @@
+"""``pympc run`` end to end: each solver from a job file gives the Python API's field bit
+for bit at 1-4 ranks; a solver of one's own runs from a job file; a sweep makes one run
+directory per point; a run interrupted by SIGTERM (to mpiexec, or to one rank) checkpoints,
+says ``interrupted``, exits 75 and resumes on another rank count to the uninterrupted
+field; a finished run is not re-run; changed physics are refused; ``--fresh`` moves a run
+aside. Malformed job files: tests/test_jobs_input.py.
+
+These are serial tests that launch jobs (``pympc run -n N``, or ``mpiexec -n N pympc
+run``), each with a hard timeout; the Python API's reference runs in its own one-rank
+process.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pympc.jobs import rundir, status, sweep
+from pympc.tools.launch import clean_env, run_mpi
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 240
+
+
+def pympc(*args, cwd=None, timeout=TIMEOUT, env=None):
+    """``python -m pympc ARGS`` (not a rank: ``run -n`` launches mpiexec itself)."""
+    e = clean_env(env)
+    e.setdefault("PYMPC_PROGRESS", "off")
+    return subprocess.run([sys.executable, "-m", "pympc", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=e)
+
+
+def last_fields(path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        name = sorted(f["steps"])[-1]
+        group = f["steps"][name]
+        return int(name), {k: group[k][...] for k in group}
+
+
+# -- each solver: the job file and the Python API, bit for bit ---------------------------
+CASES = {
+    "heat": (
+        'solver = "heat"\n[grid]\nshape = [23, 17]\nextent = [1.0, 0.7]\n[physics]\nalpha = 0.8\n'
+        '[initial]\nu0 = "exp(-((x - 0.5)**2 + (y - 0.3)**2) / 0.02)"\n'
+        '[boundary]\n"x-" = ["dirichlet", 1.0]\n"y+" = ["neumann", 0.5]\n[run]\nt_end = 0.004\n',
+        "from solvers.heat import Heat as S\n"
+        "d = pympc.Decomposition((23, 17), spacing=(1.0 / 22, 0.7 / 16))\n"
+        "s = S(d, alpha=0.8, u0=lambda x, y: np.exp(-((x - 0.5)**2 + (y - 0.3)**2) / 0.02),\n"
+        "      bc={'x-': ('dirichlet', 1.0), 'y+': ('neumann', 0.5)})\n"
+        "s.run(t_end=0.004, progress=None)\n"),
+    "wave": (
+        'solver = "wave"\n[grid]\nshape = [20, 15]\nperiodic = [true, false]\n[physics]\nc = 1.2\ncfl = 0.6\n'
+        '[initial]\nu0 = "sin(2 * pi * x) * y * (1 - y)"\nv0 = "0.5 * cos(2 * pi * x)"\n[run]\nsteps = 40\n',
+        "from solvers.wave import Wave as S\n"
+        "d = pympc.Decomposition((20, 15), periodic=(True, False), spacing=(1.0 / 20, 1.0 / 14))\n"
+        "s = S(d, c=1.2, cfl=0.6, u0=lambda x, y: np.sin(2 * np.pi * x) * y * (1 - y),\n"
+        "      v0=lambda x, y: 0.5 * np.cos(2 * np.pi * x))\n"
+        "s.run(steps=40, progress=None)\n"),
+    "poisson": (
+        'solver = "poisson"\n[grid]\nshape = [17, 19]\n[physics]\ntol = 1e-30\n'
+        '[initial]\nf = "2 * pi**2 * sin(pi * x) * sin(pi * y)"\n[run]\nsteps = 60\n',
+        "from solvers.poisson import Poisson as S\n"
+        "d = pympc.Decomposition((17, 19), spacing=(1.0 / 16, 1.0 / 18))\n"
+        "s = S(d, tol=1e-30, f=lambda x, y: 2 * np.pi**2 * np.sin(np.pi * x) * np.sin(np.pi * y))\n"
+        "s.run(steps=60, progress=None)\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """The Python API's final fields of each case, computed on one rank in a child."""
+    out = tmp_path_factory.mktemp("ref")
+    refs = {}
+    for name, (_, code) in CASES.items():
+        path = out / f"{name}.npz"
+        program = ("import numpy as np, pympc\n" + code +
+                   "got = {k: v.gather(root=0) for k, v in s.output_fields().items()}\n"
+                   f"np.savez({str(path)!r}, step=s.step_count, **got)\n")
+        r = run_mpi(1, ["-c", program], timeout=TIMEOUT, cwd=ROOT)
+        assert r.returncode == 0, r.output[-3000:]
+        with np.load(path) as z:
+            refs[name] = {k: z[k] for k in z.files}
+    return refs
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 3, 4])
+@pytest.mark.parametrize("solver", sorted(CASES))
+def test_each_solver_from_a_job_file_equals_the_python_api(solver, ranks, references, tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text(f'name = "{solver}"\n' + CASES[solver][0])
+    r = pympc("run", "-n", ranks, job, "--runs-dir", tmp_path / "runs", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = tmp_path / "runs" / solver
+    assert (d / "status").read_text() == "done\n"
+    step, fields = last_fields(d / "output.h5")
+    ref = references[solver]
+    assert step == int(ref["step"])
+    for name, value in fields.items():
+        assert value.tobytes() == ref[name].tobytes(), f"{solver} at {ranks} ranks: field {name} differs"
+    resolved = json.loads((d / "job.json").read_text())
+    assert resolved["solver_class"] == f"solvers.{solver}:{solver.capitalize()}"
+    meta = json.loads((d / "run.json").read_text())
+    assert meta["attempts"][-1]["ranks"] == ranks and meta["attempts"][-1]["exit"] == "done"
+    assert "mpi_library" in meta["versions"] and "hdf5_version" in meta["versions"]
+    assert (d / "costs.json").exists() and (d / "costs.txt").exists() and (d / "output.xmf").exists()
+    assert r.stdout.count(f"{solver}: done:") == 1, r.stdout  # the summary, once
+
+
+# -- a solver of one's own --------------------------------------------------------------
+USER_MODULE = '''
+import numpy as np
+from solvers.loop import TimeLoop, initial_field
+
+
+def check(spacing, physics):
+    """Local. k in (0, 1)."""
+    from solvers.stability import bad
+    if not 0 < physics.get("k", 0.5) < 1:
+        raise bad("k", "k must be in (0, 1)")
+
+
+class Decay(TimeLoop):
+    """Collective. du/dt = -k u, forward Euler with dt = 1."""
+
+    name = "decay"
+    job_check = "mydecay:check"
+
+    def __init__(self, decomp, k=0.5, u0=0.0):
+        super().__init__(decomp)
+        self.k = float(k)
+        self.u = initial_field(decomp, u0)
+        self.dt = 1.0
+
+    def physics(self):
+        return {"k": self.k}
+
+    def fields(self):
+        return {"u": self.u}
+
+    def set_fields(self, fields):
+        self.u.owned[...] = fields["u"].owned
+
+    def advance(self):
+        self.u.owned[...] *= 1.0 - self.k
+'''
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_a_user_solver_class_runs_from_a_job_file(ranks, tmp_path):
+    (tmp_path / "mydecay.py").write_text(USER_MODULE)
+    job = tmp_path / "decay.toml"
+    job.write_text('name = "decay"\nsolver = "mydecay:Decay"\n[grid]\nshape = [9, 7]\n[physics]\nk = 0.25\n'
+                   '[initial]\nu0 = "1 + x + 2 * y"\n[run]\nsteps = 12\n[output]\nevery = 4\n')
+    assert pympc("check", job, "-n", ranks, cwd=tmp_path).returncode == 0
+    r = pympc("run", "-n", ranks, job, "--runs-dir", tmp_path / "runs", cwd=ROOT)  # found beside the job
+    assert r.returncode == 0, r.stdout + r.stderr
+    step, fields = last_fields(tmp_path / "runs" / "decay" / "output.h5")
+    x, y = np.meshgrid(np.linspace(0, 1, 9), np.linspace(0, 1, 7), indexing="ij")
+    u = 1 + x + 2 * y
+    for _ in range(12):
+        u = u * (1.0 - 0.25)  # the serial oracle, the same operations
+    assert step == 12 and fields["u"].tobytes() == u.tobytes()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(job.read_text().replace("k = 0.25", "k = 1.5"))
+    r = pympc("run", "-n", ranks, bad, "--runs-dir", tmp_path / "runs2")
+    assert r.returncode == 2 and "physics.k" in r.stderr and not (tmp_path / "runs2").exists(), r.stderr
+
+
+# -- sweeps ---------------------------------------------------------------------------------
+def test_sweep_order_is_product_last_key_fastest_or_zip():
+    doc = {"name": "s", "sweep": {"physics.alpha": [1, 2], "run.t_end": {"start": 0.1, "stop": 0.3, "num": 3}}}
+    pts = [v for v, _ in sweep.expand(doc, "f")]
+    assert [(p["physics.alpha"], round(p["run.t_end"], 12)) for p in pts] == \
+        [(1, 0.1), (1, 0.2), (1, 0.3), (2, 0.1), (2, 0.2), (2, 0.3)]
+    doc["sweep"] = {"mode": "zip", "physics.alpha": [1, 2, 3], "grid.shape": [[8, 8], [9, 9], [10, 10]]}
+    pts = sweep.expand(doc, "f")
+    assert [(v["physics.alpha"], d["grid"]["shape"]) for v, d in pts] == [(1, [8, 8]), (2, [9, 9]), (3, [10, 10])]
+    assert [v for v, _ in sweep.expand({"name": "s", "sweep": {"run.steps": {"start": 2, "stop": 8, "step": 3}}},
+                                       "f")] == [{"run.steps": 2}, {"run.steps": 5}, {"run.steps": 8}]
+
+
+def test_a_sweep_of_4_points_makes_4_run_directories(tmp_path):
+    import h5py
+
+    job = tmp_path / "sweep.toml"
+    job.write_text('name = "sw"\nsolver = "heat"\n[grid]\nshape = [12, 10]\n[initial]\nu0 = "x * y"\n'
+                   '[run]\nsteps = 5\n[sweep]\n"physics.alpha" = [0.5, 1.0]\n"boundary.x-" = '
+                   '[["dirichlet", 0.0], ["dirichlet", 2.0]]\n')
+    r = pympc("run", "-n", 2, job, "--runs-dir", tmp_path / "runs")
+    assert r.returncode == 0, r.stdout + r.stderr
+    expect = [(0.5, 0.0), (0.5, 2.0), (1.0, 0.0), (1.0, 2.0)]
+    assert sorted(os.listdir(tmp_path / "runs" / "sw")) == ["0", "1", "2", "3"]
+    for k, (alpha, wall) in enumerate(expect):
+        d = tmp_path / "runs" / "sw" / str(k)
+        assert (d / "status").read_text() == "done\n"
+        resolved = json.loads((d / "job.json").read_text())
+        assert resolved["physics"]["alpha"] == alpha and resolved["boundary"]["x-"] == ["dirichlet", wall]
+        assert resolved["sweep"] == {"index": k, "values": {"physics.alpha": alpha, "boundary.x-": ["dirichlet", wall]}}
+        with h5py.File(d / "output.h5", "r") as f:
+            stored = json.loads(f.attrs["parameters"])
+        assert stored["alpha"] == alpha and stored["bc"]["x-"] == ["dirichlet", wall]
+    # one point again, alone (what a Slurm array task runs): already done, nothing re-run
+    r = pympc("run", "-n", 1, job, "--runs-dir", tmp_path / "runs", "--sweep-index", 2)
+    assert r.returncode == 0 and "already done" in r.stdout, r.stdout + r.stderr
+
+
+# -- signals, resume on another rank count ------------------------------------------------
+SIGJOB = ('name = "sig"\nsolver = "heat"\n[grid]\nshape = [768, 768]\n[initial]\nu0 = "sin(pi * x) * sin(pi * y)"\n'
+          '[boundary]\n"x-" = ["dirichlet", 1.0]\n[run]\nsteps = 600\n[output]\nenabled = false\n'
+          '[checkpoint]\nevery = 100000\n')
+
+
+def _rank_pid(rank, marker):
+    """The pid of the rank ``rank`` of a job whose command line holds ``marker``."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if marker.encode() in cmd and f"PMI_RANK={rank}".encode() in env:
+            return int(pid)
+    return None
+
+
+def _children(pid):
+    out = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(p))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _interrupt(tmp_path, runs, target):
+    """Start ``pympc run -n 2`` on the job, wait until it runs, then SIGTERM ``target``:
+    the parent (``pympc run -n``), its mpiexec, or rank 1 alone."""
+    job = tmp_path / "sig.toml"
+    job.write_text(SIGJOB)
+    env = clean_env({**os.environ, "PYMPC_PROGRESS": "off"})
+    proc = subprocess.Popen([sys.executable, "-m", "pympc", "run", "-n", "2", str(job), "--runs-dir", str(runs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        marker = runs / "sig" / "status"
+        deadline = time.monotonic() + 120
+        while not (marker.exists() and marker.read_text() == "running\n"):
+            assert time.monotonic() < deadline and proc.poll() is None, "the job never started running"
+            time.sleep(0.02)
+        if target == "parent":
+            pid = proc.pid
+        elif target == "mpiexec":
+            pid = next(p for p in _children(proc.pid))
+        else:
+            pid = _rank_pid(1, str(job))
+        assert pid is not None, f"{target} not found"
+        os.kill(pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, out, err, job
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("whole")
+    (tmp / "sig.toml").write_text(SIGJOB)
+    r = pympc("run", "-n", 2, tmp / "sig.toml", "--runs-dir", tmp / "runs")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ck = sorted(os.listdir(tmp / "runs" / "sig" / "checkpoints"))[-1]
+    return _checkpoint_field(tmp / "runs" / "sig" / "checkpoints" / ck)
+
+
+def _checkpoint_field(path):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return int(f.attrs["step"]), f["fields/u"][...]
+
+
+@pytest.mark.parametrize("target,again", [("mpiexec", 1), ("rank1", 3), ("parent", 3)])
+def test_sigterm_checkpoints_exits_75_and_resumes_bit_identical(target, again, uninterrupted, tmp_path):
+    runs = tmp_path / "runs"
+    rc, out, err, job = _interrupt(tmp_path, runs, target)
+    d = runs / "sig"
+    assert rc == status.INTERRUPTED, out + err
+    assert (d / "status").read_text() == "interrupted\n"
+    meta = json.loads((d / "run.json").read_text())
+    first = meta["attempts"][0]
+    assert first["exit"] == "interrupted" and 0 < first["steps"][1] < 600, first
+    assert "run the job again to resume" in out
+    r = pympc("run", "-n", again, job, "--runs-dir", runs)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (d / "status").read_text() == "done\n"
+    meta = json.loads((d / "run.json").read_text())
+    assert [a["ranks"] for a in meta["attempts"]] == [2, again]
+    assert meta["attempts"][1]["steps"] == [first["steps"][1], 600]
+    ck = sorted(os.listdir(d / "checkpoints"))[-1]
+    step, field = _checkpoint_field(d / "checkpoints" / ck)
+    ref_step, ref = uninterrupted
+    assert step == ref_step == 600 and field.tobytes() == ref.tobytes()
+
+
+# -- the run directory's rules ----------------------------------------------------------
+SMALL = 'name = "small"\nsolver = "heat"\n[grid]\nshape = [10, 10]\n[run]\nsteps = 6\n[initial]\nu0 = "x"\n'
+
+
+def _snapshot(d):
+    return {os.path.relpath(os.path.join(p, n), d): (os.stat(os.path.join(p, n)).st_mtime_ns,
+                                                     open(os.path.join(p, n), "rb").read())
+            for p, _, names in os.walk(d) for n in names}
+
+
+def test_a_finished_run_is_not_rerun_changed_physics_refused_fresh_moves_aside(tmp_path):
+    job = tmp_path / "small.toml"
+    job.write_text(SMALL)
+    runs = tmp_path / "runs"
+    assert pympc("run", "-n", 2, job, "--runs-dir", runs).returncode == 0
+    d = runs / "small"
+    before = _snapshot(d)
+    r = pympc("run", "-n", 2, job, "--runs-dir", runs)
+    assert r.returncode == 0 and "already done" in r.stdout and _snapshot(d) == before
+    job.write_text(SMALL.replace("shape = [10, 10]", "shape = [10, 10]\nperiodic = [true, false]"))
+    r = pympc("run", "-n", 2, job, "--runs-dir", runs)
+    assert r.returncode == 2 and "grid.periodic" in r.stderr and "--fresh" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and _snapshot(d) == before
+    # a longer run of the same physics continues the finished one from its last checkpoint
+    job.write_text(SMALL.replace("steps = 6", "steps = 9"))
+    r = pympc("run", "-n", 1, job, "--runs-dir", runs)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads((d / "run.json").read_text())["attempts"][-1]["steps"] == [6, 9]
+    r = pympc("run", "-n", 2, job, "--runs-dir", runs, "--fresh")
+    assert r.returncode == 0, r.stdout + r.stderr
+    aside = [n for n in os.listdir(runs) if n.startswith("small.old-")]
+    assert len(aside) == 1 and (runs / aside[0] / "output.h5").exists()
+    assert len(json.loads((d / "run.json").read_text())["attempts"]) == 1
+
+
+def test_the_same_job_under_mpiexec_directly(tmp_path):
+    job = tmp_path / "small.toml"
+    job.write_text(SMALL)
+    r = run_mpi(3, ["-m", "pympc", "run", str(job), "--runs-dir", str(tmp_path / "runs")], timeout=TIMEOUT,
+                env={"PYMPC_PROGRESS": "lines"})
+    assert r.returncode == 0, r.output[-3000:]
+    assert r.stdout.count("small: done:") == 1
+    assert (tmp_path / "runs" / "small" / "status").read_text() == "done\n"
+
+
+def test_status_table_and_markers():
+    assert status.EXIT[status.INTERRUPTED][0] == "interrupted" and status.INTERRUPTED == 75
+    text = status.table()
+    for code in (0, 1, 2, 3, 75):
+        assert re.search(rf"^\| {code} \|", text, re.M)
+    for marker in status.MARKERS:
+        assert f"`{marker}`" in text
+
+
+def test_changed_allows_only_the_run_length_and_cadence():
+    a = {"physics": {"alpha": 1.0}, "run": {"steps": 5, "t_end": None, "progress": 10.0},
+         "output": {"every": 1}, "checkpoint": {"every": 2}, "decomposition": {"dims": [0, 0]}}
+    b = json.loads(json.dumps(a))
+    b["run"]["steps"], b["output"]["every"], b["checkpoint"]["every"], b["decomposition"]["dims"] = 9, 3, 4, [2, 1]
+    assert rundir.changed(a, b) == []
+    b["physics"]["alpha"] = 2.0
+    assert rundir.changed(a, b) == ["physics.alpha"]
