@@ -238,12 +238,8 @@ class TimeLoop:
         steps ends exactly at ``t_end`` (it is restored, not recomputed, on restart). A
         solver whose :meth:`done` says so (a converged relaxation) stops before ``steps``.
         """
-        self._check_dt()
         progress = _Progress.choose(progress)
-        units = self._check_request(steps, t_end, units, restart, checkpoint)
-        ck = checkpoint if checkpoint is None or isinstance(checkpoint, Checkpointer) else \
-            Checkpointer(checkpoint, comm=self.comm)  # creates its directory at the first save
-        plan = self._plan(steps, t_end, ck, restart, overwrite, allow_changed)
+        units, ck, plan = self._prepare(steps, t_end, checkpoint, restart, overwrite, allow_changed, units)
         r = ck.load(self.decomp, step=plan.info) if plan.info is not None else None  # reads, changes nothing
         if r is not None and plan.at == plan.steps:  # already at the end: touch no file
             self._apply(plan.info, r)
@@ -260,6 +256,23 @@ class TimeLoop:
             self._loop(plan, out, ck, output_every, checkpoint_every, progress,
                        signal_check_every if signals else None)
         return self
+
+    def check_run(self, steps=None, t_end=None, checkpoint=None, restart=False, overwrite=False,
+                  allow_changed=(), units=None) -> None:
+        """Collective. The checks :meth:`run` makes with these arguments before it touches
+        a file or the solver, alone: raises the :class:`pympc.InputError` that ``run``
+        would (no checkpoint to restart from, one past the end or of other physics, an
+        earlier run's checkpoints in the way, ...), or returns. Changes nothing: the job
+        layer calls it before it writes a run directory."""
+        self._prepare(steps, t_end, checkpoint, restart, overwrite, allow_changed, units)
+
+    def _prepare(self, steps, t_end, checkpoint, restart, overwrite, allow_changed, units):
+        """Collective. ``(units, checkpointer, plan)`` of a run, every check made."""
+        self._check_dt()
+        units = self._check_request(steps, t_end, units, restart, checkpoint)
+        ck = checkpoint if checkpoint is None or isinstance(checkpoint, Checkpointer) else \
+            Checkpointer(checkpoint, comm=self.comm)  # creates its directory at the first save
+        return units, ck, self._plan(steps, t_end, ck, restart, overwrite, allow_changed)
 
     def _check_request(self, steps, t_end, units, restart, checkpoint) -> dict:
         """Local. The run's arguments that need no file: one end, known units, a

@@ -2,11 +2,13 @@
 
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from pympc.tools.launch import run_mpi
+from pympc.tools.launch import clean_env, run_mpi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(ROOT, "jobs", "pi_demo.py")
@@ -42,47 +44,8 @@ def test_pi_demo_rejects_bad_input_once():
     assert "Traceback" not in r.output
 
 
-HEAT = os.path.join(ROOT, "jobs", "heat2d.py")
-
-
-def test_heat2d_demo_writes_h5_xdmf_png_and_restarts(tmp_path):
-    import h5py
-
-    def run(ranks, out, t_end, *extra):
-        r = run_mpi(ranks, [HEAT, "--n", "40", "--t-end", t_end, "--out", str(out), "--output-every", "10",
-                            "--checkpoint-every", "15", *extra], timeout=180)
-        assert r.returncode == 0, r.output[-3000:]
-        return r
-
-    out = tmp_path / "o"
-    r = run(3, out, "0.004")
-    assert r.stdout.count("heat2d: done") == 1
-    for name in ("heat2d.h5", "heat2d.xmf", "heat2d.png"):
-        assert (out / name).stat().st_size > 0
-    with h5py.File(out / "heat2d.h5") as f:
-        steps = sorted(f["steps"])
-        final = f[f"steps/{steps[-1]}/u"][...]
-        assert f["steps"][steps[-1]].attrs["time"] == pytest.approx(0.004)
-    assert steps[0] == "00000000" and len(steps) >= 3
-    assert final[0, 5] == 1.0 and final[-1, 5] == 0.0  # the walls
-    # half the run on 2 ranks, then a restart from its checkpoint: the same field, bit for bit
-    run(2, tmp_path / "p", "0.002")
-    run(2, tmp_path / "p", "0.004", "--restart")
-    with h5py.File(tmp_path / "p" / "heat2d.h5") as f:
-        assert set(steps) <= set(f["steps"])  # plus step 14, where the first half ended
-        np.testing.assert_array_equal(f[f"steps/{steps[-1]}/u"][...], final)
-
-
-def test_heat2d_demo_bad_input(tmp_path):
-    r = run_mpi(2, [HEAT, "--n", "2", "--out", str(tmp_path)], timeout=120)
-    assert r.returncode != 0 and r.output.count("--n must be >= 3") == 1, r.output
-
-
-def demo(ranks, out, t_end, *extra, ok=True):
-    r = run_mpi(ranks, [HEAT, "--n", "20", "--t-end", t_end, "--out", str(out), "--output-every", "10",
-                        "--checkpoint-every", "15", "--progress", "1000", *extra], timeout=180)
-    assert (r.returncode == 0) == ok, r.output[-3000:]
-    return r
+LAUNCH = os.path.join(ROOT, "jobs", "launch.py")
+DEMO_JOB = os.path.join(ROOT, "jobs", "heat2d.toml")
 
 
 def snapshot(top):
@@ -96,48 +59,89 @@ def snapshot(top):
     return out
 
 
-def test_heat2d_demo_twice_moves_the_first_run_aside(tmp_path):
-    """Point 8: the README's main command run twice works, and keeps the first run:
-    its files are moved (not deleted, not truncated) to a previous-* directory."""
-    out = tmp_path / "o"
-    demo(2, out, "0.002")
-    first = snapshot(out)
-    r = demo(2, out, "0.003")
-    assert r.stdout.count("moved the earlier run's files") == 1, r.output
-    (prev,) = [p for p in os.listdir(out) if p.startswith("previous-")]
-    assert {k: v[0] for k, v in snapshot(out / prev).items()} == {k: v[0] for k, v in first.items()}
-    r = demo(1, out, "0.001", "--fresh")  # the explicit form, a third run
-    assert r.stdout.count("moved the earlier run's files") == 1, r.output
-    assert len([p for p in os.listdir(out) if p.startswith("previous-")]) == 2
-    assert {"heat2d.h5", "heat2d.xmf", "heat2d.png", "checkpoints"} <= set(os.listdir(out))
+def launch(*args, cwd=None, timeout=300):
+    """``jobs/launch.py ARGS`` (what ``./run demo`` runs), not a rank."""
+    env = clean_env()
+    env["PYMPC_PROGRESS"] = "lines"
+    return subprocess.run([sys.executable, LAUNCH, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=env)
 
 
-def test_heat2d_demo_restart_without_checkpoint_changes_nothing(tmp_path):
-    """Point 8: --restart with no checkpoint stops with one error naming the checkpoint
-    directory; the earlier output (h5, xmf, png) keeps its bytes and mtime."""
-    out = tmp_path / "o"
-    demo(2, out, "0.002")
-    os.rename(out / "checkpoints", tmp_path / "elsewhere")
-    before = snapshot(out)
-    r = demo(2, out, "0.004", "--restart", ok=False)
-    assert r.output.count(str(out / "checkpoints")) == 1 and "Traceback" not in r.output, r.output
-    assert snapshot(out) == before and not (out / "checkpoints").exists()
-
-
-def test_heat2d_demo_restart_past_the_end_refuses(tmp_path):
-    """Point 13, the README scenario: t_end=0.03, then --restart --t-end 0.005 into the
-    same directory says the checkpoint is past the end and overwrites nothing (it used to
-    report 0 steps at t=0.03 and overwrite the PNG)."""
-    out = tmp_path / "o"
-    demo(2, out, "0.03")
-    before = snapshot(out)
-    r = demo(2, out, "0.005", "--restart", ok=False)
-    assert r.output.count("past the requested end") == 1 and "Traceback" not in r.output, r.output
-    assert "t_end=0.005" in r.output
-    assert snapshot(out) == before
-    demo(3, out, "0.04", "--restart")  # a later end continues
+def test_the_demo_is_a_job_file_run_twice_it_keeps_the_first_run(tmp_path):
+    """``./run demo``: jobs/heat2d.toml through ``pympc run -n``: HDF5 + XDMF + PNG +
+    checkpoints in runs/heat2d; run again, it is done and changes nothing; ``--fresh``
+    moves the first run aside (never deletes it)."""
     import h5py
 
-    with h5py.File(out / "heat2d.h5") as f:
+    r = launch("demo", "-n", 2, "--runs-dir", tmp_path / "runs")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    d = tmp_path / "runs" / "heat2d"
+    for name in ("output.h5", "output.xmf", "final.png", "job.json", "job.toml", "run.json", "log.txt"):
+        assert (d / name).stat().st_size > 0, name
+    assert (d / "status").read_text() == "done\n" and os.listdir(d / "checkpoints")
+    assert r.stdout.count("heat2d: done:") == 1, r.stdout
+    with h5py.File(d / "output.h5") as f:
+        steps = sorted(f["steps"])
+        final = f[f"steps/{steps[-1]}/u"][...]
+        assert f["steps"][steps[-1]].attrs["time"] == pytest.approx(0.02)
+    assert steps[0] == "00000000" and len(steps) >= 3
+    assert final[0, 5] == 1.0 and final[-1, 5] == 0.0  # the hot wall x = 0, the cold x = 1
+    first = snapshot(d)
+    r = launch("demo", "-n", 2, "--runs-dir", tmp_path / "runs")
+    assert r.returncode == 0 and "already done" in r.stdout and snapshot(d) == first, r.stdout + r.stderr
+    r = launch("demo", "-n", 1, "--runs-dir", tmp_path / "runs", "--fresh", "--timeout", 1)
+    # a 1 s timeout: the run is stopped by SIGTERM, checkpoints and says interrupted (75)
+    assert r.returncode == 75, r.stdout[-2000:] + r.stderr[-2000:]
+    (aside,) = [n for n in os.listdir(tmp_path / "runs") if n.startswith("heat2d.old-")]
+    assert {k: v[0] for k, v in snapshot(tmp_path / "runs" / aside).items()} == {k: v[0] for k, v in first.items()}
+    assert (d / "status").read_text() == "interrupted\n"
+
+
+def small_demo(tmp_path, t_end):
+    """The demo's job file on a 20x20 grid ending at ``t_end``."""
+    text = open(DEMO_JOB).read().replace("shape = [256, 256]", "shape = [20, 20]")
+    text = re.sub(r"t_end = [0-9.]+", f"t_end = {t_end}", text).replace("every = 500", "every = 10")
+    path = tmp_path / "demo.toml"
+    path.write_text(text.replace("every = 2000", "every = 15"))
+    return path
+
+
+def run_job(ranks, job, runs, ok=True):
+    env = clean_env()
+    env["PYMPC_PROGRESS"] = "off"
+    r = subprocess.run([sys.executable, "-m", "pympc", "run", "-n", str(ranks), str(job), "--runs-dir", str(runs)],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert (r.returncode == 0) == ok, r.stdout[-2000:] + r.stderr[-2000:]
+    return r
+
+
+def test_a_shorter_run_of_a_finished_job_is_refused_and_changes_nothing(tmp_path):
+    """The README scenario: t_end=0.03 done, then the job with t_end=0.005 says its
+    checkpoint is past the end and changes no file; a later t_end continues the run."""
+    import h5py
+
+    runs = tmp_path / "runs"
+    run_job(2, small_demo(tmp_path, 0.03), runs)
+    before = snapshot(runs)
+    r = run_job(2, small_demo(tmp_path, 0.005), runs, ok=False)
+    assert r.returncode == 2 and r.stderr.count("past the requested end") == 1, r.stderr
+    assert "Traceback" not in r.stdout + r.stderr and snapshot(runs) == before
+    run_job(3, small_demo(tmp_path, 0.04), runs)  # a later end continues
+    with h5py.File(runs / "heat2d" / "output.h5") as f:
         last = sorted(f["steps"])[-1]
         assert f["steps"][last].attrs["time"] == pytest.approx(0.04, rel=0.02)
+
+
+def test_a_failed_run_without_checkpoints_starts_again_keeping_its_files(tmp_path):
+    """A run that failed before its first checkpoint: running it again starts from step
+    0, and the failed attempt's output is moved into previous-*, not deleted."""
+    runs = tmp_path / "runs"
+    run_job(2, small_demo(tmp_path, 0.002), runs)
+    d = runs / "heat2d"
+    os.rename(d / "checkpoints", tmp_path / "elsewhere")
+    (d / "status").write_text("failed\n")
+    old = (d / "output.h5").read_bytes()
+    r = run_job(2, small_demo(tmp_path, 0.002), runs)
+    (prev,) = [n for n in os.listdir(d) if n.startswith("previous-")]
+    assert (d / prev / "output.h5").read_bytes() == old and "starting again from step 0" in r.stdout
+    assert (d / "status").read_text() == "done\n"

@@ -225,13 +225,16 @@ def test_fields_the_xdmf_cannot_draw_are_left_out_and_said_once(comm, shared_tmp
 
 
 def test_heat2d_demo_shows_its_hot_left_wall_at_vtk_x_min(tmp_path):
-    """jobs/heat2d.py holds the wall x = 0 at 1 (the PNG's left edge): in ParaView the
+    """jobs/heat2d.toml holds the wall x = 0 at 1 (the PNG's left edge): in ParaView the
     points at X = 0 are the hot ones, not those at Y = 0."""
-    out = tmp_path / "o"
-    r = run_mpi(2, [os.path.join(ROOT, "jobs", "heat2d.py"), "--n", "21", "--t-end", "0.002", "--out", str(out),
-                    "--output-every", "5", "--checkpoint-every", "1000"], timeout=180)
+    text = open(os.path.join(ROOT, "jobs", "heat2d.toml")).read()
+    text = text.replace("shape = [256, 256]", "shape = [21, 21]").replace("t_end = 0.02", "t_end = 0.002")
+    job = tmp_path / "demo.toml"
+    job.write_text(text.replace("every = 500", "every = 5"))
+    r = run_mpi(2, ["-m", "pympc", "run", str(job), "--runs-dir", str(tmp_path / "runs")], timeout=180)
     assert r.returncode == 0, r.output[-3000:]
-    img, times, log = read_vtk(out / "heat2d.xmf")
+    out = tmp_path / "runs" / "heat2d"
+    img, times, log = read_vtk(out / "output.xmf")
     assert len(times) >= 2 and "Failed" not in log and "ERR" not in log, (times, log[-2000:])
     u = arrays(img, "vertex")["u"]
     pos = positions(img, "vertex")

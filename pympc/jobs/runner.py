@@ -104,6 +104,9 @@ def run_point(job, point, info, comm, runs_dir, fresh, early=None) -> int:
                              periodic=g["periodic"], origin=g["origin"], spacing=g["spacing"],
                              centring=g["centring"]) as decomp:
         solver = info.cls(decomp, **spec.solver_kwargs(point.job, info, decomp.ndim))
+        solver.check_run(**_length(point.job), checkpoint=os.path.join(d, rundir.CHECKPOINTS),
+                         restart=plan.restart, units=point.job["output"]["units"] or None,
+                         overwrite=bool(plan.aside))  # what is in the way moves aside first
         held = {}
         moved = on_root(lambda: _begin(plan, point, job, comm, held), comm)
         if moved:
@@ -139,14 +142,13 @@ def _run(solver, plan, job, comm, held) -> int:
     """Collective. The run itself and its record: the marker, run.json, the cost report."""
     d = plan.directory
     out = job["output"]
-    length = {"steps": job["run"]["steps"]} if job["run"]["steps"] is not None else {"t_end": job["run"]["t_end"]}
     first, t0 = solver.step_count, time.monotonic()
     log = get_logger(job["name"])
     log.info("%s %s in %s on %d rank(s), process grid %s", "resuming" if plan.restart else "starting",
              job["name"], d, comm.Get_size(), solver.decomp.dims)
     try:
         with costlog.Log(comm) as clog:
-            solver.run(**length, output=os.path.join(d, rundir.OUTPUT) if out["enabled"] else None,
+            solver.run(**_length(job), output=os.path.join(d, rundir.OUTPUT) if out["enabled"] else None,
                        output_every=out["every"], units=out["units"] or None,
                        checkpoint=os.path.join(d, rundir.CHECKPOINTS), checkpoint_every=job["checkpoint"]["every"],
                        restart=plan.restart, progress=job["run"]["progress"], signals=SIGNALS, params=job)
@@ -182,6 +184,11 @@ def _picture(solver, job, d) -> None:
     if whole is not None:
         spec.module("pympc.jobs.picture").draw(whole, job["grid"], os.path.join(d, "final.png"),
                                                f"{job['name']}: {name} at t = {solver.t:.4g}")
+
+
+def _length(job) -> dict:
+    run = job["run"]
+    return {"steps": run["steps"]} if run["steps"] is not None else {"t_end": run["t_end"]}
 
 
 def _report(d, data) -> None:
