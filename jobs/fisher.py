@@ -15,8 +15,9 @@ from solvers.loop import TimeLoop, initial_field
 from solvers.stability import bad, check_dt, heat_dt_limit
 
 
-def check(spacing, physics):
+def check(job):
     """Local. The job-file check: positive D and r, and a stable dt if given."""
+    physics, spacing = job["physics"], job["grid"]["spacing"]
     for key in ("D", "r"):
         if not isinstance(physics.get(key, 1.0), (int, float)) or not physics.get(key, 1.0) > 0:
             raise bad(key, f"{key} must be a positive number, got {physics.get(key)!r}")

@@ -155,15 +155,15 @@ class TimeLoop:
             raise InputError(f"{type(self).__name__} has dt={dt!r}: a TimeLoop solver must set self.dt "
                              "(the time step, a positive number) in its __init__ before run()")
 
-    def restore(self, ck: Checkpointer, allow_changed=()) -> bool:
-        """Collective. Continue from the newest checkpoint in ``ck``; raises
-        :class:`pympc.InputError` when there is none, or when it is of another solver or
-        of other physics (see :meth:`run`). Returns True."""
-        info = self._checkpoint_info(ck, allow_changed)
+    def restore(self, ck: Checkpointer, allow_changed=(), step=None) -> bool:
+        """Collective. Continue from the newest checkpoint in ``ck`` (``step``: the one of
+        that step); raises :class:`pympc.InputError` when there is none, or when it is of
+        another solver or of other physics (see :meth:`run`). Returns True."""
+        info = self._checkpoint_info(ck, allow_changed, step)
         self._apply(info, ck.load(self.decomp, step=info))
         return True
 
-    def _checkpoint_info(self, ck, allow_changed):
+    def _checkpoint_info(self, ck, allow_changed, step=None):
         """Collective. The newest intact checkpoint's description (read without its
         fields), checked against this solver: :class:`pympc.InputError` (the same on every
         rank) when there is none (naming the directory), when another solver wrote it,
@@ -175,6 +175,11 @@ class TimeLoop:
                              f"intact checkpoint ({ck.prefix}_*.h5), or does not exist: nothing to continue "
                              "from (run without restart to start a new run)")
         info = found[-1]
+        if step is not None:
+            info = next((i for i in found if i.step == step), None)
+            if info is None:
+                raise InputError(f"{ck.directory} holds no intact checkpoint of step {step} (intact: "
+                                 f"{[i.step for i in found]})")
         if info.state.get("solver") != self.name:
             raise InputError(f"checkpoint {info.path} is of solver {info.state.get('solver')!r}, not "
                              f"{self.name!r}")

@@ -3,8 +3,10 @@
 Pure numpy: :class:`solvers.heat.Heat` and :class:`solvers.wave.Wave` take their time-step
 limits from here, and the job layer (``pympc check``, ``pympc run``) runs the same checks
 on a job file before any MPI starts. A solver names its check in its class body,
-``job_check = "solvers.stability:heat"``: a function ``check(spacing, physics)`` that
-raises :class:`~pympc.errors.InputError` with ``.key`` set to the physics key at fault.
+``job_check = "solvers.stability:heat"``: a function ``check(job)`` of the job's
+``grid`` (shape, spacing, periodic, centring, origin: one entry per axis), ``physics``
+(the keyword arguments given) and ``boundary``, that raises
+:class:`~pympc.errors.InputError` with ``.key`` set to the key at fault (:func:`bad`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pympc.errors import InputError
 
 
 def bad(key: str, message: str) -> InputError:
-    """Local. An :class:`InputError` about physics key ``key`` (the job layer prefixes it
-    with the file and the key path)."""
+    """Local. An :class:`InputError` about the job file's key ``key``: a physics key
+    (``"alpha"``) or a key path (``"grid.centring"``, ``"boundary"``); the job layer
+    prefixes the message with the file and the key path."""
     err = InputError(message)
     err.key = key
     return err
@@ -57,24 +60,22 @@ def _positive(physics, key, default):
     return float(value)
 
 
-def heat(spacing, physics: dict) -> None:
+def heat(job: dict) -> None:
     """Local. The job-file check of :class:`solvers.heat.Heat`: a positive ``alpha`` (a
-    number; a field given by formula is checked when it is built), ``safety`` in (0, 1],
-    and ``dt`` (if given) within the stability limit."""
-    alpha = physics.get("alpha", 1.0)
+    number), ``safety`` in (0, 1], and ``dt`` (if given) within the stability limit."""
+    physics, spacing = job["physics"], job["grid"]["spacing"]
     safety = _positive(physics, "safety", 0.9)
     if safety > 1:
         raise bad("safety", f"safety must be in (0, 1] (a fraction of the stability limit), got {safety:g}")
-    if isinstance(alpha, str):
-        return
     alpha = _positive(physics, "alpha", 1.0)
     if physics.get("dt") is not None:
         check_dt(physics["dt"], heat_dt_limit(spacing, alpha), "the explicit heat scheme (FTCS)")
 
 
-def wave(spacing, physics: dict) -> None:
+def wave(job: dict) -> None:
     """Local. The job-file check of :class:`solvers.wave.Wave`: a positive ``c``, ``cfl``
     in (0, 1], and ``dt`` (if given) within the CFL limit."""
+    physics, spacing = job["physics"], job["grid"]["spacing"]
     c = _positive(physics, "c", 1.0)
     cfl = _positive(physics, "cfl", 0.5)
     if cfl > 1:
@@ -83,9 +84,16 @@ def wave(spacing, physics: dict) -> None:
         check_dt(physics["dt"], wave_dt_limit(spacing, c), "leapfrog")
 
 
-def poisson(spacing, physics: dict) -> None:
-    """Local. The job-file check of :class:`solvers.poisson.Poisson`: ``method``,
-    ``omega`` (SOR: in (0, 2)), ``tol`` > 0, ``check_every`` >= 1."""
+def poisson(job: dict) -> None:
+    """Local. The job-file check of :class:`solvers.poisson.Poisson`: a vertex-centred
+    grid, Dirichlet (or periodic) sides, ``method``, ``omega`` (SOR: in (0, 2)),
+    ``tol`` > 0, ``check_every`` >= 1."""
+    physics = job["physics"]
+    if job["grid"]["centring"] != "vertex":
+        raise bad("grid.centring", "the Poisson solvers work on vertex-centred grids")
+    spec = job["boundary"]
+    if spec == "neumann" or (isinstance(spec, dict) and any(c[0] == "neumann" for c in spec.values())):
+        raise bad("boundary", "Jacobi/RB-SOR here take Dirichlet and periodic boundaries only")
     method = physics.get("method", "rbsor")
     if method not in ("jacobi", "rbsor"):
         raise bad("method", f"method must be 'jacobi' or 'rbsor', got {method!r}")

@@ -120,8 +120,9 @@ import numpy as np
 from solvers.loop import TimeLoop, initial_field
 
 
-def check(spacing, physics):
+def check(job):
     """Local. k in (0, 1)."""
+    physics = job["physics"]
     from solvers.stability import bad
     if not 0 < physics.get("k", 0.5) < 1:
         raise bad("k", "k must be in (0, 1)")
@@ -378,3 +379,36 @@ def test_changed_allows_only_the_run_length_and_cadence():
     assert rundir.changed(a, b) == []
     b["physics"]["alpha"] = 2.0
     assert rundir.changed(a, b) == ["physics.alpha"]
+
+
+def test_restart_from_another_runs_checkpoint(tmp_path):
+    """``run.restart_from``: a new run starts from another run's checkpoint (a run
+    directory, a checkpoints directory or a file); with the same physics it reaches the
+    straight run's field bit for bit; with other physics (not the grid) it branches."""
+    base = SMALL.replace("steps = 6", "steps = {steps}").replace('name = "small"', 'name = "{name}"')
+    runs = tmp_path / "runs"
+    for name, steps, extra in (("a", 4, ""), ("straight", 9, "")):
+        (tmp_path / f"{name}.toml").write_text(base.format(name=name, steps=steps) + extra)
+        assert pympc("run", "-n", 2, tmp_path / f"{name}.toml", "--runs-dir", runs).returncode == 0
+    sources = {"dir": "runs/a", "checkpoints": "runs/a/checkpoints",
+               "file": "runs/a/checkpoints/" + sorted(os.listdir(runs / "a" / "checkpoints"))[-1]}
+    for kind, src in sources.items():
+        job = tmp_path / f"b-{kind}.toml"
+        job.write_text(base.format(name=f"b-{kind}", steps=9).replace("[run]", f'[run]\nrestart_from = "{src}"'))
+        r = pympc("run", "-n", 3, job, "--runs-dir", runs)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert json.loads((runs / f"b-{kind}" / "run.json").read_text())["attempts"][0]["steps"] == [4, 9]
+        assert last_fields(runs / f"b-{kind}" / "output.h5")[1]["u"].tobytes() == \
+            last_fields(runs / "straight" / "output.h5")[1]["u"].tobytes()
+    job = tmp_path / "branch.toml"
+    job.write_text(base.format(name="branch", steps=9).replace("[run]", '[run]\nrestart_from = "runs/a"')
+                   + "[physics]\nalpha = 0.5\n")
+    r = pympc("run", "-n", 1, job, "--runs-dir", runs)
+    assert r.returncode == 0, r.stdout + r.stderr
+    job.write_text(job.read_text().replace("shape = [10, 10]", "shape = [12, 10]").replace('"branch"', '"g"'))
+    r = pympc("run", "-n", 2, job, "--runs-dir", runs)
+    assert r.returncode == 2 and "run.restart_from" in r.stderr and "grid" in r.stderr, r.stderr
+    assert not (runs / "g").exists()
+    job.write_text(job.read_text().replace('restart_from = "runs/a"', 'restart_from = "runs/nowhere"'))
+    r = pympc("check", job)
+    assert r.returncode == 2 and "run.restart_from" in r.stderr and "no such" in r.stderr, r.stderr

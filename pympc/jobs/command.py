@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -165,7 +166,8 @@ def _rank(args) -> int:
             return runner.run_job(job, job.info, comm, args.runs_dir, args.sweep_index, args.fresh)
     except InputError as e:
         if comm.Get_rank() == 0:
-            _error(str(e))
+            # every rank checks the same text: the rank check_all names adds nothing here
+            _error(re.sub(r" \(rank \d+\)$", "", str(e)))
         return BAD_INPUT
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import signal
 import socket
 import sys
@@ -103,7 +104,13 @@ def run_point(job, point, info, comm, runs_dir, fresh, early=None) -> int:
     with pympc.Decomposition(g["shape"], comm=comm, dims=point.job["decomposition"]["dims"],
                              periodic=g["periodic"], origin=g["origin"], spacing=g["spacing"],
                              centring=g["centring"]) as decomp:
-        solver = info.cls(decomp, **spec.solver_kwargs(point.job, info, decomp.ndim))
+        try:
+            solver = info.cls(decomp, **spec.solver_kwargs(point.job, info, decomp.ndim))
+        except InputError as e:  # the constructor's own checks: every rank raises the same
+            raise InputError(f"{job.path}: solver: {info.target} refused the job: {e}") from None
+        source = point.job["run"]["restart_from"]
+        if source is not None and not plan.restart:
+            _branch(solver, source, job.path)
         solver.check_run(**_length(point.job), checkpoint=os.path.join(d, rundir.CHECKPOINTS),
                          restart=plan.restart, units=point.job["output"]["units"] or None,
                          overwrite=bool(plan.aside))  # what is in the way moves aside first
@@ -114,6 +121,28 @@ def run_point(job, point, info, comm, runs_dir, fresh, early=None) -> int:
         if early is not None and early.got:
             solver._signalled = True  # the loop checkpoints at its first signal check and stops
         return _run(solver, plan, point.job, comm, held)
+
+
+def _branch(solver, source: str, where: str) -> None:
+    """Collective. Start ``solver`` from another run's checkpoint (``run.restart_from``:
+    a checkpoint file, a checkpoints directory or a run directory). Its physics may differ
+    (the point of a branch), its grid may not; it keeps the checkpoint's step and dt."""
+    step, prefix, directory = None, "checkpoint", source
+    if os.path.isfile(source):
+        directory, name = os.path.split(source)
+        m = re.match(r"^(.*)_(\d+)\.h5$", name)
+        if m is None:
+            raise InputError(f"{where}: run.restart_from: {source} is not named <prefix>_<step>.h5")
+        prefix, step = m.group(1), int(m.group(2))
+    elif os.path.isdir(os.path.join(source, rundir.CHECKPOINTS)):
+        directory = os.path.join(source, rundir.CHECKPOINTS)
+    ck = spec.module("pympc.io.checkpoint").Checkpointer(directory, prefix=prefix, comm=solver.comm)
+    allow = tuple(k for k in solver.parameters() if k not in ("solver", "grid"))
+    try:
+        solver.restore(ck, allow_changed=allow, step=step)
+    except InputError as e:
+        raise InputError(f"{where}: run.restart_from: {e}") from None
+    get_logger(solver.name).info("starting from %s at step %d (t=%g)", source, solver.step_count, solver.t)
 
 
 def _begin(plan, point, job, comm, held):

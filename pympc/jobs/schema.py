@@ -70,6 +70,10 @@ KEYS = (
         minimum=0),
     Key("run.t_end", "number", "The time to run to (the step is shortened so that whole steps end "
         "there). Give `steps` or `t_end`.", minimum=0, exclusive=True),
+    Key("run.restart_from", "string", "Start a new run from another run's checkpoint: a checkpoint file, a "
+        "`checkpoints/` directory or a run directory (its newest intact checkpoint), relative to the job "
+        "file. The physics may differ from that run's (not the grid); the time step is the checkpoint's. "
+        "Once this run has checkpoints of its own, it resumes from them."),
     Key("run.progress", "number", "Seconds between progress lines when the progress is printed as "
         "lines (batch runs).", default=10.0, minimum=0),
     Key("output.enabled", "boolean", "Write the fields to `output.h5` (with `output.xmf` for ParaView).",

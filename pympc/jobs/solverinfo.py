@@ -17,8 +17,10 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import os
 import re
 import sys
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -174,6 +176,10 @@ def resolve(target: str, where: str, path: str):
         raise fail(where, path, f"cannot import {module!r}: {e}")
     except SyntaxError as e:  # the parent saw it in the source; a rank sees it here
         raise _syntax_error(module, e, where, path)
+    except Exception as e:  # the module's own code failed as it was imported: say where, once
+        tb = traceback.extract_tb(e.__traceback__)[-1]
+        raise fail(where, path, f"importing {module!r} raised {type(e).__name__}: {e} "
+                   f"({os.path.basename(tb.filename)}, line {tb.lineno})") from None
     if not hasattr(mod, name):
         raise fail(where, path, f"module {module!r} has no {name!r}"
                    + suggest(name, [n for n in dir(mod) if not n.startswith("_")]))

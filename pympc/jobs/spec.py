@@ -93,14 +93,15 @@ def load(path: str, ranks: int | None = None, imports: bool = False, text: str |
         for k, (values, point_doc) in enumerate(sweep.expand(doc, where)):
             at = where if values is None else f"{where} (sweep point {k}: " + ", ".join(
                 f"{p} = {v!r}" for p, v in values.items()) + ")"
-            job = resolve(point_doc, info, at, ranks, imports)
+            job = resolve(point_doc, info, at, ranks, imports, base)
             job["sweep"] = None if values is None else {"index": k, "values": values}
             points.append(Point(None if values is None else k, values, job))
     return Job(path, text, doc["name"], points, "sweep" in doc, info)
 
 
-def resolve(doc: dict, info, where: str, ranks, imports) -> dict:
-    """Local. One point's job checked and resolved into plain data."""
+def resolve(doc: dict, info, where: str, ranks, imports, base: str = ".") -> dict:
+    """Local. One point's job checked and resolved into plain data (``base``: the job
+    file's directory, where relative paths start)."""
     flat = schema.check_generic(doc, where)
     grid = _grid(flat, where)
     dims = _axes(flat["decomposition.dims"], len(grid["shape"]), "decomposition.dims", where)
@@ -110,13 +111,15 @@ def resolve(doc: dict, info, where: str, ranks, imports) -> dict:
         except InputError as e:
             raise fail(where, "decomposition", f"the grid {grid['shape']} cannot be split over {ranks} "
                        f"rank(s): {e}")
-    physics, initial = _solver_args(flat, info, grid, where, imports)
+    boundary = _boundary(flat["boundary"], grid, info, where)
+    physics, initial = _solver_args(flat, info, grid, boundary, where, imports)
     return {
         "name": flat["name"], "solver": flat["solver"], "solver_class": info.target,
         "description": flat["description"], "grid": grid,
         "decomposition": {"dims": dims},
-        "physics": physics, "initial": initial, "boundary": _boundary(flat["boundary"], grid, info, where),
-        "run": {"steps": flat["run.steps"], "t_end": flat["run.t_end"], "progress": flat["run.progress"]},
+        "physics": physics, "initial": initial, "boundary": boundary,
+        "run": {"steps": flat["run.steps"], "t_end": flat["run.t_end"], "progress": flat["run.progress"],
+                "restart_from": _source(flat["run.restart_from"], base, where)},
         "output": {"enabled": flat["output.enabled"], "every": flat["output.every"], "png": flat["output.png"],
                    "units": _units(flat["output.units"], where)},
         "checkpoint": {"every": flat["checkpoint.every"]},
@@ -152,6 +155,19 @@ def _grid(flat, where) -> dict:
     return {"shape": shape, "origin": origin, "spacing": spacing, "periodic": periodic, "centring": centring}
 
 
+def _source(path, base, where):
+    """``run.restart_from`` as an absolute path that exists (or None)."""
+    if path is None:
+        return None
+    full = os.path.abspath(os.path.join(base, os.path.expanduser(path)))
+    if not os.path.exists(full):
+        raise fail(where, "run.restart_from", f"no such checkpoint file or directory: {full}")
+    if os.path.isfile(full) and not full.endswith(".h5"):
+        raise fail(where, "run.restart_from", f"{full} is not a checkpoint (an .h5 file, a checkpoints "
+                   "directory or a run directory)")
+    return full
+
+
 def _units(units, where) -> dict:
     for k, v in units.items():
         if not isinstance(v, str):
@@ -159,7 +175,20 @@ def _units(units, where) -> dict:
     return dict(units)
 
 
-def _solver_args(flat, info, grid, where, imports):
+def _job_check(info, job, where) -> None:
+    """The solver's own check of a job (its ``job_check``), the error keyed by path."""
+    if not info.job_check:
+        return
+    check = solverinfo.resolve(info.job_check, where, "solver")
+    try:
+        check(job)
+    except InputError as e:
+        key = getattr(e, "key", None) or ""
+        path = key if "." in key or key in ("grid", "boundary", "initial") else f"physics.{key}".rstrip(".")
+        raise fail(where, path, str(e))
+
+
+def _solver_args(flat, info, grid, boundary, where, imports):
     """``(physics, initial)``: the solver's keyword arguments checked against its
     constructor (names, types), its ``job_check``, and the formulas."""
     physics, initial = flat["physics"], flat["initial"]
@@ -179,13 +208,7 @@ def _solver_args(flat, info, grid, where, imports):
         if default is solverinfo.REQUIRED and key != "bc" and key not in physics and key not in initial:
             raise fail(where, f"initial.{key}", f"is required: {info.target} has no default for {key!r} "
                        "(give it in [initial] as a field, or in [physics])")
-    spacing = grid["spacing"]
-    if info.job_check:
-        check = solverinfo.resolve(info.job_check, where, "solver")
-        try:
-            check(spacing, dict(physics))
-        except InputError as e:
-            raise fail(where, f"physics.{getattr(e, 'key', '')}".rstrip("."), str(e))
+    _job_check(info, {"grid": grid, "physics": dict(physics), "boundary": boundary}, where)
     resolved = {k: v for k, v in (params or {}).items()
                 if k not in initial and k != "bc" and v is not UNKNOWN and _plain(v)}
     resolved.update(physics)
