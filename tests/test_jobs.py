@@ -412,3 +412,33 @@ def test_restart_from_another_runs_checkpoint(tmp_path):
     job.write_text(job.read_text().replace('restart_from = "runs/a"', 'restart_from = "runs/nowhere"'))
     r = pympc("check", job)
     assert r.returncode == 2 and "run.restart_from" in r.stderr and "no such" in r.stderr, r.stderr
+
+
+def test_docs_hold_the_reference_the_status_table_and_every_option():
+    """docs/jobs.md: the key reference and the exit-status table exactly as the code makes
+    them (so they cannot drift), and every option of ``pympc run`` and ``pympc check``."""
+    from pympc.jobs import command, schema
+
+    text = open(os.path.join(ROOT, "docs", "jobs.md")).read()
+    assert schema.reference() in text, "docs/jobs.md: regenerate the reference from pympc.jobs.schema"
+    assert status.table() in text, "docs/jobs.md: regenerate the exit-status table from pympc.jobs.status"
+    for parser in (command.run_parser(), command.check_parser()):
+        for action in parser._actions:
+            for flag in action.option_strings:
+                if flag not in ("-h", "--help"):
+                    assert f"`{flag}" in text, f"{parser.prog} {flag} is not in docs/jobs.md"
+    for key in schema.KEYS:
+        assert f"`{key.path}`" in text
+
+
+def test_the_json_schema_names_every_key():
+    from pympc.jobs import schema
+
+    r = pympc("check", "--schema")
+    assert r.returncode == 0
+    js = json.loads(r.stdout)
+    for key in schema.KEYS:
+        node = js
+        for part in key.path.split("."):
+            node = node["properties"][part] if part != "*" else node["additionalProperties"]
+        assert node.get("description") == key.doc, key.path
