@@ -246,9 +246,9 @@ def _children(pid):
     return out
 
 
-def _interrupt(tmp_path, runs, target):
-    """Start ``pympc run -n 2`` on the job, wait until it runs, then SIGTERM ``target``:
-    the parent (``pympc run -n``), its mpiexec, or rank 1 alone."""
+def _interrupt(tmp_path, runs, target, signum=signal.SIGTERM):
+    """Start ``pympc run -n 2`` on the job, wait until it runs, then send ``signum`` to
+    ``target``: the parent (``pympc run -n``), its mpiexec, or rank 1 alone."""
     job = tmp_path / "sig.toml"
     job.write_text(SIGJOB)
     env = clean_env({**os.environ, "PYMPC_PROGRESS": "off"})
@@ -268,7 +268,7 @@ def _interrupt(tmp_path, runs, target):
         else:
             pid = _rank_pid(1, str(job))
         assert pid is not None, f"{target} not found"
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signum)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -294,10 +294,16 @@ def _checkpoint_field(path):
         return int(f.attrs["step"]), f["fields/u"][...]
 
 
-@pytest.mark.parametrize("target,again", [("mpiexec", 1), ("rank1", 3), ("parent", 3)])
-def test_sigterm_checkpoints_exits_75_and_resumes_bit_identical(target, again, uninterrupted, tmp_path):
+@pytest.mark.parametrize("target,signum,again", [("mpiexec", signal.SIGTERM, 1), ("rank1", signal.SIGTERM, 3),
+                                                 ("parent", signal.SIGTERM, 3), ("parent", signal.SIGINT, 1),
+                                                 ("rank1", signal.SIGUSR1, 2)],
+                         ids=["SIGTERM-mpiexec", "SIGTERM-rank1", "SIGTERM-parent", "SIGINT-parent", "SIGUSR1-rank1"])
+def test_sigterm_checkpoints_exits_75_and_resumes_bit_identical(target, signum, again, uninterrupted, tmp_path):
+    """A signal to the launcher's parent, to mpiexec, or to one rank: every rank
+    checkpoints at the same step, ``interrupted``, exit 75; the job run again on another
+    rank count ends with the uninterrupted run's field, bit for bit."""
     runs = tmp_path / "runs"
-    rc, out, err, job = _interrupt(tmp_path, runs, target)
+    rc, out, err, job = _interrupt(tmp_path, runs, target, signum)
     d = runs / "sig"
     assert rc == status.INTERRUPTED, out + err
     assert (d / "status").read_text() == "interrupted\n"
@@ -442,3 +448,53 @@ def test_the_json_schema_names_every_key():
         for part in key.path.split("."):
             node = node["properties"][part] if part != "*" else node["additionalProperties"]
         assert node.get("description") == key.doc, key.path
+
+
+def test_at_a_terminal_pympc_run_n_draws_a_bar_and_in_batch_lines(tmp_path):
+    """Under mpiexec rank 0's output is a pipe: ``pympc run -n`` looks at its own terminal
+    and passes the choice on (a bar at a terminal, lines otherwise)."""
+    import pty
+
+    job = tmp_path / "bar.toml"
+    job.write_text(SMALL.replace("steps = 6", "steps = 400").replace('"small"', '"bar"'))
+    env = {k: v for k, v in clean_env().items() if k not in ("PYMPC_PROGRESS", "COLUMNS")}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "pympc", "run", "-n", "2", str(job), "--runs-dir",
+                             str(tmp_path / "runs")], stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed: every writer is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")[-3000:]
+    text = seen.decode(errors="replace")
+    assert "400/400" in text and "100%" in text and "\r" in text, text[-3000:]
+    assert "bar: done:" in text
+    r = pympc("run", "-n", 2, job, "--runs-dir", tmp_path / "runs2", env={**env, "PYMPC_PROGRESS": "lines"})
+    assert r.returncode == 0 and "400/400" not in r.stderr and "bar: done:" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_run_in_progress_is_not_run_twice(tmp_path):
+    """Rank 0 holds a lock on the run directory while it runs: a second run of the same
+    job at the same time is refused (exit 2) and changes nothing."""
+    import fcntl
+
+    job = tmp_path / "small.toml"
+    job.write_text(SMALL)
+    runs = tmp_path / "runs"
+    assert pympc("run", "-n", 1, job, "--runs-dir", runs).returncode == 0
+    d = runs / "small"
+    (d / "status").write_text("interrupted\n")
+    before = _snapshot(d)
+    with open(d / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # as a running attempt's rank 0 holds it
+        r = pympc("run", "-n", 2, job.parent / "small.toml", "--runs-dir", runs)
+    assert r.returncode == 2 and "in use" in r.stderr, r.stdout + r.stderr
+    assert _snapshot(d) == before

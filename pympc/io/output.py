@@ -17,7 +17,8 @@ from ..array import require_distarray
 from ..grid import Decomposition
 from .file import File
 from ..runtime import InputError, get_comm, get_logger, on_root
-from .xdmf import render, unlisted_reason, write_atomic, write_meshes
+from ..fsutil import write_atomic
+from .xdmf import render, unlisted_reason, write_meshes
 
 #: ``units`` keys that are not field names: the unit of the step times and of the grid's
 #: coordinates (origin, spacing).

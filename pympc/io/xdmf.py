@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
@@ -209,13 +208,3 @@ def render(h5name: str, steps: list) -> str:
         out.append('   </Grid>')
     out += ['  </Grid>', ' </Domain>', '</Xdmf>', '']
     return "\n".join(out)
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Local. Replace ``path`` by ``text`` atomically (temporary file, fsync, rename)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from ..fsutil import write_atomic  # noqa: F401  (the run directory's files use it)
+
 DONE, FAILED, BAD_INPUT, DONE_WITH_FAILURES, INTERRUPTED = 0, 1, 2, 3, 75
 
 #: exit status -> (the run directory's marker, meaning)
@@ -38,17 +40,6 @@ def table() -> str:
     for marker, meaning in MARKER_MEANING.items():
         rows.append(f"| | `{marker}` | {meaning} |")
     return "\n".join(rows) + "\n"
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Local. Replace ``path`` with ``text`` atomically (a temporary file beside it,
-    flushed to disk, then renamed over it): a reader sees the old or the new file whole."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_marker(directory: str, marker: str) -> None:
