@@ -20,7 +20,7 @@ def check(job):
     physics, spacing = job["physics"], job["grid"]["spacing"]
     for key in ("D", "r"):
         if not isinstance(physics.get(key, 1.0), (int, float)) or not physics.get(key, 1.0) > 0:
-            raise bad(key, f"{key} must be a positive number, got {physics.get(key)!r}")
+            raise bad(key, f"{key} must be a positive number, got {physics.get(key)}")
     if physics.get("dt") is not None:
         check_dt(physics["dt"], heat_dt_limit(spacing, physics.get("D", 1.0)), "forward Euler")
 

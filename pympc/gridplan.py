@@ -6,6 +6,8 @@ the job layer validates a job file's grid for a rank count before any MPI starts
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import InputError
@@ -20,14 +22,18 @@ def split_sizes(n: int, parts: int) -> list[int]:
     return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
 
+def _divisors(n: int) -> list:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return small + [n // d for d in reversed(small) if d * d != n]
+
+
 def _factorisations(n, k):
     if k == 1:
         yield (n,)
         return
-    for d in range(1, n + 1):
-        if n % d == 0:
-            for rest in _factorisations(n // d, k - 1):
-                yield (d,) + rest
+    for d in _divisors(n):
+        for rest in _factorisations(n // d, k - 1):
+            yield (d,) + rest
 
 
 def choose_dims(size: int, shape, dims, ghost: int = 1) -> tuple:
@@ -132,6 +138,8 @@ def plan(shape, size: int, dims=None, periodic=False, ghost=1, sizes=None) -> tu
     split), or raises the :class:`~pympc.errors.InputError` a
     :class:`~pympc.grid.Decomposition` of it would raise."""
     shape = check_shape(shape)
+    if size > math.prod(shape):  # before any factorisation of a huge rank count
+        raise InputError(f"{size} ranks for a grid of {math.prod(shape)} points: more ranks than points")
     dims, sizes = requested_grid(shape, dims, sizes, size)
     periodic = per_axis(periodic, len(shape), "periodic", bool)
     ghost = int(ghost)

@@ -263,12 +263,13 @@ class TimeLoop:
         return self
 
     def check_run(self, steps=None, t_end=None, checkpoint=None, restart=False, overwrite=False,
-                  allow_changed=(), units=None) -> None:
+                  allow_changed=(), units=None, progress=None) -> None:
         """Collective. The checks :meth:`run` makes with these arguments before it touches
         a file or the solver, alone: raises the :class:`pympc.InputError` that ``run``
         would (no checkpoint to restart from, one past the end or of other physics, an
         earlier run's checkpoints in the way, ...), or returns. Changes nothing: the job
         layer calls it before it writes a run directory."""
+        _Progress.choose(progress)
         self._prepare(steps, t_end, checkpoint, restart, overwrite, allow_changed, units)
 
     def _prepare(self, steps, t_end, checkpoint, restart, overwrite, allow_changed, units):
@@ -305,6 +306,8 @@ class TimeLoop:
         dt = float(info.state["dt"]) if info is not None else float(self.dt)
         fresh = info is None and self.step_count == 0
         if t_end is not None:
+            if not t_end / dt < 1e15:  # ceil() of an infinite or absurd count would raise or run forever
+                raise InputError(f"t_end={t_end:g} is {t_end / dt:.3g} steps of dt={dt:g}: too many")
             if fresh:  # a whole number of steps ends exactly at t_end
                 dt = t_end / max(1, math.ceil(t_end / dt - 1e-9))
             steps = int(round(t_end / dt))

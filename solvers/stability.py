@@ -11,6 +11,7 @@ on a job file before any MPI starts. A solver names its check in its class body,
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -43,20 +44,30 @@ def check_dt(dt, limit: float, scheme: str) -> float:
     """Local. ``dt`` as a float when it is a positive number within ``limit`` (a relative
     1e-12 of slack for round-off), else an :class:`InputError` keyed ``dt``."""
     if not _number(dt) or not float(dt) > 0:
-        raise bad("dt", f"dt must be a positive number, got {dt!r}")
+        raise bad("dt", f"dt must be a positive number, got {_show(dt)}")
     if float(dt) > limit * (1 + 1e-12):
         raise bad("dt", f"dt={float(dt):g} exceeds the stability limit {limit:g} of {scheme}")
     return float(dt)
 
 
+def _show(x) -> str:
+    text = repr(x)  # a TOML integer may have hundreds of digits: keep a message one short line
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _number(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and bool(np.isfinite(x))
+    if not isinstance(x, numbers.Real) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:  # an integer of hundreds of digits
+        return False
 
 
 def _positive(physics, key, default):
     value = physics.get(key, default)
     if not _number(value) or not value > 0:
-        raise bad(key, f"{key} must be a positive number, got {value!r}")
+        raise bad(key, f"{key} must be a positive number, got {_show(value)}")
     return float(value)
 
 
@@ -96,11 +107,11 @@ def poisson(job: dict) -> None:
         raise bad("boundary", "Jacobi/RB-SOR here take Dirichlet and periodic boundaries only")
     method = physics.get("method", "rbsor")
     if method not in ("jacobi", "rbsor"):
-        raise bad("method", f"method must be 'jacobi' or 'rbsor', got {method!r}")
+        raise bad("method", f"method must be 'jacobi' or 'rbsor', got {_show(method)}")
     omega = physics.get("omega")
     if omega is not None and (not _number(omega) or (method == "rbsor" and not 0 < omega < 2)):
-        raise bad("omega", f"SOR needs 0 < omega < 2, got {omega!r}")
+        raise bad("omega", f"SOR needs 0 < omega < 2, got {_show(omega)}")
     _positive(physics, "tol", 1e-8)
     every = physics.get("check_every", 1)
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-        raise bad("check_every", f"check_every must be an integer >= 1, got {every!r}")
+        raise bad("check_every", f"check_every must be an integer >= 1, got {_show(every)}")

@@ -498,3 +498,103 @@ def test_a_run_in_progress_is_not_run_twice(tmp_path):
         r = pympc("run", "-n", 2, job.parent / "small.toml", "--runs-dir", runs)
     assert r.returncode == 2 and "in use" in r.stderr, r.stdout + r.stderr
     assert _snapshot(d) == before
+
+
+def test_launcher_options_in_any_spelling_never_launch_twice(tmp_path):
+    """The ranks' command line is rebuilt from the parsed options: an abbreviation of
+    --ranks (``--rank``, ``--ran=``) does not make every rank launch mpiexec again."""
+    job = tmp_path / "small.toml"
+    job.write_text(SMALL)
+    for i, spelling in enumerate((["--rank", "2"], ["--ran=2"], ["-n2"])):
+        r = pympc("run", *spelling, job, "--runs-dir", tmp_path / f"runs{i}", timeout=120)
+        assert r.returncode == 0 and r.stdout.count("small: done:") == 1, r.stdout + r.stderr
+        meta = json.loads((tmp_path / f"runs{i}" / "small" / "run.json").read_text())
+        assert meta["attempts"][0]["ranks"] == 2 and "-n" not in meta["attempts"][0]["command"]
+    r = pympc("run", job, "--timeout", 5, "--runs-dir", tmp_path / "t")
+    assert r.returncode == 2 and "--timeout needs -n" in r.stderr and not (tmp_path / "t").exists()
+
+
+def test_an_extended_run_is_done_after_its_extension(tmp_path):
+    job = tmp_path / "small.toml"
+    job.write_text(SMALL)
+    runs = tmp_path / "runs"
+    assert pympc("run", "-n", 1, job, "--runs-dir", runs).returncode == 0
+    job.write_text(SMALL.replace("steps = 6", "steps = 8"))
+    assert pympc("run", "-n", 2, job, "--runs-dir", runs).returncode == 0
+    before = _snapshot(runs)
+    r = pympc("run", "-n", 2, job, "--runs-dir", runs)
+    assert r.returncode == 0 and "already done" in r.stdout and _snapshot(runs) == before, r.stdout + r.stderr
+    assert json.loads((runs / "small" / "job.json").read_text())["run"]["steps"] == 8
+
+
+def test_a_sweep_checks_every_point_before_writing_and_fresh_moves_it_whole(tmp_path):
+    job = tmp_path / "sw.toml"
+    job.write_text('name = "sw"\nsolver = "heat"\n[grid]\nshape = [8, 8]\n[run]\nsteps = 3\n'
+                   '[sweep]\nphysics.alpha = [0.5, 1.0, 2.0]\n')  # an unquoted dotted key: a nested table
+    runs = tmp_path / "runs"
+    (runs / "sw" / "2").mkdir(parents=True)
+    (runs / "sw" / "2" / "notes.txt").write_text("mine")  # not a run directory: point 2 refused
+    r = pympc("run", "-n", 2, job, "--runs-dir", runs)
+    assert r.returncode == 2 and "not a pympc run directory" in r.stderr, r.stdout + r.stderr
+    assert sorted(os.listdir(runs / "sw")) == ["2"]  # nothing written for points 0 and 1
+    r = pympc("run", "-n", 2, job, "--runs-dir", runs, "--fresh")
+    assert r.returncode == 0, r.stdout + r.stderr
+    (aside,) = [n for n in os.listdir(runs) if n.startswith("sw.old-")]
+    assert (runs / aside / "2" / "notes.txt").read_text() == "mine"
+    assert [json.loads((runs / "sw" / str(k) / "job.json").read_text())["physics"]["alpha"] for k in range(3)] \
+        == [0.5, 1.0, 2.0]
+    (runs / "file").write_text("x")
+    r = pympc("run", "-n", 1, job, "--runs-dir", runs / "file")
+    assert r.returncode == 2 and "not a directory" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_field_function_is_checked_in_the_ranks(tmp_path):
+    """``"module:func"`` fields are evaluated on a sample of the grid in every rank before
+    anything is written: a wrong shape or a NaN is one message, exit 2."""
+    (tmp_path / "fields.py").write_text("import numpy as np\n"
+                                        "def fixed(x, y):\n    return np.zeros((3, 3))\n"
+                                        "def nan(x, y):\n    return np.where(x > 0.5, np.nan, 1.0) + 0 * y\n"
+                                        "def fine(x, y):\n    return x + y\n")
+    for name, ok in (("fixed", False), ("nan", False), ("fine", True)):
+        job = tmp_path / f"{name}.toml"
+        job.write_text(SMALL.replace('u0 = "x"', f'u0 = "fields:{name}"').replace('"small"', f'"{name}"'))
+        r = run_mpi(2, ["-m", "pympc", "run", str(job), "--runs-dir", str(tmp_path / "runs")], timeout=TIMEOUT)
+        assert (r.returncode == 0) == ok, r.output[-2000:]
+        if not ok:
+            assert r.returncode == 2 and r.stderr.count("pympc: error") == 1 and "initial.u0" in r.stderr
+            assert not (tmp_path / "runs" / name).exists()
+
+
+@pytest.mark.parametrize("edit,key", [("shape = [10, 10]", "grid.shape"), ("steps = 6", "run.steps"),
+                                      ('u0 = "x"', "initial.u0"), ("[run]", "physics.alpha")])
+def test_integers_of_any_size_are_one_message(edit, key, tmp_path):
+    huge = "1" + "0" * 400
+    text = {"shape = [10, 10]": SMALL.replace("shape = [10, 10]", f"shape = [{huge}, 10]"),
+            "steps = 6": SMALL.replace("steps = 6", f"steps = {huge}"),
+            'u0 = "x"': SMALL.replace('u0 = "x"', f"u0 = {huge}"),
+            "[run]": SMALL.replace("[run]", f"[physics]\nalpha = {huge}\n[run]")}[edit]
+    job = tmp_path / "big.toml"
+    job.write_text(text)
+    for args in (("check", job), ("run", "-n", 2, job, "--runs-dir", tmp_path / "runs")):
+        r = pympc(*args)
+        assert r.returncode == 2 and key in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and len(r.stderr) < 400, r.stderr
+
+
+def test_the_json_schema_accepts_the_example_jobs_and_refuses_malformed_ones():
+    import glob
+    import tomllib
+
+    import jsonschema
+    from pympc.jobs import schema
+
+    validator = jsonschema.Draft202012Validator(schema.json_schema())
+    for path in glob.glob(os.path.join(ROOT, "jobs", "*.toml")):
+        with open(path, "rb") as f:
+            errors = list(validator.iter_errors(tomllib.load(f)))
+        assert not errors, (path, [e.message for e in errors])
+    good = tomllib.loads(SMALL)
+    for bad in ({**good, "nme": "x"}, {k: v for k, v in good.items() if k != "name"},
+                {**good, "run": {"steps": 3, "t_end": 1.0}}, {**good, "grid": {"shape": "10"}},
+                {**good, "name": "a/b"}, {**good, "grid": {"shape": [10], "extent": -1.0}}):
+        assert list(validator.iter_errors(bad)), bad

@@ -90,11 +90,23 @@ def run_main(argv=None) -> int:
     """Local. ``pympc run``: a parent that launches (``-n``) or a rank that runs."""
     args = run_parser().parse_args(argv)
     if args.ranks is not None:
-        return _launch(args, list(argv if argv is not None else sys.argv[2:]))
+        return _launch(args)
+    if args.timeout is not None:
+        return _error("--timeout needs -n (the launching process keeps the time; under another "
+                      "launcher, use its own limit: srun --time, mpiexec's timeout)")
     return _rank(args)
 
 
-def _launch(args, argv) -> int:
+def _child_argv(args) -> list:
+    """What the ranks run: this command without the launcher's options, rebuilt from
+    the parsed options (every spelling of -n is gone, so no rank launches again)."""
+    out = ["run", os.path.abspath(args.job), "--runs-dir", os.path.abspath(args.runs_dir)]
+    if args.sweep_index is not None:
+        out += ["--sweep-index", str(args.sweep_index)]
+    return out + (["--fresh"] if args.fresh else [])
+
+
+def _launch(args) -> int:
     """The parent of ``pympc run -n``: check the job without MPI, then launch."""
     from . import spec
     from ..tools.launch import exec_mpi
@@ -102,17 +114,17 @@ def _launch(args, argv) -> int:
     if args.ranks < 1:
         return _error(f"-n must be >= 1, got {args.ranks}")
     try:
+        _env.value("PYMPC_PROGRESS")  # a bad value: refused here, before anything starts
         job = spec.load(args.job, ranks=args.ranks)
         job.point(args.sweep_index)
-    except InputError as e:
+    except (InputError, _env.EnvError) as e:
         return _error(str(e))
     env = dict(os.environ)
     if not _env.raw("PYMPC_PROGRESS"):
         # under mpiexec rank 0's stdout is a pipe: the choice is made here, where the user is
         env["PYMPC_PROGRESS"] = "bar" if sys.stderr.isatty() else "lines"
     env.setdefault("COLUMNS", str(shutil.get_terminal_size().columns))
-    rest = _without_ranks(argv)
-    code, passed = exec_mpi(args.ranks, ["-m", "pympc", "run", *rest], env=env, timeout=args.timeout)
+    code, passed = exec_mpi(args.ranks, ["-m", "pympc", *_child_argv(args)], env=env, timeout=args.timeout)
     return _outcome(job, args, code, passed)
 
 
@@ -132,23 +144,6 @@ def _outcome(job, args, code: int, passed) -> int:
         return DONE if all(m == "done" for m in markers) else status.DONE_WITH_FAILURES
     # killed before a marker said how it ended ("running"), or failed: never report success
     return code if code not in (0, 75) else status.FAILED
-
-
-def _without_ranks(argv) -> list:
-    out, skip = [], False
-    for i, a in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        if a in ("-n", "--ranks"):
-            skip = True
-        elif a.startswith("--ranks=") or (a.startswith("-n") and a[2:].isdigit()):
-            continue
-        elif a.startswith("--timeout"):
-            skip = a == "--timeout"
-        else:
-            out.append(a)
-    return out
 
 
 def _rank(args) -> int:

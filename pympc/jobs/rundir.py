@@ -28,7 +28,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 
 from ..errors import InputError
@@ -109,9 +108,35 @@ def _locked(d: str) -> bool:
     return False
 
 
+def move_aside_sweep(runs_dir: str, name: str) -> str | None:
+    """Local. ``--fresh`` for a whole sweep: its directory ``<runs-dir>/<name>`` renamed
+    aside at once (never deleted); where it went, or None when there was none."""
+    d = os.path.join(runs_dir, name)
+    if not os.path.lexists(d):
+        return None
+    if _locked_anywhere(d):
+        raise InputError(f"{d}: a point of this sweep is running (its lock is held): --fresh refused")
+    return move_aside([d], d)
+
+
+def _locked_anywhere(d: str) -> bool:
+    return _locked(d) or any(_locked(os.path.join(d, n)) for n in os.listdir(d)
+                             if os.path.isdir(os.path.join(d, n)))
+
+
+def _check_parents(d: str, where: str) -> None:
+    """Every directory above ``d`` that exists must be a directory (not a file)."""
+    p = os.path.dirname(os.path.abspath(d))
+    while p and p != os.path.dirname(p):
+        if os.path.lexists(p) and not os.path.isdir(p):
+            raise InputError(f"{where}: {p} is not a directory: the run directory {d} cannot be made there")
+        p = os.path.dirname(p)
+
+
 def decide(d: str, job: dict, fresh: bool, where: str) -> Plan:
     """Local. Read ``d`` and say what running ``job`` there does (see the module doc);
     changes nothing. Raises :class:`InputError` to refuse."""
+    _check_parents(d, where)
     if not os.path.lexists(d):
         return Plan(d, "start")
     if not os.path.isdir(d):
@@ -199,40 +224,26 @@ class Lock:
 
 
 def begin(plan: Plan, job: dict, text: str, attempt: dict) -> tuple:
-    """Local. On rank 0: make the run directory ready for an attempt: earlier files moved
-    aside, the resolved job and the job file written (a new run), the attempt appended to
-    ``run.json``, the marker ``running``. Returns ``(lock, undo)``: ``undo()`` puts the
-    directory back as it was (for a run refused after this, before its first step)."""
+    """Local. On rank 0, once every check has passed: make the run directory ready for
+    an attempt: earlier files moved aside, the resolved job written (and the job file, for
+    a new run), the attempt appended to ``run.json``, the marker ``running``. Returns
+    ``(lock, moved)``: the directory's lock, held until :meth:`Lock.release`, and where
+    earlier files went (or None)."""
     d = plan.directory
     moved = move_aside(plan.aside, d)
-    created = not os.path.isdir(d)
     os.makedirs(d, exist_ok=True)
     lock = Lock(d)
     meta_path = os.path.join(d, "run.json")
     meta = _read_json(meta_path) or {"attempts": []}
-    old_meta = json.dumps(meta)
     if plan.action == "start":
         prepare_files(d, job, text)
+    else:  # what may change between attempts (the run length, the cadence) is the latest
+        status.write_atomic(os.path.join(d, "job.json"), json.dumps(job, indent=1) + "\n")
     meta["attempts"].append(attempt)
-    meta["versions"] = attempt.pop("versions", meta.get("versions"))
+    meta["versions"] = attempt.get("versions", meta.get("versions"))
     status.write_atomic(meta_path, json.dumps(meta, indent=1) + "\n")
     status.write_marker(d, "running")
-
-    def undo():
-        lock.release()
-        if created:
-            shutil.rmtree(created, ignore_errors=True)  # only what this attempt created
-            if moved and plan.aside == [d]:
-                os.rename(moved, d)
-            return
-        status.write_atomic(meta_path, old_meta + "\n")
-        if plan.marker is not None:
-            status.write_marker(d, plan.marker)
-        if moved:
-            for name in os.listdir(moved):
-                os.rename(os.path.join(moved, name), os.path.join(d, name))
-            os.rmdir(moved)
-    return lock, undo, moved
+    return lock, moved
 
 
 def prepare_files(d: str, job: dict, text: str) -> None:

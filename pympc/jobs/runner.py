@@ -23,8 +23,8 @@ import numpy as np
 
 from .. import costlog
 from .._version import __version__
-from ..errors import InputError
-from ..runtime import get_logger, on_root, print0
+from ..errors import InputError, PympcError
+from ..runtime import agree, get_logger, on_root, print0
 from . import rundir, spec, status
 from .status import DONE, DONE_WITH_FAILURES, INTERRUPTED
 
@@ -35,10 +35,20 @@ SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 def run_job(job, info, comm, runs_dir: str, sweep_index=None, fresh: bool = False) -> int:
     """Collective. Run the job's points (one, the ``sweep_index``-th, or every point of
     its sweep one after another) and return the exit status: 0 when every point is
-    done, 75 when one was interrupted (the rest not started), 3 when a sweep finished
-    with failed points."""
+    done, 75 when one was interrupted (the rest not started). A point that fails stops
+    the sweep (exit 1, its directory says ``failed``); 3 is a rerun's status when some
+    points ended ``done-with-failures`` earlier. Every point's run directory is checked
+    before the first is written."""
     points = job.point(sweep_index)
-    if job.swept and sweep_index is None:
+    whole_sweep = job.swept and sweep_index is None
+    if whole_sweep:
+        if fresh:  # the whole sweep starts over: its directory moves aside once, up front
+            moved = on_root(lambda: rundir.move_aside_sweep(runs_dir, job.name), comm)
+            if moved:
+                print0(f"{job.name}: --fresh: the earlier sweep moved to {moved}", comm=comm)
+            fresh = False
+        for point in points:  # read only: refuse before anything is written
+            on_root(lambda: rundir.decide(rundir.directory(runs_dir, point.job), point.job, False, job.path), comm)
         on_root(lambda: queue(job, runs_dir), comm)
     codes = []
     with early_signals() as early:
@@ -47,9 +57,9 @@ def run_job(job, info, comm, runs_dir: str, sweep_index=None, fresh: bool = Fals
             codes.append(code)
             if code == INTERRUPTED:
                 return INTERRUPTED
-    if len(codes) > 1 and any(c != DONE for c in codes):
+    if any(c != DONE for c in codes):
         return DONE_WITH_FAILURES
-    return codes[0]
+    return DONE
 
 
 class early_signals:
@@ -59,11 +69,16 @@ class early_signals:
     checkpoint and exit 75 rather than killing the rank."""
 
     def __init__(self):
-        self.got, self.old = [], {}
+        self.got, self.old, self.solver = [], {}, None
 
     def __enter__(self):
-        self.old = {s: signal.signal(s, lambda signum, frame: self.got.append(signum)) for s in SIGNALS}
+        self.old = {s: signal.signal(s, self._handler) for s in SIGNALS}
         return self
+
+    def _handler(self, signum, frame):
+        self.got.append(signum)
+        if self.solver is not None:  # set up, not yet in its loop: the loop sees it at its first check
+            self.solver._signalled = True
 
     def __exit__(self, *exc):
         for s, h in self.old.items():
@@ -104,23 +119,35 @@ def run_point(job, point, info, comm, runs_dir, fresh, early=None) -> int:
     with pympc.Decomposition(g["shape"], comm=comm, dims=point.job["decomposition"]["dims"],
                              periodic=g["periodic"], origin=g["origin"], spacing=g["spacing"],
                              centring=g["centring"]) as decomp:
-        try:
-            solver = info.cls(decomp, **spec.solver_kwargs(point.job, info, decomp.ndim))
-        except InputError as e:  # the constructor's own checks: every rank raises the same
-            raise InputError(f"{job.path}: solver: {info.target} refused the job: {e}") from None
+        solver = agree(lambda: _build(info, decomp, point.job, job.path), comm)
         source = point.job["run"]["restart_from"]
         if source is not None and not plan.restart:
             _branch(solver, source, job.path)
         solver.check_run(**_length(point.job), checkpoint=os.path.join(d, rundir.CHECKPOINTS),
                          restart=plan.restart, units=point.job["output"]["units"] or None,
-                         overwrite=bool(plan.aside))  # what is in the way moves aside first
+                         overwrite=bool(plan.aside),  # what is in the way moves aside first
+                         progress=point.job["run"]["progress"])
         held = {}
         moved = on_root(lambda: _begin(plan, point, job, comm, held), comm)
         if moved:
             print0(f"{point.job['name']}: {plan.note}; earlier files moved to {moved}", comm=comm)
-        if early is not None and early.got:
-            solver._signalled = True  # the loop checkpoints at its first signal check and stops
-        return _run(solver, plan, point.job, comm, held)
+        if early is not None:
+            early.solver = solver
+            if early.got:
+                solver._signalled = True  # the loop checkpoints at its first signal check and stops
+        try:
+            return _run(solver, plan, point.job, comm, held)
+        finally:
+            if early is not None:
+                early.solver = None
+
+
+def _build(info, decomp, job, where):
+    """The solver of a point; its constructor's refusal names the job file."""
+    try:
+        return info.cls(decomp, **spec.solver_kwargs(job, info, decomp.ndim))
+    except InputError as e:
+        raise InputError(f"{where}: solver: {info.target} refused the job: {e}") from None
 
 
 def _branch(solver, source: str, where: str) -> None:
@@ -146,8 +173,8 @@ def _branch(solver, source: str, where: str) -> None:
 
 
 def _begin(plan, point, job, comm, held):
-    lock, undo, moved = rundir.begin(plan, point.job, job.text, _attempt(comm))
-    held.update(lock=lock, undo=undo, log=_log_file(plan.directory))
+    lock, moved = rundir.begin(plan, point.job, job.text, _attempt(comm))
+    held.update(lock=lock, log=_log_file(plan.directory))
     return moved
 
 
@@ -181,14 +208,12 @@ def _run(solver, plan, job, comm, held) -> int:
                        output_every=out["every"], units=out["units"] or None,
                        checkpoint=os.path.join(d, rundir.CHECKPOINTS), checkpoint_every=job["checkpoint"]["every"],
                        restart=plan.restart, progress=job["run"]["progress"], signals=SIGNALS, params=job)
-    except InputError:
-        if comm.Get_rank() == 0:
-            _release(held)
-            held["undo"]()
-        raise
     except BaseException as e:
+        # check_run passed: whatever stops the run now is a failure of the run, not bad input
         rundir.finish(d, "failed", f"{type(e).__name__}: {e}", None)  # any rank that sees it
         _release(held)
+        if isinstance(e, InputError):
+            raise PympcError(f"{job['name']}: the run failed: {e}") from e
         raise
     marker = "interrupted" if solver.interrupted else "done"
     first = getattr(solver, "start_step", first)  # a resumed run starts at its checkpoint's step

@@ -56,7 +56,8 @@ KEYS = (
     Key("grid.periodic", "axes-bool", "Periodic axes.", default=False),
     Key("grid.centring", "choice", "Where the points sit.", default="vertex", choices=("vertex", "cell")),
     Key("decomposition.dims", "axes-int", "Ranks per axis; 0 lets pympc choose (the least halo "
-        "surface). The product must divide the rank count.", default=0, minimum=0),
+        "surface). The product of the non-zero entries must divide the rank count (and equal it when "
+        "none is 0).", default=0, minimum=0),
     Key("physics", "table", "The solver's keyword arguments that are not fields: `alpha`, `dt`, "
         "`safety` (heat), `c`, `cfl`, `dt` (wave), `method`, `omega`, `tol`, `check_every` (poisson), "
         "or your solver's. Defaults are the solver's.", default={}),
@@ -107,6 +108,23 @@ def suggest(word: str, options) -> str:
 def fail(where: str, path: str, message: str) -> InputError:
     """Local. The one-line error about key ``path`` of the job file ``where``."""
     return InputError(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+
+
+#: the largest integer a job file may give (a float64 holds every integer up to it)
+MAX_INT = 2 ** 53
+#: points per axis at most (MPI counts are 32-bit)
+MAX_POINTS = 2 ** 31 - 1
+
+
+def finite_number(x) -> bool:
+    """Local. Whether ``x`` is an int or float (not a bool) that a float64 holds finitely
+    (a TOML integer may have any number of digits)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
 
 
 def _type_name(value) -> str:
@@ -176,7 +194,10 @@ def check_value(key: Key, value, where: str, path: str | None = None):
     if kind == "shape":
         if not isinstance(value, list) or not 1 <= len(value) <= 3:
             raise fail(where, path, f"must be a list of 1 to 3 positive integers, got {value!r}")
-        return [_scalar("int", v, Key(path, "integer", "", minimum=1), where, path) for v in value]
+        shape = [_scalar("int", v, Key(path, "integer", "", minimum=1), where, path) for v in value]
+        if max(shape) > MAX_POINTS:
+            raise fail(where, path, f"{max(shape)} points on an axis: at most {MAX_POINTS}")
+        return shape
     if kind == "table":
         if key.path == "boundary" and isinstance(value, str):
             return value
@@ -198,20 +219,28 @@ def _scalar(kind: str, value, key: Key, where: str, path: str):
           "number": isinstance(value, (int, float)) and not isinstance(value, bool)}[kind]
     if not ok:
         want = {"str": "a string", "bool": "true or false", "int": "an integer", "number": "a number"}[kind]
-        raise fail(where, path, f"must be {want}, got {_type_name(value)} {value!r}")
+        raise fail(where, path, f"must be {want}, got {_type_name(value)} {short(value)}")
     if kind == "str":
-        if key.path == "name" and not re.match(NAME_PATTERN, value):
+        if key.path == "name" and not re.fullmatch(NAME_PATTERN, value):
             raise fail(where, path, f"must be a directory name (letters, digits, _ . -), got {value!r}")
         return value
     if kind == "number":
-        if not math.isfinite(value):
-            raise fail(where, path, f"must be a finite number, got {value!r}")
+        if not finite_number(value):
+            raise fail(where, path, f"must be a finite number, got {short(value)}")
         value = float(value)
+    if kind == "int" and abs(value) > MAX_INT:
+        raise fail(where, path, f"is too large: {short(value)} (at most {MAX_INT})")
     if kind in ("int", "number") and key.minimum is not None:
         low = value <= key.minimum if key.exclusive else value < key.minimum
         if low:
             raise fail(where, path, f"must be {'>' if key.exclusive else '>='} {key.minimum:g}, got {value!r}")
     return value
+
+
+def short(value) -> str:
+    """Local. ``repr(value)``, cut to 60 characters (a 400-digit integer makes no message)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- the schema for tools, and the reference for the docs ---------------------------------
@@ -222,6 +251,8 @@ def _json_type(key: Key) -> dict:
         out = dict(scalar[key.kind])
     elif key.kind.startswith("axes-"):
         one = {"int": {"type": "integer"}, "number": {"type": "number"}, "bool": {"type": "boolean"}}[key.kind[5:]]
+        if key.minimum is not None:
+            one = {**one, ("exclusiveMinimum" if key.exclusive else "minimum"): key.minimum}
         out = {"oneOf": [one, {"type": "array", "items": one, "minItems": 1, "maxItems": 3}]}
     elif key.kind == "shape":
         out = {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 3}
@@ -229,6 +260,8 @@ def _json_type(key: Key) -> dict:
         out = {"oneOf": [{"enum": ["dirichlet", "neumann"]}, {"type": "object"}]}
     else:
         out = {"type": "object"}
+    if key.path == "name":
+        out["pattern"] = NAME_PATTERN
     if key.minimum is not None and key.kind in ("integer", "number"):
         out["exclusiveMinimum" if key.exclusive else "minimum"] = key.minimum
     out["description"] = key.doc
@@ -254,8 +287,15 @@ def json_schema() -> dict:
         node[parts[-1]] = _json_type(key)
         if key.required:
             required.setdefault(".".join(parts[:-1]), []).append(parts[-1])
+    for table, names in required.items():  # a required key makes its table required too
+        if table:
+            props[table]["required"] = names
+            required.setdefault("", []).append(table)
+    props["run"]["oneOf"] = [{"required": ["steps"], "not": {"required": ["t_end"]}},
+                             {"required": ["t_end"], "not": {"required": ["steps"]}}]
+    required.setdefault("", []).append("run")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "pympc job file",
-            "type": "object", "properties": props, "required": required.get("", []),
+            "type": "object", "properties": props, "required": required[""],
             "additionalProperties": False}
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -60,12 +61,31 @@ def search_path(dirs):
                 sys.path.remove(d)
 
 
+def find(module: str):
+    """Local. The spec of ``module`` found on ``sys.path`` without running anything: a
+    package's ``__init__`` is not imported to look inside it (``importlib.util.find_spec``
+    would run it). A module already imported gives its own spec. None when not found."""
+    if module in sys.modules:
+        return getattr(sys.modules[module], "__spec__", None)
+    spec, search = None, None
+    parts = module.split(".")
+    for i in range(len(parts)):
+        name = ".".join(parts[:i + 1])
+        try:  # a top-level name may be found by any finder (an editable install's too): it runs nothing
+            spec = importlib.util.find_spec(name) if i == 0 else importlib.machinery.PathFinder.find_spec(name, search)
+        except (ImportError, ValueError):
+            return None
+        if spec is None:
+            return None
+        search = spec.submodule_search_locations
+        if search is None and i < len(parts) - 1:
+            return None  # a module, not a package, with something below it
+    return spec
+
+
 def _source(module: str, where: str, path: str):
     """The parsed source of ``module`` (found, not run), or None when it has none."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as e:
-        raise fail(where, path, f"cannot find module {module!r}: {e}")
+    spec = find(module)
     if spec is None:
         raise fail(where, path, f"no module named {module!r} (searched the job file's directory, the "
                    "working directory and sys.path)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 
@@ -162,9 +163,14 @@ def _source(path, base, where):
     full = os.path.abspath(os.path.join(base, os.path.expanduser(path)))
     if not os.path.exists(full):
         raise fail(where, "run.restart_from", f"no such checkpoint file or directory: {full}")
-    if os.path.isfile(full) and not full.endswith(".h5"):
-        raise fail(where, "run.restart_from", f"{full} is not a checkpoint (an .h5 file, a checkpoints "
-                   "directory or a run directory)")
+    if os.path.isfile(full):
+        ok = re.fullmatch(r".+_\d+\.h5", os.path.basename(full)) is not None
+    else:
+        where_ck = os.path.join(full, "checkpoints") if os.path.isdir(os.path.join(full, "checkpoints")) else full
+        ok = any(re.fullmatch(r"checkpoint_\d+\.h5", n) for n in os.listdir(where_ck))
+    if not ok:
+        raise fail(where, "run.restart_from", f"{full} is not a checkpoint (<prefix>_<step>.h5), nor a "
+                   "checkpoints directory or a run directory that holds one")
     return full
 
 
@@ -245,8 +251,8 @@ def field(value, grid, where, path, imports):
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise fail(where, path, f"must be a number, a formula (a string) or \"module:func\", got {value!r}")
     if not isinstance(value, str):
-        if not np.isfinite(value):
-            raise fail(where, path, f"must be finite, got {value!r}")
+        if not schema.finite_number(value):
+            raise fail(where, path, f"must be a finite number, got {schema.short(value)}")
         return float(value)
     ndim = len(grid["shape"])
     if solverinfo.TARGET.match(value.strip()):
@@ -259,28 +265,32 @@ def field(value, grid, where, path, imports):
             raise fail(where, path, f"{target} is a class: a field takes a function of the coordinates")
         if not callable(fn):
             raise fail(where, path, f"{target} is not callable")
+        _sample(fn, grid, where, path, f"the function {target}")
         return fn
     formula = expr.parse(value, coords=tuple(AXES[:ndim]), where=f"{where}: {path}")
-    _sample(formula, grid, where, path)
+    _sample(formula, grid, where, path, f"the formula {formula.text!r}")
     return formula
 
 
-def _sample(formula, grid, where, path) -> None:
-    """Evaluate a formula on up to 17 points per axis (both ends included): a non-finite
-    value is an error here, not a NaN field later."""
+def _sample(fn, grid, where, path, what) -> None:
+    """Evaluate a field's function (a formula, or a user's ``module:func``) on up to 17
+    points per axis, both ends included, as the solver will on its block: one that fails,
+    gives a shape that does not broadcast, or a value that is not finite is an error here,
+    on every rank alike, not a NaN field or a one-rank crash later."""
     axes = []
     for n, o, h in zip(grid["shape"], grid["origin"], grid["spacing"]):
         idx = np.unique(np.linspace(0, n - 1, min(n, 17)).round().astype(int))
         axes.append(o + (idx + (0.5 if grid["centring"] == "cell" else 0.0)) * h)
     mesh = np.meshgrid(*axes, indexing="ij", sparse=True)
     try:
-        values = np.broadcast_to(np.asarray(formula(*mesh), dtype=float), tuple(len(a) for a in axes))
-    except (TypeError, ValueError) as e:
-        raise fail(where, path, f"the formula cannot be evaluated on the grid: {e}")
+        with np.errstate(all="ignore"):
+            values = np.broadcast_to(np.asarray(fn(*mesh), dtype=float), tuple(len(a) for a in axes))
+    except Exception as e:  # a user's function may raise anything: one message, exit 2
+        raise fail(where, path, f"{what} cannot be evaluated on the grid's points: {type(e).__name__}: {e}")
     bad = np.argwhere(~np.isfinite(values))
     if len(bad):
         at = ", ".join(f"{AXES[a]}={axes[a][i]:g}" for a, i in enumerate(bad[0]))
-        raise fail(where, path, f"the formula {formula.text!r} is not finite at {at}")
+        raise fail(where, path, f"{what} is not finite at {at}")
 
 
 def _boundary(spec, grid, info, where):
@@ -301,7 +311,7 @@ def _boundary(spec, grid, info, where):
         if grid["periodic"][AXES.index(side[0])]:
             raise fail(where, f"boundary.{side}", f"axis {side[0]} is periodic: it takes no boundary condition")
         ok = isinstance(cond, list) and len(cond) == 2 and cond[0] in KINDS and \
-            isinstance(cond[1], (int, float)) and not isinstance(cond[1], bool) and np.isfinite(cond[1])
+            schema.finite_number(cond[1])
         if not ok:
             raise fail(where, f"boundary.{side}", f"must be [kind, value] with kind 'dirichlet' or "
                        f"'neumann' and a finite number, e.g. [\"dirichlet\", 1.0]; got {cond!r}")

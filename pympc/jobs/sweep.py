@@ -13,7 +13,10 @@ import copy
 import itertools
 import math
 
-from .schema import BY_PATH, FREE, fail, suggest
+from .schema import BY_PATH, FREE, fail, finite_number, suggest
+
+#: a sweep has at most this many points (each is a run directory)
+MAX_POINTS = 100000
 
 
 def values(spec, path: str, where: str) -> list:
@@ -33,20 +36,24 @@ def values(spec, path: str, where: str) -> list:
     if keys not in ({"start", "stop", "num"}, {"start", "stop", "step"}):
         raise fail(where, here, f"a range takes start, stop and num (or step); got {sorted(keys)}")
     nums = [spec[k] for k in sorted(keys)]
-    if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in nums):
+    if not all(finite_number(x) for x in nums):
         raise fail(where, here, f"start, stop and num/step must be finite numbers, got {spec!r}")
     start, stop = spec["start"], spec["stop"]
     if "num" in spec:
         n = spec["num"]
-        if not isinstance(n, int) or n < 1:
-            raise fail(where, here, f"num must be an integer >= 1, got {n!r}")
-        return [float(start)] if n == 1 else [start + (stop - start) * i / (n - 1) for i in range(n)]
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_POINTS:
+            raise fail(where, here, f"num must be an integer from 1 to {MAX_POINTS}, got {n!r}")
+        if n == 1:
+            return [start]
+        if all(isinstance(x, int) for x in (start, stop)) and (stop - start) % (n - 1) == 0:
+            return [start + (stop - start) // (n - 1) * i for i in range(n)]  # integers stay integers
+        return [start + (stop - start) * i / (n - 1) for i in range(n)]
     step = spec["step"]
     if not step or (stop - start) / step < 0:
         raise fail(where, here, f"step {step!r} never reaches stop {stop!r} from start {start!r}")
     count = int(math.floor((stop - start) / step * (1 + 1e-12) + 1e-9)) + 1
-    if count > 100000:
-        raise fail(where, here, f"the range has {count} values: more than 100000")
+    if count > MAX_POINTS:
+        raise fail(where, here, f"the range has {count} values: more than {MAX_POINTS}")
     return [start + i * step for i in range(count)]
 
 
@@ -77,15 +84,17 @@ def expand(doc: dict, where: str) -> list:
     if mode not in ("product", "zip"):
         raise fail(where, "sweep.mode", f"must be 'product' or 'zip', got {mode!r}" + suggest(mode, ["product", "zip"]))
     lists = {}
-    for path, spec in table.items():
-        if path != "mode":
-            check_path(path, where)
-            lists[path] = values(spec, path, where)
+    for path, spec in _entries(table):
+        check_path(path, where)
+        lists[path] = values(spec, path, where)
     if not lists:
         raise fail(where, "sweep", "names no key to sweep (e.g. \"physics.alpha\" = [0.5, 1.0])")
     if mode == "zip" and len({len(v) for v in lists.values()}) > 1:
         sizes = ", ".join(f"{k}: {len(v)}" for k, v in lists.items())
         raise fail(where, "sweep", f"mode = \"zip\" needs lists of one length, got {sizes}")
+    total = math.prod(len(v) for v in lists.values()) if mode == "product" else len(next(iter(lists.values())))
+    if total > MAX_POINTS:
+        raise fail(where, "sweep", f"{total} points: more than {MAX_POINTS} runs")
     combos = zip(*lists.values()) if mode == "zip" else itertools.product(*lists.values())
     base = {k: v for k, v in doc.items() if k != "sweep"}
     points = []
@@ -96,6 +105,19 @@ def expand(doc: dict, where: str) -> list:
             _set(new, path, value, where)
         points.append((point, new))
     return points
+
+
+def _entries(table: dict, prefix: str = ""):
+    """The sweep's ``(key path, values)`` in the file's order. A dotted key written
+    without quotes (``physics.alpha = [...]``) is a nested table in TOML: it is flattened;
+    a range table (``{start, stop, num}``) is a value."""
+    for key, spec in table.items():
+        if not prefix and key == "mode":
+            continue
+        if isinstance(spec, dict) and not set(spec) & {"start", "stop", "num", "step"}:
+            yield from _entries(spec, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", spec
 
 
 def _set(doc: dict, path: str, value, where: str) -> None:
