@@ -214,7 +214,7 @@ def test_the_module_evaluates_no_text():
 
 
 def test_the_docs_examples_parse():
-    import tomllib
+    from pympc.jobs.spec import tomllib
 
     page = (ROOT / "docs" / "formulas.md").read_text()
     blocks = page.split("```toml\n")[1:]

@@ -583,7 +583,7 @@ def test_integers_of_any_size_are_one_message(edit, key, tmp_path):
 
 def test_the_json_schema_accepts_the_example_jobs_and_refuses_malformed_ones():
     import glob
-    import tomllib
+    from pympc.jobs.spec import tomllib
 
     import jsonschema
     from pympc.jobs import schema

@@ -872,7 +872,7 @@ def test_one_boundary_spelling_for_pympc_bc_and_the_solvers(comm):
     """pympc.bc and the solvers' bc= take the same side names ("x-", ...; a TOML job
     file's table as it is), fill the same ghosts, and refuse a bad side with one clear
     InputError, the same text from both, the same on every rank."""
-    import tomllib
+    from pympc.jobs.spec import tomllib
 
     with pympc.Decomposition((9, 7), comm=comm, periodic=(False, True), spacing=0.125) as d:
         a = pympc.DistArray.from_function(d, lambda x, y: x + 10 * y)

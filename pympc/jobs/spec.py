@@ -15,8 +15,12 @@ from __future__ import annotations
 import importlib
 import os
 import re
-import tomllib
 from dataclasses import dataclass
+
+try:  # the standard library's from Python 3.11; tomli is the same parser for 3.10
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover (3.10)
+    import tomli as tomllib
 
 import numpy as np
 
