@@ -1,0 +1,55 @@
+"""What a running task knows about itself: its index, its random stream, its group.
+
+Inside a task function, :func:`task_rng` is the task's own random stream, made from the
+farm's seed and the task's index (``SeedSequence(seed, spawn_key=(index,))``): a result
+never depends on which rank ran the task, in what order, or in which attempt, so a
+resumed Monte Carlo farm equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Task:
+    """Local. The running task: ``index``, the farm's ``seed``, the group communicator
+    (None for one-rank tasks) and the ``attempt``."""
+
+    index: int
+    seed: object
+    comm: object
+    attempt: int
+
+
+_current: list = []
+
+
+@contextmanager
+def running(task: Task):
+    """Local. ``task`` is the current task for the block."""
+    _current.append(task)
+    try:
+        yield task
+    finally:
+        _current.pop()
+
+
+def current() -> Task:
+    """Local. The task running now (a :class:`Task`); outside a farm task an
+    :class:`~pympc.errors.InputError`."""
+    if not _current:
+        from ..errors import InputError
+
+        raise InputError("pympc.farm.current() is called outside a farm task")
+    return _current[-1]
+
+
+def task_rng() -> np.random.Generator:
+    """Local. The current task's own random stream (see the module doc)."""
+    t = current()
+    seed = t.seed if isinstance(t.seed, int) else int.from_bytes(str(t.seed).encode()[:16], "little")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(t.index,))))
