@@ -7,7 +7,7 @@ results streamed to disk. See docs/farm.md.
 """
 
 _LAZY = {"Pool": ".pool", "Results": ".results", "Future": ".results", "TaskFailed": ".results",
-         "task_rng": ".context", "current": ".context"}
+         "task_rng": ".context", "current": ".context", "stop_farm": ".context"}
 
 
 def __getattr__(name):

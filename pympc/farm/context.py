@@ -23,6 +23,7 @@ class Task:
     seed: object
     comm: object
     attempt: int
+    stop: bool = False  # set by stop_farm(): start no further task (a run interrupted by a signal)
 
 
 _current: list = []
@@ -53,3 +54,10 @@ def task_rng() -> np.random.Generator:
     t = current()
     seed = t.seed if isinstance(t.seed, int) else int.from_bytes(str(t.seed).encode()[:16], "little")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(t.index,))))
+
+
+def stop_farm() -> None:
+    """Local. From inside a task: when it returns, its rank starts no further task and
+    the farm drains (status 75), as after a signal. A task that caught a signal itself (a
+    solver run that checkpointed and stopped) says so this way."""
+    current().stop = True

@@ -255,11 +255,14 @@ class _Worker:
         f, args = self.tasks[i]
         t0, start = time.perf_counter(), time.time()
         ok, value, err = True, None, None
-        with running(Task(i, pool.seed, pool.group if pool.k > 1 else None, self.attempt)):
+        task = Task(i, pool.seed, pool.group if pool.k > 1 else None, self.attempt)
+        with running(task):
             try:
                 value = f(pool.group, *args) if pool.k > 1 else f(*args)
             except Exception as e:  # a task's failure is recorded; the farm goes on
                 ok, err = False, (type(e).__name__, str(e), traceback.format_exc())
+        if task.stop:
+            pool.signalled = True  # the task asked the farm to drain (stop_farm)
         if pool.k > 1:  # the task failed if it failed on any of its ranks
             outcomes = pool.group.gather(err, root=0)
             err = next((o for o in outcomes if o is not None), None) if outcomes else err
