@@ -171,7 +171,8 @@ class Pool:
             if len(self.leaders) > 1:
                 server.serve(self.comm, len(self.leaders) - 1)
         client = (LocalClient(server) if self.rank == 0 else RemoteClient(self.comm)) if self.leader else None
-        old = {s: signal.signal(s, self._on_signal) for s in SIGNALS} if self.leader else {}
+        # every working rank: a signal between tasks must not kill a group member (the leader acts on it)
+        old = {s: signal.signal(s, self._on_signal) for s in SIGNALS}
         self.signalled = False
         switch = sys.getswitchinterval()
         sys.setswitchinterval(min(switch, 5e-4))  # the server thread answers within 0.5 ms
