@@ -598,3 +598,48 @@ def test_the_json_schema_accepts_the_example_jobs_and_refuses_malformed_ones():
                 {**good, "run": {"steps": 3, "t_end": 1.0}}, {**good, "grid": {"shape": "10"}},
                 {**good, "name": "a/b"}, {**good, "grid": {"shape": [10], "extent": -1.0}}):
         assert list(validator.iter_errors(bad)), bad
+
+
+FARMJOB = ('name = "fm"\nsolver = "heat"\n[grid]\nshape = [14, 10]\n[initial]\nu0 = "x * (1 - x) + y"\n'
+           '[run]\nsteps = 20\n[sweep]\n"physics.alpha" = [0.25, 0.5, 0.75, 1.0]\n')
+
+
+def test_a_sweep_as_a_farm_equals_the_sweep_run_point_by_point(tmp_path):
+    """``pympc run --farm --ranks-per-task K``: the points run side by side on groups of
+    K ranks, each point's field the same bit for bit as the sweep run point after point."""
+    job = tmp_path / "fm.toml"
+    job.write_text(FARMJOB)
+    assert pympc("run", "-n", 1, job, "--runs-dir", tmp_path / "seq").returncode == 0
+    for ranks, k in ((2, 1), (4, 2)):
+        runs = tmp_path / f"farm{ranks}"
+        r = pympc("run", "-n", ranks, job, "--runs-dir", runs, "--farm", "--ranks-per-task", k)
+        assert r.returncode == 0, r.stdout + r.stderr
+        for p in range(4):
+            d = runs / "fm" / str(p)
+            assert (d / "status").read_text() == "done\n"
+            assert json.loads((d / "run.json").read_text())["attempts"][0]["ranks"] == k
+            assert last_fields(d / "output.h5")[1]["u"].tobytes() == \
+                last_fields(tmp_path / "seq" / "fm" / str(p) / "output.h5")[1]["u"].tobytes()
+        before = _snapshot(runs / "fm" / "0")
+        r = pympc("run", "-n", ranks, job, "--runs-dir", runs, "--farm", "--ranks-per-task", k)
+        assert r.returncode == 0 and "4 done, 0 failed, 0 not run" in r.stdout, r.stdout + r.stderr
+        assert _snapshot(runs / "fm" / "0") == before  # the ledger knew: nothing ran again
+    r = pympc("run", "-n", 2, job, "--runs-dir", tmp_path / "x", "--farm", "--sweep-index", 1)
+    assert r.returncode == 2 and "not both" in r.stderr
+
+
+def test_a_failed_point_of_a_farm_is_recorded_and_the_others_run(tmp_path):
+    (tmp_path / "flaky.py").write_text(USER_MODULE.replace("mydecay:check", "flaky:check").replace(
+        "    def advance(self):\n", "    def advance(self):\n        if self.k == 0.5:\n"
+        "            raise RuntimeError('k = 0.5 fails')\n"))
+    job = tmp_path / "flaky.toml"
+    job.write_text('name = "fl"\nsolver = "flaky:Decay"\n[grid]\nshape = [6, 6]\n[run]\nsteps = 4\n'
+                   '[initial]\nu0 = 1.0\n[sweep]\n"physics.k" = [0.25, 0.5, 0.75]\n')
+    r = pympc("run", "-n", 2, job, "--runs-dir", tmp_path / "runs", "--farm")
+    assert r.returncode == 3, r.stdout + r.stderr
+    status = [(tmp_path / "runs" / "fl" / str(p) / "status").read_text().strip() for p in range(3)]
+    assert status == ["done", "failed", "done"], status
+    from pympc.farm import ledger
+
+    st = ledger.state(str(tmp_path / "runs" / "fl" / "farm" / "ledger"), 3)
+    assert st[1]["status"] == "failed" and "k = 0.5 fails" in st[1]["record"]["traceback"]

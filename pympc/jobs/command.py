@@ -44,6 +44,10 @@ def run_parser() -> argparse.ArgumentParser:
     ap.add_argument("--runs-dir", default="runs", help="where run directories go (default: ./runs)")
     ap.add_argument("--fresh", action="store_true",
                     help="start over: rename the earlier run directory aside (never deleted)")
+    ap.add_argument("--farm", action="store_true",
+                    help="run the sweep's points side by side as a task farm (docs/farm.md)")
+    ap.add_argument("--ranks-per-task", type=int, default=1, metavar="K",
+                    help="with --farm: ranks per sweep point (default 1)")
     ap.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                     help="with -n: SIGTERM the job after SECONDS (it checkpoints and exits 75), kill it "
                          "60 s later")
@@ -89,6 +93,9 @@ def check_main(argv=None) -> int:
 def run_main(argv=None) -> int:
     """Local. ``pympc run``: a parent that launches (``-n``) or a rank that runs."""
     args = run_parser().parse_args(argv)
+    problem = _option_problem(args)
+    if problem:
+        return _error(problem)
     if args.ranks is not None:
         return _launch(args)
     if args.timeout is not None:
@@ -97,12 +104,32 @@ def run_main(argv=None) -> int:
     return _rank(args)
 
 
+def _option_problem(args) -> str | None:
+    """What is wrong with a combination of ``pympc run``'s options, or None."""
+    if args.ranks_per_task < 1:
+        return f"--ranks-per-task must be >= 1, got {args.ranks_per_task}"
+    if args.farm and args.sweep_index is not None:
+        return "--farm runs every point of the sweep: give --farm or --sweep-index, not both"
+    if not args.farm and args.ranks_per_task != 1:
+        return "--ranks-per-task needs --farm"
+    if args.farm and args.ranks is not None and args.ranks_per_task > args.ranks:
+        return f"--ranks-per-task {args.ranks_per_task} is more than the {args.ranks} rank(s) of -n"
+    return None
+
+
+def _check_ranks(args, size: int) -> int:
+    """The rank count one point runs on: a farm's group, or the whole job."""
+    return args.ranks_per_task if args.farm else size
+
+
 def _child_argv(args) -> list:
     """What the ranks run: this command without the launcher's options, rebuilt from
     the parsed options (every spelling of -n is gone, so no rank launches again)."""
     out = ["run", os.path.abspath(args.job), "--runs-dir", os.path.abspath(args.runs_dir)]
     if args.sweep_index is not None:
         out += ["--sweep-index", str(args.sweep_index)]
+    if args.farm:
+        out += ["--farm", "--ranks-per-task", str(args.ranks_per_task)]
     return out + (["--fresh"] if args.fresh else [])
 
 
@@ -115,7 +142,7 @@ def _launch(args) -> int:
         return _error(f"-n must be >= 1, got {args.ranks}")
     try:
         _env.value("PYMPC_PROGRESS")  # a bad value: refused here, before anything starts
-        job = spec.load(args.job, ranks=args.ranks)
+        job = spec.load(args.job, ranks=_check_ranks(args, args.ranks))
         job.point(args.sweep_index)
     except (InputError, _env.EnvError) as e:
         return _error(str(e))
@@ -154,10 +181,13 @@ def _rank(args) -> int:
     comm = WORLD
     try:
         text = on_root(lambda: spec.read_text(args.job), comm)
-        job = agree(lambda: spec.load(args.job, ranks=comm.Get_size(), imports=True, text=text), comm)
+        job = agree(lambda: spec.load(args.job, ranks=_check_ranks(args, comm.Get_size()), imports=True,
+                                      text=text), comm)
         job.point(args.sweep_index)
         base = os.path.dirname(os.path.abspath(args.job))
         with solverinfo.search_path([base, os.getcwd()]):
+            if args.farm:
+                return runner.run_farm(job, job.info, comm, args.runs_dir, args.ranks_per_task, args.fresh)
             return runner.run_job(job, job.info, comm, args.runs_dir, args.sweep_index, args.fresh)
     except InputError as e:
         if comm.Get_rank() == 0:

@@ -40,16 +40,9 @@ def run_job(job, info, comm, runs_dir: str, sweep_index=None, fresh: bool = Fals
     points ended ``done-with-failures`` earlier. Every point's run directory is checked
     before the first is written."""
     points = job.point(sweep_index)
-    whole_sweep = job.swept and sweep_index is None
-    if whole_sweep:
-        if fresh:  # the whole sweep starts over: its directory moves aside once, up front
-            moved = on_root(lambda: rundir.move_aside_sweep(runs_dir, job.name), comm)
-            if moved:
-                print0(f"{job.name}: --fresh: the earlier sweep moved to {moved}", comm=comm)
-            fresh = False
-        for point in points:  # read only: refuse before anything is written
-            on_root(lambda: rundir.decide(rundir.directory(runs_dir, point.job), point.job, False, job.path), comm)
-        on_root(lambda: queue(job, runs_dir), comm)
+    if job.swept and sweep_index is None:
+        _prepare_sweep(job, comm, runs_dir, fresh)
+        fresh = False
     codes = []
     with early_signals() as early:
         for point in points:
@@ -60,6 +53,48 @@ def run_job(job, info, comm, runs_dir: str, sweep_index=None, fresh: bool = Fals
     if any(c != DONE for c in codes):
         return DONE_WITH_FAILURES
     return DONE
+
+
+def _prepare_sweep(job, comm, runs_dir, fresh) -> None:
+    """Collective. Before a whole sweep runs: ``--fresh`` moves it aside at once, every
+    point's directory is checked (read only), then the new points are queued."""
+    if fresh:
+        moved = on_root(lambda: rundir.move_aside_sweep(runs_dir, job.name), comm)
+        if moved:
+            print0(f"{job.name}: --fresh: the earlier sweep moved to {moved}", comm=comm)
+    for point in job.points:
+        on_root(lambda: rundir.decide(rundir.directory(runs_dir, point.job), point.job, False, job.path), comm)
+    on_root(lambda: queue(job, runs_dir), comm)
+
+
+def run_farm(job, info, comm, runs_dir: str, ranks_per_task: int, fresh: bool = False) -> int:
+    """Collective. Run every point of the job's sweep as a task of a farm
+    (:mod:`pympc.farm`) on groups of ``ranks_per_task`` ranks: points run side by side,
+    a failed point is recorded and the others go on, a signal drains the farm. The farm's
+    ledger is ``<runs-dir>/<name>/farm/``; a rerun runs the points not done. Exit status:
+    0, 3 (some points failed), 75 (interrupted: run again to resume)."""
+    if not job.swept:
+        raise InputError(f"{job.path}: --farm runs the points of a [sweep]; this job has none")
+    _prepare_sweep(job, comm, runs_dir, fresh)
+    farm = spec.module("pympc.farm.pool")
+    one = spec.module("mpi4py.MPI").COMM_SELF
+
+    def task(*args):
+        group, index = (args[0], args[1]) if len(args) == 2 else (one, args[0])
+        code = run_point(job, job.points[index], info, group, runs_dir, False, None)
+        if code == INTERRUPTED:
+            spec.module("pympc.farm.context").stop_farm()
+        return code
+
+    store = os.path.join(runs_dir, job.name, "farm")
+    with farm.Pool(comm, ranks_per_task=ranks_per_task, store=store) as pool:
+        res = pool.map(task, range(len(job.points)))
+    print0(f"{job.name}: farm of {len(job.points)} points on groups of {ranks_per_task} rank(s): {res.done} done, "
+           f"{len(res.failed)} failed, {res.not_run} not run ({res.seconds:.1f} s; ledger {store}/ledger)", comm=comm)
+    codes = [res.result(i) for i in range(len(job.points)) if i not in res.failed and res.status != INTERRUPTED]
+    if res.status == INTERRUPTED or INTERRUPTED in codes:
+        return INTERRUPTED
+    return DONE_WITH_FAILURES if res.failed else DONE
 
 
 class early_signals:
