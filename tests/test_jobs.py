@@ -643,3 +643,33 @@ def test_a_failed_point_of_a_farm_is_recorded_and_the_others_run(tmp_path):
 
     st = ledger.state(str(tmp_path / "runs" / "fl" / "farm" / "ledger"), 3)
     assert st[1]["status"] == "failed" and "k = 0.5 fails" in st[1]["record"]["traceback"]
+
+
+def test_a_signal_drains_a_farm_and_the_rerun_finishes_it(tmp_path):
+    """SIGTERM to ``pympc run -n 2 --farm``: the running points checkpoint, no further
+    point starts, exit 75; the same command again finishes every point."""
+    job = tmp_path / "sig.toml"
+    job.write_text(SIGJOB.replace("steps = 600", "steps = 300") + '[sweep]\n"physics.alpha" = [0.5, 0.6, 0.7, 0.8]\n')
+    runs = tmp_path / "runs"
+    env = clean_env({**os.environ, "PYMPC_PROGRESS": "off"})
+    proc = subprocess.Popen([sys.executable, "-m", "pympc", "run", "-n", "2", str(job), "--runs-dir", str(runs),
+                             "--farm"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any((runs / "sig" / str(p) / "status").exists() and
+                      (runs / "sig" / str(p) / "status").read_text() == "running\n" for p in range(4)):
+            assert time.monotonic() < deadline and proc.poll() is None, "no point started"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 75, out + err
+    markers = [(runs / "sig" / str(p) / "status").read_text().strip() for p in range(4)]
+    assert "interrupted" in markers and "running" not in markers and markers.count("done") < 4, markers
+    r = pympc("run", "-n", 2, job, "--runs-dir", runs, "--farm")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [(runs / "sig" / str(p) / "status").read_text().strip() for p in range(4)] == ["done"] * 4

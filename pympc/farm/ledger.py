@@ -30,7 +30,8 @@ from ..fsutil import write_atomic
 
 HEADER = "farm.json"
 FORMAT = "pympc-farm-ledger/1"
-#: the statuses a task's records carry; the last record of a task wins
+#: the statuses that settle a task (a done record wins over failures); a task recorded
+#: only as "interrupted" (it stopped part-way and checkpointed: stop_farm) runs again
 STATUSES = ("done", "failed")
 
 

@@ -275,7 +275,9 @@ class _Worker:
             return None
         rec = {"task": i, "hash": self.hashes[i], "attempt": self.attempt, "rank": pool.rank,
                "start": start, "seconds": seconds}
-        if ok:
+        if ok and task.stop:  # stopped part-way (a checkpointed solver run): not done, run again
+            rec.update(status="interrupted")
+        elif ok:
             rec.update(status="done", **store_result(pool.store, i, value))
         else:
             rec.update(status="failed", error=err[0], message=err[1], traceback=err[2])

@@ -165,8 +165,8 @@ def _outcome(job, args, code: int, passed) -> int:
     from . import rundir, status
 
     markers = [status.read_marker(rundir.directory(args.runs_dir, p.job)) for p in job.point(args.sweep_index)]
-    if "interrupted" in markers:
-        return status.INTERRUPTED
+    if "interrupted" in markers or ((passed or code == 0) and "queued" in markers and "running" not in markers):
+        return status.INTERRUPTED  # checkpointed, or drained before some points started: run again
     if markers and all(m in ("done", "done-with-failures") for m in markers):
         return DONE if all(m == "done" for m in markers) else status.DONE_WITH_FAILURES
     # killed before a marker said how it ended ("running"), or failed: never report success
