@@ -73,7 +73,7 @@ class Pool:
         self.group = self.comm.Split(self.rank // k if self.active else MPI.UNDEFINED, self.rank)
         self.leader = self.active and self.group.Get_rank() == 0
         self.leaders = list(range(0, ngroups * k, k))
-        if self.rank == 0 and not self.active or (self.rank == 0 and ngroups * k < self.size):
+        if self.rank == 0 and ngroups * k < self.size:
             get_logger("farm").warning("%d rank(s) idle: %d ranks do not split into groups of %d",
                                        self.size - ngroups * k, self.size, k)
         self.store = os.path.abspath(store)
