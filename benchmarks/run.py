@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from pympc.tools.launch import run_mpi  # noqa: E402
 
 BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py", "bsp": "bench_bsp.py",
-           "solvers": "bench_solvers.py", "krylov": "bench_krylov.py"}
+           "solvers": "bench_solvers.py", "krylov": "bench_krylov.py", "farm": "bench_farm.py"}
 
 
 def cpu_model():
@@ -216,7 +216,29 @@ def krylov_table(runs):
     return str(table)
 
 
-TABLES = {"decomp": decomp_table, "io": io_table, "bsp": bsp_table, "solvers": solvers_table, "krylov": krylov_table}
+def farm_table(runs):
+    table = Table(runs)
+    row = table.row
+    tps = lambda k: lambda r: f"{r['tiny'][k]['tasks_per_s']:.0f} tasks/s"  # noqa: E731
+    row("tiny tasks: pympc.farm (a ledger record per task)", "", tps("farm"))
+    row("tiny tasks: MPICommExecutor.map, chunksize=1 (default)", "", tps("executor"))
+    row("tiny tasks: MPICommExecutor.map, chunksize=tasks/(4 workers)", "", tps("executor_chunked"))
+    row("**tiny: farm / MPICommExecutor (default) throughput**", ">= 1.5 at 2 ranks",
+        lambda r: fmt(r["ratios"]["farm_over_executor_throughput"]))
+    row("tiny: farm / MPICommExecutor (chunked) throughput", "",
+        lambda r: fmt(r["ratios"]["farm_over_executor_chunked_throughput"]))
+    row("tiny tasks: pympc.farm without the ledger writes", "", tps("farm_no_ledger_writes"))
+    row("**skewed busy tasks: farm efficiency**", ">= 0.95 at 2 ranks", lambda r: fmt(r["ratios"]["busy_efficiency"]))
+    row("skewed busy tasks: MPICommExecutor efficiency", "", lambda r: fmt(r["busy"]["executor"]["efficiency"]))
+    row("**ledger: Writer.write per record**", "", lambda r: f"{r['ratios']['ledger_write_us_per_task']:.1f} µs")
+    row("ledger: farm time with / without the writes, per task", "",
+        lambda r: f"{r['ratios']['ledger_writes_in_farm_us_per_task']:.1f} µs")
+    row("**ledger size per 10,000 tasks**", "", lambda r: f"{r['tiny']['ledger_bytes_per_10k'] / 2**20:.2f} MiB")
+    return str(table)
+
+
+TABLES = {"decomp": decomp_table, "io": io_table, "bsp": bsp_table, "solvers": solvers_table, "krylov": krylov_table,
+          "farm": farm_table}
 CAPTIONS = {
     "decomp": lambda r: (f"Grid {r['size']}², ghost width 1, periodic; medians of {r['reps']} batches of "
                          f"{r['steps']} steps, each timed to the slowest rank."),
@@ -236,6 +258,11 @@ CAPTIONS = {
     "krylov": lambda r: (f"CG: {r['size']}² 5-point Laplacian, {r['iters']} iterations, residual norm every "
                          f"iteration; MG-PCG: {r['mg_size']}² to 1e-8; medians of {r['reps']} runs after a "
                          f"warm-up, each timed to the slowest rank."),
+    "farm": lambda r: (f"{r['tiny']['tasks']} tiny tasks (a 64-element sum, a few µs), each figure a whole `with` "
+                       f"block from a barrier to the slowest rank's end, the median of {r['reps']}; "
+                       f"{r['busy']['tasks']} busy tasks (arithmetic, no sleep), log-normal durations of mean "
+                       f"{r['busy']['mean_ms']:g} ms and sigma {r['busy']['sigma']:g}: efficiency = the tasks' own "
+                       f"measured times / (ranks x wall time). The farm's store on the local disk."),
 }
 
 
