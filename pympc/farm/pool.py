@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 
 from mpi4py import MPI
 
@@ -135,9 +136,10 @@ class Pool:
         plan = self._plan(len(tasks), whole)
         attempt, todo = plan
         t0 = time.monotonic()
-        if self.active:
-            self._work(tasks, hashes, attempt, todo, chunksize)
-        self.comm.Barrier()
+        with self._catching_signals():
+            if self.active:
+                self._work(tasks, hashes, attempt, todo, chunksize)
+            self.comm.Barrier()
         summary = self.comm.bcast(self._summary(len(tasks)) if self.rank == 0 else None, root=0)
         results = Results(self.store, self.ledger_dir, len(tasks), summary, time.monotonic() - t0)
         self.last = results
@@ -171,9 +173,6 @@ class Pool:
             if len(self.leaders) > 1:
                 server.serve(self.comm, len(self.leaders) - 1)
         client = (LocalClient(server) if self.rank == 0 else RemoteClient(self.comm)) if self.leader else None
-        # every working rank: a signal between tasks must not kill a group member (the leader acts on it)
-        old = {s: signal.signal(s, self._on_signal) for s in SIGNALS}
-        self.signalled = False
         switch = sys.getswitchinterval()
         sys.setswitchinterval(min(switch, 5e-4))  # the server thread answers within 0.5 ms
         try:
@@ -181,10 +180,22 @@ class Pool:
             worker.loop()
         finally:
             sys.setswitchinterval(switch)
-            for s, h in old.items():
-                signal.signal(s, h)
             if server is not None:
                 server.join()
+
+    @contextmanager
+    def _catching_signals(self):
+        """Local. During a run, on every rank (idle ones too): the farm's signals set a
+        flag instead of ending the rank. A leader drains on it; a group member passes it to
+        its leader with its next task's outcome; an idle rank waiting in the final barrier
+        must not be killed by the SIGTERM mpiexec passes on to every rank either."""
+        old = {s: signal.signal(s, self._on_signal) for s in SIGNALS}
+        self.signalled = False
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
 
     def _on_signal(self, signum, frame):
         self.signalled = True
@@ -264,9 +275,11 @@ class _Worker:
                 ok, err = False, (type(e).__name__, str(e), traceback.format_exc())
         if task.stop:
             pool.signalled = True  # the task asked the farm to drain (stop_farm)
-        if pool.k > 1:  # the task failed if it failed on any of its ranks
-            outcomes = pool.group.gather(err, root=0)
-            err = next((o for o in outcomes if o is not None), None) if outcomes else err
+        if pool.k > 1:  # the task failed if it failed on any of its ranks; a member's signal drains
+            outcomes = pool.group.gather((err, pool.signalled), root=0)
+            if outcomes:
+                err = next((e for e, _ in outcomes if e is not None), None)
+                pool.signalled = any(s for _, s in outcomes)
             ok = err is None
         seconds = time.perf_counter() - t0
         self.count += 1
