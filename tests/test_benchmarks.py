@@ -67,3 +67,12 @@ def test_krylov_benchmark_runs_tiny(tmp_path):
     assert r.returncode == 0, r.output[-3000:]
     res = json.loads(out.read_text())
     assert res["mgcg_pympc"]["iterations"] > 0 and res["cg_assembled_per_iter"]["median"] > 0
+
+
+def test_farm_benchmark_runs_tiny(tmp_path):
+    out = tmp_path / "farm.json"
+    r = run_mpi(2, [os.path.join(ROOT, "benchmarks", "bench_farm.py"), "--tiny", "200", "--busy", "20",
+                    "--reps", "1", "--dir", str(tmp_path), "--json", str(out)], timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.output[-3000:]
+    data = json.loads(out.read_text())
+    assert data, data
