@@ -82,7 +82,7 @@ class Pool:
         self.seed, self.retry_failed, self.max_failures = seed, bool(retry_failed), int(max_failures)
         self.deadline = deadline if deadline is not None else _slurm_deadline()
         self.chunksize, self.margin = chunksize, float(margin)
-        self.pending = []
+        self.pending, self.futures = [], []
         self.last = None
 
     # -- the public calls --------------------------------------------------------------
@@ -101,12 +101,16 @@ class Pool:
 
         self.pending.append((f, args))
         fut = Future(self, len(self.pending) - 1)
+        self.futures.append(fut)
         return fut
 
     def wait(self) -> Results:
         """Collective. Run every submitted task; their futures then hold the outcomes."""
         tasks, self.pending = self.pending, []
+        futures, self.futures = self.futures, []
         self.last = self._run(tasks, None)
+        for fut in futures:  # each future keeps its own batch's outcome
+            fut.results = self.last
         return self.last
 
     def close(self) -> None:

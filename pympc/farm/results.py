@@ -112,11 +112,9 @@ class Future:
         self.pool, self.index, self.results = pool, index, None
 
     def _outcome(self):
-        if self.results is None:
-            if self.pool.last is None or self.pool.pending:
-                raise PympcError("the farm has not run this task yet: call pool.wait() on every rank "
-                                 "(or leave the with block) first")
-            self.results = self.pool.last
+        if self.results is None:  # set by the pool.wait() that ran this future's batch
+            raise PympcError("the farm has not run this task yet: call pool.wait() on every rank "
+                             "(or leave the with block) first")
         return self.results
 
     def done(self) -> bool:
