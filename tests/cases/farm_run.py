@@ -9,17 +9,14 @@ signal or kill ranks by pid). Every task appends ``<index>`` to
 executed without trusting the ledger. ``mc`` tasks draw from :func:`pympc.farm.task_rng`
 and take 5-20 ms (from their index, not their stream); every fifth returns an array
 big enough to go to its own result file. At the end rank 0 writes
-``STORE/summary.json`` (the status, counts, and a digest of every result) and every rank
+``STORE/summary.json`` (the status, the counts, the errors) and every rank
 exits with the farm's status.
 """
 
 import argparse
-import hashlib
 import json
 import os
 import time
-
-import numpy as np
 
 from pympc import WORLD, farm
 
@@ -63,11 +60,6 @@ def task(*args):
     return float(rng.random(100).sum())
 
 
-def digest(value) -> str:
-    data = value.tobytes() if isinstance(value, np.ndarray) else repr(value).encode()
-    return hashlib.sha256(data).hexdigest()
-
-
 deadline = None
 if a.deadline_in is not None:
     deadline = WORLD.bcast(time.time() + a.deadline_in, root=0)
@@ -75,14 +67,8 @@ with farm.Pool(store=a.store, seed=a.seed, deadline=deadline, ranks_per_task=a.r
     res = pool.map(task, range(a.tasks))
 ended = time.time()
 if rank == 0:
-    digests = {}
-    for i in range(a.tasks):
-        try:
-            digests[i] = digest(res.result(i))
-        except (LookupError, farm.TaskFailed):
-            pass
     summary = {"status": res.status, "done": res.done, "failed": res.failed, "not_run": res.not_run,
-               "past_deadline": None if deadline is None else ended - deadline, "digests": digests,
+               "past_deadline": None if deadline is None else ended - deadline,
                "errors": [(e.index, e.error, e.traceback) for e in res.errors()]}
     tmp = os.path.join(a.store, "summary.json.tmp")
     with open(tmp, "w") as f:
