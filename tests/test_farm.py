@@ -430,3 +430,29 @@ def test_sigterm_to_one_rank_drains_then_rerun_completes(tmp_path, n, k, target)
     assert len(done) == s["done"] and len(done) + s["not_run"] == ntasks
     rerun_completes(n, store, ntasks, done, *args)
     assert done_results(store, ntasks) == {i: i for i in range(ntasks)}
+
+
+def _square(i):
+    return i * i
+
+
+def _cube(i):
+    return i ** 3
+
+
+@pytest.mark.mpi
+def test_two_maps_on_one_pool_keep_their_own_ledgers(comm, shared_tmp_path):
+    """Each map of a pool has its own ledger and results (``ledger``, ``ledger-1``, ...):
+    a program that maps twice runs, and when run again finds both done."""
+    from pympc.farm import Pool
+
+    store = str(shared_tmp_path / "two")
+    for _ in range(2):
+        with Pool(comm, store=store) as pool:
+            a = pool.map(_square, range(10))
+            b = pool.map(_cube, range(7))
+            assert list(a) == [i * i for i in range(10)] and list(b) == [i ** 3 for i in range(7)]
+            assert a.status == b.status == 0
+    for name, n in (("ledger", 10), ("ledger-1", 7)):
+        recs = list(_ledger.records(os.path.join(store, name)))
+        assert len(recs) == n and {r["attempt"] for r in recs} == {1}, (name, recs[:3])

@@ -52,8 +52,7 @@ def current() -> Task:
 def task_rng() -> np.random.Generator:
     """Local. The current task's own random stream (see the module doc)."""
     t = current()
-    seed = t.seed if isinstance(t.seed, int) else int.from_bytes(str(t.seed).encode()[:16], "little")
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(t.index,))))
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(t.seed, spawn_key=(t.index,))))
 
 
 def stop_farm() -> None:

@@ -49,7 +49,8 @@ class Pool:
         last ``size % k`` ranks stay idle (a warning says so).
     :param store: the farm's directory: ``ledger/`` and ``results/`` go there.
     :param ledger: the ledger's directory instead of ``<store>/ledger``.
-    :param seed: the seed of every task's random stream (:func:`pympc.farm.task_rng`).
+    :param seed: the seed of every task's random stream (:func:`pympc.farm.task_rng`), an
+        integer >= 0.
     :param deadline: the time (``time.time()``) by which the farm must end; default
         Slurm's ``SLURM_JOB_END_TIME`` when set. A task whose running mean says it will not
         finish in time is not started.
@@ -78,7 +79,11 @@ class Pool:
             get_logger("farm").warning("%d rank(s) idle: %d ranks do not split into groups of %d",
                                        self.size - ngroups * k, self.size, k)
         self.store = os.path.abspath(store)
-        self.ledger_dir = os.path.abspath(ledger) if ledger else os.path.join(self.store, "ledger")
+        self._ledger_base = os.path.abspath(ledger) if ledger else os.path.join(self.store, "ledger")
+        self.ledger_dir, self.results_dir, self.runs = self._ledger_base, os.path.join(self.store, "results"), 0
+        check_all(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+                  f"seed must be an integer >= 0 (every task's stream is SeedSequence(seed, spawn_key="
+                  f"(task,))), got {seed!r}", base)
         self.seed, self.retry_failed, self.max_failures = seed, bool(retry_failed), int(max_failures)
         self.deadline = deadline if deadline is not None else _slurm_deadline()
         self.chunksize, self.margin = chunksize, float(margin)
@@ -134,6 +139,12 @@ class Pool:
         """Collective. Agree on the task list, read the ledger, schedule, record, sum up."""
         hashes = [_task_hash(i, args) for i, (_, args) in enumerate(tasks)]
         whole = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+        # the n-th map/wait of this pool keeps its own ledger and results (ledger-n,
+        # results-n; the first: ledger, results): a program that maps twice resumes both
+        sub = f"-{self.runs}" if self.runs else ""
+        self.runs += 1
+        self.ledger_dir = self._ledger_base + sub
+        self.results_dir = os.path.join(self.store, "results" + sub)
         mine = self.comm.allgather(whole)
         check_all(len(set(mine)) == 1, "the ranks passed different tasks to the farm (every rank must "
                   "submit the same tasks, in the same order)", self.comm)
@@ -155,7 +166,7 @@ class Pool:
             header = _ledger.open_ledger(self.ledger_dir, ntasks, whole, self.seed)
             st = _ledger.state(self.ledger_dir, ntasks)
             todo = [i for i in range(ntasks) if self._wanted(st.get(i))]
-            os.makedirs(os.path.join(self.store, "results"), exist_ok=True)
+            os.makedirs(self.results_dir, exist_ok=True)
             return header["attempts"], todo
         from ..runtime import on_root
 
@@ -219,9 +230,12 @@ class _Worker:
     """Local. One rank's side of a run: a leader's loop (fetch, announce, run, record)
     or a group member's (follow the leader's announcements)."""
 
+    FLUSH_EVERY = 0.05  # seconds between ledger writes within a chunk
+
     def __init__(self, pool, tasks, hashes, attempt, client):
         self.pool, self.tasks, self.hashes, self.attempt, self.client = pool, tasks, hashes, attempt, client
         self.mean, self.count = 0.0, 0
+        self.batch, self.flushed = [], time.monotonic()
 
     def loop(self) -> None:
         """Local. Until there is no more work (or the deadline, or a signal)."""
@@ -237,6 +251,7 @@ class _Worker:
         try:
             self._lead(writer)
         finally:
+            self._flush(writer)  # what ran before a stop (a deadline, a signal) is recorded
             writer.close()
             if pool.k > 1:
                 pool.group.bcast(None, root=0)
@@ -252,8 +267,18 @@ class _Worker:
                     self.client.ask()  # the next chunk's request hides behind this task
                 if self.pool.k > 1:
                     self.pool.group.bcast(i, root=0)
-                writer.write([self._run_one(i)])
+                self.batch.append(self._run_one(i))
+                if time.monotonic() - self.flushed > self.FLUSH_EVERY:
+                    self._flush(writer)
+            self._flush(writer)  # a chunk's records are on disk before its next is asked for
             chunk = self.client.get()
+
+    def _flush(self, writer) -> None:
+        """Write the records kept since the last flush, in one write call: a kill loses
+        at most FLUSH_EVERY seconds of records (those tasks run again), and tiny tasks do
+        not pay a system call each."""
+        writer.write(self.batch)
+        self.batch, self.flushed = [], time.monotonic()
 
     def _must_stop(self) -> bool:
         pool = self.pool
@@ -295,7 +320,7 @@ class _Worker:
         if ok and task.stop:  # stopped part-way (a checkpointed solver run): not done, run again
             rec.update(status="interrupted")
         elif ok:
-            rec.update(status="done", **store_result(pool.store, i, value))
+            rec.update(status="done", **store_result(pool.store, pool.results_dir, i, value))
         else:
             rec.update(status="failed", error=err[0], message=err[1], traceback=err[2])
         return rec

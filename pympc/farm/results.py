@@ -21,10 +21,11 @@ from . import ledger as _ledger
 INLINE = 64 * 1024
 
 
-def store_result(store: str, index: int, value) -> dict:
-    """Local. Keep a task's result: the fields of its ledger record that say where."""
+def store_result(store: str, results_dir: str, index: int, value) -> dict:
+    """Local. Keep a task's result (a large one as a file in ``results_dir``): the fields
+    of its ledger record that say where (paths relative to ``store``)."""
     if isinstance(value, np.ndarray) and value.nbytes > INLINE and value.dtype != object:
-        path = os.path.join(store, "results", f"{index:08d}.npy")
+        path = os.path.join(results_dir, f"{index:08d}.npy")
         tmp = path + ".tmp.npy"
         np.save(tmp, value)
         os.replace(tmp, path)
@@ -32,7 +33,7 @@ def store_result(store: str, index: int, value) -> dict:
     data = pickle.dumps(value, protocol=4)
     if len(data) <= INLINE:
         return {"value": base64.b64encode(data).decode()}
-    path = os.path.join(store, "results", f"{index:08d}.pkl")
+    path = os.path.join(results_dir, f"{index:08d}.pkl")
     with open(path + ".tmp", "wb") as f:
         f.write(data)
     os.replace(path + ".tmp", path)
