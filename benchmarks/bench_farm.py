@@ -38,7 +38,7 @@ import numpy as np
 from mpi4py import MPI
 from mpi4py.futures import MPICommExecutor
 
-from common import emit, versions
+from common import emit, timed, versions
 from pympc.farm import Pool
 from pympc.farm import ledger as farm_ledger
 
@@ -75,17 +75,9 @@ def calibrate():
 
 
 def timed_block(fn, reps, setup=None):
-    """Collective. The median, over ``reps``, of ``fn()``'s time from a barrier to the
-    slowest rank's end; ``setup()`` runs before each, outside the timer."""
-    out = []
-    for _ in range(reps):
-        if setup:
-            setup()
-        comm.Barrier()
-        t0 = time.perf_counter()
-        fn()
-        out.append(comm.allreduce(time.perf_counter() - t0, op=MPI.MAX))
-    return {"median": float(np.median(out)), "min": min(out), "max": max(out), "all": out}
+    """Collective. ``fn()``'s time from a barrier to the slowest rank's end (the median
+    over ``reps``, no warm-up: each block is a whole farm), with ``setup()`` before each."""
+    return timed(fn, steps=1, reps=reps, comm=comm, warmup=0, setup=setup)
 
 
 def new_store(base, name):
