@@ -641,7 +641,8 @@ def test_a_failed_point_of_a_farm_is_recorded_and_the_others_run(tmp_path):
     assert status == ["done", "failed", "done"], status
     from pympc.farm import ledger
 
-    st = ledger.state(str(tmp_path / "runs" / "fl" / "farm" / "ledger"), 3)
+    (version,) = os.listdir(tmp_path / "runs" / "fl" / "farm")  # one ledger per version of the sweep
+    st = ledger.state(str(tmp_path / "runs" / "fl" / "farm" / version / "ledger"), 3)
     assert st[1]["status"] == "failed" and "k = 0.5 fails" in st[1]["record"]["traceback"]
 
 

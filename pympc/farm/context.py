@@ -24,6 +24,7 @@ class Task:
     comm: object
     attempt: int
     stop: bool = False  # set by stop_farm(): start no further task (a run interrupted by a signal)
+    run: int = 0  # which map/wait of its pool (0: the first)
 
 
 _current: list = []
@@ -50,9 +51,11 @@ def current() -> Task:
 
 
 def task_rng() -> np.random.Generator:
-    """Local. The current task's own random stream (see the module doc)."""
+    """Local. The current task's own random stream (see the module doc; the n-th map
+    of a pool, n >= 1, uses ``spawn_key=(index, n)``)."""
     t = current()
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(t.seed, spawn_key=(t.index,))))
+    key = (t.index,) if t.run == 0 else (t.index, t.run)  # each map of a pool: its own streams
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(t.seed, spawn_key=key)))
 
 
 def stop_farm() -> None:

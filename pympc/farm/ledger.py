@@ -35,6 +35,29 @@ FORMAT = "pympc-farm-ledger/1"
 STATUSES = ("done", "failed")
 
 
+class Lock:
+    """Local. On rank 0, for one run of a farm: an exclusive ``flock`` on
+    ``<ledger>/.lock``, so that a second run of the same farm at the same time (a requeued
+    job while the first still drains) is refused instead of sharing attempt numbers and
+    running tasks twice. The kernel drops it when the process dies."""
+
+    def __init__(self, directory: str):
+        import fcntl
+
+        os.makedirs(directory, exist_ok=True)
+        self.f = open(os.path.join(directory, ".lock"), "a")
+        try:
+            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.f.close()
+            raise InputError(f"{directory}: this farm's ledger is in use by another run (its lock is held)")
+
+    def release(self) -> None:
+        """Local. Drop the lock."""
+        if not self.f.closed:
+            self.f.close()
+
+
 def read_header(directory: str) -> dict | None:
     """Local. The ledger's identity (``farm.json``), or None when there is no ledger."""
     try:
@@ -69,28 +92,44 @@ def open_ledger(directory: str, ntasks: int, tasks_hash: str, seed) -> dict:
     return header
 
 
-def records(directory: str):
-    """Local. Every whole record of every writer, in no particular order (a torn last
-    line, from a writer killed while writing it, is skipped)."""
+def _lines(directory: str):
+    """``(path, offset, line)`` of every whole line of every writer's file, read a line
+    at a time (a torn last line, from a writer killed while writing it, is skipped)."""
     for path in sorted(glob.glob(os.path.join(directory, "*.jsonl"))):
         with open(path, "rb") as f:
-            data = f.read()
-        for line in data.split(b"\n")[:-1]:  # the part after the last newline is torn or empty
-            try:
-                yield json.loads(line)
-            except ValueError:
-                continue
+            pos = 0
+            for line in f:
+                if line.endswith(b"\n"):
+                    yield path, pos, line[:-1]
+                pos += len(line)
+
+
+def records(directory: str):
+    """Local. Every whole record of every writer, in no particular order."""
+    for _, _, line in _lines(directory):
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue
 
 
 def state(directory: str, ntasks: int) -> dict:
     """Local. Per task index, what the ledger knows: ``{"status": "done"|"failed",
-    "failures": n, "record": the last record}``; tasks never recorded are absent. A done
-    record wins over any failure."""
+    "failures": n, "record": the last record}``; tasks never recorded (or only recorded
+    as interrupted) are absent. A done record wins over any failure. A record's inline
+    result is not kept: ``record["at"]`` says where to read it (:func:`read_at`), so the
+    state of a large farm is small."""
     out: dict = {}
-    for rec in records(directory):
+    for path, pos, line in _lines(directory):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
         t = rec.get("task")
         if not isinstance(t, int) or not 0 <= t < ntasks or rec.get("status") not in STATUSES:
             continue
+        if "value" in rec:
+            rec["value"], rec["at"] = None, (path, pos, len(line))
         cur = out.setdefault(t, {"status": None, "failures": 0, "record": None})
         if rec["status"] == "failed":
             cur["failures"] += 1
@@ -99,6 +138,14 @@ def state(directory: str, ntasks: int) -> dict:
         else:
             cur["status"], cur["record"] = "done", rec
     return out
+
+
+def read_at(at) -> dict:
+    """Local. The whole record at ``(path, offset, length)`` (its inline result too)."""
+    path, pos, length = at
+    with open(path, "rb") as f:
+        f.seek(pos)
+        return json.loads(f.read(length))
 
 
 class Writer:

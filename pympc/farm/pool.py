@@ -68,12 +68,19 @@ class Pool:
                   f"ranks_per_task must be an integer from 1 to the rank count {base.Get_size()}, got {k!r}", base)
         check_all(chunksize is None or (isinstance(chunksize, int) and chunksize >= 1),
                   f"chunksize must be None or an integer >= 1, got {chunksize!r}", base)
+        # rank 0 serves the queue from a thread that calls MPI while its own tasks may too
+        check_all(base.Get_size() // k < 2 or MPI.Query_thread() == MPI.THREAD_MULTIPLE,
+                  f"the farm needs MPI_THREAD_MULTIPLE (mpi4py's default; MPI runs at level "
+                  f"{MPI.Query_thread()}): do not lower mpi4py.rc.thread_level", base)
         self.comm = base.Dup()  # private: the farm's messages cannot meet the program's
         self.size, self.rank, self.k = self.comm.Get_size(), self.comm.Get_rank(), k
         ngroups = self.size // k
         self.active = self.rank < ngroups * k
         self.group = self.comm.Split(self.rank // k if self.active else MPI.UNDEFINED, self.rank)
         self.leader = self.active and self.group.Get_rank() == 0
+        # the tasks' own communicator: a task's collectives can never meet the farm's own
+        # (the outcome gather), even when the task failed on some of its ranks only
+        self.task_comm = self.group.Dup() if self.active and k > 1 else None
         self.leaders = list(range(0, ngroups * k, k))
         if self.rank == 0 and ngroups * k < self.size:
             get_logger("farm").warning("%d rank(s) idle: %d ranks do not split into groups of %d",
@@ -96,6 +103,9 @@ class Pool:
         1) for every item, on every rank with the same items; returns the
         :class:`Results` (every rank), in the items' order. ``unordered`` is accepted for
         the futures API's shape: results are read by index, so order costs nothing."""
+        check_all(chunksize is None or (isinstance(chunksize, int) and not isinstance(chunksize, bool)
+                                        and chunksize >= 1),
+                  f"chunksize must be None or an integer >= 1, got {chunksize!r}", self.comm)
         return self._run([(f, (item,)) for item in items], chunksize)
 
     def submit(self, f, *args):
@@ -122,6 +132,8 @@ class Pool:
         """Collective. Run what is still submitted and free the farm's communicators."""
         if self.pending:
             self.wait()
+        if self.task_comm is not None:
+            self.task_comm.Free()
         if self.group != MPI.COMM_NULL:
             self.group.Free()
         self.comm.Free()
@@ -137,7 +149,7 @@ class Pool:
     # -- one run ---------------------------------------------------------------------------
     def _run(self, tasks, chunksize) -> Results:
         """Collective. Agree on the task list, read the ledger, schedule, record, sum up."""
-        hashes = [_task_hash(i, args) for i, (_, args) in enumerate(tasks)]
+        hashes = [_task_hash(i, f, args) for i, (f, args) in enumerate(tasks)]
         whole = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
         # the n-th map/wait of this pool keeps its own ledger and results (ledger-n,
         # results-n; the first: ledger, results): a program that maps twice resumes both
@@ -155,7 +167,12 @@ class Pool:
             if self.active:
                 self._work(tasks, hashes, attempt, todo, chunksize)
             self.comm.Barrier()
-        summary = self.comm.bcast(self._summary(len(tasks)) if self.rank == 0 else None, root=0)
+        if self.rank == 0:
+            try:
+                summary = self._summary(len(tasks), attempt, todo)
+            finally:
+                self._lock.release()
+        summary = self.comm.bcast(summary if self.rank == 0 else None, root=0)
         results = Results(self.store, self.ledger_dir, len(tasks), summary, time.monotonic() - t0)
         self.last = results
         return results
@@ -163,7 +180,13 @@ class Pool:
     def _plan(self, ntasks, whole):
         """Collective. Rank 0 opens the ledger and says which tasks to run this attempt."""
         def decide():
-            header = _ledger.open_ledger(self.ledger_dir, ntasks, whole, self.seed)
+            lock = _ledger.Lock(self.ledger_dir)
+            try:
+                header = _ledger.open_ledger(self.ledger_dir, ntasks, whole, self.seed)
+            except BaseException:
+                lock.release()
+                raise
+            self._lock = lock  # held on rank 0 until the run's summary is written
             st = _ledger.state(self.ledger_dir, ntasks)
             todo = [i for i in range(ntasks) if self._wanted(st.get(i))]
             os.makedirs(self.results_dir, exist_ok=True)
@@ -215,13 +238,17 @@ class Pool:
     def _on_signal(self, signum, frame):
         self.signalled = True
 
-    def _summary(self, ntasks) -> dict:
+    def _summary(self, ntasks, attempt, todo) -> dict:
+        """On rank 0: what the ledger says after this attempt. Status 75 when a task of
+        this attempt's list has no record of this attempt (a drain, a deadline: a failed
+        task to retry included), else 3 when some failed, else 0."""
         st = _ledger.state(self.ledger_dir, ntasks)
         done = sorted(i for i, v in st.items() if v["status"] == "done")
         failed = sorted(i for i, v in st.items() if v["status"] == "failed")
         quarantined = sorted(i for i in failed if st[i]["failures"] >= self.max_failures)
         missing = ntasks - len(done) - len(failed)
-        status = INTERRUPTED if missing else DONE_WITH_FAILURES if failed else DONE
+        unrun = [i for i in todo if i not in st or st[i]["record"].get("attempt") != attempt]
+        status = INTERRUPTED if missing or unrun else DONE_WITH_FAILURES if failed else DONE
         return {"done": len(done), "failed": failed, "quarantined": quarantined, "not_run": missing,
                 "status": status}
 
@@ -257,21 +284,21 @@ class _Worker:
                 pool.group.bcast(None, root=0)
 
     def _lead(self, writer) -> None:
-        chunk = self.client.get()
+        chunk = self.client.get(None)
         while chunk:
             for n, i in enumerate(chunk):
                 if self._must_stop():
                     self.client.stop(chunk[n:], drain=self.pool.signalled)
                     return
-                if n == len(chunk) - 1:
-                    self.client.ask()  # the next chunk's request hides behind this task
+                if n == len(chunk) - 1:  # the next chunk's request hides behind this task
+                    self.client.ask(self.mean if self.count else None)
                 if self.pool.k > 1:
                     self.pool.group.bcast(i, root=0)
                 self.batch.append(self._run_one(i))
                 if time.monotonic() - self.flushed > self.FLUSH_EVERY:
                     self._flush(writer)
             self._flush(writer)  # a chunk's records are on disk before its next is asked for
-            chunk = self.client.get()
+            chunk = self.client.get(self.mean if self.count else None)
 
     def _flush(self, writer) -> None:
         """Write the records kept since the last flush, in one write call: a kill loses
@@ -291,25 +318,28 @@ class _Worker:
 
     def _run_one(self, i):
         """Local (collective over the group): run task ``i``; the leader returns its
-        ledger record."""
+        ledger record. The task and the storing of its result are one try: whatever
+        fails there is the task's failure, recorded, and the farm goes on."""
         pool = self.pool
         f, args = self.tasks[i]
         t0, start = time.perf_counter(), time.time()
-        ok, value, err = True, None, None
-        task = Task(i, pool.seed, pool.group if pool.k > 1 else None, self.attempt)
+        err, stored = None, {}
+        task = Task(i, pool.seed, pool.task_comm, self.attempt, run=pool.runs - 1)
         with running(task):
             try:
-                value = f(pool.group, *args) if pool.k > 1 else f(*args)
-            except Exception as e:  # a task's failure is recorded; the farm goes on
-                ok, err = False, (type(e).__name__, str(e), traceback.format_exc())
-        if task.stop:
-            pool.signalled = True  # the task asked the farm to drain (stop_farm)
-        if pool.k > 1:  # the task failed if it failed on any of its ranks; a member's signal drains
-            outcomes = pool.group.gather((err, pool.signalled), root=0)
+                value = f(pool.task_comm, *args) if pool.k > 1 else f(*args)
+                if pool.leader and not task.stop:
+                    stored = store_result(pool.store, pool.results_dir, i, value)
+            except (Exception, SystemExit) as e:  # recorded; the farm goes on
+                err = (type(e).__name__, str(e), traceback.format_exc())
+        stop = task.stop
+        if pool.k > 1:  # failed if it failed on any rank; a member's signal or stop_farm counts
+            outcomes = pool.group.gather((err, pool.signalled, stop), root=0)
             if outcomes:
-                err = next((e for e, _ in outcomes if e is not None), None)
-                pool.signalled = any(s for _, s in outcomes)
-            ok = err is None
+                err = next((e for e, _, _ in outcomes if e is not None), None)
+                pool.signalled = pool.signalled or any(sig for _, sig, _ in outcomes)
+                stop = any(st for _, _, st in outcomes)
+        pool.signalled = pool.signalled or stop  # stop_farm: drain after this task
         seconds = time.perf_counter() - t0
         self.count += 1
         self.mean += (seconds - self.mean) / self.count
@@ -317,20 +347,23 @@ class _Worker:
             return None
         rec = {"task": i, "hash": self.hashes[i], "attempt": self.attempt, "rank": pool.rank,
                "start": start, "seconds": seconds}
-        if ok and task.stop:  # stopped part-way (a checkpointed solver run): not done, run again
-            rec.update(status="interrupted")
-        elif ok:
-            rec.update(status="done", **store_result(pool.store, pool.results_dir, i, value))
-        else:
+        if err is not None:
             rec.update(status="failed", error=err[0], message=err[1], traceback=err[2])
+        elif stop:  # stopped part-way (a checkpointed solver run): not done, it runs again
+            rec.update(status="interrupted")
+        else:
+            rec.update(status="done", **stored)
         return rec
 
 
-def _task_hash(i, args) -> str:
+def _task_hash(i, f, args) -> str:
+    """A task's identity: its index, its function's name and a hash of its arguments
+    (pickled: a set's pickle depends on the string hash seed, which differs between
+    processes, so pass sorted lists, not sets)."""
+    name = f"{getattr(f, '__module__', None)}.{getattr(f, '__qualname__', type(f).__qualname__)}"
     try:
-        data = pickle.dumps(args, protocol=4)
+        data = pickle.dumps((name, args), protocol=4)
     except Exception as e:
         raise InputError(f"task {i}: its arguments cannot be pickled ({type(e).__name__}: {e}); a farm "
                          "task's identity is a hash of them")
     return f"{i}:{hashlib.sha256(data).hexdigest()[:32]}"
-

@@ -1,7 +1,7 @@
 """A farm's results: written as each task finishes, read back by index, never all held
 in memory.
 
-A result that pickles to at most :data:`INLINE` bytes travels inside its ledger record
+A result that pickles to at most :data:`INLINE` bytes (4 KiB) travels inside its ledger record
 (base64); a larger one is written to ``<store>/results/<index>.npy`` (a numpy array) or
 ``.pkl`` (anything else), atomically, before the record that names it.
 """
@@ -17,8 +17,9 @@ import numpy as np
 from ..errors import PympcError
 from . import ledger as _ledger
 
-#: results up to this many bytes (pickled) live in the ledger record itself
-INLINE = 64 * 1024
+#: results up to this many bytes (pickled) live in the ledger record itself (small, so
+#: that the ledger stays small; larger ones get their own file)
+INLINE = 4 * 1024
 
 
 def store_result(store: str, results_dir: str, index: int, value) -> dict:
@@ -27,7 +28,10 @@ def store_result(store: str, results_dir: str, index: int, value) -> dict:
     if isinstance(value, np.ndarray) and value.nbytes > INLINE and value.dtype != object:
         path = os.path.join(results_dir, f"{index:08d}.npy")
         tmp = path + ".tmp.npy"
-        np.save(tmp, value)
+        with open(tmp, "wb") as f:
+            np.save(f, value)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
         return {"file": os.path.relpath(path, store)}
     data = pickle.dumps(value, protocol=4)
@@ -36,12 +40,16 @@ def store_result(store: str, results_dir: str, index: int, value) -> dict:
     path = os.path.join(results_dir, f"{index:08d}.pkl")
     with open(path + ".tmp", "wb") as f:
         f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(path + ".tmp", path)
     return {"file": os.path.relpath(path, store)}
 
 
 def load_result(store: str, rec: dict):
-    """Local. The result a ledger record names."""
+    """Local. The result a ledger record names (read from the ledger when it is inline)."""
+    if rec.get("at") is not None and rec.get("value") is None:
+        rec = _ledger.read_at(rec["at"])
     if "value" in rec:
         return pickle.loads(base64.b64decode(rec["value"]))
     path = os.path.join(store, rec["file"])

@@ -12,6 +12,7 @@ receive, which in MPICH would spin a core away from the computation.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -30,16 +31,26 @@ class Server:
         self.stopped = False  # no more work handed out (a drain: signal or deadline on rank 0)
         self.thread = None
 
-    def next_chunk(self):
-        """Local. The next task indices to run, or None when there are none."""
+    #: a guided chunk holds at most this many seconds of work (by the asking leader's
+    #: running mean): a drain, which a leader sees between chunks, comes within it
+    CHUNK_SECONDS = 1.0
+
+    def next_chunk(self, mean=None):
+        """Local. The next task indices to run, or None when there are none. ``mean``:
+        the asking leader's mean task time so far (None before its first task: one task,
+        so that a long task's farm never hands out a long chunk blind)."""
         with self.lock:
             left = len(self.todo) - self.pos
             if left <= 0 or self.stopped:
                 return None
-            n = self.chunksize or max(1, left // (2 * self.nleaders))
+            if self.chunksize:
+                n = self.chunksize
+            else:
+                n = max(1, left // (2 * self.nleaders))
+                n = 1 if mean is None else min(n, max(1, int(self.CHUNK_SECONDS / max(mean, 1e-9))))
             chunk = self.todo[self.pos:self.pos + n]
             self.pos += len(chunk)
-            return chunk
+            return chunk or None
 
     def give_back(self, tasks, drain: bool) -> None:
         """Local. Tasks a leader took but will not run (it stops early) go back to the
@@ -54,13 +65,23 @@ class Server:
         self.thread.start()
 
     def _serve(self, comm, remote):
+        try:
+            self._answer(comm, remote)
+        except BaseException:  # never leave the leaders polling a dead server: end the job
+            import traceback
+
+            sys.stderr.write("pympc.farm: the task server on rank 0 failed:\n" + traceback.format_exc())
+            sys.stderr.flush()
+            comm.Abort(1)
+
+    def _answer(self, comm, remote):
         pause, status = 2e-5, MPI.Status()
         while remote > 0:
             if comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_REQUEST, status=status):
                 src = status.Get_source()
                 msg = comm.recv(source=src, tag=TAG_REQUEST)
-                if msg is None:  # a request for work
-                    chunk = self.next_chunk()
+                if msg[0] == "work":  # a request for work, with the leader's mean task time
+                    chunk = self.next_chunk(msg[1])
                     comm.send(chunk, dest=src, tag=TAG_REPLY)
                     remote -= chunk is None
                 else:  # ("bye", tasks it gives back, drain): a leader that stops early
@@ -81,14 +102,15 @@ class LocalClient:
     """Local. Rank 0's worker: its requests are calls."""
 
     def __init__(self, server: Server):
-        self.server, self.ahead = server, None
+        self.server, self.mean = server, None
 
-    def ask(self) -> None:
+    def ask(self, mean=None) -> None:
         """Local. Ask for the next chunk ahead of time (here: nothing to hide)."""
+        self.mean = mean
 
-    def get(self):
+    def get(self, mean=None):
         """Local. The next chunk, or None."""
-        return self.server.next_chunk()
+        return self.server.next_chunk(mean if mean is not None else self.mean)
 
     def stop(self, unstarted, drain: bool) -> None:
         """Local. This worker stops early: its unstarted tasks go back."""
@@ -101,15 +123,16 @@ class RemoteClient:
     def __init__(self, comm):
         self.comm, self.pending = comm, None
 
-    def ask(self) -> None:
-        """Local. Send the request for the next chunk now (its reply is read by get)."""
+    def ask(self, mean=None) -> None:
+        """Local. Send the request for the next chunk now (its reply is read by get),
+        with this leader's mean task time (the server sizes the chunk by it)."""
         if self.pending is None:
-            self.comm.send(None, dest=0, tag=TAG_REQUEST)
+            self.comm.send(("work", mean), dest=0, tag=TAG_REQUEST)
             self.pending = self.comm.irecv(source=0, tag=TAG_REPLY)
 
-    def get(self):
+    def get(self, mean=None):
         """Local. The next chunk, or None when the farm has no more work."""
-        self.ask()
+        self.ask(mean)
         req, self.pending = self.pending, None
         while True:  # test, not wait: a blocking wait spins a core in MPICH
             done, chunk = req.test()

@@ -160,8 +160,8 @@ def _outcome(job, args, code: int, passed) -> int:
     them, but MPICH's mpiexec, once it has passed a SIGTERM on (from us, or sent to it
     directly), exits 0 or 15 whatever its ranks did: then the run directories' markers,
     written by the ranks, say what happened."""
-    if code not in (0, 15, 128 + 15, -15) and not passed:
-        return code
+    if code in (2, 3) or (code not in (0, 15, 128 + 15, -15) and not passed):
+        return code  # the ranks' own verdict (bad input; done with failed points)
     from . import rundir, status
 
     markers = [status.read_marker(rundir.directory(args.runs_dir, p.job)) for p in job.point(args.sweep_index)]

@@ -10,6 +10,8 @@ physics) puts the directory back as it was.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import platform
@@ -81,13 +83,18 @@ def run_farm(job, info, comm, runs_dir: str, ranks_per_task: int, fresh: bool = 
 
     def task(*args):
         group, index = (args[0], args[1]) if len(args) == 2 else (one, args[0])
-        code = run_point(job, job.points[index], info, group, runs_dir, False, None)
-        if code == INTERRUPTED:
+        with early_signals() as early:  # a signal while the point is set up still checkpoints it
+            code = run_point(job, job.points[index], info, group, runs_dir, False, early)
+        if code == INTERRUPTED or early.got:
             spec.module("pympc.farm.context").stop_farm()
         return code
 
-    store = os.path.join(runs_dir, job.name, "farm")
-    with farm.Pool(comm, ranks_per_task=ranks_per_task, store=store) as pool:
+    # the run directories decide what a point does (start, resume, done, extend); the
+    # farm's ledger is per version of the sweep's resolved jobs, so an extended sweep gets
+    # a new one, and failed points are retried (up to the farm's max_failures)
+    digest = hashlib.sha256(json.dumps([p.job for p in job.points], sort_keys=True).encode()).hexdigest()
+    store = os.path.join(runs_dir, job.name, "farm", digest[:12])
+    with farm.Pool(comm, ranks_per_task=ranks_per_task, store=store, retry_failed=True) as pool:
         res = pool.map(task, range(len(job.points)))
     print0(f"{job.name}: farm of {len(job.points)} points on groups of {ranks_per_task} rank(s): {res.done} done, "
            f"{len(res.failed)} failed, {res.not_run} not run ({res.seconds:.1f} s; ledger {store}/ledger)", comm=comm)
