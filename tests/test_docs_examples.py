@@ -29,7 +29,8 @@ EXAMPLES = {"decomposition.md": "after 50 steps: sum",
             "solvers/bicgstab.md": "BiCGStab: converged in",
             "solvers/gmres.md": "GMRES: converged in",
             "solvers/preconditioners.md": "'multigrid': 8",
-            "solvers/multigrid.md": "MG: converged in"}
+            "solvers/multigrid.md": "MG: converged in",
+            "farm.md": "pi ~ 3.141780"}
 
 
 def first_python_block(page):

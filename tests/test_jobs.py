@@ -505,11 +505,14 @@ def test_launcher_options_in_any_spelling_never_launch_twice(tmp_path):
     --ranks (``--rank``, ``--ran=``) does not make every rank launch mpiexec again."""
     job = tmp_path / "small.toml"
     job.write_text(SMALL)
-    for i, spelling in enumerate((["--rank", "2"], ["--ran=2"], ["-n2"])):
+    for i, spelling in enumerate((["--ranks=2"], ["-n2"], ["--ranks", "2"])):
         r = pympc("run", *spelling, job, "--runs-dir", tmp_path / f"runs{i}", timeout=120)
         assert r.returncode == 0 and r.stdout.count("small: done:") == 1, r.stdout + r.stderr
         meta = json.loads((tmp_path / f"runs{i}" / "small" / "run.json").read_text())
         assert meta["attempts"][0]["ranks"] == 2 and "-n" not in meta["attempts"][0]["command"]
+    for spelling in (["--rank", "2"], ["--ran=2"]):  # abbreviations are refused, nothing launched
+        r = pympc("run", *spelling, job, "--runs-dir", tmp_path / "abbrev", timeout=120)
+        assert r.returncode == 2 and not (tmp_path / "abbrev").exists(), r.stdout + r.stderr
     r = pympc("run", job, "--timeout", 5, "--runs-dir", tmp_path / "t")
     assert r.returncode == 2 and "--timeout needs -n" in r.stderr and not (tmp_path / "t").exists()
 

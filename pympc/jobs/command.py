@@ -37,7 +37,8 @@ def _common(ap) -> None:
 
 def run_parser() -> argparse.ArgumentParser:
     """Local. The options of ``pympc run`` (docs/jobs.md lists each; a test checks it)."""
-    ap = argparse.ArgumentParser(prog="pympc run", description=RUN_HELP)
+    # no abbreviations: an option is spelt out (a prefix of --ranks is no launcher option)
+    ap = argparse.ArgumentParser(prog="pympc run", description=RUN_HELP, allow_abbrev=False)
     _common(ap)
     ap.add_argument("--sweep-index", type=int, default=None, metavar="K",
                     help="run only point K of the job's sweep (numbered from 0)")
@@ -56,7 +57,7 @@ def run_parser() -> argparse.ArgumentParser:
 
 def check_parser() -> argparse.ArgumentParser:
     """Local. The options of ``pympc check``."""
-    ap = argparse.ArgumentParser(prog="pympc check", description=CHECK_HELP)
+    ap = argparse.ArgumentParser(prog="pympc check", description=CHECK_HELP, allow_abbrev=False)
     ap.add_argument("job", nargs="?", help="the job file (TOML; docs/jobs.md)")
     ap.add_argument("-n", "--ranks", type=int, default=None, help="check the grid for RANKS ranks")
     ap.add_argument("--schema", action="store_true", help="print the job file's JSON Schema and exit")
