@@ -456,3 +456,37 @@ def test_two_maps_on_one_pool_keep_their_own_ledgers(comm, shared_tmp_path):
     for name, n in (("ledger", 10), ("ledger-1", 7)):
         recs = list(_ledger.records(os.path.join(store, name)))
         assert len(recs) == n and {r["attempt"] for r in recs} == {1}, (name, recs[:3])
+
+
+@pytest.mark.mpi
+def test_another_function_over_the_same_items_is_another_task_list(comm, shared_tmp_path):
+    """A task's identity includes its function: a second farm of other work over the same
+    items, on the same store, is refused (it must not be handed the first one's results)."""
+    from pympc.errors import InputError
+    from pympc.farm import Pool
+
+    store = str(shared_tmp_path / "same-items")
+    with Pool(comm, store=store) as pool:
+        assert list(pool.map(_square, range(6))) == [i * i for i in range(6)]
+    with Pool(comm, store=store) as pool:
+        with pytest.raises(InputError, match="another task list"):
+            pool.map(_cube, range(6))
+    with Pool(comm, store=store) as pool:
+        for bad in (0, -1, 2.5, True):
+            with pytest.raises(InputError, match="chunksize"):
+                pool.map(_square, range(6), chunksize=bad)
+        assert list(pool.map(_square, range(6), chunksize=4)) == [i * i for i in range(6)]
+
+
+def _unpicklable(i):
+    return (lambda: i) if i == 2 else i
+
+
+@pytest.mark.mpi
+def test_a_result_that_cannot_be_stored_is_the_tasks_failure(comm, shared_tmp_path):
+    from pympc.farm import Pool
+
+    with Pool(comm, store=str(shared_tmp_path / "unpicklable")) as pool:
+        res = pool.map(_unpicklable, range(5))
+    assert res.status == 3 and res.failed == [2] and res.done == 4, (res.status, res.failed)
+    assert [res.result(i) for i in (0, 1, 3, 4)] == [0, 1, 3, 4]
