@@ -1,7 +1,9 @@
 """A farm's results: written as each task finishes, read back by index, never all held
 in memory.
 
-A result that pickles to at most :data:`INLINE` bytes (4 KiB) travels inside its ledger record
+A plain number (``int``, a finite ``float``, ``bool``, ``None``) or a short string travels
+as JSON in its ledger record; any other result that pickles to at most :data:`INLINE`
+bytes (4 KiB) travels inside its ledger record
 (base64); a larger one is written to ``<store>/results/<index>.npy`` (a numpy array) or
 ``.pkl`` (anything else), atomically, before the record that names it.
 """
@@ -9,6 +11,7 @@ A result that pickles to at most :data:`INLINE` bytes (4 KiB) travels inside its
 from __future__ import annotations
 
 import base64
+import math
 import os
 import pickle
 
@@ -34,6 +37,9 @@ def store_result(store: str, results_dir: str, index: int, value) -> dict:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         return {"file": os.path.relpath(path, store)}
+    if value is None or type(value) in (bool, int, str) and len(str(value)) <= 256 or \
+            (type(value) is float and math.isfinite(value)):
+        return {"json": value}  # a plain number or short string: readable in the ledger, no pickle
     data = pickle.dumps(value, protocol=4)
     if len(data) <= INLINE:
         return {"value": base64.b64encode(data).decode()}
@@ -50,6 +56,8 @@ def load_result(store: str, rec: dict):
     """Local. The result a ledger record names (read from the ledger when it is inline)."""
     if rec.get("at") is not None and rec.get("value") is None:
         rec = _ledger.read_at(rec["at"])
+    if "json" in rec:
+        return rec["json"]
     if "value" in rec:
         return pickle.loads(base64.b64decode(rec["value"]))
     path = os.path.join(store, rec["file"])
