@@ -26,7 +26,7 @@ import os
 import time
 
 from ..errors import InputError
-from ..fsutil import write_atomic
+from ..fsutil import DirLock, read_json, write_atomic
 
 HEADER = "farm.json"
 FORMAT = "pympc-farm-ledger/1"
@@ -35,39 +35,17 @@ FORMAT = "pympc-farm-ledger/1"
 STATUSES = ("done", "failed")
 
 
-class Lock:
-    """Local. On rank 0, for one run of a farm: an exclusive ``flock`` on
-    ``<ledger>/.lock``, so that a second run of the same farm at the same time (a requeued
-    job while the first still drains) is refused instead of sharing attempt numbers and
-    running tasks twice. The kernel drops it when the process dies."""
-
-    def __init__(self, directory: str):
-        import fcntl
-
-        os.makedirs(directory, exist_ok=True)
-        self.f = open(os.path.join(directory, ".lock"), "a")
-        try:
-            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.f.close()
-            raise InputError(f"{directory}: this farm's ledger is in use by another run (its lock is held)")
-
-    def release(self) -> None:
-        """Local. Drop the lock."""
-        if not self.f.closed:
-            self.f.close()
-
-
 def read_header(directory: str) -> dict | None:
     """Local. The ledger's identity (``farm.json``), or None when there is no ledger."""
-    try:
-        with open(os.path.join(directory, HEADER)) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise InputError(f"{directory}/{HEADER}: the farm's ledger is damaged ({e}); move the ledger "
-                         "directory aside to start the farm afresh")
+    return read_json(os.path.join(directory, HEADER), "the farm's ledger is damaged; move the ledger "
+                     "directory aside to start the farm afresh")
+
+
+def lock(directory: str) -> DirLock:
+    """Local. On rank 0, for one run of a farm: the ledger's lock, so that a second run
+    of the same farm at the same time (a requeued job while the first still drains) is
+    refused instead of sharing attempt numbers and running tasks twice."""
+    return DirLock(directory, f"{directory}: this farm's ledger is in use by another run (its lock is held)")
 
 
 def open_ledger(directory: str, ntasks: int, tasks_hash: str, seed) -> dict:

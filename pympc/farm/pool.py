@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from mpi4py import MPI
 
 from ..errors import InputError
-from ..runtime import check_all, get_comm, get_logger
+from ..runtime import check_all, get_comm, get_logger, on_root
 from . import ledger as _ledger
 from .context import Task, running
 from .results import Results, store_result
@@ -66,8 +66,7 @@ class Pool:
         k = ranks_per_task
         check_all(isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= base.Get_size(),
                   f"ranks_per_task must be an integer from 1 to the rank count {base.Get_size()}, got {k!r}", base)
-        check_all(chunksize is None or (isinstance(chunksize, int) and chunksize >= 1),
-                  f"chunksize must be None or an integer >= 1, got {chunksize!r}", base)
+        _check_chunksize(chunksize, base)
         # rank 0 serves the queue from a thread that calls MPI while its own tasks may too
         check_all(base.Get_size() // k < 2 or MPI.Query_thread() == MPI.THREAD_MULTIPLE,
                   f"the farm needs MPI_THREAD_MULTIPLE (mpi4py's default; MPI runs at level "
@@ -103,9 +102,7 @@ class Pool:
         1) for every item, on every rank with the same items; returns the
         :class:`Results` (every rank), in the items' order. ``unordered`` is accepted for
         the futures API's shape: results are read by index, so order costs nothing."""
-        check_all(chunksize is None or (isinstance(chunksize, int) and not isinstance(chunksize, bool)
-                                        and chunksize >= 1),
-                  f"chunksize must be None or an integer >= 1, got {chunksize!r}", self.comm)
+        _check_chunksize(chunksize, self.comm)
         return self._run([(f, (item,)) for item in items], chunksize)
 
     def submit(self, f, *args):
@@ -180,7 +177,7 @@ class Pool:
     def _plan(self, ntasks, whole):
         """Collective. Rank 0 opens the ledger and says which tasks to run this attempt."""
         def decide():
-            lock = _ledger.Lock(self.ledger_dir)
+            lock = _ledger.lock(self.ledger_dir)
             try:
                 header = _ledger.open_ledger(self.ledger_dir, ntasks, whole, self.seed)
             except BaseException:
@@ -191,8 +188,6 @@ class Pool:
             todo = [i for i in range(ntasks) if self._wanted(st.get(i))]
             os.makedirs(self.results_dir, exist_ok=True)
             return header["attempts"], todo
-        from ..runtime import on_root
-
         return on_root(decide, self.comm)
 
     def _wanted(self, known) -> bool:
@@ -354,6 +349,11 @@ class _Worker:
         else:
             rec.update(status="done", **stored)
         return rec
+
+
+def _check_chunksize(chunksize, comm) -> None:
+    ok = chunksize is None or (isinstance(chunksize, int) and not isinstance(chunksize, bool) and chunksize >= 1)
+    check_all(ok, f"chunksize must be None or an integer >= 1, got {chunksize!r}", comm)
 
 
 def _task_hash(i, f, args) -> str:

@@ -24,13 +24,13 @@ renames an earlier run's directory aside, never deletes it.
 from __future__ import annotations
 
 import datetime
-import fcntl
 import json
 import os
 import re
 from dataclasses import dataclass, field
 
 from ..errors import InputError
+from ..fsutil import DirLock, read_json, write_atomic
 from . import status
 
 OUTPUT, CHECKPOINTS, LOG = "output.h5", "checkpoints", "log.txt"
@@ -67,7 +67,7 @@ class Plan:
 def _flatten(d, prefix=""):
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict) and v and k not in ("values",):
+        if isinstance(v, dict) and v:
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
@@ -79,33 +79,11 @@ def changed(old: dict, new: dict) -> list:
     ones a resumed run may change (:data:`MAY_CHANGE`)."""
     a, b = _flatten(old), _flatten(new)
     keys = sorted(set(a) | set(b))
-    return [k for k in keys if a.get(k) != b.get(k) and not any(k == m or k.startswith(m) for m in MAY_CHANGE)
-            and not k.startswith("sweep.")]
+    return [k for k in keys if a.get(k) != b.get(k) and not any(k == m or k.startswith(m) for m in MAY_CHANGE)]
 
 
 def _read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read it ({e}): the run directory is damaged; --fresh starts over "
-                         "(renaming it aside)")
-
-
-def _locked(d: str) -> bool:
-    """Whether another run holds the directory's lock (see :class:`Lock`)."""
-    try:
-        with open(os.path.join(d, ".lock")) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
-    except FileNotFoundError:
-        pass
-    return False
+    return read_json(path, "the run directory is damaged; --fresh starts over (renaming it aside)")
 
 
 def move_aside_sweep(runs_dir: str, name: str) -> str | None:
@@ -120,7 +98,7 @@ def move_aside_sweep(runs_dir: str, name: str) -> str | None:
 
 
 def _locked_anywhere(d: str) -> bool:
-    return _locked(d) or any(_locked(os.path.join(d, n)) for n in os.listdir(d)
+    return DirLock.held(d) or any(DirLock.held(os.path.join(d, n)) for n in os.listdir(d)
                              if os.path.isdir(os.path.join(d, n)))
 
 
@@ -141,7 +119,7 @@ def decide(d: str, job: dict, fresh: bool, where: str) -> Plan:
         return Plan(d, "start")
     if not os.path.isdir(d):
         raise InputError(f"{where}: the run directory {d} exists and is not a directory")
-    if _locked(d):
+    if DirLock.held(d):
         raise InputError(f"{where}: the run directory {d} is in use by another run (its lock is held)")
     stored = _read_json(os.path.join(d, "job.json"))
     if stored is None:
@@ -203,26 +181,6 @@ def move_aside(paths: list, d: str) -> str | None:
     return dest
 
 
-class Lock:
-    """Local. Rank 0's exclusive lock on a run directory for the length of an attempt
-    (``flock`` on ``<d>/.lock``): a second run of the same job at the same time is refused
-    instead of writing into the same files. The kernel drops it when the process dies."""
-
-    def __init__(self, d: str):
-        self.f = open(os.path.join(d, ".lock"), "a")
-        try:
-            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.f.close()
-            raise InputError(f"the run directory {d} is in use by another run (its lock is held)")
-
-    def release(self) -> None:
-        """Local. Drop the lock."""
-        if not self.f.closed:
-            fcntl.flock(self.f, fcntl.LOCK_UN)
-            self.f.close()
-
-
 def begin(plan: Plan, job: dict, text: str, attempt: dict) -> tuple:
     """Local. On rank 0, once every check has passed: make the run directory ready for
     an attempt: earlier files moved aside, the resolved job written (and the job file, for
@@ -232,16 +190,16 @@ def begin(plan: Plan, job: dict, text: str, attempt: dict) -> tuple:
     d = plan.directory
     moved = move_aside(plan.aside, d)
     os.makedirs(d, exist_ok=True)
-    lock = Lock(d)
+    lock = DirLock(d, f"the run directory {d} is in use by another run (its lock is held)")
     meta_path = os.path.join(d, "run.json")
     meta = _read_json(meta_path) or {"attempts": []}
     if plan.action == "start":
         prepare_files(d, job, text)
     else:  # what may change between attempts (the run length, the cadence) is the latest
-        status.write_atomic(os.path.join(d, "job.json"), json.dumps(job, indent=1) + "\n")
+        write_atomic(os.path.join(d, "job.json"), json.dumps(job, indent=1) + "\n")
     meta["attempts"].append(attempt)
     meta["versions"] = attempt.get("versions", meta.get("versions"))
-    status.write_atomic(meta_path, json.dumps(meta, indent=1) + "\n")
+    write_atomic(meta_path, json.dumps(meta, indent=1) + "\n")
     status.write_marker(d, "running")
     return lock, moved
 
@@ -249,8 +207,8 @@ def begin(plan: Plan, job: dict, text: str, attempt: dict) -> tuple:
 def prepare_files(d: str, job: dict, text: str) -> None:
     """Local. Write a new run directory's resolved job (``job.json``) and job file
     (``job.toml``)."""
-    status.write_atomic(os.path.join(d, "job.json"), json.dumps(job, indent=1) + "\n")
-    status.write_atomic(os.path.join(d, "job.toml"), text)
+    write_atomic(os.path.join(d, "job.json"), json.dumps(job, indent=1) + "\n")
+    write_atomic(os.path.join(d, "job.toml"), text)
 
 
 def finish(d: str, marker: str, reason: str, steps) -> None:
@@ -259,5 +217,5 @@ def finish(d: str, marker: str, reason: str, steps) -> None:
     meta_path = os.path.join(d, "run.json")
     meta = _read_json(meta_path) or {"attempts": [{}]}
     meta["attempts"][-1].update({"end": now(), "exit": marker, "reason": reason, "steps": steps})
-    status.write_atomic(meta_path, json.dumps(meta, indent=1) + "\n")
+    write_atomic(meta_path, json.dumps(meta, indent=1) + "\n")
     status.write_marker(d, marker)

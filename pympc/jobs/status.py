@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ..fsutil import write_atomic  # noqa: F401  (the run directory's files use it)
+from ..fsutil import write_atomic
 
 DONE, FAILED, BAD_INPUT, DONE_WITH_FAILURES, INTERRUPTED = 0, 1, 2, 3, 75
 
