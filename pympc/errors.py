@@ -14,3 +14,10 @@ class InputError(PympcError, ValueError):
     An uncaught InputError (like any exception raised on every rank) is reported once,
     by rank 0, and the job exits with status 1 without an MPI abort.
     """
+
+
+def brief(value) -> str:
+    """Local. ``repr(value)`` cut to 60 characters, for a message about a bad value (a
+    TOML integer may have hundreds of digits: the message stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from pympc.errors import InputError
+from pympc.errors import InputError, brief
 
 
 def bad(key: str, message: str) -> InputError:
@@ -44,15 +44,10 @@ def check_dt(dt, limit: float, scheme: str) -> float:
     """Local. ``dt`` as a float when it is a positive number within ``limit`` (a relative
     1e-12 of slack for round-off), else an :class:`InputError` keyed ``dt``."""
     if not _number(dt) or not float(dt) > 0:
-        raise bad("dt", f"dt must be a positive number, got {_show(dt)}")
+        raise bad("dt", f"dt must be a positive number, got {brief(dt)}")
     if float(dt) > limit * (1 + 1e-12):
         raise bad("dt", f"dt={float(dt):g} exceeds the stability limit {limit:g} of {scheme}")
     return float(dt)
-
-
-def _show(x) -> str:
-    text = repr(x)  # a TOML integer may have hundreds of digits: keep a message one short line
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _number(x) -> bool:
@@ -67,7 +62,7 @@ def _number(x) -> bool:
 def _positive(physics, key, default):
     value = physics.get(key, default)
     if not _number(value) or not value > 0:
-        raise bad(key, f"{key} must be a positive number, got {_show(value)}")
+        raise bad(key, f"{key} must be a positive number, got {brief(value)}")
     return float(value)
 
 
@@ -107,11 +102,11 @@ def poisson(job: dict) -> None:
         raise bad("boundary", "Jacobi/RB-SOR here take Dirichlet and periodic boundaries only")
     method = physics.get("method", "rbsor")
     if method not in ("jacobi", "rbsor"):
-        raise bad("method", f"method must be 'jacobi' or 'rbsor', got {_show(method)}")
+        raise bad("method", f"method must be 'jacobi' or 'rbsor', got {brief(method)}")
     omega = physics.get("omega")
     if omega is not None and (not _number(omega) or (method == "rbsor" and not 0 < omega < 2)):
-        raise bad("omega", f"SOR needs 0 < omega < 2, got {_show(omega)}")
+        raise bad("omega", f"SOR needs 0 < omega < 2, got {brief(omega)}")
     _positive(physics, "tol", 1e-8)
     every = physics.get("check_every", 1)
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-        raise bad("check_every", f"check_every must be an integer >= 1, got {_show(every)}")
+        raise bad("check_every", f"check_every must be an integer >= 1, got {brief(every)}")

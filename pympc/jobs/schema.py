@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from ..errors import InputError
+from ..errors import InputError, brief
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -219,28 +219,22 @@ def _scalar(kind: str, value, key: Key, where: str, path: str):
           "number": isinstance(value, (int, float)) and not isinstance(value, bool)}[kind]
     if not ok:
         want = {"str": "a string", "bool": "true or false", "int": "an integer", "number": "a number"}[kind]
-        raise fail(where, path, f"must be {want}, got {_type_name(value)} {short(value)}")
+        raise fail(where, path, f"must be {want}, got {_type_name(value)} {brief(value)}")
     if kind == "str":
         if key.path == "name" and not re.fullmatch(NAME_PATTERN, value):
             raise fail(where, path, f"must be a directory name (letters, digits, _ . -), got {value!r}")
         return value
     if kind == "number":
         if not finite_number(value):
-            raise fail(where, path, f"must be a finite number, got {short(value)}")
+            raise fail(where, path, f"must be a finite number, got {brief(value)}")
         value = float(value)
     if kind == "int" and abs(value) > MAX_INT:
-        raise fail(where, path, f"is too large: {short(value)} (at most {MAX_INT})")
+        raise fail(where, path, f"is too large: {brief(value)} (at most {MAX_INT})")
     if kind in ("int", "number") and key.minimum is not None:
         low = value <= key.minimum if key.exclusive else value < key.minimum
         if low:
             raise fail(where, path, f"must be {'>' if key.exclusive else '>='} {key.minimum:g}, got {value!r}")
     return value
-
-
-def short(value) -> str:
-    """Local. ``repr(value)``, cut to 60 characters (a 400-digit integer makes no message)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- the schema for tools, and the reference for the docs ---------------------------------

@@ -25,7 +25,7 @@ except ModuleNotFoundError:  # pragma: no cover (3.10)
 import numpy as np
 
 from .. import gridplan
-from ..errors import InputError
+from ..errors import InputError, brief
 from . import expr, schema, solverinfo, sweep
 from .schema import fail, suggest
 from .solverinfo import UNKNOWN
@@ -248,15 +248,16 @@ def _check_type(key, value, default, where) -> None:
         raise fail(where, f"physics.{key}", f"must be {want} (its default is {default!r}), got {value!r}")
 
 
-def field(value, grid, where, path, imports):
+def field(value, grid, where, path, imports, sample=True):
     """Local. A field argument as the solver takes it: a number, or a function of the
     coordinates (a formula, or ``"module:func"``). Checked: a formula parses and is finite
-    on a sample of the grid's points."""
+    on a sample of the grid's points (``sample=False``: a job :func:`load` checked
+    already)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise fail(where, path, f"must be a number, a formula (a string) or \"module:func\", got {value!r}")
     if not isinstance(value, str):
         if not schema.finite_number(value):
-            raise fail(where, path, f"must be a finite number, got {schema.short(value)}")
+            raise fail(where, path, f"must be a finite number, got {brief(value)}")
         return float(value)
     ndim = len(grid["shape"])
     if solverinfo.TARGET.match(value.strip()):
@@ -269,10 +270,12 @@ def field(value, grid, where, path, imports):
             raise fail(where, path, f"{target} is a class: a field takes a function of the coordinates")
         if not callable(fn):
             raise fail(where, path, f"{target} is not callable")
-        _sample(fn, grid, where, path, f"the function {target}")
+        if sample:
+            _sample(fn, grid, where, path, f"the function {target}")
         return fn
     formula = expr.parse(value, coords=tuple(AXES[:ndim]), where=f"{where}: {path}")
-    _sample(formula, grid, where, path, f"the formula {formula.text!r}")
+    if sample:
+        _sample(formula, grid, where, path, f"the formula {formula.text!r}")
     return formula
 
 
@@ -323,11 +326,12 @@ def _boundary(spec, grid, info, where):
 
 
 def solver_kwargs(job: dict, info, ndim: int) -> dict:
-    """Local. The constructor's keyword arguments of a resolved job, in a rank: the
-    physics as they are, the fields as numbers or functions, ``bc`` when there is one."""
+    """Local. The constructor's keyword arguments of a resolved job (checked by
+    :func:`load` in this rank), in a rank: the physics as they are, the fields as numbers
+    or functions, ``bc`` when there is one."""
     kwargs = dict(job["physics"])
     for key, value in job["initial"].items():
-        kwargs[key] = field(value, job["grid"], job["name"], f"initial.{key}", True)
+        kwargs[key] = field(value, job["grid"], job["name"], f"initial.{key}", True, sample=False)
     if info.params is None or "bc" in info.params:
         kwargs["bc"] = job["boundary"]
     return kwargs
