@@ -16,6 +16,7 @@ Under MPI with more than one rank:
 * pytest-timeout (thread method) ends a test that hangs, dumping every thread's stack.
 """
 
+import logging
 import os
 import shutil
 import sys
@@ -118,3 +119,18 @@ def serial_h5py_python(tmp_path_factory):
     with open(os.path.join(target, "zz_pympc_parent.pth"), "w") as f:
         f.write("\n".join(ours + [root]) + "\n")
     return vpy
+
+
+@pytest.fixture
+def records():
+    """The pympc.heat logger's messages during the test."""
+    got = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            got.append(record.getMessage())
+    log = logging.getLogger("pympc.heat")
+    h = Keep()
+    log.addHandler(h)
+    yield got
+    log.removeHandler(h)

@@ -27,21 +27,6 @@ get_logger()
 
 
 @pytest.fixture
-def records():
-    """The pympc.heat logger's messages during the test."""
-    got = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            got.append(record.getMessage())
-    log = logging.getLogger("pympc.heat")
-    h = Keep()
-    log.addHandler(h)
-    yield got
-    log.removeHandler(h)
-
-
-@pytest.fixture
 def no_choice(monkeypatch):
     """No PYMPC_PROGRESS from the caller's shell; COLUMNS fixed (stderr is captured,
     not a terminal: the bar's width comes from COLUMNS)."""

@@ -258,7 +258,6 @@ def test_poisson_output_checkpoint_and_restart(comm, shared_tmp_path):
 # -- restart safety, stored physics, progress (issue 12, points 8, 10, 12, 13) ------------
 import hashlib  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
 import os  # noqa: E402
 import warnings  # noqa: E402
 
@@ -582,46 +581,35 @@ def test_output_labels_axes_and_units(comm, shared_tmp_path, shape, components, 
     on_root(comm, check)
 
 
-def test_first_progress_line_after_three_steps_and_an_interval():
+def test_first_progress_line_after_three_steps_and_an_interval(records):
     """Point 12: no progress line from the first step's rate: the first comes after at
-    least 3 steps and one interval."""
-    records = []
+    least 3 steps and one interval (``records``: the heat logger's messages, conftest)."""
+    with pympc.Decomposition(SHAPE, spacing=H) as d:
+        make("heat", d).run(steps=6, progress=0.0)
+        lines = [m for m in records if m.startswith("step ")]
+        assert [m.split()[1] for m in lines] == ["4/6", "5/6", "6/6"], records
+        records.clear()
+        # a slow first step (start-up: compiling, first touch) is not in the rate: the
+        # ETA of 2000 cheap steps is not the first step's 0.5 s times 2000
+        s = make("heat", d)
+        advance = s.advance
+        calls = []
 
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append(record.getMessage())
-    log = logging.getLogger("pympc.heat")
-    h = Keep()
-    log.addHandler(h)
-    try:
-        with pympc.Decomposition(SHAPE, spacing=H) as d:
-            make("heat", d).run(steps=6, progress=0.0)
-            lines = [m for m in records if m.startswith("step ")]
-            assert [m.split()[1] for m in lines] == ["4/6", "5/6", "6/6"], records
-            records.clear()
-            # a slow first step (start-up: compiling, first touch) is not in the rate: the
-            # ETA of 2000 cheap steps is not the first step's 0.5 s times 2000
-            s = make("heat", d)
-            advance = s.advance
-            calls = []
-
-            def slow_first():
-                if not calls:
-                    time.sleep(0.5)
-                calls.append(1)
-                advance()
-            s.advance = slow_first
-            s.run(steps=2000, progress=0.0)
-            first = next(m for m in records if m.startswith("step "))
-            assert first.startswith("step 4/2000"), first
-            eta = float(first.split("ETA")[1].split()[0])
-            assert eta < 60, first  # counting the first step: ETA ~ 0.5 s / 3 * 1996 = 333 s
-            records.clear()
-            make("heat", d).run(steps=6, progress=3600.0)
-            assert not [m for m in records if m.startswith("step ")], records
-            assert any(m.startswith("done: 6 steps") for m in records), records
-    finally:
-        log.removeHandler(h)
+        def slow_first():
+            if not calls:
+                time.sleep(0.5)
+            calls.append(1)
+            advance()
+        s.advance = slow_first
+        s.run(steps=2000, progress=0.0)
+        first = next(m for m in records if m.startswith("step "))
+        assert first.startswith("step 4/2000"), first
+        eta = float(first.split("ETA")[1].split()[0])
+        assert eta < 60, first  # counting the first step: ETA ~ 0.5 s / 3 * 1996 = 333 s
+        records.clear()
+        make("heat", d).run(steps=6, progress=3600.0)
+        assert not [m for m in records if m.startswith("step ")], records
+        assert any(m.startswith("done: 6 steps") for m in records), records
 
 
 def test_timeloop_subclass_mistakes_say_what_to_do():
