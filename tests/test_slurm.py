@@ -1,0 +1,290 @@
+"""``pympc slurm`` on a real Slurm cluster of two nodes (slurm/testcluster.sh): Debian's
+slurmctld and two slurmd, each node in its own network, UTS, IPC and mount namespace, so
+that an MPI job across them talks TCP over the veths.
+
+These are serial tests (not ranks). They need root to start the cluster; without it they
+skip and say why, and with ``PYMPC_REQUIRE_SLURM=1`` (``.ci/run``) that is a failure.
+Slurm's client commands run "on the login node" (the controller's namespace) through
+``testcluster.sh exec``. A session that started the cluster stops it at the end.
+
+Order matters, and is the file's: the tests that need the cluster to themselves (the
+network counters, the array's throttle) run first; then the long jobs are submitted at
+once (the time-limit job, a sweep with a failing point) and the quick tests run while they
+do; their checks come last. Each poll of Slurm has a deadline: no test waits forever.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pympc.tools.probe import clean_env
+
+pytestmark = pytest.mark.slurm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLUSTER = os.path.join(ROOT, "slurm", "testcluster.sh")
+CASES = os.path.join(ROOT, "tests", "cases", "slurm")
+HEAT = os.path.join(CASES, "heat.toml")
+ENDED = ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
+         "DEADLINE")
+
+
+# -- the cluster ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cluster():
+    """The running test cluster (started here when it was not up; stopped at the end then)."""
+    require = os.environ.get("PYMPC_REQUIRE_SLURM") == "1"
+    why = None
+    if os.geteuid() != 0:
+        why = "the Slurm test cluster needs root (network namespaces, unshare, mount): run the tests as root"
+    elif not (shutil.which("slurmctld") or shutil.which("apt-get")):
+        why = "no Slurm here and no apt-get to install Debian's"
+    if why is None:
+        was_up = subprocess.run(["bash", CLUSTER, "status"], capture_output=True).returncode == 0
+        t0 = time.monotonic()
+        r = subprocess.run(["bash", CLUSTER, "start"], capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            why = f"slurm/testcluster.sh start failed: {r.stderr.strip()[-800:]}"
+        else:
+            print(f"\n[test cluster {'was up' if was_up else 'started'} in {time.monotonic() - t0:.2f} s]")
+    if why is not None:
+        if require:
+            pytest.fail(f"PYMPC_REQUIRE_SLURM=1, but {why}")
+        pytest.skip(why)
+    yield
+    if not was_up:
+        subprocess.run(["bash", CLUSTER, "stop"], capture_output=True, timeout=120)
+
+
+def tc(*argv, cwd=None, timeout=60, env=None):
+    """A command on the cluster's login node."""
+    e = clean_env(env)
+    e.setdefault("PYMPC_PROGRESS", "lines")
+    return subprocess.run(["bash", CLUSTER, "exec", *map(str, argv)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=e)
+
+
+def slurm(*args, cwd=CASES, env=None, timeout=60):
+    """``pympc slurm ARGS`` on the login node (from tests/cases/slurm, where the test solver is)."""
+    return tc(sys.executable, "-m", "pympc", "slurm", *args, cwd=cwd, env=env, timeout=timeout)
+
+
+def submit(*args, env=None) -> str:
+    r = slurm("submit", *args, env=env)
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"\d+\n", r.stdout), r.stdout
+    return r.stdout.strip()
+
+
+def states(job_id: str) -> list:
+    r = tc("squeue", "-h", "-r", "-t", "all", "-j", job_id, "-o", "%T")
+    return r.stdout.split()
+
+
+def wait(job_id: str, timeout: float, count: int = 1) -> list:
+    """Poll squeue until the job (each of its ``count`` array elements) has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = states(job_id)
+        if len(s) >= count and all(x in ENDED for x in s):
+            return s
+        time.sleep(1)
+    raise AssertionError(f"Slurm job {job_id} not ended after {timeout} s: {states(job_id)}; "
+                         f"{tc('scontrol', 'show', 'job', job_id).stdout[-1500:]}")
+
+
+def status(target: str, **kw) -> list:
+    r = slurm("status", target, "--json", **kw)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def attempts(d) -> list:
+    with open(os.path.join(d, "run.json")) as f:
+        return json.load(f)["attempts"]
+
+
+def last_field(d):
+    import h5py
+
+    with h5py.File(os.path.join(d, "output.h5"), "r") as f:
+        name = sorted(f["steps"])[-1]
+        return int(name), f["steps"][name]["u"][...]
+
+
+def rx_bytes(node: int) -> int:
+    out = subprocess.run(["ip", "-n", f"pympc-n{node}", "-j", "-s", "link", "show", "eth0"], capture_output=True,
+                         text=True, check=True).stdout
+    return int(json.loads(out)[0]["stats64"]["rx"]["bytes"])
+
+
+def job_file(tmp_path, name: str, extra: str = "", **physics) -> str:
+    """tests/cases/slurm/heat.toml renamed, with other physics and more keys."""
+    text = open(HEAT).read().replace('name = "heat"', f'name = "{name}"')
+    for k, v in physics.items():
+        text = re.sub(rf"(?m)^{k} = .*$", f"{k} = {v}", text) if re.search(rf"(?m)^{k} = ", text) else \
+            text.replace("[physics]\n", f"[physics]\n{k} = {v}\n")
+    path = os.path.join(tmp_path, f"{name}.toml")
+    with open(path, "w") as f:
+        f.write(text + extra)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The heat job run here with ``mpiexec -n 2``, no Slurm: the field every Slurm run
+    must equal bit for bit."""
+    runs = tmp_path_factory.mktemp("local")
+    e = clean_env()
+    e["PYMPC_PROGRESS"] = "off"
+    r = subprocess.run([sys.executable, "-m", "pympc", "run", "-n", "2", HEAT, "--runs-dir", str(runs)], cwd=CASES,
+                       capture_output=True, text=True, timeout=300, env=e)
+    assert r.returncode == 0, r.stderr
+    step, u = last_field(runs / "heat")
+    assert step == 300
+    return u
+
+
+# -- the cluster to ourselves --------------------------------------------------------------
+def test_the_cluster_has_two_idle_nodes(cluster):
+    r = tc("sinfo", "-h", "-N", "-o", "%N %T")
+    assert r.stdout.split() == ["node1", "idle", "node2", "idle"], r.stdout
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
+def test_two_ranks_run_on_two_nodes_over_tcp_and_equal_a_local_run(cluster, reference, launcher, tmp_path):
+    """One rank per node (the attempt's record names each rank's host); node 2's interface
+    receives at least the halo rows of every step (so the ranks talked TCP, not shared
+    memory); the field equals the local run's bit for bit."""
+    before = rx_bytes(2)
+    job_id = submit(HEAT, "--nodes", "2", "--ntasks-per-node", "1", "--launcher", launcher,
+                    "--runs-dir", tmp_path, "--time", "5")
+    assert wait(job_id, 120) == ["COMPLETED"]
+    received = rx_bytes(2) - before
+    d = tmp_path / "heat"
+    record = attempts(d)[-1]
+    assert record["hosts"] == ["node1", "node2"], record["hosts"]
+    assert record["slurm"]["job_id"] == job_id and record["slurm"]["restart_count"] == "0"
+    halo = 300 * 256 * 8  # a row of 256 float64 per step reaches the rank on node 2
+    assert received >= halo, f"node2 received {received} bytes, less than the halo traffic ({halo})"
+    step, u = last_field(d)
+    assert step == 300 and u.tobytes() == reference.tobytes()
+    rows = status(str(d))
+    assert [(r["state"], r["verdict"], r["source"]) for r in rows] == [("COMPLETED", "done", "sacct -c")]
+    assert open(d / "slurm.sbatch").read().count(f"LAUNCHER={launcher}\n") == 1
+
+
+def test_an_array_of_six_runs_two_at_a_time_and_all_complete(cluster, tmp_path):
+    """A sweep of 6 points is an array (point k = element k) throttled to %2: with four free
+    cores, never more than two points run at once."""
+    path = job_file(tmp_path, "six", '\n[sweep]\n"physics.alpha" = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]\n', pause=0.01)
+    job_id = submit(path, "--runs-dir", tmp_path, "--array-throttle", "2")
+    wait(job_id, 180, count=6)
+    rows = status(job_id)
+    assert [(r["point"], r["slurm_job"], r["state"], r["verdict"]) for r in rows] == \
+        [(k, f"{job_id}_{k}", "COMPLETED", "done") for k in range(6)]
+    spans = []
+    for k in range(6):
+        a = attempts(tmp_path / "six" / str(k))[-1]
+        spans.append((_seconds(a["start"]), _seconds(a["end"])))
+    most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert most <= 2, f"{most} points ran at once under %2: {spans}"
+    text = slurm("status", tmp_path / "six").stdout
+    assert "6 point(s): 6 done; Slurm: 6 COMPLETED" in text, text
+
+
+def _seconds(stamp: str) -> float:
+    import datetime
+
+    return datetime.datetime.fromisoformat(stamp).timestamp()
+
+
+# -- long jobs in the background -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def background(cluster, tmp_path_factory):
+    """Submitted at once, checked at the end: the time-limit job and a packed sweep with a
+    failing point."""
+    runs = tmp_path_factory.mktemp("background")
+    limit = job_file(runs, "limit", pause=0.2)  # 300 steps x 0.2 s: a minute's limit cannot hold them
+    seven = job_file(runs, "seven", '\n[sweep]\n"physics.fail_at" = [-1, -1, -1, 5, -1, -1, -1]\n')
+    return {
+        "runs": runs,
+        "limit": submit(limit, "--nodes", "2", "--time", "1", "--signal-before", "30", "--runs-dir", runs),
+        "seven": submit(seven, "--runs-dir", runs),
+    }
+
+
+def test_a_dependency_waits_and_an_impossible_one_is_cancelled(background, tmp_path):
+    """afterok on a job that fails: never satisfiable, so --kill-on-invalid-dep=yes (the
+    default) cancels the dependent job; afterany on it runs once it ends."""
+    failing = submit(job_file(tmp_path, "boom", fail_at=3), "--runs-dir", tmp_path)
+    never = submit(job_file(tmp_path, "never"), "--runs-dir", tmp_path, "--dependency", f"afterok:{failing}")
+    after = submit(job_file(tmp_path, "after"), "--runs-dir", tmp_path / "b", "--dependency", f"afterany:{failing}")
+    assert wait(failing, 120) == ["FAILED"]
+    assert wait(never, 60) == ["CANCELLED"]
+    assert wait(after, 120) == ["COMPLETED"]
+    assert [r["verdict"] for r in status(str(tmp_path / "never"))][0].startswith("never ran: CANCELLED")
+    boom = status(str(tmp_path / "boom"))[0]
+    assert boom["state"] == "FAILED" and boom["marker"] == "failed" and boom["verdict"] == "failed"
+
+
+def test_cancel_stops_a_running_job_and_logs_print_it(background, tmp_path):
+    path = job_file(tmp_path, "cancelme", pause=0.2)
+    job_id = submit(path, "--runs-dir", tmp_path)
+    d = tmp_path / "cancelme"
+    deadline = time.monotonic() + 90
+    while not os.path.exists(d / "log.txt") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
+    r = slurm("cancel", d)
+    assert r.returncode == 0 and f"cancelled Slurm job {job_id}" in r.stdout, r.stderr
+    assert wait(job_id, 60) == ["CANCELLED"]
+    row = status(str(d))[0]
+    # the ranks got SIGTERM, checkpointed and stopped; a cancelled job is not requeued
+    assert row["state"] == "CANCELLED" and row["marker"] == "interrupted", row
+    assert row["verdict"].startswith("interrupted: CANCELLED")
+    logs = slurm("logs", d)
+    assert logs.returncode == 0 and f"==> {d}/slurm-{job_id}.out <==" in logs.stdout
+    assert "no requeue" in logs.stdout and "requeueing" not in logs.stdout
+
+
+def test_a_failing_point_of_a_packed_array_shows_failed_with_its_log(background):
+    """MaxArraySize is 6 on the test cluster: 7 points are packed two per element (4
+    elements); point 3 fails, so element 1 (points 2 and 3) is FAILED."""
+    job_id, runs = background["seven"], background["runs"]
+    wait(job_id, 240, count=4)
+    rows = status(job_id)
+    assert [(r["point"], r["slurm_job"]) for r in rows] == [(k, f"{job_id}_{k // 2}") for k in range(7)]
+    for r in rows:
+        want = ("FAILED", "failed") if r["point"] == 3 else ("FAILED" if r["point"] == 2 else "COMPLETED", "done")
+        assert (r["state"], r["verdict"]) == want, r
+    text = slurm("status", runs / "seven").stdout
+    assert f"{job_id}_1: FAILED; log {runs}/seven/slurm-{job_id}_1.out" in text, text
+    assert os.path.exists(runs / "seven" / f"slurm-{job_id}_1.out")
+
+
+def test_a_job_past_its_time_limit_checkpoints_requeues_and_resumes_bit_identical(background, reference):
+    """--time=1 with the warning 30 s before: the batch script passes SIGUSR1 on, the ranks
+    checkpoint, the script requeues the job (same id, SLURM_RESTART_COUNT=1), the second
+    run resumes from the checkpoint and finishes; the field equals the uninterrupted run's."""
+    job_id, d = background["limit"], background["runs"] / "limit"
+    assert wait(job_id, 300) == ["COMPLETED"]
+    tries = attempts(d)
+    assert [a["exit"] for a in tries] == ["interrupted", "done"], tries
+    assert [a["slurm"]["restart_count"] for a in tries] == ["0", "1"]
+    assert {a["slurm"]["job_id"] for a in tries} == {job_id}
+    assert tries[1]["steps"][0] == tries[0]["steps"][1] > 0  # resumed where it stopped
+    log = open(d / f"slurm-{job_id}.out").read()
+    assert "SLURM_RESTART_COUNT=0" in log and "SLURM_RESTART_COUNT=1" in log
+    assert "SIGUSR1 (the time limit is near)" in log and "requeueing (restart 1 of at most 10)" in log
+    step, u = last_field(d)
+    assert step == 300 and u.tobytes() == reference.tobytes()
+    assert status(str(d))[0]["verdict"] == "done"
