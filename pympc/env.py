@@ -60,6 +60,12 @@ VARIABLES = {v.name: v for v in (
     Variable("PYMPC_MPIEXEC", "command", "",
              "the launcher pympc's tools start ranks with, options allowed (unset: the "
              "mpiexec of the MPI library mpi4py loads)"),
+    Variable("PYMPC_SLURM_TEMPLATE", "command", "",
+             "the batch-script template `pympc slurm submit` renders (unset: slurm/pympc.sbatch "
+             "of the checkout pympc runs from)"),
+    Variable("PYMPC_REQUIRE_SLURM", "flag", "0",
+             "1 (set by .ci/run): the Slurm tests fail, instead of skipping, where the test "
+             "cluster cannot start (not root, no network namespaces)"),
 )}
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

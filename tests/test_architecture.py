@@ -33,7 +33,7 @@ LAYERS = {
     # 6: command-line tools (not ranks)
     "pympc.tools": 6, "pympc.__main__": 6,
     # 6: the job layer (job files, run directories, `pympc run`); finds solvers by name
-    "pympc.jobs": 6, "pympc.farm": 6,
+    "pympc.jobs": 6, "pympc.farm": 6, "pympc.slurm": 6,
     # 7: the solvers, a separate package on top
     "solvers": 7,
 }

@@ -153,11 +153,11 @@ def _launch(args) -> int:
         env["PYMPC_PROGRESS"] = "bar" if sys.stderr.isatty() else "lines"
     env.setdefault("COLUMNS", str(shutil.get_terminal_size().columns))
     code, passed = exec_mpi(args.ranks, ["-m", "pympc", *_child_argv(args)], env=env, timeout=args.timeout)
-    return _outcome(job, args, code, passed)
+    return outcome(job, args, code, passed)
 
 
-def _outcome(job, args, code: int, passed) -> int:
-    """The exit status of a launched run. The ranks exit 75 when a signal interrupted
+def outcome(job, args, code: int, passed) -> int:
+    """Local. The exit status of a launched run. The ranks exit 75 when a signal interrupted
     them, but MPICH's mpiexec, once it has passed a SIGTERM on (from us, or sent to it
     directly), exits 0 or 15 whatever its ranks did: then the run directories' markers,
     written by the ranks, say what happened."""

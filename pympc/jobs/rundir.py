@@ -211,6 +211,21 @@ def prepare_files(d: str, job: dict, text: str) -> None:
     write_atomic(os.path.join(d, "job.toml"), text)
 
 
+def queue(points, text: str, runs_dir: str) -> list:
+    """Local. On rank 0 (or in ``pympc slurm submit``): create the run directory of every
+    point that has none, with its resolved job, its job file and the marker ``queued``:
+    the whole plan is on disk before the first point runs. Returns the directories made."""
+    made = []
+    for point in points:
+        d = directory(runs_dir, point.job)
+        if not os.path.lexists(d):
+            os.makedirs(d)
+            prepare_files(d, point.job, text)
+            status.write_marker(d, "queued")
+            made.append(d)
+    return made
+
+
 def finish(d: str, marker: str, reason: str, steps) -> None:
     """Local. Close an attempt: its end time, exit reason and steps in ``run.json``, then
     the marker."""

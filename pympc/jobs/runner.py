@@ -27,7 +27,7 @@ from .. import costlog
 from .._version import __version__
 from ..errors import InputError, PympcError
 from ..runtime import agree, get_logger, on_root, print0
-from . import rundir, spec, status
+from . import rundir, spec
 from .status import DONE, DONE_WITH_FAILURES, INTERRUPTED
 
 #: the signals that checkpoint a run and stop it (exit 75)
@@ -66,7 +66,7 @@ def _prepare_sweep(job, comm, runs_dir, fresh) -> None:
             print0(f"{job.name}: --fresh: the earlier sweep moved to {moved}", comm=comm)
     for point in job.points:
         on_root(lambda: rundir.decide(rundir.directory(runs_dir, point.job), point.job, False, job.path), comm)
-    on_root(lambda: queue(job, runs_dir), comm)
+    on_root(lambda: rundir.queue(job.points, job.text, runs_dir), comm)
 
 
 def run_farm(job, info, comm, runs_dir: str, ranks_per_task: int, fresh: bool = False) -> int:
@@ -127,25 +127,23 @@ class early_signals:
             signal.signal(s, h)
 
 
-def queue(job, runs_dir: str) -> None:
-    """Local. On rank 0: create the run directory of every sweep point that has none, with
-    its resolved job and the marker ``queued``: the sweep's whole plan is on disk before
-    its first point runs."""
-    for point in job.points:
-        d = rundir.directory(runs_dir, point.job)
-        if not os.path.lexists(d):
-            os.makedirs(d)
-            rundir.prepare_files(d, point.job, job.text)
-            status.write_marker(d, "queued")
+#: what a Slurm job's attempt records (``slurm.restart_count`` counts its requeues)
+SLURM_VARIABLES = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT",
+                   "SLURM_JOB_NODELIST", "SLURM_STEP_ID")
 
 
-def _attempt(comm) -> dict:
+def _attempt(comm, hosts) -> dict:
     from ..tools.probe import stack_facts
 
-    return {"start": rundir.now(), "command": sys.argv, "ranks": comm.Get_size(), "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "versions": {"pympc": __version__, "python": platform.python_version(), "numpy": np.__version__,
-                         **stack_facts()}}
+    record = {"start": rundir.now(), "command": sys.argv, "ranks": comm.Get_size(), "host": socket.gethostname(),
+              "hosts": hosts, "pid": os.getpid(),
+              "versions": {"pympc": __version__, "python": platform.python_version(), "numpy": np.__version__,
+                           **stack_facts()}}
+    slurm = {k[6:].lower(): os.environ[k] for k in SLURM_VARIABLES if k in os.environ}
+    if slurm:
+        slurm.setdefault("restart_count", "0")  # Slurm sets it from the first requeue on
+        record["slurm"] = slurm
+    return record
 
 
 def run_point(job, point, info, comm, runs_dir, fresh, early=None) -> int:
@@ -170,7 +168,8 @@ def run_point(job, point, info, comm, runs_dir, fresh, early=None) -> int:
                          overwrite=bool(plan.aside),  # what is in the way moves aside first
                          progress=point.job["run"]["progress"])
         held = {}
-        moved = on_root(lambda: _begin(plan, point, job, comm, held), comm)
+        hosts = comm.allgather(socket.gethostname())  # rank -> host, into the attempt's record
+        moved = on_root(lambda: _begin(plan, point, job, comm, held, hosts), comm)
         if moved:
             print0(f"{point.job['name']}: {plan.note}; earlier files moved to {moved}", comm=comm)
         if early is not None:
@@ -214,8 +213,8 @@ def _branch(solver, source: str, where: str) -> None:
     get_logger(solver.name).info("starting from %s at step %d (t=%g)", source, solver.step_count, solver.t)
 
 
-def _begin(plan, point, job, comm, held):
-    lock, moved = rundir.begin(plan, point.job, job.text, _attempt(comm))
+def _begin(plan, point, job, comm, held, hosts):
+    lock, moved = rundir.begin(plan, point.job, job.text, _attempt(comm, hosts))
     held.update(lock=lock, log=_log_file(plan.directory))
     return moved
 

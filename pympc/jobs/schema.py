@@ -87,6 +87,9 @@ KEYS = (
         default={}),
     Key("checkpoint.every", "integer", "Steps between checkpoints; 0: only at the end and on a "
         "signal. A run that is interrupted resumes from the newest one.", default=0, minimum=0),
+    Key("slurm", "table", "Defaults for `pympc slurm submit` (`time`, `nodes`, `ntasks_per_node`, "
+        "`partition`, `modules`, ...; docs/slurm.md lists them): checked by `pympc slurm`, ignored by "
+        "`pympc run`. The command line wins.", default={}),
     Key("sweep.mode", "choice", "How the lists combine: `product` (every combination, the last key "
         "varying fastest) or `zip` (the i-th value of each).", default="product", choices=("product", "zip")),
     Key("sweep.*", "sweep", "A key path of this file (`\"physics.alpha\"`) and its values: a list, or "
@@ -95,8 +98,9 @@ KEYS = (
 
 BY_PATH = {k.path: k for k in KEYS}
 #: the top-level tables; keys of the solver's own tables are checked against the solver
-TABLES = ("grid", "decomposition", "physics", "initial", "boundary", "run", "output", "checkpoint", "sweep")
-FREE = ("physics", "initial", "boundary", "output.units", "sweep")
+TABLES = ("grid", "decomposition", "physics", "initial", "boundary", "run", "output", "checkpoint", "slurm",
+          "sweep")
+FREE = ("physics", "initial", "boundary", "output.units", "slurm", "sweep")
 
 
 def suggest(word: str, options) -> str:

@@ -21,6 +21,7 @@ COMMANDS = {
     "report": ("pympc.bsp.report", "report a profile log: BSP costs predicted vs measured"),
     "run": ("pympc.jobs.command:run_main", "run a job file (under mpiexec/srun, or -n RANKS to launch)"),
     "check": ("pympc.jobs.command:check_main", "check a job file without running it (no MPI starts)"),
+    "slurm": ("pympc.slurm.command", "submit a job file to Slurm; status, cancel, logs (no MPI starts)"),
 }
 
 
