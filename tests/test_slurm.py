@@ -234,14 +234,16 @@ def test_a_dependency_waits_and_an_impossible_one_is_cancelled(background, tmp_p
     assert [r["verdict"] for r in status(str(tmp_path / "never"))][0].startswith("never ran: CANCELLED")
     boom = status(str(tmp_path / "boom"))[0]
     assert boom["state"] == "FAILED" and boom["marker"] == "failed" and boom["verdict"] == "failed"
+    assert len(attempts(tmp_path / "boom")) == 1  # a failed run (exit 1) is not retried
+    assert "requeueing" not in _read(tmp_path / "boom" / f"slurm-{failing}.out")
 
 
 def test_cancel_stops_a_running_job_and_logs_print_it(background, tmp_path):
     path = job_file(tmp_path, "cancelme", pause=0.2)
     job_id = submit(path, "--runs-dir", tmp_path)
     d = tmp_path / "cancelme"
-    deadline = time.monotonic() + 90
-    while not os.path.exists(d / "log.txt") and time.monotonic() < deadline:
+    deadline = time.monotonic() + 180  # it may wait for the background jobs' cores
+    while _read(d / "status").strip() != "running" and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(2)
     r = slurm("cancel", d)
@@ -254,6 +256,41 @@ def test_cancel_stops_a_running_job_and_logs_print_it(background, tmp_path):
     logs = slurm("logs", d)
     assert logs.returncode == 0 and f"==> {d}/slurm-{job_id}.out <==" in logs.stdout
     assert "no requeue" in logs.stdout and "requeueing" not in logs.stdout
+
+
+def test_no_requeue_past_max_requeues_and_a_resubmission_resumes(background, reference, tmp_path):
+    """The warning sent by hand (scancel --batch --signal=USR1, what Slurm sends before the
+    limit): with --max-requeues 0 the interrupted run is not requeued (the batch script
+    exits 75: FAILED, marker interrupted); submitting the job again resumes it from its
+    checkpoint, bit-identical to an uninterrupted run."""
+    path = job_file(tmp_path, "heat", pause=0.1)
+    job_id = submit(path, "--nodes", "2", "--max-requeues", "0", "--runs-dir", tmp_path)
+    d = tmp_path / "heat"
+    deadline = time.monotonic() + 180  # it may wait for the background jobs' cores
+    while time.monotonic() < deadline and _read(d / "status").strip() != "running":
+        time.sleep(0.5)
+    time.sleep(2)  # the ranks are stepping (30 s of steps in all)
+    r = tc("scancel", "--batch", "--signal=USR1", job_id)
+    assert r.returncode == 0, (r.stderr, states(job_id))
+    assert wait(job_id, 90) == ["FAILED"]
+    row = status(str(d))[0]
+    assert row["marker"] == "interrupted" and row["verdict"].startswith("interrupted: FAILED"), row
+    assert "not requeued" in row["verdict"]
+    assert "after 0 requeues (--max-requeues 0)" in _read(d / f"slurm-{job_id}.out")
+    again = submit(path, "--nodes", "2", "--runs-dir", tmp_path)
+    assert again != job_id and wait(again, 120) == ["COMPLETED"]
+    tries = attempts(d)
+    assert [a["exit"] for a in tries] == ["interrupted", "done"] and tries[1]["steps"][0] == tries[0]["steps"][1]
+    step, u = last_field(d)
+    assert step == 300 and u.tobytes() == reference.tobytes()
+
+
+def _read(path) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def test_a_failing_point_of_a_packed_array_shows_failed_with_its_log(background):

@@ -41,12 +41,14 @@ def submit_parser() -> argparse.ArgumentParser:
     ap.add_argument("job", help="the job file (TOML; docs/jobs.md)")
     for o in options.OPTIONS:
         if o.kind == "flag":
-            ap.add_argument(o.flag, dest=o.name, action="store_true", default=argparse.SUPPRESS, help=o.doc)
+            ap.add_argument(o.flag, dest=o.name, action="store_true", default=argparse.SUPPRESS,
+                            help=o.doc.replace("%", "%%"))
         elif o.kind == "modules":
-            ap.add_argument("--module", dest=o.name, action="append", default=argparse.SUPPRESS, metavar="NAME",
-                            help=o.doc + " Repeat for more.")
+            ap.add_argument(o.flag, dest=o.name, action="append", default=argparse.SUPPRESS, metavar="NAME",
+                            help=o.doc.replace("%", "%%"))
         else:
-            ap.add_argument(o.flag, dest=o.name, default=argparse.SUPPRESS, metavar=o.name.upper(), help=o.doc)
+            ap.add_argument(o.flag, dest=o.name, default=argparse.SUPPRESS, metavar=o.name.upper(),
+                            help=o.doc.replace("%", "%%"))
     ap.add_argument("--runs-dir", default="runs", help="where run directories go (default: ./runs)")
     ap.add_argument("--fresh", action="store_true", help="start over: the earlier run directory moves aside")
     ap.add_argument("--dry-run", action="store_true", help="print the batch script; write and submit nothing")

@@ -28,10 +28,12 @@ class Opt:
     sbatch: str | None = None
     choices: tuple = ()
     job_file: bool = True  # may a job file's [slurm] table give it
+    cli: str | None = None  # the command line's spelling, when not --<name>
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        """Local. The option on the command line."""
+        return self.cli or "--" + self.name.replace("_", "-")
 
 
 #: Slurm's time formats (sbatch(1) --time)
@@ -87,7 +89,8 @@ OPTIONS = (
     Opt("srun_mpi", "name", "srun's `--mpi` plugin (`pmi2` for MPICH; `pmix` for Open MPI).", "pmi2"),
     Opt("mpiexec", "command", "The `mpiexec` launcher's command, options allowed (default: `$PYMPC_MPIEXEC`, "
         "else the mpiexec of the MPI that mpi4py loads).", None),
-    Opt("modules", "modules", "Environment modules to `module load` on the compute node, in order.", ()),
+    Opt("modules", "modules", "Environment modules to `module load` on the compute node, in order (on the "
+        "command line: `--module NAME`, repeated).", (), cli="--module"),
 )
 BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -107,7 +110,9 @@ def seconds(text: str) -> int | None:
 
 
 def _fail(where: str, opt: Opt, message: str) -> InputError:
-    return InputError(f"{where}{opt.flag}: {message}")
+    """The option named as the user gave it: a command-line flag, or (``where``: the job
+    file) its key in the ``[slurm]`` table."""
+    return InputError(f"{where}slurm.{opt.name}: {message}" if where else f"{opt.flag}: {message}")
 
 
 def check(opt: Opt, value, where: str = ""):
@@ -189,7 +194,7 @@ def _check_text(opt: Opt, value, where: str):
     raise AssertionError(kind)
 
 
-def array_indices(spec: str, count: int, where: str = "") -> list:
+def array_indices(spec: str, count: int) -> list:
     """Local. The indices an ``--array`` spec names, each checked against the sweep's
     ``count`` points."""
     out = set()
@@ -201,9 +206,9 @@ def array_indices(spec: str, count: int, where: str = "") -> list:
         lo, _, hi = part.partition("-")
         lo, hi = int(lo), int(hi or lo)
         if hi < lo or step < 1:
-            raise _fail(where, BY_NAME["array"], f"{part!r} is an empty range")
+            raise _fail("", BY_NAME["array"], f"{part!r} is an empty range")
         if hi >= count:
-            raise _fail(where, BY_NAME["array"], f"index {hi} is past the sweep's last point ({count - 1})")
+            raise _fail("", BY_NAME["array"], f"index {hi} is past the sweep's last point ({count - 1})")
         out.update(range(lo, hi + 1, step))
     return sorted(out)
 
@@ -225,7 +230,7 @@ def merge(from_job: dict, from_cli: dict, where: str) -> dict:
         if opt.name in from_cli:
             out[opt.name] = check(opt, from_cli[opt.name])
         elif opt.name in from_job:
-            out[opt.name] = check(opt, from_job[opt.name], f"{where}: [slurm] ")
+            out[opt.name] = check(opt, from_job[opt.name], f"{where}: ")
         else:
             out[opt.name] = opt.default
     _combinations(out)

@@ -60,8 +60,9 @@ def directive_value(name: str, value: str) -> str:
 
 def log_path(path: str, name: str) -> str:
     """Local. A path that goes into ``--output``: Slurm replaces ``%`` patterns and ``\\``
-    escapes in it, so a directory holding them is refused."""
-    for c in ("%", "\\"):
+    escapes in it, and an ``#SBATCH`` line cannot hold a double quote or a line break, so
+    a directory holding any of them is refused (naming ``name``, the user's option)."""
+    for c in ("%", "\\", '"', "\n", "\r"):
         if c in os.path.dirname(path):
             raise InputError(f"{name}: the directory {os.path.dirname(path)!r} holds {c!r}, which Slurm "
                              "expands in log file names: choose another --runs-dir")

@@ -126,11 +126,13 @@ def bare(job_id: str) -> list:
     """Local. Rows for a job id pympc did not submit (or whose run directory is unknown)."""
     cfg = query.config()
     live = query.squeue(job_id)
-    rows = [Row(None, "", None, r.job, r.id, r.state, verdict(None, r.state), None, "", r.source) for r in live]
+    def plain(r):  # no run directory, so no marker: Slurm's word only
+        return verdict(None, r.state) if query.live(r.state) else \
+            f"{r.state} ({query.STATES.get(r.state, (False, 'unknown state'))[1]})"
+    rows = [Row(None, "", None, r.job, r.id, r.state, plain(r), None, "", r.source) for r in live]
     if not rows:
-        for r in query.ended([job_id], cfg).values():
-            rows.append(Row(None, "", None, r.job, r.id, r.state, f"{r.state} ({query.STATES.get(r.state, (0, '?'))[1]})",
-                            r.restarts, "", r.source))
+        rows = [Row(None, "", None, r.job, r.id, r.state, plain(r), r.restarts, "", r.source)
+                for r in query.ended([job_id], cfg).values()]
     if not rows:
         rows.append(Row(None, "", None, job_id, job_id, "UNKNOWN", verdict(None, "UNKNOWN"), None, "", ""))
     return rows

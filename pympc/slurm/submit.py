@@ -82,7 +82,7 @@ def prepare(job_path: str, given: dict, runs_dir: str, fresh: bool = False, temp
     render.log_path(os.path.join(base, "x"), "--runs-dir")
     _check_directories(job, runs_dir, fresh)
     sub = Submission(job, o, base, "")
-    sub.points = options.array_indices(o["array"], len(job.points), job_path) if o["array"] else \
+    sub.points = options.array_indices(o["array"], len(job.points)) if o["array"] else \
         list(range(len(job.points)))
     if as_array:
         limit = max_array if max_array is not None else query.max_array_size(query.config())
@@ -149,7 +149,7 @@ def _settings(sub: Submission, runs_dir: str) -> dict:
         "PYTHON": sys.executable, "WORKDIR": os.getcwd(), "JOB": os.path.abspath(sub.job.path),
         "RUNS_DIR": os.path.abspath(runs_dir), "RECORD_DIR": sub.base, "LAUNCHER": o["launcher"],
         "SRUN_MPI": o["srun_mpi"], "MPIEXEC": mpiexec,
-        "MAX_REQUEUES": o["max_requeues"], "POINTS": points, "PACK": sub.pack if sub.array and not o["array"] else 0,
+        "MAX_REQUEUES": o["max_requeues"], "POINTS": points, "PACK": sub.pack if sub.array else 0,
         "NPOINTS": len(sub.job.points), "RUN_OPTIONS": run_options, "MODULES": list(o["modules"]),
         "ENVIRONMENT": [f"{k}={v}" for k, v in env.items()],
     }
@@ -179,8 +179,9 @@ def submit(sub: Submission, runs_dir: str, fresh: bool = False) -> str:
     if fresh and os.path.lexists(sub.base):
         moved = rundir.move_aside([sub.base], sub.base)
     try:
-        if not os.path.lexists(sub.base):
-            made.append(sub.base)
+        for d in (os.path.abspath(runs_dir), sub.base):
+            if not os.path.lexists(d):
+                made.append(d)
         made += rundir.queue(sub.job.points, sub.job.text, runs_dir)
         os.makedirs(sub.base, exist_ok=True)
         script_path = os.path.join(sub.base, SCRIPT)
