@@ -19,8 +19,10 @@ Under MPI with more than one rank:
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -134,3 +136,35 @@ def records():
     log.addHandler(h)
     yield got
     log.removeHandler(h)
+
+
+# -- the Slurm test cluster (tests/test_slurm*.py) ------------------------------------------
+SLURM_CLUSTER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "slurm", "testcluster.sh")
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """The running Slurm test cluster: started here when it was not up (and then stopped at
+    the end of the session); without root the tests skip, saying why, and with
+    ``PYMPC_REQUIRE_SLURM=1`` (``.ci/run``) that is a failure."""
+    require = os.environ.get("PYMPC_REQUIRE_SLURM") == "1"
+    why = None
+    if os.geteuid() != 0:
+        why = "the Slurm test cluster needs root (network namespaces, unshare, mount): run the tests as root"
+    elif not (shutil.which("slurmctld") or shutil.which("apt-get")):
+        why = "no Slurm here and no apt-get to install Debian's"
+    if why is None:
+        was_up = subprocess.run(["bash", SLURM_CLUSTER, "status"], capture_output=True).returncode == 0
+        t0 = time.monotonic()
+        r = subprocess.run(["bash", SLURM_CLUSTER, "start"], capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            why = f"slurm/testcluster.sh start failed: {r.stderr.strip()[-800:]}"
+        else:
+            print(f"\n[test cluster {'was up' if was_up else 'started'} in {time.monotonic() - t0:.2f} s]")
+    if why is not None:
+        if require:
+            pytest.fail(f"PYMPC_REQUIRE_SLURM=1, but {why}")
+        pytest.skip(why)
+    yield
+    if not was_up:
+        subprocess.run(["bash", SLURM_CLUSTER, "stop"], capture_output=True, timeout=120)

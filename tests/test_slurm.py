@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -37,33 +36,7 @@ ENDED = ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEM
          "DEADLINE")
 
 
-# -- the cluster ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def cluster():
-    """The running test cluster (started here when it was not up; stopped at the end then)."""
-    require = os.environ.get("PYMPC_REQUIRE_SLURM") == "1"
-    why = None
-    if os.geteuid() != 0:
-        why = "the Slurm test cluster needs root (network namespaces, unshare, mount): run the tests as root"
-    elif not (shutil.which("slurmctld") or shutil.which("apt-get")):
-        why = "no Slurm here and no apt-get to install Debian's"
-    if why is None:
-        was_up = subprocess.run(["bash", CLUSTER, "status"], capture_output=True).returncode == 0
-        t0 = time.monotonic()
-        r = subprocess.run(["bash", CLUSTER, "start"], capture_output=True, text=True, timeout=900)
-        if r.returncode != 0:
-            why = f"slurm/testcluster.sh start failed: {r.stderr.strip()[-800:]}"
-        else:
-            print(f"\n[test cluster {'was up' if was_up else 'started'} in {time.monotonic() - t0:.2f} s]")
-    if why is not None:
-        if require:
-            pytest.fail(f"PYMPC_REQUIRE_SLURM=1, but {why}")
-        pytest.skip(why)
-    yield
-    if not was_up:
-        subprocess.run(["bash", CLUSTER, "stop"], capture_output=True, timeout=120)
-
-
+# -- the cluster: the `cluster` fixture is conftest.py's ----------------------------------------
 def tc(*argv, cwd=None, timeout=60, env=None):
     """A command on the cluster's login node."""
     e = clean_env(env)

@@ -24,7 +24,6 @@ from pympc.slurm import command, options, render
 
 # tests/ is no package: pytest puts it on sys.path, and the Slurm tests' helpers are theirs
 from test_slurm import CASES, HEAT, status, tc, wait
-from test_slurm import cluster as cluster  # a fixture, used by name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = '\n[sweep]\n"physics.alpha" = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]\n'
