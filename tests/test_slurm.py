@@ -266,6 +266,29 @@ def _read(path) -> str:
         return ""
 
 
+def test_the_template_runs_by_hand(background, reference, tmp_path):
+    """slurm/pympc.sbatch as a user would use it without pympc slurm: copied, its settings
+    lines and its log path edited, and given to sbatch as it is."""
+    import shlex
+
+    text = open(os.path.join(ROOT, "slurm", "pympc.sbatch")).read()
+    for name, value in (("PYTHON", sys.executable), ("WORKDIR", CASES), ("JOB", HEAT), ("RUNS_DIR", tmp_path),
+                        ("RECORD_DIR", tmp_path / "heat")):
+        text, n = re.subn(rf"(?m)^{name}=\S*", lambda m: f"{name}={shlex.quote(str(value))}", text)
+        assert n == 1, name
+    text = text.replace("#SBATCH --output=slurm-%j.out", f"#SBATCH --output={tmp_path}/by-hand-%j.out")
+    script = tmp_path / "by-hand.sbatch"
+    script.write_text(text)
+    r = tc("sbatch", "--parsable", script, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    assert wait(job_id, 180) == ["COMPLETED"]
+    assert _read(tmp_path / "heat" / "status").strip() == "done"
+    step, u = last_field(tmp_path / "heat")
+    assert step == 300 and u.tobytes() == reference.tobytes()
+    assert "exit 0" in _read(tmp_path / f"by-hand-{job_id}.out")
+
+
 def test_a_failing_point_of_a_packed_array_shows_failed_with_its_log(background):
     """MaxArraySize is 6 on the test cluster: 7 points are packed two per element (4
     elements); point 3 fails, so element 1 (points 2 and 3) is FAILED."""

@@ -297,3 +297,14 @@ def test_a_job_with_a_hostile_run_directory_runs_there_literally(login_node, tmp
     assert os.path.exists(d / f"slurm-{job_id}.out")
     assert [row["verdict"] for row in status(str(d))] == ["done"]
     assert pwned(tmp_path) == [] and not os.path.exists(os.path.join(CASES, "PWNED"))
+
+
+def test_pympc_slurm_starts_no_mpi_on_the_login_node(tmp_path):
+    """A submission's checks and rendering (a dry run, the srun launcher) run without MPI:
+    the login node's process never loads mpi4py.MPI."""
+    code = ("import sys; from pympc.slurm import command; "
+            f"rc = command.main(['submit', {HEAT!r}, '--dry-run', '--runs-dir', {str(tmp_path)!r}]); "
+            "print('MPI' if 'mpi4py.MPI' in sys.modules else 'no MPI', rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CASES, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "no MPI 0", (r.stdout[-300:], r.stderr[-500:])
+    assert os.listdir(tmp_path) == []

@@ -94,12 +94,14 @@ def _submit(argv) -> int:
     from . import submit
 
     args = submit_parser().parse_args(argv)
-    max_array = None
-    if args.dry_run:
+    def max_array():
         try:
-            max_array = query.max_array_size(query.config())
+            return query.max_array_size(query.config())
         except query.SlurmError:
-            max_array = 1001  # Slurm's default; a dry run needs no cluster
+            if not args.dry_run:
+                raise
+            return 1001  # Slurm's default: a dry run needs no cluster
+
     sub = submit.prepare(args.job, _given(args), args.runs_dir, args.fresh, args.template, max_array)
     if args.dry_run:
         sys.stdout.write(sub.script)

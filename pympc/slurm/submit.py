@@ -59,8 +59,8 @@ def _ranks(o: dict) -> int:
 def prepare(job_path: str, given: dict, runs_dir: str, fresh: bool = False, template: str | None = None,
             max_array=None) -> Submission:
     """Local. Check everything and render the script; writes nothing. ``given``: the
-    options given on the command line; ``max_array``: Slurm's MaxArraySize (asked from
-    ``scontrol`` when None)."""
+    options given on the command line; ``max_array``: Slurm's MaxArraySize, or a function
+    that gives it (asked only for an array; from ``scontrol`` when None)."""
     text = spec.read_text(job_path)
     import tomllib
 
@@ -85,7 +85,8 @@ def prepare(job_path: str, given: dict, runs_dir: str, fresh: bool = False, temp
     sub.points = options.array_indices(o["array"], len(job.points)) if o["array"] else \
         list(range(len(job.points)))
     if as_array:
-        limit = max_array if max_array is not None else query.max_array_size(query.config())
+        limit = max_array() if callable(max_array) else max_array
+        limit = limit if limit is not None else query.max_array_size(query.config())
         if o["array"]:
             if max(sub.points) >= limit:
                 raise InputError(f"--array {o['array']}: index {max(sub.points)} is past Slurm's MaxArraySize "
