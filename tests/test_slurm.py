@@ -147,6 +147,7 @@ def test_two_ranks_run_on_two_nodes_over_tcp_and_equal_a_local_run(cluster, refe
     assert record["hosts"] == ["node1", "node2"], record["hosts"]
     assert record["slurm"]["job_id"] == job_id and record["slurm"]["restart_count"] == "0"
     halo = 300 * 256 * 8  # a row of 256 float64 per step reaches the rank on node 2
+    print(f"\n[{launcher}: node2's eth0 received {received} bytes; the halo rows alone are {halo}]")
     assert received >= halo, f"node2 received {received} bytes, less than the halo traffic ({halo})"
     step, u = last_field(d)
     assert step == 300 and u.tobytes() == reference.tobytes()
@@ -169,6 +170,7 @@ def test_an_array_of_six_runs_two_at_a_time_and_all_complete(cluster, tmp_path):
         a = attempts(tmp_path / "six" / str(k))[-1]
         spans.append((_seconds(a["start"]), _seconds(a["end"])))
     most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    print(f"\n[array %2: at most {most} points at once; {max(e for _, e in spans) - min(s for s, _ in spans):.0f} s]")
     assert most <= 2, f"{most} points ran at once under %2: {spans}"
     text = slurm("status", tmp_path / "six").stdout
     assert "6 point(s): 6 done; Slurm: 6 COMPLETED" in text, text
@@ -189,7 +191,7 @@ def background(cluster, tmp_path_factory):
     limit = job_file(runs, "limit", pause=0.2)  # 300 steps x 0.2 s: a minute's limit cannot hold them
     seven = job_file(runs, "seven", '\n[sweep]\n"physics.fail_at" = [-1, -1, -1, 5, -1, -1, -1]\n')
     return {
-        "runs": runs,
+        "runs": runs, "t0": time.time(),
         "limit": submit(limit, "--nodes", "2", "--time", "1", "--signal-before", "30", "--runs-dir", runs),
         "seven": submit(seven, "--runs-dir", runs),
     }
@@ -310,6 +312,7 @@ def test_a_job_past_its_time_limit_checkpoints_requeues_and_resumes_bit_identica
     run resumes from the checkpoint and finishes; the field equals the uninterrupted run's."""
     job_id, d = background["limit"], background["runs"] / "limit"
     assert wait(job_id, 300) == ["COMPLETED"]
+    print(f"\n[time limit: submitted to completed in {time.time() - background['t0']:.0f} s]")
     tries = attempts(d)
     assert [a["exit"] for a in tries] == ["interrupted", "done"], tries
     assert [a["slurm"]["restart_count"] for a in tries] == ["0", "1"]
