@@ -10,8 +10,10 @@
 # Root only (network namespaces, unshare, mount). Idempotent: start on a running cluster
 # checks it and returns; stop on a stopped one does nothing.
 #
-# Layout. Everything lives in namespaces this script creates; the host's own network,
-# /etc/hosts and /etc/slurm are never touched:
+# Layout. Everything lives in namespaces this script creates and in $BASE. On the host it
+# writes only /etc/netns/pympc-* (each namespace's hosts file), Debian's /etc/munge/munge.key
+# when there is none, and /usr/sbin/policy-rc.d for the length of an install (so that no
+# package starts a daemon); the host's own network, /etc/hosts and /etc/slurm are never touched:
 #
 #   pympc-ctl  network namespace: the bridge pympcbr0 (10.251.7.1/24), slurmctld, a private
 #              munged (its socket is a file under $BASE), and the client commands
@@ -30,7 +32,8 @@
 # * Slurm's own delays are set short so that the time-limit test takes about two minutes:
 #   cred_expire=10 (a requeued job may start again 11 s later), sched_interval=2.
 # * MaxArraySize=6 (Slurm's default: 1001), so that the tests meet a sweep larger than an
-#   array may be and see pympc pack its points.
+#   array may be and see pympc pack its points; MinJobAge=3600 keeps ended jobs in squeue
+#   for the whole test session (the tests poll squeue; pympc's status reads sacct -c).
 # * No accounting daemon (as on many small clusters): jobcomp/filetxt writes the job
 #   completion log that `sacct -c` and `pympc slurm status` read.
 set -euo pipefail
@@ -146,7 +149,8 @@ EOF
 }
 
 write_conf() {  # prints 1 when slurm.conf changed
-    local cpus; cpus=$(nproc)
+    # every core of the machine per node (nproc alone obeys OMP_NUM_THREADS, which pympc sets to 1)
+    local cpus; cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
     local new
     new=$(cat <<EOF
 # pympc's test cluster (slurm/testcluster.sh): two nodes in network namespaces
@@ -179,7 +183,7 @@ JobCompLoc=$BASE/log/jobcomp.log
 JobRequeue=0
 MaxArraySize=6
 KillWait=5
-MinJobAge=300
+MinJobAge=3600
 InactiveLimit=0
 $(for i in $(seq 1 $NODES); do echo "NodeName=node$i NodeHostname=node$i NodeAddr=$(node_ip "$i") CPUs=$cpus RealMemory=2000 State=UNKNOWN"; done)
 PartitionName=debug Nodes=node[1-$NODES] Default=YES MaxTime=INFINITE State=UP

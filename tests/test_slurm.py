@@ -128,8 +128,11 @@ def reference(tmp_path_factory):
 
 # -- the cluster to ourselves --------------------------------------------------------------
 def test_the_cluster_has_two_idle_nodes(cluster):
-    r = tc("sinfo", "-h", "-N", "-o", "%N %T")
-    assert r.stdout.split() == ["node1", "idle", "node2", "idle"], r.stdout
+    """Both nodes idle, each with every core of the machine (the throttle test below
+    counts on more free cores than its %2)."""
+    r = tc("sinfo", "-h", "-N", "-o", "%N %T %c")
+    cores = str(os.cpu_count())
+    assert r.stdout.split() == ["node1", "idle", cores, "node2", "idle", cores], r.stdout
 
 
 @pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
@@ -217,9 +220,7 @@ def test_cancel_stops_a_running_job_and_logs_print_it(background, tmp_path):
     path = job_file(tmp_path, "cancelme", pause=0.2)
     job_id = submit(path, "--runs-dir", tmp_path)
     d = tmp_path / "cancelme"
-    deadline = time.monotonic() + 180  # it may wait for the background jobs' cores
-    while _read(d / "status").strip() != "running" and time.monotonic() < deadline:
-        time.sleep(0.5)
+    until_running(d)
     time.sleep(2)
     r = slurm("cancel", d)
     assert r.returncode == 0 and f"cancelled Slurm job {job_id}" in r.stdout, r.stderr
@@ -241,9 +242,7 @@ def test_no_requeue_past_max_requeues_and_a_resubmission_resumes(background, ref
     path = job_file(tmp_path, "heat", pause=0.1)
     job_id = submit(path, "--nodes", "2", "--max-requeues", "0", "--runs-dir", tmp_path)
     d = tmp_path / "heat"
-    deadline = time.monotonic() + 180  # it may wait for the background jobs' cores
-    while time.monotonic() < deadline and _read(d / "status").strip() != "running":
-        time.sleep(0.5)
+    until_running(d)
     time.sleep(2)  # the ranks are stepping (30 s of steps in all)
     r = tc("scancel", "--batch", "--signal=USR1", job_id)
     assert r.returncode == 0, (r.stderr, states(job_id))
@@ -260,12 +259,86 @@ def test_no_requeue_past_max_requeues_and_a_resubmission_resumes(background, ref
     assert step == 300 and u.tobytes() == reference.tobytes()
 
 
+def until_running(d, timeout=180) -> None:
+    """Wait until a run directory says ``running`` (its job may first wait for cores)."""
+    deadline = time.monotonic() + timeout
+    while _read(os.path.join(d, "status")).strip() != "running":
+        assert time.monotonic() < deadline, f"{d} not running after {timeout} s: {_read(os.path.join(d, 'status'))}"
+        time.sleep(0.5)
+
+
 def _read(path) -> str:
     try:
         with open(path) as f:
             return f.read()
     except OSError:
         return ""
+
+
+def test_an_array_element_requeues_alone_under_mpiexec(background, tmp_path):
+    """The warning reaches one element of an array (launched by MPICH's mpiexec, which
+    passes SIGUSR1 on to its rank): that element checkpoints and requeues by its own
+    name; the other element runs on untouched (one attempt, never requeued)."""
+    path = job_file(tmp_path, "pair", '\n[sweep]\n"physics.alpha" = [0.8, 1.0]\n', pause=0.05)
+    job_id = submit(path, "--launcher", "mpiexec", "--runs-dir", tmp_path)
+    d = tmp_path / "pair"
+    until_running(d / "0")
+    until_running(d / "1")
+    time.sleep(2)
+    r = tc("scancel", "--batch", "--signal=USR1", f"{job_id}_1")
+    assert r.returncode == 0, r.stderr
+    assert wait(job_id, 180, count=2) == ["COMPLETED", "COMPLETED"]
+    first, second = attempts(d / "0"), attempts(d / "1")
+    assert [(a["exit"], a["slurm"]["restart_count"]) for a in first] == [("done", "0")], first
+    assert [(a["exit"], a["slurm"]["restart_count"]) for a in second] == [("interrupted", "0"), ("done", "1")]
+    assert "requeueing (restart 1" in _read(d / f"slurm-{job_id}_1.out")
+    assert "requeueing" not in _read(d / f"slurm-{job_id}_0.out")
+
+
+def test_an_array_subset_then_the_rest_in_one_job_then_a_farm(background, tmp_path):
+    """--array picks points (one per element); status with no target lists the runs;
+    logs --point finds an element's log; --no-array runs the rest in one job (the done
+    points are skipped); --farm --fresh runs them all again side by side in one job."""
+    path = job_file(tmp_path, "four", '\n[sweep]\n"physics.alpha" = [0.6, 0.7, 0.8, 0.9]\n')
+    job_id = submit(path, "--array", "1,3", "--runs-dir", tmp_path)
+    d = tmp_path / "four"
+    wait(job_id, 180, count=2)
+    assert [(r["point"], r["slurm_job"], r["verdict"]) for r in status(str(d))] == \
+        [(1, f"{job_id}_1", "done"), (3, f"{job_id}_3", "done")]
+    assert [_read(d / str(k) / "status").strip() for k in range(4)] == ["queued", "done", "queued", "done"]
+    listing = slurm("status", "--runs-dir", tmp_path)
+    assert f"{d}: job {job_id}: 2 point(s): 2 done" in listing.stdout, listing.stdout + listing.stderr
+    logs = slurm("logs", d, "--point", "3")
+    assert logs.stdout.startswith(f"==> {d}/slurm-{job_id}_3.out <==") and "exit 0" in logs.stdout
+    rest = submit(path, "--no-array", "--runs-dir", tmp_path)
+    assert wait(rest, 180) == ["COMPLETED"]
+    assert [r["verdict"] for r in status(str(d))] == ["done"] * 4
+    assert [len(attempts(d / str(k))) for k in range(4)] == [1, 1, 1, 1]  # 1 and 3 were not run again
+    farm = submit(path, "--farm", "--fresh", "--nodes", "2", "--runs-dir", tmp_path)
+    assert wait(farm, 180) == ["COMPLETED"]
+    assert [_read(d / str(k) / "status").strip() for k in range(4)] == ["done"] * 4
+    assert [n for n in os.listdir(tmp_path) if n.startswith("four.old-")], "--fresh moved the old sweep aside"
+    assert {attempts(d / str(k))[0]["hosts"][0] for k in range(4)} <= {"node1", "node2"}
+
+
+def test_fresh_is_refused_while_submitted_cancel_takes_a_point_and_a_refused_fresh_is_undone(background,
+                                                                                               tmp_path):
+    path = job_file(tmp_path, "duo", '\n[sweep]\n"physics.alpha" = [0.8, 1.0]\n', pause=0.2)
+    job_id = submit(path, "--array-throttle", "1", "--runs-dir", tmp_path)
+    d = tmp_path / "duo"
+    twice = slurm("submit", path, "--fresh", "--runs-dir", tmp_path)
+    assert twice.returncode == 2 and f"already submitted as Slurm job {job_id}" in twice.stderr, twice.stderr
+    until_running(d / "0")
+    one = slurm("cancel", d / "1")
+    assert one.returncode == 0 and f"cancelled Slurm job {job_id}_1" in one.stdout, one.stderr
+    rest = slurm("cancel", job_id)
+    assert rest.returncode == 0, rest.stderr
+    assert wait(job_id, 90, count=2) == ["CANCELLED", "CANCELLED"]
+    assert [_read(d / k / "status").strip() for k in ("0", "1")] == ["interrupted", "queued"]
+    before = open(d / "slurm.json").read()
+    refused = slurm("submit", path, "--fresh", "--partition", "nosuch", "--runs-dir", tmp_path)
+    assert refused.returncode == 2 and "sbatch refused the job" in refused.stderr, refused.stderr
+    assert open(d / "slurm.json").read() == before and sorted(os.listdir(tmp_path)) == ["duo", "duo.toml"]
 
 
 def test_the_template_runs_by_hand(background, reference, tmp_path):

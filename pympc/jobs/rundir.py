@@ -92,12 +92,14 @@ def move_aside_sweep(runs_dir: str, name: str) -> str | None:
     d = os.path.join(runs_dir, name)
     if not os.path.lexists(d):
         return None
-    if _locked_anywhere(d):
+    if locked_anywhere(d):
         raise InputError(f"{d}: a point of this sweep is running (its lock is held): --fresh refused")
     return move_aside([d], d)
 
 
-def _locked_anywhere(d: str) -> bool:
+def locked_anywhere(d: str) -> bool:
+    """Local. Whether a run holds the lock of ``d`` or of a directory in it (a sweep's
+    point)."""
     return DirLock.held(d) or any(DirLock.held(os.path.join(d, n)) for n in os.listdir(d)
                              if os.path.isdir(os.path.join(d, n)))
 
@@ -123,7 +125,8 @@ def decide(d: str, job: dict, fresh: bool, where: str) -> Plan:
         raise InputError(f"{where}: the run directory {d} is in use by another run (its lock is held)")
     stored = _read_json(os.path.join(d, "job.json"))
     if stored is None:
-        if os.listdir(d):
+        # a batch script may have put its log there first (slurm-*.out: #SBATCH --output)
+        if [n for n in os.listdir(d) if not n.startswith("slurm-")]:
             raise InputError(f"{where}: {d} exists but is not a pympc run directory (no job.json): "
                              "choose another --runs-dir or name")
         return Plan(d, "start")

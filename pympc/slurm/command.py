@@ -108,8 +108,7 @@ def _submit(argv) -> int:
         print(f"# dry run: nothing written, nothing submitted (the run directory would be {sub.base})",
               file=sys.stderr)
         return DONE
-    if not args.fresh:
-        _refuse_twice(sub.base)
+    _refuse_twice(sub.base)  # --fresh too: the old job would run into the new directory
     job_id = submit.submit(sub, args.runs_dir, args.fresh)
     what = f"array {sub.array} ({len(sub.points)} points" + (f", {sub.pack} per element)" if sub.pack > 1 else ")") \
         if sub.array else f"{sub.opts['nodes']} node(s) x {sub.opts['ntasks_per_node']} rank(s)"
@@ -203,7 +202,15 @@ def _cancel(argv) -> int:
 
     args = _target_parser("cancel", "Cancel a submitted run (its ranks checkpoint and stop; not requeued)") \
         .parse_args(argv)
-    base, job_id, _ = _resolve(args.target, args.runs_dir)
+    base, job_id, point = _resolve(args.target, args.runs_dir)
+    if point is not None:  # a sweep point's directory: its array element, never the whole array
+        from . import status
+
+        row = next((r for r in status.view(base) if r.point == point), None)
+        if row is None or "_" not in row.slurm_job:
+            raise InputError(f"{args.target}: point {point} is not an array element of {base}'s newest submission "
+                             "(its points run in one job): cancel the run directory instead")
+        job_id = row.slurm_job
     job_id = job_id or submit.latest(base)["job_id"]
     query.scancel(job_id)
     print(f"cancelled Slurm job {job_id}" + (f" ({base})" if base else ""))
@@ -217,6 +224,8 @@ def _logs(argv) -> int:
     ap.add_argument("--point", type=int, default=None, help="an array's sweep point (default: every element)")
     ap.add_argument("--lines", type=int, default=None, help="only the last N lines of each")
     args = ap.parse_args(argv)
+    if args.lines is not None and args.lines < 1:
+        raise InputError(f"--lines must be >= 1, got {args.lines}")
     base, job_id, point = _resolve(args.target, args.runs_dir)
     if base is None:
         raise InputError(f"{args.target}: Slurm no longer knows where its log is: give the run directory")

@@ -50,6 +50,14 @@ DEPENDENCY = re.compile(r"^(?:singleton|(?:after|afterany|afterok|afternotok|aft
                         rf"aftercorr|afterburstbuffer):{_JOBREF}(?::{_JOBREF})*))*$")
 ARRAY = re.compile(r"^\d+(?:-\d+(?::\d+)?)?(?:,\d+(?:-\d+(?::\d+)?)?)*$")
 LAUNCHERS = ("srun", "mpiexec")
+#: kind -> (the pattern a value must match, what the refusal says)
+PATTERNS = {
+    "name": (NAME, "letters, digits and _ . + - only"),
+    "mem": (MEM, "give a number with an optional unit K, M, G or T (e.g. 4000, 4G)"),
+    "dependency": (DEPENDENCY, "give TYPE:JOBID[:JOBID...] (TYPE after, afterany, afterok, afternotok, "
+                               "aftercorr) or singleton, joined by , or ?"),
+    "array": (ARRAY, "give indices like 0-5, 0,3,7-9 or 0-10:2 (use --array-throttle for Slurm's %N)"),
+}
 
 OPTIONS = (
     Opt("nodes", "count", "Nodes to allocate.", 1, "--nodes"),
@@ -154,24 +162,10 @@ def _check_text(opt: Opt, value, where: str):
         if value not in opt.choices:
             raise _fail(where, opt, f"must be one of {', '.join(opt.choices)}, got {brief(value)}")
         return value
-    if kind == "name":
-        if not NAME.match(value) or len(value) > 200:
-            raise _fail(where, opt, f"{brief(value)} refused: letters, digits and _ . + - only")
-        return value
-    if kind == "mem":
-        if not MEM.match(value):
-            raise _fail(where, opt, f"{brief(value)} is no memory size: a number with an optional unit K, M, G "
-                                    "or T (e.g. 4000, 4G)")
-        return value
-    if kind == "dependency":
-        if not DEPENDENCY.match(value):
-            raise _fail(where, opt, f"{brief(value)} refused: give TYPE:JOBID[:JOBID...] (TYPE after, afterany, "
-                                    "afterok, afternotok, aftercorr) or singleton, joined by , or ?")
-        return value
-    if kind == "array":
-        if not ARRAY.match(value):
-            raise _fail(where, opt, f"{brief(value)} refused: give indices like 0-5, 0,3,7-9 or 0-10:2 "
-                                    "(use --array-throttle for Slurm's %N)")
+    if kind in PATTERNS:
+        pattern, what = PATTERNS[kind]
+        if not pattern.match(value) or len(value) > 200:
+            raise _fail(where, opt, f"{brief(value)} refused: {what}")
         return value
     if kind == "command":
         import shlex

@@ -166,11 +166,11 @@ def ended(ids: list, cfg: dict) -> dict:
     of a job wins (a requeued job has one per run)."""
     if not ids:
         return {}
-    fields = "JobID,State,ExitCode,NodeList"
-    if accounting(cfg):
-        argv, source = ["sacct", "-X", "-n", "-P", "-o", fields + ",Restarts", "-j", ",".join(ids)], "sacct"
-    elif cfg.get("JobCompType", "jobcomp/none") != "jobcomp/none":
-        argv, source = ["sacct", "-c", "-n", "-P", "-o", fields, "-j", ",".join(ids)], "sacct -c"
+    fields = "State,ExitCode,NodeList"
+    if accounting(cfg):  # JobIDRaw: an array element's own id (JobID would say 123_4)
+        argv, source = ["sacct", "-X", "-n", "-P", "-o", f"JobIDRaw,{fields},Restarts", "-j", ",".join(ids)], "sacct"
+    elif cfg.get("JobCompType", "jobcomp/none") != "jobcomp/none":  # the completion log holds own ids
+        argv, source = ["sacct", "-c", "-n", "-P", "-o", f"JobID,{fields}", "-j", ",".join(ids)], "sacct -c"
     else:
         return {}
     r = run(argv, check=False)

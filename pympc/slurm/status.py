@@ -46,7 +46,7 @@ def verdict(marker: str | None, state: str) -> str:
     if state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"):
         return "requeued: resumes from its checkpoint" if marker in ("interrupted", "running") else "pending"
     if alive:
-        return "running" if marker == "running" else "starting"
+        return {"running": "running", "interrupted": "resuming"}.get(marker, "starting")
     if state == "UNKNOWN":
         return f"{marker or 'no marker'}; Slurm knows no such job (purged, and no completion record)"
     ending = f"{state} ({query.STATES.get(state, (False, 'unknown state'))[1]})"
@@ -57,15 +57,16 @@ def verdict(marker: str | None, state: str) -> str:
     return f"never ran: {ending}"
 
 
-def _starts(base: str) -> dict:
-    """``{element or '-': newest unique job id}`` from the batch script's start record."""
+def _starts(base: str, job_id: str) -> dict:
+    """``{element or '-': its newest unique job id}`` of submission ``job_id``, from the
+    batch script's start record (lines ``JOB ELEMENT ID RESTARTS TIME NODES``)."""
     out = {}
     try:
         with open(os.path.join(base, submit.STARTS)) as f:
             for line in f:
                 parts = line.split()
-                if len(parts) >= 2:
-                    out[parts[0]] = parts[1]
+                if len(parts) >= 3 and parts[0] == job_id:
+                    out[parts[1]] = parts[2]
     except OSError:
         pass
     return out
@@ -78,7 +79,7 @@ def view(base: str) -> list:
     cfg = query.config()
     live = {r.job: r for r in query.squeue(job_id)}
     restarts = query.restarts(job_id) if live else {}
-    starts = _starts(base)
+    starts = _starts(base, job_id)
     points = sub.get("points")
     if points is None:
         keys = [(None, base, job_id, None)]

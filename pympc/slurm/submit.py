@@ -46,12 +46,6 @@ class Submission:
     points: list = field(default_factory=list)  # the points submitted
 
 
-def _job_table(job) -> dict:
-    import tomllib
-
-    return tomllib.loads(job.text).get("slurm", {})
-
-
 def _ranks(o: dict) -> int:
     return o["nodes"] * o["ntasks_per_node"]
 
@@ -106,7 +100,7 @@ def _check_directories(job, runs_dir: str, fresh: bool) -> None:
     """Every point's run directory, read only: in use, another job's, changed physics."""
     if fresh:
         d = os.path.join(runs_dir, job.name)
-        if os.path.isdir(d) and rundir.DirLock.held(d):
+        if os.path.isdir(d) and rundir.locked_anywhere(d):
             raise InputError(f"{d}: a run is in progress there (its lock is held): --fresh refused")
         return
     for point in job.points:
@@ -132,7 +126,8 @@ def _directives(sub: Submission) -> list:
 def _settings(sub: Submission, runs_dir: str) -> dict:
     o = sub.opts
     # pympc's settings travel with the job (as they are here), the template's own stays here
-    env = {k: _env.raw(k) for k in _env.VARIABLES if k != "PYMPC_SLURM_TEMPLATE" and _env.raw(k) is not None}
+    env = {k: _env.raw(k) for k in _env.VARIABLES if k not in ("PYMPC_SLURM_TEMPLATE", "PYMPC_REQUIRE_SLURM")
+           and _env.raw(k) is not None}
     env.setdefault("PYMPC_PROGRESS", "lines")
     if o["mpiexec"]:
         mpiexec = shlex.split(o["mpiexec"])
@@ -144,32 +139,33 @@ def _settings(sub: Submission, runs_dir: str) -> dict:
         mpiexec = ["mpiexec"]
     mpiexec[0] = shutil.which(mpiexec[0]) or mpiexec[0]
     run_options = ["--farm", "--ranks-per-task", str(o["ranks_per_task"])] if o["farm"] else []
-    points = [] if sub.array or not sub.job.swept or o["farm"] or sub.points == list(range(len(sub.job.points))) \
-        else sub.points
     return {
         "PYTHON": sys.executable, "WORKDIR": os.getcwd(), "JOB": os.path.abspath(sub.job.path),
         "RUNS_DIR": os.path.abspath(runs_dir), "RECORD_DIR": sub.base, "LAUNCHER": o["launcher"],
         "SRUN_MPI": o["srun_mpi"], "MPIEXEC": mpiexec,
-        "MAX_REQUEUES": o["max_requeues"], "POINTS": points, "PACK": sub.pack if sub.array else 0,
+        "MAX_REQUEUES": o["max_requeues"], "PACK": sub.pack if sub.array else 0,
         "NPOINTS": len(sub.job.points), "RUN_OPTIONS": run_options, "MODULES": list(o["modules"]),
         "ENVIRONMENT": [f"{k}={v}" for k, v in env.items()],
     }
 
 
 def _versions() -> dict:
+    """What the login node has installed, read without loading MPI (the ranks' own
+    versions go into run.json when they start)."""
+    from importlib import metadata
+
     out = {"pympc": __version__, "python": platform.python_version()}
+    for name in ("numpy", "mpi4py", "h5py"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
     try:
-        import numpy
+        from ..tools.probe import mpi_libraries
 
-        out["numpy"] = numpy.__version__
-    except ImportError:
-        pass
-    try:
-        from ..tools.probe import stack_facts
-
-        out.update(stack_facts())
-    except Exception as e:  # what MPI the ranks load is worth recording, not worth failing over
-        out["stack"] = f"unknown ({type(e).__name__}: {e})"
+        out["mpi_libraries"] = mpi_libraries()  # found by a child process, as pympc info does
+    except Exception as e:  # worth recording, not worth failing a submission over
+        out["mpi_libraries"] = f"unknown ({type(e).__name__}: {e})"
     return out
 
 
