@@ -64,8 +64,9 @@ def log_path(path: str, name: str) -> str:
     a directory holding any of them is refused (naming ``name``, the user's option)."""
     for c in ("%", "\\", '"', "\n", "\r"):
         if c in os.path.dirname(path):
-            raise InputError(f"{name}: the directory {os.path.dirname(path)!r} holds {c!r}, which Slurm "
-                             "expands in log file names: choose another --runs-dir")
+            why = "Slurm expands it in log file names" if c in "%\\" else "an #SBATCH line cannot hold it"
+            raise InputError(f"{name}: the directory {os.path.dirname(path)!r} holds {c!r} ({why}): "
+                             "choose another --runs-dir")
     return path
 
 
