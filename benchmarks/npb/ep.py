@@ -1,0 +1,178 @@
+"""NPB EP (Embarrassingly Parallel) on pympc: Gaussian pairs from NPB's generator.
+
+Run it under a launcher, on any number of processes::
+
+    mpiexec.mpich -n 4 .venv/bin/python benchmarks/npb/ep.py --class S
+    mpiexec.mpich -n 3 .venv/bin/python benchmarks/npb/ep.py --m 21     # class U
+
+EP draws 2^(M+1) uniform numbers from NPB's linear congruential generator, turns pairs of
+them into Gaussian deviates by the acceptance-rejection (Marsaglia polar) method, and
+sums the deviates (sx, sy) and counts them in ten square annuli (q). It follows
+NPB3.4-MPI/EP/ep.f: the work is 2^(M-MK) batches of 2^MK pairs; every batch's first seed
+is found by jumping the generator ahead, so a rank needs nothing from the others until one
+Allreduce at the end. What it shows of pympc: a numba kernel (``@njit(cache=True)``)
+doing all the work, pympc.WORLD's buffer-based Allreduce, and output from rank 0 only.
+
+Verification, this tree's scheme: ep.f in the NPB3.4-MPI tree of the mirror (its
+``setparams.c:48`` says ``VERSION "3.4"``, i.e. NPB 3.4.0) checks the *signed* sums sx and
+sy against reference values chosen by M (ep.f:275-301) with the relative error
+``|(s - ref) / ref| <= epsilon``, epsilon = 1e-8 (ep.f:75, ep.f:302-309; a NaN error fails);
+it does not check the pair count gc. That is the pre-3.4.2 scheme. NPB 3.4.2 and later
+(EP/verify.f there) sum the absolute values |X| and |Y| instead and check gc as well, with
+other reference values: those are not in this tree, so this program uses the scheme above.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+from numba import njit  # noqa: E402
+
+import common  # noqa: E402
+import pympc  # noqa: E402  (a launched rank starts pympc's runtime here, on every rank)
+
+# M, the log2 of the number of pairs: NPB3.4-MPI/sys/setparams.c:719-723
+CLASSES = {
+    "S": {"m": 24},  # setparams.c:719
+    "W": {"m": 25},  # setparams.c:720
+    "A": {"m": 28},  # setparams.c:721
+    "B": {"m": 30},  # setparams.c:722
+    "C": {"m": 32},  # setparams.c:723
+}
+
+MK = 16                # log2 of the pairs per batch: NPB3.4-MPI/EP/ep_data.f:25
+NK = 2 ** MK           # pairs per batch: ep_data.f:25-26
+NQ = 10                # annuli counted: ep_data.f:26
+A = 1220703125.0       # the generator's multiplier 5^13: ep_data.f:29
+S = 271828183.0        # the seed: ep_data.f:29
+EPSILON = 1.0e-8       # verification's relative tolerance: ep.f:75
+
+# Reference sums (sx, sy) by M: ep.f:275-298 (the signed sums of the 3.4.0 scheme; the
+# module docstring says why not 3.4.2's). Classes D, E, F (M = 36, 40, 44: ep.f:290-298)
+# are listed for completeness: a run with --m 36 ... is class U here, as CLASSES stops at C.
+REFERENCE = {
+    24: (-3.247834652034740e+3, -6.958407078382297e+3),   # S: ep.f:276-277
+    25: (-2.863319731645753e+3, -6.320053679109499e+3),   # W: ep.f:279-280
+    28: (-4.295875165629892e+3, -1.580732573678431e+4),   # A: ep.f:282-283
+    30: (4.033815542441498e+4, -2.660669192809235e+4),    # B: ep.f:285-286
+    32: (4.764367927995374e+4, -8.084072988043731e+4),    # C: ep.f:288-289
+}
+
+#: the largest M this program takes: batch numbers and counts stay exact in int64/float64
+MAX_M = 50
+
+
+@njit(cache=True)
+def gaussian_batches(seed, first, count, sums, q):
+    """Local. Batches ``first .. first+count-1`` of EP (ep.f's loop 150): for each, the
+    batch's starting seed ``seed * A^(2*NK*k) mod 2^46`` (the generator jumped ahead, so
+    no rank depends on another), 2*NK uniforms, and the accepted Gaussian pairs added into
+    ``sums[0]`` (sx), ``sums[1]`` (sy) and the annulus counts ``q``."""
+    an = common.power(A, 2 * NK)        # one batch's jump: A^(2 NK), ep.f:173-179
+    x = np.empty(2 * NK)
+    sx, sy = sums[0], sums[1]
+    for k in range(first, first + count):
+        # seed * an^k: power() squares its way to an^k as ep.f:206-212 does in place
+        _, t1 = common.randlc(seed, common.power(an, k))
+        common.vranlc(2 * NK, t1, A, x)
+        for i in range(NK):
+            x1 = 2.0 * x[2 * i] - 1.0
+            x2 = 2.0 * x[2 * i + 1] - 1.0
+            t1 = x1 * x1 + x2 * x2
+            if t1 <= 1.0:               # inside the unit disc: accept (Marsaglia polar)
+                t2 = np.sqrt(-2.0 * np.log(t1) / t1)
+                t3 = x1 * t2
+                t4 = x2 * t2
+                # the annulus: Fortran's real-to-integer assignment truncates, as int() does
+                q[int(max(abs(t3), abs(t4)))] += 1.0
+                sx += t3
+                sy += t4
+    sums[0], sums[1] = sx, sy
+
+
+def my_batches(nn: int, rank: int, size: int) -> tuple:
+    """Local. This rank's batches as ``(first, count)``: ``nn // size`` each, and one more
+    on the first ``nn % size`` ranks (ep.f:130-137 and the offsets of ep.f:193-197)."""
+    base, extra = divmod(nn, size)
+    if rank < extra:
+        return rank * (base + 1), base + 1
+    return extra * (base + 1) + (rank - extra) * base, base
+
+
+def run(comm, m: int, seed: float) -> tuple:
+    """Collective. EP's timed region (ep.f:165-270): every rank's batches, then the sums
+    and counts summed over ranks. Returns ``(sx, sy, q, gc, seconds)``, the same on every
+    rank."""
+    first, count = my_batches(2 ** (m - MK), comm.Get_rank(), comm.Get_size())
+    part = np.zeros(2 + NQ)             # [sx, sy, q(0:9)]: one buffer, one Allreduce
+    total = np.empty_like(part)
+    with common.Timer(comm) as timer:
+        sums, q = part[:2], part[2:]
+        gaussian_batches(seed, first, count, sums, q)
+        # ep.f:247-254 reduces sx, sy and q in three calls; one call on the packed buffer
+        # sums each element alike and saves two latencies.
+        comm.Allreduce(part, total, op=MPI.SUM)
+        gc = float(total[2:].sum())     # the number of Gaussian pairs: ep.f:261-263
+    return total[0], total[1], total[2:], gc, timer.seconds
+
+
+def print_results(m: int, sx: float, sy: float, q, gc: float, seconds: float) -> None:
+    """Local. EP's own results block (ep.f:313-316): time, N, pairs, sums and counts."""
+    print("EP Benchmark Results:\n", flush=False)
+    print(f"CPU Time = {seconds:10.4f}\nN = 2^{m:5d}\nNo. Gaussian Pairs = {gc:15.0f}")
+    print(f"Sums = {sx:25.15e}{sy:25.15e}\nCounts:")
+    for i, count in enumerate(q):
+        print(f"{i:3d}{count:15.0f}")
+
+
+def verify(m: int, sx: float, sy: float) -> bool:
+    """Local. ep.f's verification (ep.f:272-310): sx and sy each within a relative error of
+    EPSILON of the reference for this M; no reference, no verification. Prints both."""
+    if m not in REFERENCE:
+        return False
+    sx_ref, sy_ref = REFERENCE[m]
+    ok_x = common.check("sx", sx, sx_ref, EPSILON)
+    ok_y = common.check("sy", sy, sy_ref, EPSILON)
+    return ok_x and ok_y
+
+
+def main(argv=None) -> int:
+    """Collective. Parse the command line, run EP, print NPB's report on rank 0; every
+    rank returns the same exit status (0 verified, 1 not, 2 bad input, 3 class U)."""
+    comm = pympc.WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    args = common.parser("EP", {"m": "log2 of the number of Gaussian pairs (class U)"}).parse_args(argv)
+    problem = common.choose("EP", CLASSES, args)
+    m = problem.params["m"]
+    if not MK <= m <= MAX_M:
+        common.fail(f"EP needs {MK} <= m <= {MAX_M} (batches of 2^{MK} pairs), got {m}")
+    if 2 ** (m - MK) < size:            # a rank without a batch: ep.f:139-145 aborts
+        common.fail(f"too many processes: {size} for 2^{m - MK} batches")
+    seed = S
+    if args.perturb_seed:               # one generator step past NPB's seed
+        _, seed = common.randlc(S, A)
+
+    # Load (or compile) the kernel and touch its functions before the clock starts, as
+    # ep.f:152-157 calls its functions once to keep set-up out of the timed region.
+    gaussian_batches(seed, 0, 0, np.zeros(2), np.zeros(NQ))
+    if rank == 0:
+        print(f"\n NAS Parallel Benchmarks 3.4 -- EP Benchmark (pympc)\n\n"
+              f" Number of random numbers generated: {2.0 ** (m + 1):15.0f}  (class {problem.cls})\n"
+              f" Total number of processes:          {size:15d}\n", flush=True)
+
+    sx, sy, q, gc, seconds = run(comm, m, seed)
+    status = None
+    if rank == 0:
+        print_results(m, sx, sy, q, gc, seconds)
+        verified = problem.verifiable and verify(m, sx, sy)
+        mops = 2.0 ** (m + 1) / seconds / 1.0e6     # ep.f:311
+        status = common.report("EP", problem, (m + 1,), 0, seconds, mops,
+                               "Random numbers generated", verified, size)
+    return comm.bcast(status, root=0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
