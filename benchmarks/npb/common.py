@@ -192,7 +192,7 @@ def report(name: str, problem: Problem, size: tuple, niter: int, seconds: float,
     lines += [f" Iterations      = {niter:>24d}", f" Time in seconds = {seconds:>24.2f}",
               f" Total processes = {nprocs:>24d}", f" Active procs    = {nprocs:>24d}",
               f" Mop/s total     = {mops:>24.2f}", f" Mop/s/process   = {mops / nprocs:>24.2f}",
-              f" Operation type  = {optype:<24}"]
+              f" Operation type  = {optype:>24}"]
     if problem.verifiable:
         lines.append(f" Verification    = {'':12}{'  SUCCESSFUL' if verified else 'UNSUCCESSFUL'}")
     else:
