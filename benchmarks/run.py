@@ -2,6 +2,7 @@
 
     ./run bench                 # every benchmark, full size
     ./run bench decomp --ranks 1,2 --size 2048
+    ./run bench npb             # the NAS Parallel Benchmarks against NASA's code (benchmarks/npb/)
 
 Each benchmark writes ``benchmarks/results/<name>.json`` (everything measured) and
 ``<name>.md`` (the table of ratios against the targets, with machine and versions).
@@ -267,6 +268,15 @@ CAPTIONS = {
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["npb"]:  # the NAS Parallel Benchmarks against NASA's code: their own driver
+        sys.path.insert(0, os.path.join(HERE, "npb"))
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("npb_run", os.path.join(HERE, "npb", "run.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.main(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("names", nargs="*", default=sorted(BENCHES), help=f"of {sorted(BENCHES)}")
     ap.add_argument("--ranks", default="1,2")
