@@ -28,6 +28,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+from mpi4py import MPI
 from numba import njit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -373,8 +374,6 @@ class Solver:
         g, w = self.grid, self.w
         block_product(self.rowstr, self.colidx, self.a, vec, w)
         if g.row_comm.Get_size() > 1:
-            from mpi4py import MPI
-
             g.row_comm.Allreduce(MPI.IN_PLACE, w)
         piece = w[g.send0:g.send0 + g.send_len]
         if g.exch_proc == self.me:
