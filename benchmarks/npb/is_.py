@@ -188,6 +188,19 @@ def sort_by_rank(received, n, lo, work, out):
     return bad
 
 
+def buffer_size(num_keys: int, nprocs: int) -> int:
+    """Local. Room for the keys a rank may hold after the exchange (is.c:164-181,
+    339-347): the key distribution is bell-shaped, so with many ranks the split, made of
+    whole buckets, leaves the ranks at its extremes more keys than the average."""
+    if nprocs < 256:
+        return 3 * num_keys // 2
+    if nprocs < 512:
+        return 5 * num_keys // 2
+    if nprocs < 1024:
+        return 4 * num_keys
+    return 13 * num_keys // 2
+
+
 def _exclusive_sum(counts, out):
     """Local. Displacements of consecutive blocks of ``counts`` elements into ``out``."""
     out[0] = 0
@@ -209,8 +222,7 @@ class IntegerSort:
         self.num_keys = self.total_keys // self.nprocs          # is.c:337
         self.tests = tests
         ntests = len(tests["index"]) if tests else 0
-        # the buckets' extremes carry more keys than the average (is.c:164-181, 340-347)
-        size = 3 * self.num_keys // 2 if self.nprocs < 256 else 5 * self.num_keys // 2
+        size = buffer_size(self.num_keys, self.nprocs)
         self.keys = np.zeros(size, np.int32)
         self.grouped = np.zeros(size, np.int32)     # key_buff1: by bucket, then the ranks
         self.received = np.zeros(size, np.int32)    # key_buff2
