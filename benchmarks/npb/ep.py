@@ -61,6 +61,8 @@ REFERENCE = {
     32: (4.764367927995374e+4, -8.084072988043731e+4),    # C: ep.f:288-289
 }
 
+MASK46 = np.int64(2 ** 46 - 1)   # x mod 2^46 as a bit mask
+
 #: the largest M this program takes: batch numbers and counts stay exact in int64/float64
 MAX_M = 50
 
@@ -69,18 +71,27 @@ MAX_M = 50
 def gaussian_batches(seed, first, count, sums, q):
     """Local. Batches ``first .. first+count-1`` of EP (ep.f's loop 150): for each, the
     batch's starting seed ``seed * A^(2*NK*k) mod 2^46`` (the generator jumped ahead, so
-    no rank depends on another), 2*NK uniforms, and the accepted Gaussian pairs added into
-    ``sums[0]`` (sx), ``sums[1]`` (sy) and the annulus counts ``q``."""
+    no rank depends on another), its 2*NK uniforms, and the accepted Gaussian pairs added
+    into ``sums[0]`` (sx), ``sums[1]`` (sy) and the annulus counts ``q``."""
     an = common.power(A, 2 * NK)        # one batch's jump: A^(2 NK), ep.f:173-179
-    x = np.empty(2 * NK)
+    a = np.int64(A)
     sx, sy = sums[0], sums[1]
     for k in range(first, first + count):
         # seed * an^k: power() squares its way to an^k as ep.f:206-212 does in place
-        _, t1 = common.randlc(seed, common.power(an, k))
-        common.vranlc(2 * NK, t1, A, x)
-        for i in range(NK):
-            x1 = 2.0 * x[2 * i] - 1.0
-            x2 = 2.0 * x[2 * i + 1] - 1.0
+        _, start = common.randlc(seed, common.power(an, k))
+        x = np.int64(start)
+        # ep.f:218 fills an array with the batch's 2*NK uniforms, then reads them in pairs;
+        # here each pair is drawn where it is used: the same numbers in the same order.
+        # The step x <- a*x mod 2^46 in 64-bit integers, as NPB's default generator
+        # (randi8.f:31,72; make.def.template:157-160): a < 2^31 and x < 2^46, so the
+        # product wraps modulo 2^64, a multiple of 2^46, and the mask leaves it exact.
+        # It is the number randdp's double-precision steps (common.randlc) compute, in a
+        # quarter of their time: their chain of float<->int conversions is the bottleneck.
+        for _ in range(NK):
+            x = (x * a) & MASK46
+            x1 = 2.0 * (common.R46 * x) - 1.0
+            x = (x * a) & MASK46
+            x2 = 2.0 * (common.R46 * x) - 1.0
             t1 = x1 * x1 + x2 * x2
             if t1 <= 1.0:               # inside the unit disc: accept (Marsaglia polar)
                 t2 = np.sqrt(-2.0 * np.log(t1) / t1)
