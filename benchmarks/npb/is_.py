@@ -229,9 +229,14 @@ class IntegerSort:
         # the test keys' values ride, hidden, at the top of the bucket counts (is.c:664-669)
         self.counts = np.zeros(self.nbuckets + ntests, np.int32)
         self.totals = np.zeros_like(self.counts)
-        self.send_count, self.recv_count = (np.zeros(self.nprocs, np.int32) for _ in "sr")
-        self.send_displ, self.recv_displ = (np.zeros(self.nprocs, np.int32) for _ in "sr")
-        self.first, self.last = (np.zeros(self.nprocs, np.int64) for _ in "fl")
+        # the exchange's counts and displacements, per rank (MPI_INT, as is.c's)
+        self.send_count = np.zeros(self.nprocs, np.int32)
+        self.recv_count = np.zeros(self.nprocs, np.int32)
+        self.send_displ = np.zeros(self.nprocs, np.int32)
+        self.recv_displ = np.zeros(self.nprocs, np.int32)
+        # rank j owns buckets first[j]..last[j] (is.c's process_bucket_distrib_ptr1/2)
+        self.first = np.zeros(self.nprocs, np.int64)
+        self.last = np.zeros(self.nprocs, np.int64)
         self.last_ranks = np.full(ntests, -1, np.int64)  # the test keys' ranks, last iteration
         self.n_local = 0                               # keys this rank holds after the exchange
         self.lo = 0
@@ -305,6 +310,8 @@ class IntegerSort:
             return 0
         passed = 0
         lesser = self._lesser_keys()
+        # a test key near a split may change ranks between iterations: forget the old
+        self.last_ranks[:] = -1
         work = self.grouped
         for i, (ref, (sign, lag)) in enumerate(zip(self.tests["rank"], self.tests["drift"])):
             key = int(self.totals[self.nbuckets + i])
