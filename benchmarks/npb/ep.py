@@ -132,7 +132,7 @@ def run(comm, m: int, seed: float) -> tuple:
 
 def print_results(m: int, sx: float, sy: float, q, gc: float, seconds: float) -> None:
     """Local. EP's own results block (ep.f:313-316): time, N, pairs, sums and counts."""
-    print("EP Benchmark Results:\n", flush=False)
+    print("EP Benchmark Results:\n")
     print(f"CPU Time = {seconds:10.4f}\nN = 2^{m:5d}\nNo. Gaussian Pairs = {gc:15.0f}")
     print(f"Sums = {sx:25.15e}{sy:25.15e}\nCounts:")
     for i, count in enumerate(q):
@@ -155,7 +155,8 @@ def main(argv=None) -> int:
     rank returns the same exit status (0 verified, 1 not, 2 bad input, 3 class U)."""
     comm = pympc.WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
-    args = common.parser("EP", {"m": "log2 of the number of Gaussian pairs (class U)"}).parse_args(argv)
+    sizes = {"m": "log2 of the number of Gaussian pairs (a size that is no class: class U)"}
+    args = common.parser("EP", sizes).parse_args(argv)
     problem = common.choose("EP", CLASSES, args)
     m = problem.params["m"]
     if not MK <= m <= MAX_M:
@@ -171,7 +172,8 @@ def main(argv=None) -> int:
     gaussian_batches(seed, 0, 0, np.zeros(2), np.zeros(NQ))
     if rank == 0:
         print(f"\n NAS Parallel Benchmarks 3.4 -- EP Benchmark (pympc)\n\n"
-              f" Number of random numbers generated: {2.0 ** (m + 1):15.0f}  (class {problem.cls})\n"
+              f" Number of random numbers generated: {2.0 ** (m + 1):15.0f}"
+              f"  (class {problem.cls})\n"
               f" Total number of processes:          {size:15d}\n", flush=True)
 
     sx, sy, q, gc, seconds = run(comm, m, seed)
