@@ -18,8 +18,9 @@ Verification, this tree's scheme: ep.f in the NPB3.4-MPI tree of the mirror (its
 sy against reference values chosen by M (ep.f:275-301) with the relative error
 ``|(s - ref) / ref| <= epsilon``, epsilon = 1e-8 (ep.f:75, ep.f:302-309; a NaN error fails);
 it does not check the pair count gc. That is the pre-3.4.2 scheme. NPB 3.4.2 and later
-(EP/verify.f there) sum the absolute values |X| and |Y| instead and check gc as well, with
-other reference values: those are not in this tree, so this program uses the scheme above.
+(their EP/verify.f90) sum the absolute values |X| and |Y| instead and check gc as well,
+against other reference values: those are not in this tree, so this program uses the
+scheme above.
 """
 
 import os
@@ -50,9 +51,9 @@ A = 1220703125.0       # the generator's multiplier 5^13: ep_data.f:29
 S = 271828183.0        # the seed: ep_data.f:29
 EPSILON = 1.0e-8       # verification's relative tolerance: ep.f:75
 
-# Reference sums (sx, sy) by M: ep.f:275-298 (the signed sums of the 3.4.0 scheme; the
-# module docstring says why not 3.4.2's). Classes D, E, F (M = 36, 40, 44: ep.f:290-298)
-# are listed for completeness: a run with --m 36 ... is class U here, as CLASSES stops at C.
+# Reference sums (sx, sy) by M: ep.f:275-289 (the signed sums of the 3.4.0 scheme; the
+# module docstring says why not 3.4.2's). ep.f:290-298 has D, E and F (M = 36, 40, 44) too:
+# this program stops at C, so --m 36 runs as class U.
 REFERENCE = {
     24: (-3.247834652034740e+3, -6.958407078382297e+3),   # S: ep.f:276-277
     25: (-2.863319731645753e+3, -6.320053679109499e+3),   # W: ep.f:279-280
