@@ -116,7 +116,9 @@ class Slabs:
         # u0: the transformed initial condition, evolved in place (layout 3);
         # u1: the work field, layout 3 for the z transform, then layout 1;
         # u2: the all-to-all's receive (and send) buffer. No other field is allocated.
-        self.u0, self.u1, self.u2 = (np.empty(count, np.complex128) for _ in range(3))
+        self.u0, self.u1 = np.empty(count, np.complex128), np.empty(count, np.complex128)
+        # one rank makes no all-to-all (ft.f's 0D layout): no buffer for it
+        self.u2 = np.empty(count if self.np > 1 else 0, np.complex128)
         self.twiddle = np.empty(count, np.float64)
 
     def layout1(self, flat):
