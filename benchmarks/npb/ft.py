@@ -37,6 +37,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
+from mpi4py import MPI  # noqa: E402
 from numba import njit  # noqa: E402
 
 import common  # noqa: E402
@@ -228,8 +229,6 @@ def checksum(s: Slabs) -> complex:
     """Collective. ft.f's checksum (ft.f:1744-1760): each rank's share divided by the
     number of points, summed over the ranks (an ``Allreduce``: every rank gets it, so
     every rank reaches the same verdict)."""
-    from mpi4py import MPI
-
     mine = local_checksum(s.layout1(s.u1), s.nx, s.ny, s.nz, s.z0) / s.ntotal
     total = np.array([mine], dtype=np.complex128)
     s.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
@@ -333,11 +332,11 @@ def main(argv=None) -> int:
         checksum(s)
     if me == 0:
         print(f"\n Initialization time = {init.seconds:12.4f}\n", flush=True)
+    verified = False
     with common.Timer(comm) as total:            # ft.f:128-160: verification included
         sums = run(s, seed, niter, me)
-    verified = False
-    if problem.verifiable and me == 0:
-        verified = verify(problem.cls, sums)
+        if problem.verifiable and me == 0:
+            verified = verify(problem.cls, sums)
     # every rank holds the same sums; rank 0's verdict goes to all for one exit status
     verified = comm.bcast(verified, root=0)
     status = common.CLASS_U if not problem.verifiable else (0 if verified else 1)
