@@ -14,7 +14,7 @@ the verification of the final residual's L2 norm. Arrays are ``(z, y, x)`` in C 
 so the x index runs fastest in memory, as Fortran's ``u(i1, i2, i3)`` does; data index 0
 and ``n + 1`` on each axis are the ghosts, 1..n the owned points.
 
-Run: ``mpiexec -n 4 python mg.py --class S`` (1, 2, 4 or 8 processes), or
+Run: ``mpiexec -n 4 python mg.py --class S`` (a power of two of processes), or
 ``--n 64 --nit 8`` for a grid that is no class (class U, not verified).
 """
 
@@ -308,16 +308,43 @@ def psinv(r, u, c) -> None:
 
 
 def rprj3(r, s) -> None:
-    """Neighbour-collective. s = P r onto the next coarser level, ghosts exchanged."""
-    _rprj3(r.data, s.data)
-    pympc.update_halo(s)
+    """Collective. s = P r onto the next coarser level, ghosts exchanged. Onto a
+    replicated level (see :func:`setup`) every rank restricts its own block, and one
+    Allgather gives every rank the whole coarse grid."""
+    if not _gathers(r, s):
+        _rprj3(r.data, s.data)
+        pympc.update_halo(s)
+        return
+    d = r.decomp
+    half = tuple(m // 2 for m in d.local_shape)     # this rank's coarse points
+    block = np.zeros(tuple(m + 2 for m in half))
+    _rprj3(r.data, block)
+    blocks = np.empty((d.size, *half))
+    d.cart.Allgather(np.ascontiguousarray(block[1:-1, 1:-1, 1:-1]), blocks)
+    for rank, ranges in enumerate(d.all_ranges()):
+        lo = [a // 2 + 1 for a, _ in ranges]           # + 1: the ghost layer
+        s.data[lo[0]:lo[0] + half[0], lo[1]:lo[1] + half[1], lo[2]:lo[2] + half[2]] = blocks[rank]
+    pympc.update_halo(s)                               # the periodic wrap, on this rank
 
 
 def interp(z, u) -> None:
     """Neighbour-collective. u = u + Q z from the next coarser level, ghosts exchanged
-    (mg.f computes the fine ghosts from the coarse ones instead: the same values)."""
-    _interp(z.data, u.data)
+    (mg.f computes the fine ghosts from the coarse ones instead: the same values).
+    From a replicated level, this rank reads the part under its block (ghosts too)."""
+    coarse = z.data
+    if _gathers(u, z):
+        d = u.decomp
+        lo = [a // 2 for a in d.lo]                     # ghost index lo - 1 is data lo
+        n = [m // 2 + 2 for m in d.local_shape]
+        coarse = np.ascontiguousarray(coarse[lo[0]:lo[0] + n[0], lo[1]:lo[1] + n[1],
+                                             lo[2]:lo[2] + n[2]])
+    _interp(coarse, u.data)
     pympc.update_halo(u)
+
+
+def _gathers(fine, coarse) -> bool:
+    """Local. Whether ``coarse`` is a replicated level below the distributed ``fine``."""
+    return coarse.decomp.size < fine.decomp.size
 
 
 def norm2u3(r, n: int) -> tuple:
@@ -359,30 +386,38 @@ def process_grid(nprocs: int) -> tuple:
 
 def check_problem(n: int, nit: int, dims: tuple) -> None:
     """Local. Refuse (exit 2, on every rank) a grid that is no power of two, fewer than
-    one V-cycle, or a process grid the coarsest level (2 points per axis) cannot split."""
+    one V-cycle, or too few points for the process grid."""
     if n < 4 or n & (n - 1):
         common.fail(f"MG needs n a power of two >= 4, got {n}")
     if nit < 1:
         common.fail(f"MG needs nit >= 1, got {nit}")
-    if max(dims) > 2:
-        # mg.f lets ranks idle ("dead") on levels with fewer points than ranks; pympc's
-        # decompositions give every rank at least one point, so the 2^3 coarsest grid
-        # bounds the process count at 8
-        common.fail(f"MG on pympc runs on at most 8 processes (the coarsest grid is 2^3), "
-                    f"got {int(np.prod(dims))}")
+    if n < 2 * max(dims):
+        # the finest level is distributed with at least 2 points per rank and axis, so
+        # that its restriction has a point on every rank (see setup)
+        common.fail(f"MG needs n >= 2 x the processes per axis {dims[::-1]} (x, y, z), got {n}")
 
 
 def setup(n: int, dims: tuple, stack) -> list:
     """Collective. One periodic decomposition per level, 2^1 .. n points per axis, all
-    on the same process grid: a rank's coarse block then lies under its fine block
+    on mg.f's process grid: a rank's coarse block then lies under its fine block
     (``lo_fine = 2 lo_coarse``), so restriction and prolongation need only ghosts. The
     box stencil exchanges edges and corners too: every operator reads all 26
-    neighbours. ``stack`` closes them at the end."""
+    neighbours. ``stack`` closes them at the end.
+
+    A level with fewer than 2 points per rank on an axis is replicated: every rank
+    holds all of it (a decomposition of ``COMM_SELF``) and computes it redundantly, so
+    that a restriction onto it has whole coarse points on every rank. mg.f spreads such
+    levels down to 1 point per rank and leaves ranks idle ("dead", mg.f:476-494) below
+    that; the arithmetic per point is the same."""
+    from mpi4py import MPI
+
     levels = []
     m = 2
     while m <= n:
+        spread = m >= 2 * max(dims)            # at least 2 points per rank and axis
+        comm, grid = (pympc.WORLD, dims) if spread else (MPI.COMM_SELF, (1, 1, 1))
         levels.append(stack.enter_context(pympc.Decomposition(
-            (m, m, m), comm=pympc.WORLD, dims=dims, periodic=True, ghost=1, stencil="box")))
+            (m, m, m), comm=comm, dims=grid, periodic=True, ghost=1, stencil="box")))
         m *= 2
     return levels
 
