@@ -146,23 +146,25 @@ def initial_conditions(s: Slabs, seed: float) -> None:
         _, start = common.randlc(start, step)
 
 
+@njit(cache=True)
+def _exponentials(twiddle, nx, ny, nz, y0, ap):
+    # twiddle: this rank's layout-3 block (nz, ny/P, nx), rows y0 ... of the global grid
+    for k in range(nz):
+        kk = (k + nz // 2) % nz - nz // 2            # ft.f:673 "mod(i-1+n/2, n) - n/2"
+        for j in range(twiddle.shape[1]):
+            jj = (j + y0 + ny // 2) % ny - ny // 2
+            for i in range(nx):
+                ii = (i + nx // 2) % nx - nx // 2
+                # the squares add as integers, then one conversion: ft.f's dfloat(kk*kk+ij2)
+                twiddle[k, j, i] = np.exp(ap * float(kk * kk + jj * jj + ii * ii))
+
+
 def compute_twiddle(s: Slabs) -> None:
     """Local. The exponential factors of one time step on this rank's layout-3 block:
     ``exp(-4 alpha pi^2 (kbar^2 + jbar^2 + ibar^2))`` with the wave numbers of indices
-    ``0, 1, ..., n/2-1, -n/2, ..., -1`` (ft.f:676-703)."""
+    ``0, 1, ..., n/2-1, -n/2, ..., -1`` (ft.f:676-703); compiled (numba), one pass."""
     ap = -4.0 * ALPHA * PI * PI                      # ft.f:676, the same order of operations
-
-    def wave2(n, first, count):
-        i = np.arange(first, first + count, dtype=np.int64)
-        w = (i + n // 2) % n - n // 2                # ft.f:673 "mod(i-1+n/2, n) - n/2"
-        return w * w
-
-    kk = wave2(s.nz, 0, s.nz)
-    ij = wave2(s.ny, s.y0, s.nyl)[:, None] + wave2(s.nx, 0, s.nx)[None, :]
-    twiddle = s.layout3(s.twiddle)
-    for k in range(s.nz):    # plane by plane: no temporary of the field's size (peak memory)
-        # the squares add as integers, then one conversion, as ft.f's dfloat(kk*kk+ij2)
-        np.exp(ap * (kk[k] + ij).astype(np.float64), out=twiddle[k])
+    _exponentials(s.layout3(s.twiddle), s.nx, s.ny, s.nz, s.y0, ap)
 
 
 def fft_forward(s: Slabs) -> None:
