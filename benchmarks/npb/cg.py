@@ -251,7 +251,7 @@ def assemble_csr(nrows, ncols, row0, col0, arow, acol, aelt):
         j = arow[k] - row0
         sa[fill[j]], sc[fill[j]] = aelt[k], acol[k] - col0
         fill[j] += 1
-    a, colidx = np.empty(arow.size, np.float64), np.empty(arow.size, np.int64)
+    a, colidx = np.empty(arow.size, np.float64), np.empty(arow.size, np.int32)
     x, mark = np.zeros(ncols, np.float64), np.zeros(ncols, np.int8)
     nzloc = np.empty(ncols, np.int64)
     nza, start = 0, 0
