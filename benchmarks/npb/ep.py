@@ -62,7 +62,7 @@ REFERENCE = {
     32: (4.764367927995374e+4, -8.084072988043731e+4),    # C: ep.f:288-289
 }
 
-MASK46 = np.int64(2 ** 46 - 1)   # x mod 2^46 as a bit mask
+MASK46 = np.uint64(2 ** 46 - 1)   # x mod 2^46 as a bit mask
 
 #: the largest M this program takes: batch numbers and counts stay exact in int64/float64
 MAX_M = 50
@@ -75,19 +75,21 @@ def gaussian_batches(seed, first, count, sums, q):
     no rank depends on another), its 2*NK uniforms, and the accepted Gaussian pairs added
     into ``sums[0]`` (sx), ``sums[1]`` (sy) and the annulus counts ``q``."""
     an = common.power(A, 2 * NK)        # one batch's jump: A^(2 NK), ep.f:173-179
-    a = np.int64(A)
+    a = np.uint64(A)
     sx, sy = sums[0], sums[1]
     for k in range(first, first + count):
         # seed * an^k: power() squares its way to an^k as ep.f:206-212 does in place
         _, start = common.randlc(seed, common.power(an, k))
-        x = np.int64(start)
+        x = np.uint64(start)
         # ep.f:218 fills an array with the batch's 2*NK uniforms, then reads them in pairs;
         # here each pair is drawn where it is used: the same numbers in the same order.
         # The step x <- a*x mod 2^46 in 64-bit integers, as NPB's default generator
-        # (randi8.f:31,72; make.def.template:157-160): a < 2^31 and x < 2^46, so the
-        # product wraps modulo 2^64, a multiple of 2^46, and the mask leaves it exact.
-        # It is the number randdp's double-precision steps (common.randlc) compute, in a
-        # quarter of their time: their chain of float<->int conversions is the bottleneck.
+        # (randi8.f:31,72; make.def.template:157-160): the product wraps modulo 2^64, a
+        # multiple of 2^46, so the 46 bits the mask keeps are exact. Unsigned, because
+        # numba marks signed products "no signed wrap" (nsw), and a wrapping one would
+        # then be undefined. The numbers are those of randdp's double-precision steps
+        # (common.randlc), 4-5x faster: randdp's chain of float<->int conversions is
+        # what limited this loop (class S, one rank: 0.9 s with common.vranlc, 0.2 s).
         for _ in range(NK):
             x = (x * a) & MASK46
             x1 = 2.0 * (common.R46 * x) - 1.0
