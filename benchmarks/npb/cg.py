@@ -374,6 +374,10 @@ class Solver:
         g, w = self.grid, self.w
         block_product(self.rowstr, self.colidx, self.a, vec, w)
         if g.row_comm.Get_size() > 1:
+            # cg.f:862-882 adds the row sums up by recursive halving with its partners; with
+            # npcols = 2 nprows each process ends with only the half it sends on. One
+            # Allreduce of the whole row block gives the same sums (up to 4 processes,
+            # the same bits: two terms add alike in any order) for a little more traffic.
             g.row_comm.Allreduce(MPI.IN_PLACE, w)
         piece = w[g.send0:g.send0 + g.send_len]
         if g.exch_proc == self.me:
