@@ -27,7 +27,7 @@ T23 = 2.0 ** 23
 T46 = T23 * T23
 
 VERIFIED, UNVERIFIED, BAD_INPUT, CLASS_U = 0, 1, 2, 3
-VERSION = "3.4.2 (pympc)"
+VERSION = "3.4 (pympc)"
 
 
 @njit(cache=True)
