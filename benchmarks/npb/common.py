@@ -54,20 +54,8 @@ def randlc(x, a):
 def vranlc(n, x, a, y):
     """Local. ``n`` numbers of :func:`randlc` into ``y[:n]`` (randdp.f ``vranlc``);
     returns the generator's new state."""
-    t1 = R23 * a
-    a1 = float(int(t1))
-    a2 = a - T23 * a1
     for i in range(n):
-        t1 = R23 * x
-        x1 = float(int(t1))
-        x2 = x - T23 * x1
-        t1 = a1 * x2 + a2 * x1
-        t2 = float(int(R23 * t1))
-        z = t1 - T23 * t2
-        t3 = T23 * z + a2 * x2
-        t4 = float(int(R46 * t3))
-        x = t3 - T46 * t4
-        y[i] = R46 * x
+        y[i], x = randlc(x, a)
     return x
 
 
