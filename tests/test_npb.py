@@ -91,5 +91,18 @@ def test_bad_input_is_one_line_and_exit_2():
     assert r.returncode == 2 and r.stderr.strip().startswith("npb: error:") and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_ep_scheme_3_4_verifies_the_signed_sums():
+    r = npb("EP", 2, "--class", "S", "--scheme", "3.4")
+    assert r.returncode == 0 and VERIFIED.search(r.stdout), r.stdout[-2000:] + r.stderr[-2000:]
+    assert " Verification scheme: NPB 3.4.0 (signed sums of X and Y)" in r.stdout
+
+
+def test_ep_default_scheme_is_3_4_2():
+    r = npb("EP", 1, "--class", "S")
+    assert r.returncode == 0 and VERIFIED.search(r.stdout), r.stdout[-2000:] + r.stderr[-2000:]
+    assert " Verification scheme: NPB 3.4.2+ (sums of |X|, |Y| and the pair count)" in r.stdout
+    assert re.search(r"^ gc: computed 1\.31763890+e\+07 ", r.stdout, re.M), r.stdout[-2000:]
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
