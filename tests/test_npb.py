@@ -106,3 +106,9 @@ def test_ep_default_scheme_is_3_4_2():
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_a_bad_option_is_one_line_and_exit_2():
+    r = npb("EP", 1, "--scheme", "9.9", timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("npb: error: ep.py: argument --scheme")

@@ -86,12 +86,18 @@ class Problem:
         return self.cls != "U"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose error is one line and exit status 2 (:func:`fail`)."""
+
+    def error(self, message):
+        fail(f"{self.prog}: {message}")
+
+
 def parser(name: str, sizes: dict) -> argparse.ArgumentParser:
     """Local. The command line every kernel takes: ``--class``, or its size parameters
     one by one (``sizes``: ``{parameter: help}``) for a run of class ``U``; and
     ``--perturb-seed`` (the verification must then fail)."""
-    ap = argparse.ArgumentParser(prog=f"{name.lower()}.py", allow_abbrev=False,
-                                 description=f"NPB {name} on pympc (docs/npb.md)")
+    ap = _Parser(prog=f"{name.lower()}.py", allow_abbrev=False, description=f"NPB {name} on pympc (docs/npb.md)")
     ap.add_argument("--class", dest="cls", default=None, help="NPB class: S, W, A, B, C (default S)")
     for key, text in sizes.items():
         ap.add_argument(f"--{key.replace('_', '-')}", dest=key, type=int, default=None, help=text)
