@@ -21,7 +21,7 @@ SRC=${NPB_SRC:-}
 [ -f "$SRC/config/make.def.template" ] && [ -f "$SRC/EP/ep.f" ] \
     || die "NPB_SRC=$SRC is not an NPB3.4-MPI directory (no config/make.def.template or EP/ep.f)"
 BUILD=${NPB_BUILD:-${XDG_CACHE_HOME:-$HOME/.cache}/pympc-npb}
-case "$(cd "$(dirname "$BUILD")" 2>/dev/null && pwd)/$(basename "$BUILD")/" in
+case "$(realpath -m "$BUILD")/" in
     "$REPO"/*) die "NPB_BUILD=$BUILD is inside the repository: the official code is never built or kept there" ;;
 esac
 MPIFC=${MPIFC:-mpif90.mpich}

@@ -114,12 +114,11 @@ def choose(name: str, classes: dict, args) -> Problem:
     if args.cls is not None and given:
         fail(f"give --class or the size parameters ({', '.join(given)}), not both")
     if given:
+        wanted = {**classes["S"], **given}  # what is not given is class S's
         for cls, params in classes.items():
-            if all(params[k] == v for k, v in given.items()) and len(given) == len(params):
+            if params == wanted:
                 return Problem(cls, dict(params))
-        base = dict(classes["S"])
-        base.update(given)
-        return Problem("U", base)
+        return Problem("U", wanted)
     cls = (args.cls or "S").upper()
     if cls not in classes:
         fail(f"{name} has no class {args.cls!r}: one of {', '.join(classes)}")

@@ -26,8 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
-from pympc.tools.launch import mpiexec_command  # noqa: E402
-from pympc.tools.probe import clean_env  # noqa: E402
+from pympc.tools.launch import run_mpi  # noqa: E402
 
 FILES = {"ep": "ep.py", "cg": "cg.py", "mg": "mg.py", "ft": "ft.py", "is": "is_.py"}
 #: the issue's targets: pympc's Mop/s over the official code's
@@ -36,19 +35,17 @@ BASELINE = ("import sys; sys.path.insert(0, {here!r}); import numpy, numba, mpi4
 
 
 def field(text: str, name: str):
+    """Local. A line's value in NPB's report (``Mop/s total``), or None."""
     m = re.search(rf"^ {re.escape(name)}\s*=\s*(.*)$", text, re.M)
     return m.group(1).strip() if m else None
 
 
 def timed(ranks: int, argv: list, timeout: float) -> dict:
-    """One mpiexec job, every rank under /usr/bin/time: its report's figures and the
-    largest peak resident size of its ranks (KiB)."""
-    cmd = mpiexec_command() + ["-n", str(ranks), "/usr/bin/time", "-f", "PEAK-RSS-KIB %M", *argv]
-    env = clean_env()
-    env["PYMPC_PROGRESS"] = "off"
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired:
+    """Local. One mpiexec job, every rank under /usr/bin/time: its report's figures and the
+    largest peak resident size of its ranks (KiB). On timeout the whole job is killed."""
+    r = run_mpi(ranks, ["/usr/bin/time", "-f", "PEAK-RSS-KIB %M", *argv], timeout=timeout, python=False,
+                env={**os.environ, "PYMPC_PROGRESS": "off"}, cwd=ROOT)
+    if r.timed_out:
         return {"error": f"timed out after {timeout:g} s"}
     rss = [int(x) for x in re.findall(r"PEAK-RSS-KIB (\d+)", r.stderr)]
     out = {"exit": r.returncode, "rss_kib": max(rss) if rss else None,
@@ -58,18 +55,20 @@ def timed(ranks: int, argv: list, timeout: float) -> dict:
             out[key] = float(field(r.stdout, name))
         except (TypeError, ValueError):
             pass
-    if r.returncode not in (0,) and out["mops"] is None:
+    if r.returncode != 0 and out["mops"] is None:
         out["error"] = (r.stderr or r.stdout).strip()[-400:]
     return out
 
 
 def official_dir() -> str:
+    """Local. Where build_official.sh put the official binaries."""
     base = os.environ.get("NPB_BUILD") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
                                                        os.path.expanduser("~/.cache"), "pympc-npb")
     return os.path.join(base, "bin")
 
 
 def measure(args) -> list:
+    """Local. Every kernel, class and rank count: pympc's run, then the official binary's."""
     rows = []
     baseline = {}
     for n in args.ranks:
@@ -90,13 +89,15 @@ def measure(args) -> list:
 
 
 def ratio(a, b):
+    """Local. ``a / b`` to two decimals, or "-"."""
     return f"{a / b:.2f}" if a is not None and b else "-"
 
 
 def table(rows: list) -> str:
+    """Local. The rows as a Markdown table."""
     lines = ["| kernel | class | ranks | pympc Mop/s | official Mop/s | ratio | target | pympc verified | "
-             "pympc peak MiB above baseline | official peak MiB | memory ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "official verified | pympc peak MiB above baseline | official peak MiB | memory ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p, o = r["pympc"], r["official"]
         above = (p["rss_kib"] - r["baseline_rss_kib"]) / 1024 if p.get("rss_kib") and r["baseline_rss_kib"] else None
@@ -104,12 +105,15 @@ def table(rows: list) -> str:
         lines.append(f"| {r['kernel'].upper()} | {r['class']} | {r['ranks']} | {p.get('mops') or '-'} | "
                      f"{o.get('mops') or '-'} | {ratio(p.get('mops'), o.get('mops'))} | "
                      f">= {TARGETS[r['kernel']]} | {p.get('verification') or p.get('error', '-')} | "
+                     f"{o.get('verification') or o.get('error', '-')} | "
                      f"{'-' if above is None else f'{above:.1f}'} | {'-' if off is None else f'{off:.1f}'} | "
                      f"{ratio(above, off)} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
+    """Local. ``benchmarks/npb/run.py``: measure, write npb.json and npb.md; exit 1 when a
+    pympc run did not verify."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kernels", default="ep,is,cg,mg,ft")
     ap.add_argument("--classes", default="W,A")
@@ -136,8 +140,9 @@ def main(argv=None) -> int:
         json.dump({"machine": machine, "cores": os.cpu_count(), "platform": platform.platform(), "rows": rows}, f,
                   indent=1)
     md = (f"# NPB: pympc against NASA's official MPI code\n\nMachine: {machine}, {os.cpu_count()} cores "
-          f"({platform.platform()}). One run of each, the same moment; Mop/s as each code reports it (NPB's "
-          f"operation counts). Memory: the largest rank's peak resident size.\n\n{table(rows)}")
+          f"({platform.platform()}). One run of each, one after the other in one session (sub-second timings are "
+          f"noisy); Mop/s as each code reports it (NPB's operation counts). Memory: the largest rank's peak "
+          f"resident size.\n\n{table(rows)}")
     with open(os.path.join(args.out, "npb.md"), "w") as f:
         f.write(md)
     print(md)
