@@ -21,6 +21,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -43,11 +44,18 @@ def field(text: str, name: str):
 def timed(ranks: int, argv: list, timeout: float) -> dict:
     """Local. One mpiexec job, every rank under /usr/bin/time: its report's figures and the
     largest peak resident size of its ranks (KiB). On timeout the whole job is killed."""
-    r = run_mpi(ranks, ["/usr/bin/time", "-f", "PEAK-RSS-KIB %M", *argv], timeout=timeout, python=False,
-                env={**os.environ, "PYMPC_PROGRESS": "off"}, cwd=ROOT)
+    # /usr/bin/time writes into a file per rank: on stderr its line comes after the rank's
+    # MPI_Finalize, and the launcher sometimes stops forwarding before it
+    with tempfile.TemporaryDirectory(prefix="npb-rss-") as d:
+        wrap = ["sh", "-c", f'exec /usr/bin/time -o "{d}/rss.$$" -f %M "$@"', "sh"]
+        r = run_mpi(ranks, [*wrap, *argv], timeout=timeout, python=False,
+                    env={**os.environ, "PYMPC_PROGRESS": "off"}, cwd=ROOT)
+        rss = []
+        for name in os.listdir(d):
+            with open(os.path.join(d, name)) as f:
+                rss += [int(x) for x in re.findall(r"^(\d+)$", f.read(), re.M)]
     if r.timed_out:
         return {"error": f"timed out after {timeout:g} s"}
-    rss = [int(x) for x in re.findall(r"PEAK-RSS-KIB (\d+)", r.stderr)]
     out = {"exit": r.returncode, "rss_kib": max(rss) if rss else None,
            "verification": field(r.stdout, "Verification"), "seconds": None, "mops": None}
     for key, name in (("seconds", "Time in seconds"), ("mops", "Mop/s total")):
