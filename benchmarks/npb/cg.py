@@ -455,9 +455,7 @@ def main(argv=None) -> int:
         header(problem, nprocs)
     grid = setup_grid(comm, na)
     # cg.f:188-190: the seed, then one draw before makea
-    _, tran = common.randlc(SEED, MULTIPLIER)
-    if args.perturb_seed:
-        _, tran = common.randlc(tran, MULTIPLIER)
+    tran = common.start_seed(common.randlc(SEED, MULTIPLIER)[1], MULTIPLIER, args.perturb_seed)
     solver = Solver(comm, grid, makea(na, nonzer, shift, grid, tran))
 
     # one untimed iteration to touch code and data (cg.f:229-284), then start again
@@ -479,7 +477,7 @@ def main(argv=None) -> int:
             verified = common.check("zeta", zeta, ZETA_REFERENCE[problem.cls], EPSILON)
         else:
             print(f" zeta: computed {zeta:.17e}  (class U: no reference)", flush=True)
-        mops = 1.0e-6 * operations(na, nonzer, niter) / timer.seconds if timer.seconds > 0 else 0.0
+        mops = common.rate(operations(na, nonzer, niter), timer.seconds)
         status = common.report("CG", problem, (na,), niter, timer.seconds, mops,
                                "floating point", verified, nprocs)
     grid.row_comm.Free()

@@ -134,11 +134,27 @@ def fail(message: str) -> None:
     raise SystemExit(BAD_INPUT)
 
 
+def is_power_of_two(n: int) -> bool:
+    """Local. Whether ``n`` is 1, 2, 4, ..."""
+    return n >= 1 and n & (n - 1) == 0
+
+
 def require_power_of_two(name: str, size: int) -> None:
     """Local. CG, MG, FT and IS run on a power-of-two number of processes, as the
     original does."""
-    if size & (size - 1):
+    if not is_power_of_two(size):
         fail(f"{name} runs on a power-of-two number of processes (1, 2, 4, ...), got {size}")
+
+
+def start_seed(seed: float, a: float, perturb: bool) -> float:
+    """Local. The generator's starting state: NPB's ``seed``, or (``--perturb-seed``) one
+    step of multiplier ``a`` past it, so that the verification must fail."""
+    return randlc(seed, a)[1] if perturb else seed
+
+
+def rate(operations: float, seconds: float) -> float:
+    """Local. Millions of operations per second (NPB's Mop/s), 0 for a zero time."""
+    return 1.0e-6 * operations / seconds if seconds > 0 else 0.0
 
 
 class Timer:

@@ -225,9 +225,7 @@ def main(argv=None) -> int:
         common.fail(f"EP needs {MK} <= m <= {MAX_M} (batches of 2^{MK} pairs), got {m}")
     if 2 ** (m - MK) < size:            # a rank without a batch: ep.f:139-145 aborts
         common.fail(f"too many processes: {size} for 2^{m - MK} batches")
-    seed = S
-    if args.perturb_seed:               # one generator step past NPB's seed
-        _, seed = common.randlc(S, A)
+    seed = common.start_seed(S, A, args.perturb_seed)
 
     # Load (or compile) the kernel and touch its functions before the clock starts, as
     # ep.f:152-157 calls its functions once to keep set-up out of the timed region.
@@ -249,7 +247,7 @@ def main(argv=None) -> int:
             verified = problem.verifiable and verify_abs(m, sx, sy, gc)
         else:
             verified = problem.verifiable and verify_signed(m, sx, sy)
-        mops = 2.0 ** (m + 1) / seconds / 1.0e6     # ep.f:311
+        mops = common.rate(2.0 ** (m + 1), seconds)     # ep.f:311
         status = common.report("EP", problem, (m + 1,), 0, seconds, mops,
                                "Random numbers generated", verified, size)
     return comm.bcast(status, root=0)

@@ -260,11 +260,6 @@ def verify(cls: str, sums: list) -> bool:
     return ok_all and len(sums) == len(REFERENCE[cls])
 
 
-def is_power_of_two(n: int) -> bool:
-    """Local. Whether ``n`` is 1, 2, 4, ..."""
-    return n >= 1 and n & (n - 1) == 0
-
-
 def refuse_bad_input(nx, ny, nz, niter, nprocs) -> None:
     """Local. What ft.f refuses or cannot do, refused with exit status 2 on every rank:
     a process count that is no power of two (common.require_power_of_two), grid sizes
@@ -273,7 +268,7 @@ def refuse_bad_input(nx, ny, nz, niter, nprocs) -> None:
     has none) or beyond ny (the y-rows of layout 3, ft.f:584-585)."""
     common.require_power_of_two("FT", nprocs)
     for name, n in (("nx", nx), ("ny", ny), ("nz", nz)):
-        if n < 2 or not is_power_of_two(n):
+        if n < 2 or not common.is_power_of_two(n):
             common.fail(f"FT's radix-2 FFT needs {name} a power of two >= 2, got {n}")
     if niter < 1:
         common.fail(f"FT needs niter >= 1, got {niter}")
@@ -285,10 +280,8 @@ def refuse_bad_input(nx, ny, nz, niter, nprocs) -> None:
 def mops(ntotal: float, niter: int, seconds: float) -> float:
     """Local. ft.f's operation count over the time, in millions per second
     (ft.f:165-168): ``N (14.8157 + 7.19641 ln N + (5.23518 + 7.21113 ln N) niter)``."""
-    if seconds == 0.0:
-        return 0.0
     logn = np.log(ntotal)
-    return 1.0e-6 * ntotal * (14.8157 + 7.19641 * logn + (5.23518 + 7.21113 * logn) * niter) / seconds
+    return common.rate(ntotal * (14.8157 + 7.19641 * logn + (5.23518 + 7.21113 * logn) * niter), seconds)
 
 
 def run(s: Slabs, seed: float, niter: int, me: int) -> list:
@@ -316,7 +309,7 @@ def main(argv=None) -> int:
     problem = common.choose("FT", CLASSES, args)
     nx, ny, nz, niter = (problem.params[k] for k in ("nx", "ny", "nz", "niter"))
     refuse_bad_input(nx, ny, nz, niter, nprocs)
-    seed = common.randlc(SEED, A)[1] if args.perturb_seed else SEED
+    seed = common.start_seed(SEED, A, args.perturb_seed)
     if me == 0:
         print(f"\n\n NAS Parallel Benchmarks 3.4 -- FT Benchmark (pympc)\n\n"
               f" Size                : {nx:4d}x{ny:4d}x{nz:4d}  (class {problem.cls})\n"

@@ -413,9 +413,7 @@ def main(argv=None) -> int:
               f" Size:  {sorter.total_keys}  (class {problem.cls})\n"
               f" Iterations:   {MAX_ITERATIONS}\n Number of processes:     {nprocs}\n",
               flush=True)
-    seed = SEED
-    if args.perturb_seed:       # the whole sequence one number later: every key changes
-        _, seed = common.randlc(SEED, MULTIPLIER)
+    seed = common.start_seed(SEED, MULTIPLIER, args.perturb_seed)  # perturbed: every key changes
     sorter.generate(seed)
     sorter.rank_keys(1)         # one untimed iteration warms pages and code (is.c:1040-1042)
     passed = 0
@@ -423,7 +421,7 @@ def main(argv=None) -> int:
         for iteration in range(1, MAX_ITERATIONS + 1):
             passed += sorter.rank_keys(iteration)
     verified = verify(sorter, passed)
-    mops = MAX_ITERATIONS * sorter.total_keys / timer.seconds / 1e6   # is.c:1115-1116
+    mops = common.rate(MAX_ITERATIONS * sorter.total_keys, timer.seconds)   # is.c:1115-1116
     status = common.UNVERIFIED
     if comm.Get_rank() == 0:
         status = common.report("IS", problem, (sorter.total_keys,), MAX_ITERATIONS,

@@ -387,7 +387,7 @@ def process_grid(nprocs: int) -> tuple:
 def check_problem(n: int, nit: int, dims: tuple) -> None:
     """Local. Refuse (exit 2, on every rank) a grid that is no power of two, fewer than
     one V-cycle, or too few points for the process grid."""
-    if n < 4 or n & (n - 1):
+    if n < 4 or not common.is_power_of_two(n):
         common.fail(f"MG needs n a power of two >= 4, got {n}")
     if nit < 1:
         common.fail(f"MG needs nit >= 1, got {nit}")
@@ -466,31 +466,24 @@ def main(argv=None) -> int:
     common.require_power_of_two("MG", nprocs)
     n, nit = problem.params["n"], problem.params["nit"]
     check_problem(n, nit, process_grid(nprocs))
-    seed = RAN_SEED
-    if args.perturb_seed:                     # the field of the seed advanced one step
-        seed = common.randlc(RAN_SEED, RAN_A)[1]
+    seed = common.start_seed(RAN_SEED, RAN_A, args.perturb_seed)
     if rank == 0:
         print(f"\n\n NAS Parallel Benchmarks 3.4 -- MG Benchmark (pympc)\n\n"
               f" Size: {n:4d}x{n:4d}x{n:4d}  (class {problem.cls})\n Iterations: {nit:4d}\n"
               f" Total number of processes: {nprocs:6d}\n", flush=True)
     rnm2, seconds, init = solve(problem, seed, comm)
     if rank != 0:
-        return _status(problem, None, comm)
+        return comm.bcast(None, root=0)  # rank 0 decides the exit status
     print(f"\n Initialization time: {init:15.3f} seconds\n\n Benchmark completed", flush=True)
     verified = False
     if problem.verifiable:                    # mg.f:333-334: relative error <= epsilon
         verified = common.check("L2 norm", rnm2, REFERENCE[problem.cls], EPSILON)
     else:
         print(f" L2 norm: computed {rnm2:.17e}  (no reference: class U)", flush=True)
-    mops = FLOPS_PER_POINT * 1.0e-6 * nit * float(n) ** 3 / seconds if seconds > 0 else 0.0
+    mops = common.rate(FLOPS_PER_POINT * nit * float(n) ** 3, seconds)
     status = common.report("MG", problem, (n, n, n), nit, seconds, mops, "floating point",
                            verified, nprocs)
-    return _status(problem, status, comm)
-
-
-def _status(problem, status, comm) -> int:
-    """Collective. Rank 0's exit status on every rank."""
-    return comm.bcast(status, root=0)
+    return comm.bcast(status, root=0)  # rank 0's exit status on every rank
 
 
 if __name__ == "__main__":
