@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 
 from ..errors import InputError
@@ -258,4 +259,5 @@ def _outcome(argv) -> int:
     ap.add_argument("--signalled", type=int, default=0)
     args = ap.parse_args(argv)
     job = spec.load(args.job)
-    return command.outcome(job, args, args.code, [10] if args.signalled else [])
+    # the batch script passed the warning (SIGUSR1) or a SIGTERM on to the launcher
+    return command.outcome(job, args, args.code, [signal.SIGUSR1] if args.signalled else [])

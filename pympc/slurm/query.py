@@ -141,23 +141,19 @@ def squeue(job_id: str) -> list:
     return out
 
 
+def show_jobs(job_id: str) -> list:
+    """Local. ``scontrol show job`` as one ``{key: value}`` per job (an array: per
+    element; values may hold spaces), or [] when Slurm no longer knows it."""
+    r = run(["scontrol", "-o", "show", "job", job_id], check=False)
+    lines = r.stdout.splitlines() if r.returncode == 0 else []
+    return [{m.group(1): m.group(2) for m in re.finditer(r"(?:^| )(\w+)=(.*?)(?= \w+=|$)", line)}
+            for line in lines if line.strip()]
+
+
 def restarts(job_id: str) -> dict:
-    """Local. ``{unique id: Restarts}`` from ``scontrol show job`` (live jobs only)."""
-    r = run(["scontrol", "-o", "show", "job", job_id], check=False)
-    out = {}
-    for line in r.stdout.splitlines():
-        m, n = re.search(r"(?:^| )JobId=(\d+)", line), re.search(r" Restarts=(\d+)", line)
-        if m and n:
-            out[m.group(1)] = int(n.group(1))
-    return out
-
-
-def show_job(job_id: str) -> dict:
-    """Local. ``scontrol show job`` of one job as ``{key: value}`` (values may hold spaces),
-    or {} when Slurm no longer knows it."""
-    r = run(["scontrol", "-o", "show", "job", job_id], check=False)
-    line = r.stdout.splitlines()[0] if r.returncode == 0 and r.stdout.strip() else ""
-    return {m.group(1): m.group(2) for m in re.finditer(r"(?:^| )(\w+)=(.*?)(?= \w+=|$)", line)}
+    """Local. ``{unique id: Restarts}`` of a job's elements (live jobs only)."""
+    return {j["JobId"]: int(j["Restarts"]) for j in show_jobs(job_id)
+            if j.get("JobId", "").isdigit() and j.get("Restarts", "").isdigit()}
 
 
 def ended(ids: list, cfg: dict) -> dict:

@@ -115,8 +115,8 @@ def view(base: str) -> list:
 def for_job_id(job_id: str) -> str | None:
     """Local. The run directory a Slurm job id belongs to (from its log file's place,
     while Slurm still knows the job), or None."""
-    info = query.show_job(job_id)
-    out = info.get("StdOut", "")
+    jobs = query.show_jobs(job_id)
+    out = jobs[0].get("StdOut", "") if jobs else ""
     if not out:
         return None
     d = os.path.dirname(out)
@@ -125,15 +125,15 @@ def for_job_id(job_id: str) -> str | None:
 
 def bare(job_id: str) -> list:
     """Local. Rows for a job id pympc did not submit (or whose run directory is unknown)."""
-    cfg = query.config()
     live = query.squeue(job_id)
+
     def plain(r):  # no run directory, so no marker: Slurm's word only
         return verdict(None, r.state) if query.live(r.state) else \
             f"{r.state} ({query.STATES.get(r.state, (False, 'unknown state'))[1]})"
     rows = [Row(None, "", None, r.job, r.id, r.state, plain(r), None, "", r.source) for r in live]
     if not rows:
         rows = [Row(None, "", None, r.job, r.id, r.state, plain(r), r.restarts, "", r.source)
-                for r in query.ended([job_id], cfg).values()]
+                for r in query.ended([job_id], query.config()).values()]
     if not rows:
         rows.append(Row(None, "", None, job_id, job_id, "UNKNOWN", verdict(None, "UNKNOWN"), None, "", ""))
     return rows

@@ -126,8 +126,8 @@ def _directives(sub: Submission) -> list:
 def _settings(sub: Submission, runs_dir: str) -> dict:
     o = sub.opts
     # pympc's settings travel with the job (as they are here), the template's own stays here
-    env = {k: _env.raw(k) for k in _env.VARIABLES if k not in ("PYMPC_SLURM_TEMPLATE", "PYMPC_REQUIRE_SLURM")
-           and _env.raw(k) is not None}
+    given = {k: _env.raw(k) for k in _env.VARIABLES if k not in ("PYMPC_SLURM_TEMPLATE", "PYMPC_REQUIRE_SLURM")}
+    env = {k: v for k, v in given.items() if v is not None}
     env.setdefault("PYMPC_PROGRESS", "lines")
     if o["mpiexec"]:
         mpiexec = shlex.split(o["mpiexec"])
