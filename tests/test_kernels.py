@@ -417,3 +417,49 @@ def test_without_numba_the_references_run_with_one_warning():
             "    kernels.ftcs_array(a, b, 0.1); vector.axpby(a[1:-1], 2.0, b[1:-1], 1.0)\n"
             "    print(kernels.BACKEND, kernels.resolve('numba'), len([x for x in w if 'numba is not' in str(x.message)]))")
     assert _python(code) == "numpy numpy 1"
+
+
+# ---------------------------------------------------------------------------------------
+# The FTCS loops themselves (row pairs in 2-D): bit-identical to the numpy reference and
+# to the one-row loop they replaced, on any bounds (odd and even row counts, one row,
+# none, widths that fill no vector) and both dtypes; nothing outside the bounds written
+# ---------------------------------------------------------------------------------------
+def _one_row_ftcs2(u, out, l0, h0, l1, h1, r0, r1):
+    # the 2-D loop before row pairs, kept as an oracle
+    for i in range(l0, h0):
+        o = out[i, l1:h1]
+        uc, uw, ue = u[i, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1]
+        um, up = u[i - 1, l1:h1], u[i + 1, l1:h1]
+        for k in range(o.shape[0]):
+            c = uc[k]
+            o[k] = c + (r0 * (um[k] - 2.0 * c + up[k]) + r1 * (uw[k] - 2.0 * c + ue[k]))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_ftcs_loops_bit_identical_on_random_bounds(ndim, dtype):
+    from pympc.kernels.loops import FTCS
+
+    numba = pytest.importorskip("numba")
+    old = numba.njit(_one_row_ftcs2)
+    rng = np.random.default_rng(11 + ndim)
+    for trial in range(12):
+        shape = tuple(int(x) for x in rng.integers(3, (70, 40, 37)[ndim - 1], size=ndim))
+        shape = (shape[0] + 1,) + shape[1:] if trial == 0 else shape  # an even count too
+        u = (rng.random(shape) * 3 - 1).astype(dtype)
+        bounds = []
+        for n in shape:  # a sub-range of the interior; sometimes one row or none
+            lo = int(rng.integers(1, n - 1))
+            bounds += [lo, int(rng.integers(lo, n))] if trial % 3 else [1, n - 1]
+        r = tuple(float(x) for x in rng.random(ndim) * 0.25)
+        got, ref = np.full(shape, -7.0, dtype), np.full(shape, -7.0, dtype)
+        FTCS[ndim](u, got, *bounds, *r, backend="numba")
+        FTCS[ndim](u, ref, *bounds, *r, backend="numpy")
+        assert np.array_equal(got, ref), (shape, bounds)
+        if ndim == 2:
+            prev = np.full(shape, -7.0, dtype)
+            old(u, prev, *bounds, *r)
+            assert np.array_equal(got, prev), (shape, bounds)
+        outside = np.ones(shape, bool)
+        outside[tuple(slice(lo, h) for lo, h in zip(bounds[::2], bounds[1::2]))] = False
+        assert np.all(got[outside] == -7.0)
