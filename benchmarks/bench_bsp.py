@@ -12,14 +12,18 @@ object (``--json FILE`` writes it).
   the counts known (target: hpput at most 1.2x) and one ``MPI_Put`` per rank pair in a
   fence epoch (the RMA design option);
 * the heat step (``update_halo`` + the compiled FTCS kernel + ``BSP.sync`` per step, on
-  a ``--size``² grid periodic along axis 0): the predicted communication cost
-  ``g*h + l`` of its supersteps against the measured communication + sync time
-  (target: within 20%), and the same for a grid periodic on both axes, whose halo also
-  copies strided columns (reported, no target). ``g`` and ``l`` are the ones the
-  profile report picks (the halo layer's, measured after a compute phase, as
-  ``pympc bench`` does with its default h range); the heat batches run interleaved with
-  those h-relation batches, so that model and program see the same minutes of a shared
-  machine. The ratio with the raw ``MPI_Alltoallv`` fit and with bspbench's
+  a ``--size``² grid) periodic along axis 0 (row halos), periodic on both axes (strided
+  column copies too) and with deep halos (``--deep``: ghost width k, one box exchange of
+  width k and k FTCS updates of the owned region per superstep, k = 2, 4, 8): the
+  predicted communication cost ``g*h + l`` of its supersteps against the measured
+  communication + sync time, the median over batches of their ratio (target: within
+  20% for one and both periodic axes and k = 4). ``g`` and ``l`` are the ones the profile
+  report picks: the fit of the halo pattern each superstep ran (``rows``, ``cols``,
+  ``box``, ``box/w2``, ``box/w4``, ``box/w8``, each measured on square grids of its own
+  shape near ``--size``, :func:`pympc.bench.time_patterns`), after a compute phase. The
+  heat batches run interleaved with those h-relation batches, so that model and program
+  see the same minutes of a shared machine. The ratio with the single row-halo fit (the
+  model before the pattern fits), the raw ``MPI_Alltoallv`` fit and bspbench's
   back-to-back hpput fit are reported for comparison.
 
 Ratios are what to compare; absolute times drift between runs on a shared machine.
@@ -30,6 +34,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+
+import numpy as np
 
 from mpi4py import MPI
 
@@ -48,20 +54,28 @@ class Heat:
     kernel + ``BSP.sync`` per superstep): :meth:`batch` profiles ``steps`` supersteps and
     keeps the gathered log; :meth:`result` summarises the batches with a machine model."""
 
-    def __init__(self, n, steps, periodic):
+    def __init__(self, n, steps, periodic, k=0):
+        # k > 0: the deep-halo step, ghost width k, one box exchange of width k per
+        # superstep and k FTCS updates of the owned region (the communication is the
+        # deep-halo path's; its arithmetic is not checked here)
         P = comm.Get_size()
-        self.d = pympc.Decomposition((n, n), dims=MPI.Compute_dims(P, 2), periodic=periodic)
+        self.d = pympc.Decomposition((n, n), dims=MPI.Compute_dims(P, 2), periodic=periodic, ghost=max(1, k),
+                                     stencil="box" if k else "star")
         self.state = [pympc.DistArray(self.d), pympc.DistArray(self.d)]
         self.state[0].fill(1.0)
-        self.steps, self.periodic, self.logs = steps, periodic, []
+        self.steps, self.periodic, self.k, self.logs = steps, periodic, k, []
         self.bsp = BSP(comm)
         for _ in range(3):
             self.step()  # warm-up: plan built, kernel compiled
 
     def step(self):
-        pympc.update_halo(self.state[0])
-        kernels.heat_step(self.state[0], self.state[1], R)
-        self.state.reverse()
+        if self.k:
+            pympc.update_halo(self.state[0], stencil="box", width=self.k)
+        else:
+            pympc.update_halo(self.state[0])
+        for _ in range(max(1, self.k)):
+            kernels.heat_step(self.state[0], self.state[1], R)
+            self.state.reverse()
         self.bsp.sync("heat")
 
     def batch(self):
@@ -87,10 +101,13 @@ class Heat:
         runs.sort(key=lambda r: r["measured"])
         best = runs[len(runs) // 2]
         keep = ("steps", "h", "w_max", "w_imbalance", "measured", "comm", "sync", "predicted", "ratio",
-                "idle_fraction", "model") + tuple(f"ratio_{name}" for name in models)
+                "idle_fraction", "model", "patterns") + tuple(f"ratio_{name}" for name in models)
         out = {k: best[k] for k in keep}
         out["batches"] = len(runs)
         out["ratios_all"] = sorted(r["ratio"] for r in runs)
+        # the issue's figure: the median over batches of predicted / measured
+        out["ratio_median"] = float(np.median(out["ratios_all"]))
+        out["k"] = self.k
         out["dims"] = list(self.d.dims)
         out["periodic"] = list(self.periodic)
         return out
@@ -100,7 +117,7 @@ class Heat:
         self.d.close()
 
 
-def main(argv=None):
+def _parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=2048, help="heat grid size (n x n)")
     ap.add_argument("--steps", type=int, default=10, help="heat supersteps per batch")
@@ -113,8 +130,54 @@ def main(argv=None):
     ap.add_argument("--cold-hmax", type=int, default=16384,
                     help="largest h of the h-relations after a compute phase (pympc bench's default)")
     ap.add_argument("--iters", type=int, default=10, help="supersteps per h-relation batch")
+    ap.add_argument("--deep", type=lambda s: [int(x) for x in s.split(",") if x], default=[2, 4, 8],
+                    help="ghost widths k of the deep-halo heat runs (one exchange per k updates)")
+    ap.add_argument("--sides", type=lambda s: [int(x) for x in s.split(",") if x], default=None,
+                    help="grid sides of the halo pattern fits [0.75, 0.875, 1.125 and 1.25 times --size: "
+                         "T(h) of a strided pattern bends upwards with the grid, so fit near the "
+                         "program's size, as pympc bench's --hmax near its h]")
     ap.add_argument("--json", help="write the results here (rank 0)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def _alternatives(mach, fits, after, P):
+    # the models the heat rows are also predicted with, for comparison: without the halo
+    # layer's own fits (raw MPI after compute), with the one row-halo fit and no pattern
+    # fits (the model before them), and bspbench's back-to-back hpput g and l alone
+    no_halo = dataclasses.replace(
+        mach, fit={k: v for k, v in fits.items() if not k.startswith("halo")},
+        after_compute={**after, "fit": {k: v for k, v in after["fit"].items() if not k.startswith("halo")}})
+    no_patterns = dataclasses.replace(
+        mach, after_compute={**after, "fit": {k: v for k, v in after["fit"].items() if ":" not in k}})
+    return {"raw_after_compute": no_halo, "halo_fit_only": no_patterns,
+              "back_to_back": MachineParams(g=fits["hpput"]["g"], l=fits["hpput"]["l"], ranks=P)}
+
+
+def _ratios(res, es, fits, after, deep):
+    # the figures the results table shows as ratios
+    return {
+        "l_empty_over_barrier": es["l_empty"] / es["barrier"],
+        "g_hpput_over_raw": fits["hpput"]["g"] / fits["raw"]["g"],
+        "g_put_over_raw": fits["put"]["g"] / fits["raw"]["g"],
+        "g_send_over_raw": fits["send"]["g"] / fits["raw"]["g"],
+        "g_rma_over_raw": fits["rma"]["g"] / fits["raw"]["g"],
+        "heat_predicted_over_measured": res["heat"]["ratio"],
+        "heat_both_predicted_over_measured": res["heat_periodic_both"]["ratio"],
+        "heat_median_predicted_over_measured": res["heat"]["ratio_median"],
+        "heat_both_median_predicted_over_measured": res["heat_periodic_both"]["ratio_median"],
+        **{f"heat_deep_k{k}_median_predicted_over_measured": res[f"heat_deep_k{k}"]["ratio_median"]
+           for k in deep},
+        "heat_both_halo_fit_only_predicted_over_measured": res["heat_periodic_both"]["ratio_halo_fit_only"],
+        "heat_back_to_back_predicted_over_measured": res["heat"]["ratio_back_to_back"],
+        "heat_raw_after_compute_predicted_over_measured": res["heat"]["ratio_raw_after_compute"],
+        "g_halo_over_raw": fits["halo"]["g"] / fits["raw"]["g"],
+        "g_raw_after_compute_over_back_to_back": after["fit"]["raw"]["g"] / fits["raw"]["g"],
+        "l_raw_after_compute_over_back_to_back": after["fit"]["raw"]["l"] / fits["raw"]["l"],
+    }
+
+
+def main(argv=None):
+    args = _parse(argv)
     P = comm.Get_size()
     res = {"ranks": P, "size": args.size, "steps": args.steps, "reps": args.reps, "heat_reps": args.heat_reps,
            "hmax": args.hmax, "cold_hmax": args.cold_hmax, "points": args.points, "iters": args.iters}
@@ -135,6 +198,8 @@ def main(argv=None):
     # measured in the same minutes of a shared machine
     heats = {"heat": Heat(args.size, args.steps, (True, False)),
              "heat_periodic_both": Heat(args.size, args.steps, (True, True))}
+    for k in args.deep:
+        heats[f"heat_deep_k{k}"] = Heat(args.size, args.steps, (True, True), k)
 
     def heat_batches():
         for hb in heats.values():
@@ -142,39 +207,30 @@ def main(argv=None):
 
     cold_methods = ("hpput", "raw", "halo")
     hc = bench.h_values(args.cold_hmax, args.points)
-    jobs = len(cold_methods) * len(hc) * args.reps
-    after = bench.after_compute(hc, cold_methods, comm=comm, iters=args.iters, reps=args.reps, seed=2,
-                                  between=heat_batches, every=max(1, jobs // args.heat_reps))
+    jobs = len(cold_methods) * len(hc) * args.reps + len(bench.PATTERNS) * 4 * args.reps
+    every = max(1, jobs // args.heat_reps)
+    stream = bench.Stream(bench.default_compute_bytes(comm))
+    after = bench.after_compute(hc, cold_methods, comm=comm, compute=stream.nbytes, iters=args.iters,
+                                reps=args.reps, seed=2, between=heat_batches, every=every)
+    # the halo patterns the layer runs (rows, strided columns, box corners, deep halos),
+    # each fitted on grids of its own shape after the same compute phase, interleaved too
+    sides = args.sides or [max(16, 8 * round(args.size * f / 8)) for f in (0.75, 0.875, 1.125, 1.25)]
+    res["pattern_sides"] = sides
+    pats = bench.time_patterns(sides=sides, comm=comm, compute=stream, iters=args.iters, reps=args.reps, seed=3,
+                               between=heat_batches, every=every)
+    after["fit"].update({key: p["fit"] for key, p in pats.items()})
+    after["patterns"] = {key: {k: v for k, v in p.items() if k != "fit"} for key, p in pats.items()}
     while len(heats["heat"].logs) < args.heat_reps:  # fewer h-relation batches than heat batches
         heat_batches()
     mach = MachineParams(g=fits["hpput"]["g"], l=fits["hpput"]["l"], ranks=P, r=r, g_method="hpput", fit=fits,
-                         after_compute=after)
+                         after_compute=after, details={"l_empty": es["l_empty"]})
     res["machine"] = {k: v for k, v in mach.to_json().items() if k != "fit"}
-    # the alternatives, for comparison: without the halo layer's own fit (raw MPI after
-    # compute, the model before it), and bspbench's back-to-back hpput g and l alone
-    no_halo = dataclasses.replace(
-        mach, fit={k: v for k, v in fits.items() if k != "halo"},
-        after_compute={**after, "fit": {k: v for k, v in after["fit"].items() if k != "halo"}})
-    models = {"raw_after_compute": no_halo,
-              "back_to_back": MachineParams(g=fits["hpput"]["g"], l=fits["hpput"]["l"], ranks=P)}
+    models = _alternatives(mach, fits, after, P)
     for name, hb in heats.items():
         res[name] = hb.result(mach, models)
         hb.close()
 
-    res["ratios"] = {
-        "l_empty_over_barrier": es["l_empty"] / es["barrier"],
-        "g_hpput_over_raw": fits["hpput"]["g"] / fits["raw"]["g"],
-        "g_put_over_raw": fits["put"]["g"] / fits["raw"]["g"],
-        "g_send_over_raw": fits["send"]["g"] / fits["raw"]["g"],
-        "g_rma_over_raw": fits["rma"]["g"] / fits["raw"]["g"],
-        "heat_predicted_over_measured": res["heat"]["ratio"],
-        "heat_both_predicted_over_measured": res["heat_periodic_both"]["ratio"],
-        "heat_back_to_back_predicted_over_measured": res["heat"]["ratio_back_to_back"],
-        "heat_raw_after_compute_predicted_over_measured": res["heat"]["ratio_raw_after_compute"],
-        "g_halo_over_raw": fits["halo"]["g"] / fits["raw"]["g"],
-        "g_raw_after_compute_over_back_to_back": after["fit"]["raw"]["g"] / fits["raw"]["g"],
-        "l_raw_after_compute_over_back_to_back": after["fit"]["raw"]["l"] / fits["raw"]["l"],
-    }
+    res["ratios"] = _ratios(res, es, fits, after, args.deep)
     res["kernel_backend"] = kernels.BACKEND
     res["versions"] = versions()
     if comm.Get_rank() == 0:

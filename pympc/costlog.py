@@ -39,12 +39,13 @@ FORMAT = "pympc-profile/1"
 OUTSIDE = "(outside)"  # communication recorded outside any labelled superstep
 OPEN = "(open)"        # the superstep still open when the log was gathered
 
-# aggregate slots per label: count, w, w_max, comm, sync, sent, recv, h, h_max, kinds
-_N, _W, _WMAX, _COMM, _SYNC, _SENT, _RECV, _H, _HMAX, _KINDS = range(10)
+# aggregate slots per label: count, w, w_max, comm, sync, sent, recv, h, h_max, kinds,
+# patterns
+_N, _W, _WMAX, _COMM, _SYNC, _SENT, _RECV, _H, _HMAX, _KINDS, _PATTERNS = range(11)
 
 
 def _new_agg():
-    return [0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0, {}]
+    return [0, 0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0, {}, {}]
 
 
 class Log:
@@ -67,6 +68,7 @@ class Log:
         self.labels: dict = {}
         self._t0 = self.t_start
         self._kinds: dict = {}
+        self._patterns: dict = {}
         self._in_block = False
 
     @property
@@ -79,9 +81,11 @@ class Log:
         return self._comm
 
     # -- recording ---------------------------------------------------------------------
-    def record(self, kind: str, sent: int, recv: int, seconds: float) -> None:
+    def record(self, kind: str, sent: int, recv: int, seconds: float, pattern: str | None = None) -> None:
         """Local. Add one communication of ``kind`` (``sent``/``recv`` words) to the open
-        superstep (what :func:`record_comm` does on the current log)."""
+        superstep (what :func:`record_comm` does on the current log); a ``pattern`` (a
+        halo exchange's shape, the halo plan's pattern, ``pympc.halo._pattern``) is also counted under
+        ``"kind:pattern"``, for the report to predict it with that pattern's fit."""
         k = self._kinds.get(kind)
         if k is None:
             k = self._kinds[kind] = [0, 0, 0, 0.0]
@@ -89,6 +93,15 @@ class Log:
         k[1] += sent
         k[2] += recv
         k[3] += seconds
+        if pattern is not None:
+            key = f"{kind}:{pattern}"
+            p = self._patterns.get(key)
+            if p is None:
+                p = self._patterns[key] = [0, 0, 0, 0.0]
+            p[0] += 1
+            p[1] += sent
+            p[2] += recv
+            p[3] += seconds
 
     def end_superstep(self, label="superstep", sync: float = 0.0, t_end: float | None = None) -> None:
         """Local. Close the open superstep under ``label`` (``sync`` seconds of it were
@@ -112,19 +125,14 @@ class Log:
         self._kinds = {}
         comm = 0.0
         sent = recv = 0
-        ak = agg[_KINDS]
-        for kind, k in kinds.items():
-            a = ak.get(kind)
-            if a is None:
-                ak[kind] = k
-            else:
-                a[0] += k[0]
-                a[1] += k[1]
-                a[2] += k[2]
-                a[3] += k[3]
+        _merge_counts(agg[_KINDS], kinds)
+        for k in kinds.values():
             comm += k[3]
             sent += k[1]
             recv += k[2]
+        if self._patterns:
+            _merge_counts(agg[_PATTERNS], self._patterns)
+            self._patterns = {}
         self._add(agg, t, comm, sync, sent, recv)
 
     def _add(self, agg, t, comm, sync, sent, recv):
@@ -190,7 +198,8 @@ class Log:
         labels = {str(k): _agg_dict(v) for k, v in self.labels.items()}
         if self._kinds:
             tmp = Log.__new__(Log)
-            tmp.labels, tmp._t0, tmp._kinds = {}, self._t0, dict(self._kinds)
+            tmp.labels, tmp._t0, tmp._kinds = {}, self._t0, {k: list(v) for k, v in self._kinds.items()}
+            tmp._patterns = {k: list(v) for k, v in self._patterns.items()}
             tmp.end_superstep(OPEN)
             labels[OPEN] = _agg_dict(tmp.labels[OPEN])
         return {"elapsed": perf_counter() - self.t_start, "labels": labels}
@@ -213,11 +222,28 @@ class Log:
         return data
 
 
+def _merge_counts(into, new):
+    # add per-kind (or per-pattern) [count, sent, recv, seconds] of one superstep into a
+    # label's aggregate
+    for key, k in new.items():
+        a = into.get(key)
+        if a is None:
+            into[key] = k
+        else:
+            a[0] += k[0]
+            a[1] += k[1]
+            a[2] += k[2]
+            a[3] += k[3]
+
+
+def _counts_dict(d) -> dict:
+    return {k: {"count": v[0], "sent": v[1], "recv": v[2], "seconds": v[3]} for k, v in d.items()}
+
+
 def _agg_dict(a) -> dict:
     return {"count": a[_N], "w": a[_W], "w_max": a[_WMAX], "comm": a[_COMM], "sync": a[_SYNC],
             "sent": a[_SENT], "recv": a[_RECV], "h": a[_H], "h_max": a[_HMAX],
-            "kinds": {k: {"count": v[0], "sent": v[1], "recv": v[2], "seconds": v[3]}
-                      for k, v in a[_KINDS].items()}}
+            "kinds": _counts_dict(a[_KINDS]), "patterns": _counts_dict(a[_PATTERNS] if len(a) > _PATTERNS else {})}
 
 
 _FIELDS = ("count", "w", "w_max", "comm", "sync", "sent", "recv", "h", "h_max")
@@ -234,16 +260,23 @@ def merge(parts) -> dict:
     labels = {}
     for lab in order:
         d = {f: [p["labels"].get(lab, {}).get(f, 0) for p in parts] for f in _FIELDS}
-        kinds = {}
-        for r, p in enumerate(parts):
-            for kind, v in p["labels"].get(lab, {}).get("kinds", {}).items():
-                k = kinds.setdefault(kind, {f: [0] * P for f in ("count", "sent", "recv", "seconds")})
-                for f in k:
-                    k[f][r] = v[f]
-        d["kinds"] = kinds
+        d["kinds"] = _merge_per_rank(parts, lab, "kinds")
+        d["patterns"] = _merge_per_rank(parts, lab, "patterns")
         labels[lab] = d
     return {"format": FORMAT, "ranks": P, "elapsed": max(p["elapsed"] for p in parts),
             "elapsed_per_rank": [p["elapsed"] for p in parts], "labels": labels}
+
+
+def _merge_per_rank(parts, lab, what) -> dict:
+    # a label's per-kind (or per-pattern) counts of every rank as per-rank lists
+    P = len(parts)
+    out = {}
+    for r, p in enumerate(parts):
+        for key, v in p["labels"].get(lab, {}).get(what, {}).items():
+            k = out.setdefault(key, {f: [0] * P for f in ("count", "sent", "recv", "seconds")})
+            for f in k:
+                k[f][r] = v[f]
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -264,10 +297,12 @@ def current() -> Log:
     return _current
 
 
-def record_comm(kind: str, sent: int, recv: int, seconds: float) -> None:
+def record_comm(kind: str, sent: int, recv: int, seconds: float, pattern: str | None = None) -> None:
     """Local. Record a communication (``sent``/``recv`` words, ``seconds``) of ``kind``
-    (``"halo"``, ``"reduce"``, ``"bsp"``, ...) into the current log's open superstep."""
-    _current.record(kind, sent, recv, seconds)
+    (``"halo"``, ``"reduce"``, ``"bsp"``, ...) into the current log's open superstep;
+    ``pattern``: its shape, for the cost model (a halo exchange's,
+    the halo plan's pattern, ``pympc.halo._pattern``: ``"rows"``, ``"cols"``, ``"box"``, ``"box/w4"``...)."""
+    _current.record(kind, sent, recv, seconds, pattern)
 
 
 def record_sync(label, t0: float, t1: float) -> None:

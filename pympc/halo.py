@@ -69,6 +69,25 @@ def _region(decomp, offset, width, send):
 
 
 
+def _pattern(offsets, width) -> str:
+    """Local. The cost model's name for a halo exchange that moves ghost regions towards
+    ``offsets`` (the directions with a neighbour, messages and local copies alike) of
+    ``width`` layers: ``"box"`` when some direction is diagonal (edges, corners),
+    else ``"cols"`` when some region is strided (it crosses the last axis: runs of
+    ``width`` elements, a row stride apart), else ``"rows"`` (runs of whole owned rows);
+    ``"/w<width>"`` is added for deep halos (``width`` > 1). The cost log records it with
+    each exchange, and :mod:`pympc.bsp.report` predicts the exchange with the fit of that
+    pattern (their costs per word differ several-fold once the caches are cold)."""
+    offsets = list(offsets)
+    if any(sum(1 for o in off if o) > 1 for off in offsets):
+        shape = "box"
+    elif any(len(off) > 1 and off[-1] for off in offsets):
+        shape = "cols"
+    else:
+        shape = "rows"
+    return shape if width == 1 else f"{shape}/w{width}"
+
+
 def _slices(region):
     return tuple(slice(lo, hi) for lo, hi in region)
 
@@ -114,6 +133,7 @@ class _HaloExchange:
         self.requests, self.types, self.self_copies = [], [], []
         self.messages = 0   # to other ranks, per exchange
         self.words = 0      # 8-byte words moved per exchange, local copies included (cost log)
+        self.pattern = "rows"  # the cost model's name for this exchange's shape (_pattern)
         self.active = False
         self.t_start = 0.0
         self._build(d, arrays, stencil, width)
@@ -122,6 +142,8 @@ class _HaloExchange:
         comm = d.cart
         me = comm.Get_rank()
         nbytes = 0
+        used = [o for o, nb in d.neighbours(stencil).items() if nb != MPI.PROC_NULL]
+        self.pattern = _pattern(used, width)
         for offset, nb in d.neighbours(stencil).items():
             if nb == MPI.PROC_NULL:
                 continue
@@ -181,7 +203,7 @@ class _HaloExchange:
             t0 = _perf()
             MPI.Request.Waitall(self.requests)
             self.active = False
-            _costlog.record_comm("halo", self.words, self.words, self.t_start + _perf() - t0)
+            _costlog.record_comm("halo", self.words, self.words, self.t_start + _perf() - t0, self.pattern)
 
     def close(self) -> None:
         """Neighbour-collective. Wait if started, then free the requests and datatypes."""

@@ -1,9 +1,10 @@
 """``pympc bench``: measure the machine's BSP and LogP parameters.
 
-* :mod:`pympc.bench.workloads`: the h-relations (:class:`HRelation`, :class:`HaloRelation`)
-  and the compute phase (:class:`Stream`) that are timed;
-* :mod:`pympc.bench.timing`: timing them (:func:`time_hrelations`, :func:`after_compute`,
-  :func:`empty_sync`, :func:`logp`, :func:`compute_rate`);
+* :mod:`pympc.bench.workloads`: the h-relations (:class:`HRelation`, :class:`HaloRelation`,
+  per halo pattern :class:`PatternRelation`) and the compute phase (:class:`Stream`) that
+  are timed;
+* :mod:`pympc.bench.timing`: timing them (:func:`time_hrelations`, :func:`time_patterns`,
+  :func:`after_compute`, :func:`empty_sync`, :func:`logp`, :func:`compute_rate`);
 * :mod:`pympc.bench.fits`: ``T(h) = g*h + l`` (:func:`fit`, :func:`fit_method`);
 * :mod:`pympc.bench.command`: :func:`measure` (a :class:`~pympc.bsp.model.MachineParams`,
   the machine file ``pympc report --machine`` reads), :func:`summary` and the command.
@@ -23,10 +24,11 @@ caches, which differs from layer to layer.
 from ..bsp.model import FORMAT
 from .command import main, measure, summary
 from .fits import fit, fit_method
-from .timing import after_compute, compute_rate, empty_sync, logp, stream_seconds, time_hrelations
-from .workloads import (ALL, METHODS, HaloRelation, HRelation, Stream, cache_bytes, check_methods, counts,
-                        default_compute_bytes, h_values, words)
+from .timing import after_compute, compute_rate, empty_sync, logp, stream_seconds, time_hrelations, time_patterns
+from .workloads import (ALL, METHODS, PATTERN_SIDES, PATTERNS, HaloRelation, HRelation, PatternRelation, Stream,
+                        cache_bytes, check_methods, counts, default_compute_bytes, h_values, words)
 
-__all__ = ["ALL", "FORMAT", "METHODS", "HaloRelation", "HRelation", "Stream", "after_compute", "cache_bytes",
+__all__ = ["ALL", "FORMAT", "METHODS", "PATTERN_SIDES", "PATTERNS", "HaloRelation", "HRelation",
+           "PatternRelation", "Stream", "after_compute", "cache_bytes",
            "check_methods", "compute_rate", "counts", "default_compute_bytes", "empty_sync", "fit", "fit_method",
-           "h_values", "logp", "main", "measure", "stream_seconds", "summary", "time_hrelations", "words"]
+           "h_values", "logp", "main", "measure", "stream_seconds", "summary", "time_hrelations", "time_patterns", "words"]

@@ -16,8 +16,9 @@ from ..bsp.core import BSP
 from ..bsp.report import summarise
 from ..costlog import Log
 from ..runtime import InputError, get_comm
-from .fits import fit_method
-from .workloads import METHODS, HaloRelation, HRelation, Stream, check_methods, default_compute_bytes
+from .fits import fit, fit_method
+from .workloads import (METHODS, PATTERN_SIDES, PATTERNS, HaloRelation, HRelation, PatternRelation, Stream,
+                        check_methods, default_compute_bytes)
 
 
 def compute_rate(comm=None, n: int = 4096, reps: int = 200) -> float:
@@ -134,6 +135,54 @@ def _time_batch(hr: HRelation, method: str, h: int, iters: int, stream) -> float
         hr.run(method, h)
         dt += time.perf_counter() - t0
     return comm.allreduce(dt / iters, op=MPI.MIN)
+
+
+def _time_pattern(pr: PatternRelation, n: int, iters: int, compute) -> float:
+    # One batch of a halo pattern's supersteps on the grid of side n (one superstep first,
+    # untimed: the grid may be new), timed by the cost log as _time_halo times its own.
+    pr.run(n)
+    pr.comm.Barrier()
+    with Log(pr.comm) as log:
+        for _ in range(iters):
+            pr.run(n, compute)
+        data = log.gather(root=None)
+    row = next(r for r in summarise(data)["rows"] if r["label"] == PatternRelation.LABEL)
+    return row["measured"] / iters
+
+
+def time_patterns(names=tuple(PATTERNS), sides=PATTERN_SIDES, iters: int = 10, reps: int = 5, seed: int = 0,
+                  comm=None, compute=0, between=None, every: int = 0) -> dict:
+    """Collective. The halo patterns ``names`` (of :data:`PATTERNS`), each on square grids
+    of the given ``sides`` (:class:`PatternRelation`), timed as :func:`time_hrelations`
+    times the ``"halo"`` method (after a compute phase of ``compute`` bytes, or a
+    :class:`Stream`; ``between`` and ``every`` likewise), fitted to ``T(h) = g*h + l``
+    over the words each side moves. One pattern at a time (its grids one at a time),
+    the batches of each in a random order of sides, ``reps`` rounds. Returns, per
+    pattern key the cost log records (``"halo:cols"``...), ``{"name", "sides", "words",
+    "times", "fit"}``; two names with one key (possible at some rank counts) keep the
+    first."""
+    comm = get_comm(comm)
+    stream = compute if isinstance(compute, Stream) else Stream(compute) if compute > 0 else None
+    rng = np.random.default_rng(seed)
+    out, n_batch = {}, 0
+    for name in names:
+        pr = PatternRelation(name, sides, comm)
+        try:
+            samples = {n: [] for n in pr.sides}
+            for _ in range(reps):
+                for n in rng.permutation(pr.sides).tolist():
+                    if between is not None and every > 0 and n_batch % every == 0:
+                        between()
+                    n_batch += 1
+                    samples[n].append(_time_pattern(pr, n, iters, stream))
+        finally:
+            pr.close()
+        if pr.key in out:
+            continue
+        words = [pr.words[n] for n in pr.sides]
+        times = [float(np.median(samples[n])) for n in pr.sides]
+        out[pr.key] = {"name": name, "sides": pr.sides, "words": words, "times": times, "fit": fit(words, times)}
+    return out
 
 
 def after_compute(hs, methods=("hpput", "raw", "halo"), compute: int | None = None, comm=None,

@@ -140,8 +140,8 @@ class MachineParams:
           compute phases take the back-to-back (bspbench) fit.
 
         A machine without these fits (only ``g`` and ``l``) gives its ``g`` and ``l``."""
+        cold = self.cold(w_step)
         ac = self.after_compute
-        cold = bool(ac) and w_step >= 0.5 * ac.get("stream_seconds", math.inf)
         fits = ac.get("fit", {}) if cold else self.fit
         method = "hpput" if "bsp" in kinds else "halo" if "halo" in kinds and "halo" in fits else "raw"
         f = fits.get(method)
@@ -151,3 +151,44 @@ class MachineParams:
         if f:
             return f["g"], f["l"], f"{method}, back to back"
         return self.g, self.l, "g, l"
+
+    def cold(self, w_step: float) -> bool:
+        """Local. Whether a superstep whose compute phase lasts ``w_step`` seconds is
+        predicted with the fits after a compute phase (see :meth:`choose`)."""
+        ac = self.after_compute
+        return bool(ac) and w_step >= 0.5 * ac.get("stream_seconds", math.inf)
+
+    def choose_pattern(self, key: str, w_step: float):
+        """Local. The ``(g, l, name)`` of the fit of the halo pattern ``key`` (a cost log's
+        ``"halo:cols"``, ``"halo:box/w4"``: the halo plan's pattern, ``pympc.halo._pattern``),
+        from the fits after a compute phase or back to back as :meth:`choose` picks them,
+        or ``None`` where that set has no fit of the pattern's shape (the caller then
+        predicts with :meth:`choose`: a pattern fitted in the other cache state would be
+        off several-fold). A deep-halo width with no fit of its own takes the fit of the
+        same shape whose deep width is nearest (named in ``name``)."""
+        cold = self.cold(w_step)
+        fits = self.after_compute.get("fit", {}) if cold else self.fit
+        name = _nearest_pattern(key, fits)
+        if name is None:
+            return None
+        f = fits[name]
+        return (f["g"], f["l"], name + ("" if name == key else f" for {key}")
+                + (", after compute" if cold else ", back to back"))
+
+
+def _width(key):
+    # a pattern key's shape and width: "halo:box/w4" -> ("halo:box", 4)
+    shape, _, w = key.partition("/w")
+    return shape, int(w) if w.isdigit() else 1
+
+
+def _nearest_pattern(key, fits):
+    # the fit of pattern key, or for a deep halo the fit of its shape at the nearest other
+    # deep width (the smaller on a tie); a width-1 exchange has no nearest (its runs and
+    # word counts differ in kind from a deep halo's)
+    if key in fits:
+        return key
+    shape, w = _width(key)
+    same = [(abs(math.log(_width(k)[1] / w)), _width(k)[1], k) for k in fits
+            if _width(k)[0] == shape and _width(k)[1] > 1]
+    return min(same)[2] if same and w > 1 and ":" in shape else None

@@ -99,15 +99,46 @@ def _row(lab, d, machine, allow_unphysical):
            "measured": measured, "idle": idle, "idle_fraction": idle / busy if busy > 0 else 0.0,
            "idle_rank": int(c.argmax()), "time": float((w + c).mean()),
            "kinds": sorted(d.get("kinds", {}))}
+    row["patterns"] = _patterns(d)
     if machine is not None:
-        gg, ll, row["model"] = machine.choose(row["kinds"], row["w_max"] / max(1, steps))
-        why = unphysical(g=gg, l=ll)
-        if why:
-            row["not_physical"] = why
-        if not why or allow_unphysical:
-            row["predicted"] = gg * row["h"] + ll * steps
-            row["ratio"] = row["predicted"] / measured if measured > 0 else math.inf
+        _predict(row, machine, steps, measured, allow_unphysical)
     return row
+
+
+def _patterns(d):
+    # per halo pattern of a label: the exchanges (most on any rank) and h (the largest
+    # per-rank sum of max(sent, recv) over them)
+    out = {}
+    for key, v in d.get("patterns", {}).items():
+        h = [max(s, r) for s, r in zip(v["sent"], v["recv"])]
+        out[key] = {"count": int(max(v["count"])), "h": int(max(h))}
+    return out
+
+
+def _predict(row, machine, steps, measured, allow_unphysical):
+    # the row's predicted g*h + l and ratio: per halo pattern with that pattern's fit
+    # where every pattern the label ran has one (and it moved no BSP data), else with the
+    # layer's g and l (MachineParams.choose)
+    w_step = row["w_max"] / max(1, steps)
+    pats = row["patterns"]
+    fits = {k: machine.choose_pattern(k, w_step) for k in pats} if "bsp" not in row["kinds"] else {}
+    if pats and fits and all(fits.values()):
+        n = sum(p["count"] for p in pats.values())
+        # supersteps of the label without an exchange cost an empty sync
+        l_rest = machine.details.get("l_empty", 0.0) * max(0, steps - n)
+        terms = [(f[0], f[1], pats[k]["h"], pats[k]["count"]) for k, f in fits.items()]
+        row["model"] = "; ".join(f[2] for f in fits.values())
+        why = "; ".join(filter(None, (unphysical(g=g, l=l) for g, l, _, _ in terms)))
+        predicted = sum(g * h + l * c for g, l, h, c in terms) + l_rest
+    else:
+        gg, ll, row["model"] = machine.choose(row["kinds"], w_step)
+        why = unphysical(g=gg, l=ll)
+        predicted = gg * row["h"] + ll * steps
+    if why:
+        row["not_physical"] = why
+    if not why or allow_unphysical:
+        row["predicted"] = predicted
+        row["ratio"] = predicted / measured if measured > 0 else math.inf
 
 
 def _totals(rows, data):
