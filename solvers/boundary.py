@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pympc import bc as _bc
 from pympc.bc import parse_side, physical_sides, side_name
+from pympc.kernels.blocking import Edge
 from pympc.runtime import InputError
 
 KINDS = ("dirichlet", "neumann")
@@ -68,17 +69,39 @@ class Boundaries:
             else:
                 _bc.neumann(u, sides=side_name(a, s), flux=value)
 
-    def fix_points(self, u) -> None:
+    def edges(self) -> dict:
+        """Local. ``{(axis, side): Edge}``: how :meth:`apply` fills the layer just beyond
+        the unknowns at each physical side, as :func:`pympc.kernels.blocking.heat_steps`
+        refills it before each of its steps (the same arithmetic: bit-identical)."""
+        vertex = self.decomp.centring == "vertex"
+        out = {}
+        for (a, s), (kind, value) in self.conditions.items():
+            if kind == "dirichlet":  # vertex: the held boundary point; cell: 2 value - x
+                out[(a, s)] = Edge("value", value, 1) if vertex else Edge("minus", 2.0 * value, 1)
+            else:  # the mirror of pympc.bc.neumann's first layer, plus distance * flux
+                mirror = 2 if vertex else 1
+                dist = mirror * self.decomp.spacing[a]
+                out[(a, s)] = Edge("copy", 0.0, mirror) if value == 0 else Edge("plus", dist * value, mirror)
+        return out
+
+    def fix_points(self, u, ghosts=False) -> None:
         """Local. On a vertex-centred grid, hold the owned boundary points of Dirichlet
-        sides at their values (they are not unknowns)."""
+        sides at their values (they are not unknowns); ``ghosts=True``: along the other
+        axes their ghost extensions too (what a deep-halo step reads there)."""
         d = self.decomp
         if d.centring != "vertex":
             return
+        g = d.ghost
         for a, s, v in self.dirichlet_sides():
             if d.at_boundary(a, s):
-                idx = [slice(None)] * d.ndim
-                idx[a] = 0 if s < 0 else -1
-                u.owned[tuple(idx)] = v
+                if ghosts:
+                    idx = [slice(None)] * d.ndim
+                    idx[a] = g if s < 0 else g + d.local_shape[a] - 1
+                    u.data[tuple(idx)] = v
+                else:
+                    idx = [slice(None)] * d.ndim
+                    idx[a] = 0 if s < 0 else -1
+                    u.owned[tuple(idx)] = v
 
     def unknown_region(self):
         """Local. The owned region of unknowns: without the boundary points of Dirichlet

@@ -16,9 +16,28 @@ import pympc
 from pympc import kernels
 from pympc.runtime import InputError
 
+from pympc.kernels import blocking
+
+from . import deephalo
 from .boundary import Boundaries
 from .loop import TimeLoop, field_checksum, initial_field
 from .stability import check_dt, heat_dt_limit
+
+
+def default_steps(decomp, variable=False) -> int:
+    """Local. The steps per exchange a :class:`Heat` solver takes when not told, the
+    rule measured in docs/blocking.md: :data:`BLOCKED_STEPS` on a 2-D grid with a
+    constant ``alpha`` when every block has at least :data:`BLOCKED_MIN` points along
+    every axis (then the steps are tiled in cache), else 1."""
+    smallest = min(hi - lo for ranges in decomp.ownership_ranges() for lo, hi in ranges)
+    # 3-D: an overlapped tile small enough for the cache recomputes more than it saves
+    return BLOCKED_STEPS if decomp.ndim == 2 and not variable and smallest >= BLOCKED_MIN else 1
+
+
+#: The default steps per exchange of a tiled heat step, and the smallest block side it
+#: is used on (docs/blocking.md: 8 steps gave the most Mcell/s at 1 and 2 ranks).
+BLOCKED_STEPS = 8
+BLOCKED_MIN = 64
 
 
 class Heat(TimeLoop):
@@ -38,12 +57,17 @@ class Heat(TimeLoop):
     #: the job layer's check of a job file's physics, before MPI starts
     job_check = "solvers.stability:heat"
 
-    def __init__(self, decomp, alpha=1.0, u0=0.0, bc=None, dt=None, safety=0.9):
+    def __init__(self, decomp, alpha=1.0, u0=0.0, bc=None, dt=None, safety=0.9, steps_per_exchange=None,
+                 tile=None):
         super().__init__(decomp)
-        self.bc = Boundaries(decomp, bc)
-        self.u = initial_field(decomp, u0)
+        variable = isinstance(alpha, pympc.DistArray)
+        self.steps_per_exchange = k = deephalo.steps_option(steps_per_exchange, default_steps(decomp, variable))
+        self.tile = tile
+        self._work = work = deephalo.work_decomposition(decomp, k)
+        self.bc = Boundaries(work, bc)
+        self.u = deephalo.on(work, initial_field(decomp, u0))
         self._v = self.u.empty_like()
-        amax = self._take_alpha(alpha)
+        amax = self._take_alpha(deephalo.on(work, alpha) if variable else alpha)
         self._dt_rule = {"dt": "auto" if dt is None else float(dt), "safety": float(safety)}
         stable = heat_dt_limit(decomp.spacing, amax)
         self.dt_limit = stable
@@ -54,7 +78,7 @@ class Heat(TimeLoop):
     def _take_alpha(self, alpha) -> float:
         """Collective. Check and keep the diffusivity (a variable one with its values
         beyond the boundary filled); returns its maximum."""
-        decomp = self.decomp
+        decomp = self._work
         self.variable = isinstance(alpha, pympc.DistArray)
         if self.variable:
             self.alpha = alpha
@@ -62,7 +86,7 @@ class Heat(TimeLoop):
             if why is not None:
                 raise InputError(f"alpha must live on the solver's decomposition (or one built alike): {why}")
             amin, amax = pympc.reduce_all(("min", alpha), ("max", alpha))
-            pympc.update_halo(alpha)
+            pympc.update_halo(alpha, stencil="box")  # every ghost layer a deep-halo step reads
             pympc.bc.neumann(alpha)  # coefficients beyond every physical boundary
         else:
             amin = amax = float(alpha)
@@ -87,11 +111,50 @@ class Heat(TimeLoop):
         """Local. Take the fields of a restart."""
         self.u.owned[...] = fields["u"].owned
 
+    def _rates(self):
+        h2 = np.array(self.decomp.spacing) ** 2
+        return self.dt / h2 if self.variable else self.alpha * self.dt / h2
+
+    def advance_steps(self, m):
+        """Collective. ``m`` steps with one halo exchange of width ``m`` (deep halos):
+        tile by tile in cache (:func:`pympc.kernels.blocking.heat_steps`), or, with a
+        variable ``alpha`` or ``tile=False``, as ``m`` whole-block sweeps over a region
+        shrinking by a layer per step. Bit-identical to ``m`` calls of :meth:`advance`."""
+        u, v = self.u, self._v
+        with self.superstep("halo"):
+            pympc.update_halo(u, stencil="box", width=m)
+        self.bc.apply(u)
+        with self.superstep("update"):
+            if self.variable or self.tile is False:
+                u, v = self._sweeps(u, v, m)
+            else:
+                blocking.heat_steps(u, v, self._rates(), m, edges=self.bc.edges(), region=self._region,
+                                    tile=self.tile)
+                self.bc.fix_points(v)
+                u, v = v, u
+        self.u, self._v = u, v
+
+    def _sweeps(self, u, v, m):
+        """Local. ``m`` whole-block steps from ``u`` (ghosts valid to depth ``m``), each over
+        the unknowns grown by the layers the later steps read; returns the new (u, v)."""
+        r = self._rates()
+        for s in range(1, m + 1):
+            if s > 1:
+                self.bc.apply(u)
+            region = deephalo.grown(self._work, self._region, m - s)
+            if self.variable:
+                kernels.heat_step_variable(u, self.alpha, v, r, region=region)
+            else:
+                kernels.heat_step(u, v, r, region=region)
+            self.bc.fix_points(v, ghosts=True)
+            u, v = v, u
+        return u, v
+
     def advance(self):
         """Collective. One time step."""
         u, v = self.u, self._v
         with self.superstep("halo"):
-            pympc.update_halo(u)
+            pympc.update_halo(u, width=1)  # one step reads one layer, however wide the ghosts
         self.bc.apply(u)
         with self.superstep("update"):
             if self.variable:

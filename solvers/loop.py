@@ -104,6 +104,28 @@ class TimeLoop:
         return {}
 
     # -- optional hooks --------------------------------------------------------------
+    #: The most steps one :meth:`advance_steps` call takes (deep halos: one exchange for
+    #: that many steps). run() never lets a call cross an output, checkpoint, signal
+    #: check or :meth:`stop_every` step.
+    steps_per_exchange = 1
+
+    def advance_steps(self, m: int) -> None:
+        """Collective. ``m`` steps (2 <= m <= ``steps_per_exchange``) from step
+        ``step_count`` (run() adds ``m`` to it after): :meth:`advance` ``m`` times here;
+        a solver with deep halos takes them with one exchange."""
+        start = self.step_count
+        try:
+            for i in range(m):
+                self.step_count = start + i  # advance() may look at the step it takes
+                self.advance()
+        finally:
+            self.step_count = start
+
+    def stop_every(self) -> tuple:
+        """Local. Periods (in steps) at whose multiples a chunk of steps must end, besides
+        outputs, checkpoints and signal checks: a relaxation's residual checks. ``()``."""
+        return ()
+
     def output_fields(self) -> dict:
         """Local. ``{name: DistArray}`` an output step holds: :meth:`fields` (the state)
         here; a solver may add inputs worth seeing beside it (Poisson: ``f``)."""
@@ -349,9 +371,16 @@ class TimeLoop:
         if out is not None and self.step_count == 0 and self.write_initial:
             out.write(0, 0.0, **self.output_fields())
         stop = self.done(steps)
+        periods = [p for p in (output_every if out is not None else None,
+                               checkpoint_every if ck is not None else None, signal_every,
+                               *self.stop_every()) if p]
         while self.step_count < steps and not stop:
-            self.advance()
-            self.step_count += 1
+            m = self._chunk(steps, periods)
+            if m == 1:
+                self.advance()
+            else:
+                self.advance_steps(m)
+            self.step_count += m
             n = self.step_count
             stop = self.done(steps)
             if not stop and n < steps:
@@ -373,6 +402,16 @@ class TimeLoop:
         if ck is not None and (advanced or plan.fresh):
             self._save(ck, self.step_count)
         meter.finish(self.step_count - first)
+
+    def _chunk(self, steps, periods) -> int:
+        """Local. How many steps the next :meth:`advance_steps` takes: up to
+        ``steps_per_exchange``, ending at the next output, checkpoint, signal check or
+        :meth:`stop_every` step, and at the end."""
+        n = self.step_count
+        m = min(max(1, int(self.steps_per_exchange)), steps - n)
+        for p in periods:
+            m = min(m, p - n % p)
+        return m
 
     def _signal_agreed(self) -> bool:
         """Collective. Whether a signal reached any rank (one small reduction)."""
@@ -418,6 +457,7 @@ class _Progress:
         self.log = get_logger(solver.name)
         self.rank0 = solver.comm.Get_rank() == 0
         self.t0 = self.last = self.t1 = time.monotonic()
+        self.first = None  # steps done at the first step() call: the rates start there
         self.bar, self.swapped = None, []
         if progress == "bar" and self.rank0:
             self._open_bar()
@@ -498,14 +538,15 @@ class _Progress:
         # 256^2 step here), and counting it gave "0.6 Mcell-updates/s, ETA 667 s" for a
         # run that took 0.8 s. The bar's clock restarts there too (tqdm's unpause), so
         # its rate and ETA leave the first step out as well.
-        if done == 1:
+        if self.first is None:
+            self.first = done
             self.t1 = self.last = now
             if self.bar is not None:
                 self.bar.unpause()
-        elif self.every is not None and self.rank0 and done >= 4 and now - self.last >= self.every:
+        elif self.every is not None and self.rank0 and done >= self.first + 3 and now - self.last >= self.every:
             s = self.solver
             n = s.step_count
-            rate = (done - 1) / max(now - self.t1, 1e-12)
+            rate = (done - self.first) / max(now - self.t1, 1e-12)
             self.log.info("step %d/%d (%.0f%%) t=%.6g  %.1f Mcell-updates/s  ETA %.0f s", n, self.steps,
                           100.0 * n / self.steps, s.t, rate * self.cells / 1e6,
                           (self.steps - n) / max(rate, 1e-12))
@@ -517,7 +558,8 @@ class _Progress:
 
     def _postfix(self, done, now):
         """Local. The bar's ``t=..., ... Mcell/s`` (shown at its next redraw)."""
-        rate = (done - 1) / max(now - self.t1, 1e-12) if done > 1 else 0.0
+        first = self.first or 0
+        rate = (done - first) / max(now - self.t1, 1e-12) if done > first else 0.0
         self.bar.set_postfix_str(f"t={self.solver.t:.4g}, {rate * self.cells / 1e6:.1f} Mcell/s",
                                  refresh=False)
         self.last = now

@@ -78,13 +78,17 @@ class Kernel:
         STEP(u, out, lo, hi, r)                  # PYMPC_KERNELS decides
         STEP(u, out, lo, hi, r, backend="numpy")
 
+    ``helpers``: names of functions in the loop's module that the loop calls; they are
+    compiled with it (a loop longer than one function splits into named steps).
+
     Results are bit-identical between the two where a kernel writes points; a kernel
     that also returns a sum (a dot product) may differ there in the last bits, because
     numpy sums pairwise."""
 
-    def __init__(self, loop, reference):
+    def __init__(self, loop, reference, helpers=()):
         self.loop = loop
         self.reference = reference
+        self.helpers = tuple(helpers)
         self._compiled = None
 
     def compiled(self):
@@ -94,7 +98,14 @@ class Kernel:
             nb = numba_module()
             if nb is None:
                 return None
-            self._compiled = nb.njit(cache=True, nogil=True, boundscheck=False)(self.loop)
+            jit = nb.njit(cache=True, nogil=True, boundscheck=False)
+            # functions the loop calls: compiled first and put in the loop's module under
+            # their names (numba resolves a loop's globals when it compiles the loop)
+            space = self.loop.__globals__
+            for name in self.helpers:
+                if not hasattr(space[name], "py_func"):
+                    space[name] = jit(space[name])
+            self._compiled = jit(self.loop)
         return self._compiled
 
     def select(self, backend: str | None = None):

@@ -12,7 +12,10 @@ references (same results, slower); both are tested.
 
 Every kernel takes an optional ``region``: per axis ``(lo, hi)`` in owned-block
 coordinates (0 = first owned point), so a solver can update the interior while a halo
-exchange is in flight and the border strips after (:func:`split_regions`).
+exchange is in flight and the border strips after (:func:`split_regions`). A region may
+reach up to ``ghost - 1`` layers into the ghosts (``lo`` down to ``1 - ghost``): the
+steps between two exchanges of width ``k`` recompute the ghosts their successors read
+(docs/blocking.md).
 """
 
 from __future__ import annotations
@@ -66,8 +69,11 @@ def _bounds(a: DistArray, region):
         raise InputError(f"region needs {d.ndim} (lo, hi) pairs")
     out = []
     for (lo, hi), n in zip(region, d.local_shape):
-        if not (0 <= lo <= hi <= n):
-            raise InputError(f"region {(lo, hi)} outside the owned block 0..{n}")
+        # a region may reach g - 1 layers into the ghosts (a deep-halo step recomputes
+        # them): its points' neighbours are still inside the ghosted array
+        if not (1 - g <= lo <= hi <= n + g - 1):
+            raise InputError(f"region {(lo, hi)} outside the owned block 0..{n}"
+                             + (f" grown by {g - 1} ghost layers" if g > 1 else ""))
         out.append((g + lo, g + hi))
     return out
 
