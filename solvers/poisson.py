@@ -30,6 +30,7 @@ import pympc
 from pympc import kernels
 from pympc.runtime import InputError
 
+from . import deephalo
 from .boundary import Boundaries
 from .loop import TimeLoop, field_checksum, initial_field
 from .result import Result, verdict
@@ -64,7 +65,8 @@ class Poisson(TimeLoop):
     :mod:`solvers.boundary` (Dirichlet values are held on the boundary points; Neumann
     sides are not supported by these solvers); ``method`` ``"rbsor"`` (default) or
     ``"jacobi"``, ``omega`` the SOR factor (default: :func:`optimal_omega`); ``tol`` and
-    ``check_every``: the stopping rule (see the module doc). A
+    ``check_every``: the stopping rule (see the module doc); ``steps_per_exchange``:
+    Jacobi sweeps per halo exchange (deep halos, docs/blocking.md; default 1). A
     :class:`~solvers.loop.TimeLoop` solver whose step is one iteration.
     :meth:`parameters` (stored in outputs and checkpoints, compared on restart) holds a
     fingerprint of ``f``, the method and ``omega``, the boundary conditions and the grid.
@@ -77,17 +79,21 @@ class Poisson(TimeLoop):
 
     method, omega, tol, check_every = "rbsor", None, 1e-8, 1  # configure() replaces them
 
-    def __init__(self, decomp, f, bc=None, u0=0.0, method="rbsor", omega=None, tol=1e-8, check_every=1):
+    def __init__(self, decomp, f, bc=None, u0=0.0, method="rbsor", omega=None, tol=1e-8, check_every=1,
+                 steps_per_exchange=None):
         super().__init__(decomp)
         if decomp.centring != "vertex":
             raise InputError("the Poisson solvers work on vertex-centred grids")
-        self.bc = Boundaries(decomp, bc)
+        # Jacobi sweeps per halo exchange (deep halos, docs/blocking.md); RB-SOR takes 1
+        self.steps_per_exchange = k = deephalo.steps_option(steps_per_exchange, 1)
+        self._work = work = deephalo.work_decomposition(decomp, k)
+        self.bc = Boundaries(work, bc)
         if any(k == "neumann" for k, _ in self.bc.conditions.values()):
             raise InputError("Jacobi/RB-SOR here take Dirichlet and periodic boundaries only")
         self.dt = 1.0  # one iteration
         self.configure(method, omega, tol, check_every)
-        self.f = initial_field(decomp, f)
-        self.u = initial_field(decomp, u0)
+        self.f = deephalo.on(work, initial_field(decomp, f))
+        self.u = deephalo.on(work, initial_field(decomp, u0))
         self.bc.fix_points(self.u)
         self.h2inv = 1.0 / np.array(decomp.spacing) ** 2
         self.region = self.bc.unknown_region()
@@ -155,7 +161,7 @@ class Poisson(TimeLoop):
         self._checked = self.step_count
 
     def _residual(self):
-        pympc.update_halo(self.u)
+        pympc.update_halo(self.u, width=1)
         self.bc.apply(self.u)
         local = kernels.residual_sumsq(self.u, self.f, self.h2inv, self.region)
         return float(np.sqrt(pympc.reduce_all(("sum", np.float64(local)), comm=self.comm)[0]))
@@ -207,6 +213,28 @@ class Poisson(TimeLoop):
         self.run(steps=int(maxiter), progress=progress, **run)
         return self.result()
 
+    def stop_every(self) -> tuple:
+        """Local. Chunks of sweeps end at the residual checks."""
+        return (self.check_every,)
+
+    def advance_steps(self, m) -> None:
+        """Collective. ``m`` Jacobi sweeps with one exchange of ``u`` and ``f`` of width
+        ``m`` (deep halos), each over the unknowns grown by the layers later sweeps
+        read; bit-identical to ``m`` calls of :meth:`advance`. RB-SOR: one at a time."""
+        if self.method != "jacobi":
+            return super().advance_steps(m)
+        u = self.u
+        spare = self._spare if self._spare is not None else u.empty_like()
+        with self.superstep("sweep"):
+            pympc.update_halo(u, self.f, stencil="box", width=m)
+            for s in range(1, m + 1):
+                self.bc.apply(u)
+                region = deephalo.grown(self._work, self.region, m - s)
+                kernels.jacobi_step(u, self.f, spare, self.h2inv, region=region)
+                self.bc.fix_points(spare, ghosts=True)
+                u, spare = spare, u
+        self.u, self._spare = u, spare
+
     def advance(self) -> None:
         """Collective. One iteration of the method on ``self.u``, without a residual check:
         a Jacobi sweep (one halo exchange), or a red and a black SOR half-sweep (two)."""
@@ -216,13 +244,13 @@ class Poisson(TimeLoop):
                 spare = self._spare
                 if spare is None:
                     spare = self._spare = u.empty_like()
-                pympc.update_halo(u)
+                pympc.update_halo(u, width=1)
                 self.bc.apply(u)
                 kernels.jacobi_step(u, self.f, spare, self.h2inv, region=self.region)
                 self.bc.fix_points(spare)
                 self.u, self._spare = spare, u
             else:
                 for color in (0, 1):
-                    pympc.update_halo(u)
+                    pympc.update_halo(u, width=1)
                     self.bc.apply(u)
                     kernels.rbsor_sweep(u, self.f, self.h2inv, self.omega, color, region=self.region)

@@ -19,6 +19,7 @@ import pympc
 from pympc import kernels
 from pympc.runtime import InputError
 
+from . import deephalo
 from .boundary import Boundaries
 from .loop import TimeLoop, initial_field
 from .stability import check_dt, wave_dt_limit
@@ -28,7 +29,8 @@ class Wave(TimeLoop):
     """Collective. The wave equation on ``decomp`` with speed ``c``, initial displacement
     ``u0`` and velocity ``v0`` (DistArrays, numbers, or functions of the coordinates),
     boundaries ``bc`` (:mod:`solvers.boundary`) and time step ``dt`` (default from
-    ``cfl``, default 0.5); a :class:`~solvers.loop.TimeLoop` solver. :meth:`parameters` (stored in outputs and checkpoints,
+    ``cfl``, default 0.5); a :class:`~solvers.loop.TimeLoop` solver. ``steps_per_exchange``:
+    steps per halo exchange (deep halos, docs/blocking.md; default 1). :meth:`parameters` (stored in outputs and checkpoints,
     compared on restart) holds ``c``, the boundary conditions, the time-step rule and the
     grid."""
 
@@ -36,12 +38,16 @@ class Wave(TimeLoop):
     #: the job layer's check of a job file's physics, before MPI starts
     job_check = "solvers.stability:wave"
 
-    def __init__(self, decomp, c=1.0, u0=0.0, v0=0.0, bc=None, dt=None, cfl=0.5):
+    def __init__(self, decomp, c=1.0, u0=0.0, v0=0.0, bc=None, dt=None, cfl=0.5, steps_per_exchange=None):
         super().__init__(decomp)
+        # deep halos (docs/blocking.md): k steps per exchange; 1 unless asked (the sweeps
+        # save messages, not memory traffic: a gain only where latency dominates)
+        self.steps_per_exchange = k = deephalo.steps_option(steps_per_exchange, 1)
+        self._work = work = deephalo.work_decomposition(decomp, k)
         if not c > 0:
             raise InputError(f"wave speed c must be positive, got {c}")
         self.c = float(c)
-        self.bc = Boundaries(decomp, bc)
+        self.bc = Boundaries(work, bc)
         limit = wave_dt_limit(decomp.spacing, self.c)
         self.dt_limit = limit
         given = dt
@@ -51,9 +57,9 @@ class Wave(TimeLoop):
             dt = cfl * limit
         self.dt = check_dt(dt, limit, "leapfrog (the CFL limit)")
         self._dt_rule = {"dt": "auto" if given is None else float(given), "cfl": float(cfl)}
-        self.u = initial_field(decomp, u0)   # u^n
+        self.u = deephalo.on(work, initial_field(decomp, u0))   # u^n
         self.u_prev = self.u.empty_like()    # u^{n-1} (unused at n = 0)
-        self.v0 = initial_field(decomp, v0)
+        self.v0 = deephalo.on(work, initial_field(decomp, v0))
         self._next = self.u.empty_like()
         self._region = self.bc.unknown_region()
         self.bc.fix_points(self.u)
@@ -80,7 +86,7 @@ class Wave(TimeLoop):
         """Collective. One time step (the Taylor step first)."""
         u, up, nx = self.u, self.u_prev, self._next
         with self.superstep("halo"):
-            pympc.update_halo(u)
+            pympc.update_halo(u, width=1)
         self.bc.apply(u)
         with self.superstep("update"):
             if self.step_count == 0:
@@ -93,6 +99,24 @@ class Wave(TimeLoop):
         self.bc.fix_points(nx)
         self.u_prev, self.u, self._next = u, nx, up
 
+    def advance_steps(self, m):
+        """Collective. ``m`` steps with one exchange of ``u`` and ``u_prev`` of width ``m``
+        (deep halos), each over the unknowns grown by the layers later steps read;
+        bit-identical to ``m`` calls of :meth:`advance`. The Taylor step goes alone."""
+        if self.step_count == 0:
+            return super().advance_steps(m)
+        u, up, nx = self.u, self.u_prev, self._next
+        with self.superstep("halo"):
+            pympc.update_halo(u, up, stencil="box", width=m)
+        with self.superstep("update"):
+            for s in range(1, m + 1):
+                self.bc.apply(u)
+                region = deephalo.grown(self._work, self._region, m - s)
+                kernels.leapfrog_step(u, up, nx, self._r(), region=region)
+                self.bc.fix_points(nx, ghosts=True)
+                up, u, nx = u, nx, up
+        self.u_prev, self.u, self._next = up, u, nx
+
     def energy(self) -> float:
         """Collective. The discrete energy E^{n-1/2} between ``u_prev`` and ``u`` (one
         reduction, :func:`pympc.reduce_all`); defined from step 1 on."""
@@ -100,7 +124,7 @@ class Wave(TimeLoop):
             raise InputError("the leapfrog energy needs two time levels: advance at least one step")
         u, up = self.u, self.u_prev
         with self.superstep("energy"):
-            pympc.update_halo(u, up)
+            pympc.update_halo(u, up, width=1)
             self.bc.apply(u)
             self.bc.apply(up)
             vol = float(np.prod(self.decomp.spacing))
@@ -110,7 +134,7 @@ class Wave(TimeLoop):
 
     def _potential(self, u, up) -> float:
         """Local. This rank's sum over faces of ``<D_a u, D_a up> / h_a^2``."""
-        d = self.decomp
+        d = u.decomp  # the work decomposition: its ghost width indexes the arrays
         pot = 0.0
         g = d.ghost
         for a in range(d.ndim):
