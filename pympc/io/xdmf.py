@@ -111,7 +111,9 @@ def _rows(n: int, comm):
 def write_mesh(f, field) -> str:
     """Collective. Write the mesh of ``field`` (see :func:`mesh_path`) into the open
     :class:`pympc.io.File` ``f`` unless it is there: every rank of ``f``'s communicator
-    computes and writes a share of the points. Returns the mesh's group."""
+    computes and writes a share of the points, a few MiB at a time
+    (:meth:`~pympc.io.File.write_rows`): a mesh holds two or three fields' worth of
+    coordinates, which no rank needs whole. Returns the mesh's group."""
     group = mesh_path(field)
     if f"{group}/points" in f:
         return group
@@ -119,21 +121,27 @@ def write_mesh(f, field) -> str:
     nd = len(nodes)
     origin = [float(x) for x in field["origin"]]
     spacing = [float(x) for x in field["spacing"]]
-    lo, hi = _rows(nodes[0], f.comm)
     # the coordinates as the Decomposition computes them: origin + i * spacing, in float64
-    axes = [origin[0] + np.arange(lo, hi, dtype=np.float64) * spacing[0]]
-    axes += [origin[a] + np.arange(nodes[a], dtype=np.float64) * spacing[a] for a in range(1, nd)]
-    block = np.zeros([hi - lo] + nodes[1:] + [_columns(nd)])
-    for a, x in enumerate(np.meshgrid(*axes, indexing="ij")):
-        block[..., a] = x
+    axes = [origin[a] + np.arange(nodes[a], dtype=np.float64) * spacing[a] for a in range(nd)]
+
+    def points(out, start):  # rows start.. of the (nodes..., columns) coordinates
+        rows = axes[0][start:start + len(out)]
+        out[..., nd:] = 0.0  # XDMF's XY for 1-D: y = 0
+        for a in range(nd):
+            shape = [1] * nd
+            shape[a] = -1
+            out[..., a] = (rows if a == 0 else axes[a]).reshape(shape)
     f.require_group(group)
-    f.write_block(f"{group}/points", nodes + [_columns(nd)], np.float64, [lo] + [0] * nd,
-                  block if hi > lo else None)
+    lo, hi = _rows(nodes[0], f.comm)
+    f.write_rows(f"{group}/points", nodes + [_columns(nd)], np.float64, lo, hi, points)
     if nd == 1 and field["centring"] == "cell":
         n = nodes[0] - 1
+
+        def cells(out, start):  # segment i joins points i and i + 1
+            out[:, 0] = np.arange(start, start + len(out))
+            out[:, 1] = out[:, 0] + 1
         lo, hi = _rows(n, f.comm)
-        cells = np.stack([np.arange(lo, hi), np.arange(lo + 1, hi + 1)], axis=1).astype(np.int64)
-        f.write_block(f"{group}/cells", (n, 2), np.int64, (lo, 0), cells if hi > lo else None)
+        f.write_rows(f"{group}/cells", (n, 2), np.int64, lo, hi, cells)
     return group
 
 
