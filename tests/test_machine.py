@@ -103,7 +103,8 @@ def test_time_hrelations_and_empty_sync(comm):
 def test_bench_command_writes_json(tmp_path):
     out = tmp_path / "m.json"
     r = run_mpi(2, ["-m", "pympc", "bench", "--hmax", "64", "--points", "3", "--reps", "1", "--iters", "2",
-                    "--compute", str(1 << 20), "--json", str(out)], timeout=300)
+                    "--compute", str(1 << 20), "--patterns", "rows,box/w2", "--sides", "16,24,32",
+                    "--json", str(out)], timeout=300)
     assert r.returncode == 0, r.output[-3000:]
     assert r.stdout.count("pympc bench: 2 rank(s)") == 1
     res = json.loads(out.read_text())
@@ -116,11 +117,15 @@ def test_bench_command_writes_json(tmp_path):
     assert all(t > 0 for m in bench.ALL for t in res["hrel"][m])
     ac = res["after_compute"]  # the same h-relations, each after a 1 MiB memory stream
     assert ac["stream_bytes"] == 1 << 20 and ac["stream_seconds"] > 0
-    assert set(ac["fit"]) == {"hpput", "raw", "halo"} and all(len(ac["hrel"][m]) == 3 for m in ac["fit"])
+    assert set(ac["fit"]) == {"hpput", "raw", "halo", "halo:rows", "halo:box/w2"}
+    assert all(len(ac["hrel"][m]) == 3 for m in ("hpput", "raw", "halo"))
+    # the halo patterns, each on its own grids (2 ranks split 2 x 1: rows stay rows)
+    assert ac["patterns"]["halo:box/w2"]["sides"] == [16, 24, 32] and len(ac["patterns"]["halo:rows"]["times"]) == 3
     assert "after a compute phase streaming 1 MiB" in r.stdout
     m = MachineParams.load(out)      # the file is a machine model the report reads
     assert m.ranks == 2 and m.g == res["g"] and m.g_method == "hpput" and m.details["logp"] == res["logp"]
     assert m.choose(("halo",), 1.0)[2] == "halo, after compute" and set(m.to_json()) == set(res)
+    assert m.choose_pattern("halo:box/w4", 1.0)[2] == "halo:box/w2 for halo:box/w4, after compute"
 
 
 def test_stream_and_cache_size():

@@ -14,12 +14,13 @@ from mpi4py import MPI
 from ..bsp.model import MachineParams
 from ..runtime import InputError, get_comm
 from .fits import fit_method
-from .timing import after_compute, compute_rate, empty_sync, logp, time_hrelations
-from .workloads import ALL, HaloRelation, HRelation, check_methods, h_values
+from .timing import after_compute, compute_rate, empty_sync, logp, time_hrelations, time_patterns
+from .workloads import ALL, PATTERN_SIDES, PATTERNS, HaloRelation, HRelation, check_methods, h_values
 
 
 def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters: int = 10,
-            seed: int = 0, methods=ALL, with_logp: bool = True, compute: int | None = None) -> MachineParams:
+            seed: int = 0, methods=ALL, with_logp: bool = True, compute: int | None = None,
+            patterns=(), sides=PATTERN_SIDES) -> MachineParams:
     """Collective. Everything ``pympc bench`` reports, as a
     :class:`~pympc.bsp.model.MachineParams` (the same on every rank): ``r``, ``g``,
     ``l`` (from the hpput h-relations), the fit of every method, and in ``details``
@@ -31,7 +32,11 @@ def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters
     among the node's ranks; 0 skips it):
     ``stream_bytes``, ``stream_seconds``, ``fit`` per method and the timings. The
     profile report predicts supersteps with long compute phases from these
-    (:meth:`MachineParams.choose <pympc.bsp.model.MachineParams.choose>`)."""
+    (:meth:`MachineParams.choose <pympc.bsp.model.MachineParams.choose>`). ``patterns``
+    (names of :data:`~pympc.bench.workloads.PATTERNS`) adds, after the same compute phase,
+    the fit of each halo pattern on square grids of ``sides`` (:func:`time_patterns`)
+    to ``after_compute["fit"]`` under the key the cost log records (``"halo:cols"``...),
+    with which the report predicts the exchanges of that pattern."""
     comm = get_comm(comm)
     if hmax < 2 or points < 3:
         raise InputError(f"need hmax >= 2 and points >= 3, got hmax={hmax}, points={points}")
@@ -51,6 +56,11 @@ def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters
     if compute is None or compute > 0:
         cold_methods = [m for m in ("hpput", "raw", "halo") if m in methods]
         ac = after_compute(hs, cold_methods, compute, comm, iters=iters, reps=reps, seed=seed + 1)
+        if patterns:
+            pats = time_patterns(patterns, sides, iters=iters, reps=reps, seed=seed + 2, comm=comm,
+                                 compute=ac["stream_bytes"])
+            ac["fit"].update({key: p["fit"] for key, p in pats.items()})
+            ac["patterns"] = {key: {k: v for k, v in p.items() if k != "fit"} for key, p in pats.items()}
     details["logp"] = logp(comm) if with_logp else None
     details["versions"] = {"python": platform.python_version(), "numpy": np.__version__,
                            "mpi4py": __import__("mpi4py").__version__,
@@ -133,9 +143,20 @@ def main(argv=None) -> int:
     ap.add_argument("--compute", type=int, default=None,
                     help="bytes per rank a compute phase streams before each after-compute "
                          "superstep [twice the last-level cache / ranks on the node]; 0 skips those")
+    ap.add_argument("--patterns", default=",".join(PATTERNS),
+                    help="halo patterns to fit after the compute phase, comma-separated ('' for none) "
+                         f"[{','.join(PATTERNS)}]")
+    ap.add_argument("--sides", default=",".join(map(str, PATTERN_SIDES)),
+                    help="grid sides of the pattern fits: near your program's grid "
+                         f"[{','.join(map(str, PATTERN_SIDES))}]")
     args = ap.parse_args(argv)
+    patterns = [p for p in args.patterns.split(",") if p]
+    bad = [p for p in patterns if p not in PATTERNS]
+    if bad:
+        raise InputError(f"unknown halo pattern(s) {bad}; use some of {list(PATTERNS)}")
     res = measure(hmax=args.hmax, points=args.points, reps=args.reps, iters=args.iters, seed=args.seed,
-                  with_logp=not args.no_logp, compute=args.compute)
+                  with_logp=not args.no_logp, compute=args.compute, patterns=patterns,
+                  sides=[int(x) for x in args.sides.split(",") if x])
     if get_comm(None).Get_rank() == 0:
         if args.json:
             res.save(args.json)
