@@ -136,6 +136,9 @@ def _parse(argv):
                     help="grid sides of the halo pattern fits [0.75, 0.875, 1.125 and 1.25 times --size: "
                          "T(h) of a strided pattern bends upwards with the grid, so fit near the "
                          "program's size, as pympc bench's --hmax near its h]")
+    ap.add_argument("--pattern-reps", type=int, default=21,
+                    help="batches per grid side of the halo pattern fits (their h span is narrow: "
+                         "the slope needs more batches than the h-relations')")
     ap.add_argument("--json", help="write the results here (rank 0)")
     return ap.parse_args(argv)
 
@@ -180,7 +183,8 @@ def main(argv=None):
     args = _parse(argv)
     P = comm.Get_size()
     res = {"ranks": P, "size": args.size, "steps": args.steps, "reps": args.reps, "heat_reps": args.heat_reps,
-           "hmax": args.hmax, "cold_hmax": args.cold_hmax, "points": args.points, "iters": args.iters}
+           "pattern_reps": args.pattern_reps, "hmax": args.hmax, "cold_hmax": args.cold_hmax,
+           "points": args.points, "iters": args.iters}
 
     # l: empty superstep against MPI_Barrier
     es = bench.empty_sync(comm, reps=args.reps)
@@ -207,7 +211,7 @@ def main(argv=None):
 
     cold_methods = ("hpput", "raw", "halo")
     hc = bench.h_values(args.cold_hmax, args.points)
-    jobs = len(cold_methods) * len(hc) * args.reps + len(bench.PATTERNS) * 4 * args.reps
+    jobs = len(cold_methods) * len(hc) * args.reps + len(bench.PATTERNS) * 4 * args.pattern_reps
     every = max(1, jobs // args.heat_reps)
     stream = bench.Stream(bench.default_compute_bytes(comm))
     after = bench.after_compute(hc, cold_methods, comm=comm, compute=stream.nbytes, iters=args.iters,
@@ -216,8 +220,8 @@ def main(argv=None):
     # each fitted on grids of its own shape after the same compute phase, interleaved too
     sides = args.sides or [max(16, 8 * round(args.size * f / 8)) for f in (0.75, 0.875, 1.125, 1.25)]
     res["pattern_sides"] = sides
-    pats = bench.time_patterns(sides=sides, comm=comm, compute=stream, iters=args.iters, reps=args.reps, seed=3,
-                               between=heat_batches, every=every)
+    pats = bench.time_patterns(sides=sides, comm=comm, compute=stream, iters=args.iters, reps=args.pattern_reps,
+                               seed=3, between=heat_batches, every=every)
     after["fit"].update({key: p["fit"] for key, p in pats.items()})
     after["patterns"] = {key: {k: v for k, v in p.items() if k != "fit"} for key, p in pats.items()}
     while len(heats["heat"].logs) < args.heat_reps:  # fewer h-relation batches than heat batches
