@@ -35,8 +35,8 @@ def default_steps(decomp, variable=False) -> int:
 
 
 #: The default steps per exchange of a tiled heat step, and the smallest block side it
-#: is used on (docs/blocking.md: 8 steps gave the most Mcell/s at 1 and 2 ranks).
-BLOCKED_STEPS = 8
+#: is used on (docs/blocking.md: 16 steps in tiles of 128 x 2048 gave the most Mcell/s at 1 and 2 ranks).
+BLOCKED_STEPS = 16
 BLOCKED_MIN = 64
 
 
