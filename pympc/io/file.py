@@ -1,9 +1,12 @@
 """Parallel HDF5 I/O: DistArrays to and from one shared file, written collectively.
 
 The file holds each field as one contiguous dataset of the **global** array in natural
-layout, so h5py, h5dump, ParaView or any serial tool sees a plain array. Every rank writes
-its own block (a hyperslab) in one collective MPI-IO transfer, straight from the ghosted
-local array (the memory selection skips the ghosts: no copy of the block is made).
+layout, so h5py, h5dump, ParaView or any serial tool sees a plain array. HDF5 creates
+each dataset collectively; every rank then writes its own block straight from the ghosted
+local array into the dataset's storage, its owned rows handed to ``os.pwritev`` (no copy
+of the block; :func:`_write_direct` says why), or, where that does not apply, in one
+collective MPI-IO transfer whose memory selection skips the ghosts. Reads are one
+collective transfer into the owned cells.
 
 Hangs designed out:
 
@@ -232,12 +235,13 @@ def _move_distarray(ds, a, write, dxpl, memory=None):
               tuple(d.local_shape) + a.components, write, dxpl)
 
 
-def _direct_offset(ds, dtype):
+def _direct_offset(ds, dtype, userblock):
     """The file offset of ``ds``'s raw data when a field may be written into it directly
     (contiguous storage already allocated, as parallel HDF5 allocates it at creation;
-    numbers stored exactly as numpy holds them), else ``None``. The answer depends only on
+    numbers stored exactly as numpy holds them; a file without a user block, where
+    H5Dget_offset is plainly the byte offset), else ``None``. The answer depends only on
     the file's metadata and the dtype: the same on every rank."""
-    if not DIRECT or np.dtype(dtype).kind not in "biufc" or not np.dtype(dtype).isnative:
+    if not DIRECT or userblock or np.dtype(dtype).kind not in "biufc" or not np.dtype(dtype).isnative:
         return None
     if ds.id.get_create_plist().get_layout() != h5d.CONTIGUOUS:
         return None
@@ -329,6 +333,7 @@ class _Parallel:
         # default driver
         mpio = {"driver": "mpio", "comm": comm} if HAVE_PARALLEL_H5PY else {}
         self.h5 = _h5open(path, mode, **mpio)
+        self.userblock = self.h5.userblock_size  # every rank asks (a local property list)
         self.dxpl = None
         if HAVE_PARALLEL_H5PY:  # collective per call (``with ds.collective`` did not
             self.dxpl = h5p.create(h5p.DATASET_XFER)  # apply in some h5py, issue 2017)
@@ -347,7 +352,7 @@ class _Parallel:
         into the dataset's storage where :func:`_direct_offset` allows (the same verdict on
         every rank), else one collective HDF5 transfer."""
         ds = _create(self.h5, name, attrs, shape=shape, dtype=dtype, fill_time="never")
-        offset = _direct_offset(ds, dtype)
+        offset = _direct_offset(ds, dtype, self.userblock)
         if offset is None:
             return _move_distarray(ds, a, True, self.dxpl)
         err = _write_direct(self.path, a, offset)
