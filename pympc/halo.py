@@ -5,8 +5,10 @@ Two calls, both neighbour-collective: :func:`update_halo` (exchange and wait) an
 touching the ghosts). Behind them, a plan built once for a set of arrays and reused
 every step:
 
-* one message per neighbour and direction carries **all** the arrays (an MPI struct of
-  subarray datatypes at the arrays' addresses: no packing in Python, no pickling);
+* one message per neighbour rank carries **all** the arrays and every region that rank
+  needs (an MPI struct of subarray datatypes at the arrays' addresses: no packing in
+  Python, no pickling): two ranks along a periodic axis, or a box stencil's faces and
+  corners on the same rank, exchange one message each way, not one per direction;
 * persistent requests (``Send_init``/``Recv_init``), so a step costs one ``Startall`` and
   one ``Waitall``;
 * ``start_halo(...)`` / ``.wait()`` let interior compute overlap the messages;
@@ -41,15 +43,7 @@ from .grid import on_close
 from .runtime import InputError
 from .watchdog import watched as _watched
 
-_TAG_BASE = 7200
-
-
-def _tag(offset) -> int:
-    # A direction's index among (-1, 0, 1)^d, as a message tag.
-    t = 0
-    for o in offset:
-        t = 3 * t + (o + 1)
-    return _TAG_BASE + t
+_TAG = 7200  # every halo message (one per neighbour rank and exchange; MPI keeps their order)
 
 
 def _region(decomp, offset, width, send):
@@ -144,36 +138,46 @@ class _HaloExchange:
         nbytes = 0
         used = [o for o, nb in d.neighbours(stencil).items() if nb != MPI.PROC_NULL]
         self.pattern = _pattern(used, width)
+        peers = {}  # neighbour rank -> the directions it lies in (several: a periodic axis of 2 ranks, corners)
         for offset, nb in d.neighbours(stencil).items():
             if nb == MPI.PROC_NULL:
                 continue
-            back = tuple(-o for o in offset)
-            recv = _region(d, offset, width, send=False)
             if nb == me:  # a periodic axis with one rank along it: a local copy
-                rs, ss = _slices(recv), _slices(_region(d, back, width, send=True))
-                self.self_copies.append((rs, ss))
+                back = tuple(-o for o in offset)
+                rs = _slices(_region(d, offset, width, send=False))
+                self.self_copies.append((rs, _slices(_region(d, back, width, send=True))))
                 nbytes += sum(b[rs].nbytes for b in self.buffers)
                 continue
-            st, sent = self._struct(arrays, _region(d, offset, width, send=True))
-            rt, _ = self._struct(arrays, recv)
-            self.requests.append(comm.Recv_init([MPI.BOTTOM, 1, rt], source=nb, tag=_tag(back)))
-            self.requests.append(comm.Send_init([MPI.BOTTOM, 1, st], dest=nb, tag=_tag(offset)))
+            peers.setdefault(nb, []).append(offset)
+        # one message each way per neighbour rank, carrying every region it needs: the
+        # sender lists its regions by direction, the receiver its ghosts by the direction
+        # they were sent in (the opposite of its own): the same order on both sides
+        for nb, offsets in peers.items():
+            sends = sorted(offsets)
+            recvs = sorted(offsets, key=lambda o: tuple(-x for x in o))
+            st, sent = self._struct(arrays, [_region(d, o, width, send=True) for o in sends])
+            rt, _ = self._struct(arrays, [_region(d, o, width, send=False) for o in recvs])
+            self.requests.append(comm.Recv_init([MPI.BOTTOM, 1, rt], source=nb, tag=_TAG))
+            self.requests.append(comm.Send_init([MPI.BOTTOM, 1, st], dest=nb, tag=_TAG))
             self.messages += 1
             nbytes += sent
         self.words = (nbytes + 7) // 8
 
-    def _struct(self, arrays, region):
+    def _struct(self, arrays, regions):
+        # one struct datatype over every array's subarray of every region, at the arrays'
+        # addresses; returns it with its size in bytes
         types, displs = [], []
         nbytes = 0
-        for a in arrays:
-            comp = a.components
-            sub = tuple(hi - lo for lo, hi in region) + comp
-            starts = tuple(lo for lo, _ in region) + (0,) * len(comp)
-            t = mpi_type(a.dtype).Create_subarray(list(a.data.shape), list(sub), list(starts),
-                                                  order=MPI.ORDER_C)
-            types.append(t)
-            displs.append(MPI.Get_address(a.data))
-            nbytes += int(np.prod(sub)) * a.dtype.itemsize
+        for region in regions:
+            for a in arrays:
+                comp = a.components
+                sub = tuple(hi - lo for lo, hi in region) + comp
+                starts = tuple(lo for lo, _ in region) + (0,) * len(comp)
+                t = mpi_type(a.dtype).Create_subarray(list(a.data.shape), list(sub), list(starts),
+                                                      order=MPI.ORDER_C)
+                types.append(t)
+                displs.append(MPI.Get_address(a.data))
+                nbytes += int(np.prod(sub)) * a.dtype.itemsize
         st = MPI.Datatype.Create_struct([1] * len(types), displs, types).Commit()
         for t in types:
             t.Free()
