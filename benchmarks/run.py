@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 from pympc.tools.launch import run_mpi  # noqa: E402
 
 BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py", "bsp": "bench_bsp.py",
-           "solvers": "bench_solvers.py", "krylov": "bench_krylov.py", "farm": "bench_farm.py"}
+           "solvers": "bench_solvers.py", "krylov": "bench_krylov.py", "farm": "bench_farm.py",
+           "blocking": "bench_blocking.py"}
 
 
 def cpu_model():
@@ -225,6 +226,39 @@ def solvers_table(runs):
     return str(table)
 
 
+def blocking_table(runs):
+    table = Table(runs)
+    row = table.row
+    mc = lambda t: f"{t['Mcells']:.0f} Mcell/s"  # noqa: E731
+    roof = lambda key: lambda r: fmt(r[key]["Mcells"] / r["roofline_Mcells"])  # noqa: E731
+    row("roofline (16 B/update at the copy bandwidth)", "", lambda r: f"{r['roofline_Mcells']:.0f} Mcell/s")
+    row("heat step, one step per exchange", "", lambda r: mc(r["one_step"]))
+    row("**one step / roofline**", ">= 0.80", roof("one_step"))
+    row("heat, deep halo (k steps per exchange, whole-block sweeps)", "",
+        lambda r: f"{mc(r['deep_halo'])}, k = {r['deep_halo']['k']}")
+    row("deep halo / roofline", "", roof("deep_halo"))
+    row("heat, temporal blocking (k steps per exchange, tiles in cache)", "",
+        lambda r: f"{mc(r['blocked'])}, k = {r['blocked']['k']}, tiles {r['blocked']['tile'] or 'default'}")
+    row("**temporal blocking / roofline**", ">= 1.5", roof("blocked"))
+    for i, t in enumerate(runs[0].get("blocked_by_k", [])):
+        row(f"  temporal blocking, k = {t['k']} (/ roofline)", "",
+            lambda r, i=i: f"{mc(r['blocked_by_k'][i])} ({r['blocked_by_k'][i]['Mcells'] / r['roofline_Mcells']:.2f})")
+    row("one FTCS step on a 256² block in cache (the compute ceiling) / roofline", "",
+        lambda r: fmt(r["ratios"]["in_cache_over_roofline"]))
+    row("halo messages per step: one step, deep halo", "",
+        lambda r: f"{r['one_step']['messages_per_step']:.3g}, {r['deep_halo']['messages_per_step']:.3g}")
+    row("halo exchanges per step (cost log): one step, deep halo", "",
+        lambda r: f"{r['one_step']['exchanges_per_step']:.3g}, {r['deep_halo']['exchanges_per_step']:.3g}")
+    row("**messages per step: one step / deep halo**", "= k",
+        lambda r: fmt(r["ratios"]["messages_one_step_over_deep"]) if r["one_step"]["messages_per_step"] else
+        "no messages (1 rank)")
+    row("3-D heat (256³): one step, temporal blocking k = 4", "",
+        lambda r: f"{mc(r['one_step_3d'])}, {mc(r['blocked_3d'])}")
+    row("3-D: blocked / one step (why the default rule keeps one step in 3-D)", "",
+        lambda r: fmt(r["ratios"]["blocked_3d_over_one_step_3d"]))
+    return str(table)
+
+
 def krylov_table(runs):
     table = Table(runs)
     row = table.row
@@ -278,7 +312,7 @@ def farm_table(runs):
 
 
 TABLES = {"decomp": decomp_table, "io": io_table, "bsp": bsp_table, "solvers": solvers_table, "krylov": krylov_table,
-          "farm": farm_table}
+          "farm": farm_table, "blocking": blocking_table}
 CAPTIONS = {
     "decomp": lambda r: (f"Grid {r['size']}², ghost width 1, periodic; medians of {r['reps']} batches of "
                          f"{r['steps']} steps, each timed to the slowest rank."),
@@ -300,6 +334,11 @@ CAPTIONS = {
     "solvers": lambda r: (f"Heat solver on {r['size']}² (periodic), RB-SOR on {r['sor_size']}² (Dirichlet); "
                           f"medians of {r['reps']} batches of {r['steps']} steps or sweeps, each timed to the "
                           f"slowest rank."),
+    "blocking": lambda r: (f"Heat solver on {r['size']}² (periodic; 3-D: {r['size3']}³), the solver's own "
+                           f"steps (advance / advance_steps), medians of {r['reps']} batches of {r['steps']} "
+                           f"steps, each timed to the slowest rank; the roofline is numpy's copy bandwidth "
+                           f"measured in the same run (16 B per update); messages per step: the halo "
+                           f"exchanges the cost log recorded times the messages of one exchange."),
     "krylov": lambda r: (f"CG: {r['size']}² 5-point Laplacian, {r['iters']} iterations, residual norm every "
                          f"iteration; MG-PCG: {r['mg_size']}² to 1e-8; medians of {r['reps']} runs after a "
                          f"warm-up, each timed to the slowest rank."),

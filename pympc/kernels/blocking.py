@@ -218,7 +218,7 @@ TILES = Kernel(_tiles, _tiles_numpy, helpers=("_tile", "_box", "_fill_edges", "_
 """The tiled k-step FTCS loop (``heat_steps``) and its whole-block numpy reference."""
 
 #: Tile sizes per axis count when none is given (axis by axis; the last axis is the rows
-#: the inner loop runs along): the rule of docs/blocking.md, from benchmarks/bench_solvers.py.
+#: the inner loop runs along): the rule of docs/blocking.md, measured by benchmarks/bench_blocking.py.
 DEFAULT_TILES = {1: (1 << 20,), 2: (128, 2048), 3: (8, 32, 1 << 20)}
 
 
