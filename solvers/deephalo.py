@@ -49,6 +49,21 @@ def steps_option(value, default) -> int:
     return value
 
 
+def tile_option(tile, ndim: int):
+    """Local. A solver's ``tile`` argument checked: None (the default tiles), False (no
+    tiles: whole-block sweeps) or ``ndim`` whole numbers >= 1 (one repeated for every
+    axis); returned as given, or as a tuple; :class:`pympc.InputError` otherwise."""
+    if tile is None or tile is False:
+        return tile
+    sizes = [tile] * ndim if isinstance(tile, int) and not isinstance(tile, bool) else tile
+    ok = isinstance(sizes, (list, tuple)) and len(sizes) == ndim and all(
+        isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in sizes)
+    if not ok:
+        raise InputError(f"tile must be None (the default tiles), False (whole-block sweeps) or {ndim} "
+                         f"whole numbers >= 1, one per axis; got {tile!r}")
+    return tuple(sizes)
+
+
 def work_decomposition(decomp, k: int):
     """Collective. ``decomp`` when its ghosts are at least ``k`` wide, else a new
     decomposition built alike (communicator, process grid, blocks, periodicity,

@@ -35,9 +35,10 @@ def default_steps(decomp, variable=False) -> int:
 
 
 #: The default steps per exchange of a tiled heat step, and the smallest block side it
-#: is used on (docs/blocking.md: 16 steps in tiles of 128 x 2048 gave the most Mcell/s at 1 and 2 ranks).
+#: is used on (ghosts 16 wide add 2 x 16 / 256 = 12.5% per axis to a 256-point block's
+#: memory and recomputed points; less on larger blocks) (docs/blocking.md: 16 steps in tiles of 128 x 2048 gave the most Mcell/s at 1 and 2 ranks).
 BLOCKED_STEPS = 16
-BLOCKED_MIN = 64
+BLOCKED_MIN = 256
 
 
 class Heat(TimeLoop):
@@ -51,6 +52,13 @@ class Heat(TimeLoop):
     ``solver.step_count``. :meth:`parameters` (stored in outputs and checkpoints,
     compared on restart) holds ``alpha`` (a fingerprint of the field when it varies), the
     boundary conditions, the time-step rule and the grid.
+
+    ``steps_per_exchange``: steps per halo exchange (deep halos; default
+    :func:`default_steps`: 16 on 2-D grids whose blocks are large, else 1); ``tile``: the
+    tile of the temporally blocked step (None: the default; False: whole-block sweeps).
+    Neither changes a single bit of the result, only its speed (docs/blocking.md). With
+    more steps than the decomposition has ghost layers the fields live on a copy of it
+    with wider ghosts (``solver.u.decomp``).
     """
 
     name = "heat"
@@ -62,7 +70,7 @@ class Heat(TimeLoop):
         super().__init__(decomp)
         variable = isinstance(alpha, pympc.DistArray)
         self.steps_per_exchange = k = deephalo.steps_option(steps_per_exchange, default_steps(decomp, variable))
-        self.tile = tile
+        self.tile = deephalo.tile_option(tile, decomp.ndim)
         self._work = work = deephalo.work_decomposition(decomp, k)
         self.bc = Boundaries(work, bc)
         self.u = deephalo.on(work, initial_field(decomp, u0))
