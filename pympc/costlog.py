@@ -86,22 +86,9 @@ class Log:
         superstep (what :func:`record_comm` does on the current log); a ``pattern`` (a
         halo exchange's shape, the halo plan's pattern, ``pympc.halo._pattern``) is also counted under
         ``"kind:pattern"``, for the report to predict it with that pattern's fit."""
-        k = self._kinds.get(kind)
-        if k is None:
-            k = self._kinds[kind] = [0, 0, 0, 0.0]
-        k[0] += 1
-        k[1] += sent
-        k[2] += recv
-        k[3] += seconds
+        _count(self._kinds, kind, sent, recv, seconds)
         if pattern is not None:
-            key = f"{kind}:{pattern}"
-            p = self._patterns.get(key)
-            if p is None:
-                p = self._patterns[key] = [0, 0, 0, 0.0]
-            p[0] += 1
-            p[1] += sent
-            p[2] += recv
-            p[3] += seconds
+            _count(self._patterns, f"{kind}:{pattern}", sent, recv, seconds)
 
     def end_superstep(self, label="superstep", sync: float = 0.0, t_end: float | None = None) -> None:
         """Local. Close the open superstep under ``label`` (``sync`` seconds of it were
@@ -220,6 +207,17 @@ class Log:
             with open(path, "w") as f:
                 json.dump(data, f, indent=1)
         return data
+
+
+def _count(table, key, sent, recv, seconds):
+    # one communication into a superstep's [count, sent, recv, seconds] of ``key``
+    k = table.get(key)
+    if k is None:
+        k = table[key] = [0, 0, 0, 0.0]
+    k[0] += 1
+    k[1] += sent
+    k[2] += recv
+    k[3] += seconds
 
 
 def _merge_counts(into, new):
