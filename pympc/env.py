@@ -63,6 +63,9 @@ VARIABLES = {v.name: v for v in (
     Variable("PYMPC_SLURM_TEMPLATE", "command", "",
              "the batch-script template `pympc slurm submit` renders (unset: slurm/pympc.sbatch "
              "of the checkout pympc runs from)"),
+    Variable("PYMPC_IO_DIRECT", "flag", "1",
+             "0 writes fields through HDF5's collective MPI-IO transfer instead of straight "
+             "into their datasets' storage with pwritev (the same on every rank)"),
     Variable("PYMPC_REQUIRE_SLURM", "flag", "0",
              "1 (set by .ci/run): the Slurm tests fail, instead of skipping, where the test "
              "cluster cannot start (not root, no network namespaces)"),

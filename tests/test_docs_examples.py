@@ -30,7 +30,8 @@ EXAMPLES = {"decomposition.md": "after 50 steps: sum",
             "solvers/gmres.md": "GMRES: converged in",
             "solvers/preconditioners.md": "'multigrid': 8",
             "solvers/multigrid.md": "MG: converged in",
-            "farm.md": "pi ~ 3.141780"}
+            "farm.md": "pi ~ 3.141780",
+            "blocking.md": "identical to one step per exchange: True"}
 
 
 def first_python_block(page):

@@ -45,6 +45,7 @@ import h5py
 import numpy as np
 from h5py import h5d, h5fd, h5p, h5s
 
+from .. import env as _env
 from .._version import __version__
 from ..array import SUPPORTED_DTYPES, DistArray, check_dtype
 from ..grid import Decomposition
@@ -56,9 +57,9 @@ HAVE_PARALLEL_H5PY = bool(h5py.get_config().mpi)
 _warned = False
 
 #: Fields go into their datasets' storage with ``os.pwritev`` (see :func:`_write_direct`);
-#: ``PYMPC_IO_DIRECT=0`` in the environment (the same on every rank) sends them through
-#: HDF5's collective MPI-IO transfer instead.
-DIRECT = os.environ.get("PYMPC_IO_DIRECT", "1") != "0" and hasattr(os, "pwritev")
+#: ``PYMPC_IO_DIRECT=0`` (pympc.env; the same on every rank) sends them through HDF5's
+#: collective MPI-IO transfer instead.
+DIRECT = bool(_env.value("PYMPC_IO_DIRECT")) and hasattr(os, "pwritev")
 #: Datasets of at least ``ALIGN_THRESHOLD`` bytes start at a multiple of ``ALIGN_INTERVAL``
 #: in files pympc writes (H5Pset_alignment): whole pages and file-system blocks for the
 #: bulk data, at most a quarter of such a dataset lost to padding.
