@@ -19,6 +19,7 @@ import pympc
 from bench_decomp import copy_bandwidth
 from common import emit, timed, versions
 from pympc import costlog, halo
+from pympc.kernels.blocking import DEFAULT_TILES
 from pympc.kernels.loops import ftcs_array
 from solvers.heat import BLOCKED_STEPS, Heat
 
@@ -46,19 +47,20 @@ def heat_rate(decomp, k, tile, steps, reps):
     return t
 
 
-def in_cache(side, reps):
-    """Collective. Mcell/s of one FTCS step on a ``side``² block that stays in cache, on
-    every rank at once (summed): what a step costs once memory is out of the way."""
-    a = np.random.default_rng(1).random((side, side))
+def in_cache(shape, reps):
+    """Collective. Mcell/s of one FTCS step on a block of ``shape`` (a default tile with
+    its margins: what the blocked kernel sweeps), repeated on data already in cache, on
+    every rank at once (summed): the compute ceiling of temporal blocking."""
+    a = np.random.default_rng(1).random(shape)
     b = a.copy()
-    inner = max(1, int(2e7 // (side * side)))
+    inner = max(1, int(5e7 // a.size))
 
     def run():
         for _ in range(inner):
             ftcs_array(a, b, 0.1)
             ftcs_array(b, a, 0.1)
     t = timed(run, 1, reps)
-    return (side - 2) ** 2 * 2 * inner * comm.Get_size() / t["median"] / 1e6
+    return (shape[0] - 2) * (shape[1] - 2) * 2 * inner * comm.Get_size() / t["median"] / 1e6
 
 
 def main(argv=None):
@@ -81,7 +83,9 @@ def main(argv=None):
     res["blocked_by_k"] = [heat_rate(d, kk, None, steps, reps) for kk in map(int, args.ks.split(","))]
     res["deep_by_k"] = [heat_rate(d, kk, False, steps, reps) for kk in map(int, args.ks.split(","))]
     d.close()
-    res["in_cache_Mcells"] = in_cache(256, reps)
+    tile = DEFAULT_TILES[2]
+    res["in_cache_shape"] = [tile[0] + 2 * (k + 1), tile[1] + 2 * (k + 1)]
+    res["in_cache_Mcells"] = in_cache(tuple(res["in_cache_shape"]), reps)
     m = args.size3
     d3 = pympc.Decomposition((m, m, m), dims=MPI.Compute_dims(P, 3), periodic=True)
     res["one_step_3d"] = heat_rate(d3, 1, None, 8, reps)
