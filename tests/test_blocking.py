@@ -24,7 +24,7 @@ from pympc.kernels import blocking
 from solvers.boundary import Boundaries
 from solvers.heat import Heat
 
-KS = (1, 2, 3, 4, 8)
+KS = (1, 2, 3, 4, 8)  # and 16 (the default on large 2-D blocks) at the solver
 SPACING = 0.1  # a flux times a distance that is not a power of two
 
 # global shapes per axis count: no rank count of 2-4 divides them, every block holds
@@ -517,16 +517,45 @@ def test_a_block_thinner_than_k_is_the_decompositions_input_error(comm, kind):
 
 
 def test_default_steps_rule():
-    """docs/blocking.md's rule: 8 on a 2-D grid with a constant alpha and blocks of at
-    least 64 points per axis, else 1 (3-D, small blocks, a variable alpha)."""
-    with pympc.Decomposition((70, 64), comm=MPI.COMM_SELF, spacing=0.1) as d:
-        assert default_steps(d) == 8 and Heat(d).steps_per_exchange == 8
+    """docs/blocking.md's rule: BLOCKED_STEPS on a 2-D grid with a constant alpha and
+    blocks of at least BLOCKED_MIN points per axis, else 1 (3-D, small blocks, a
+    variable alpha); the default run equals one step per exchange, bit for bit."""
+    from solvers.heat import BLOCKED_MIN, BLOCKED_STEPS
+
+    n = BLOCKED_MIN
+    with pympc.Decomposition((n + 6, n), comm=MPI.COMM_SELF, spacing=0.1, periodic=(True, False)) as d:
+        assert default_steps(d) == BLOCKED_STEPS > 1
+        s = Heat(d, u0=field0, bc={"y-": ("dirichlet", 1.0), "y+": ("neumann", 0.5)})
+        assert s.steps_per_exchange == BLOCKED_STEPS
+        ref = Heat(d, u0=field0, bc={"y-": ("dirichlet", 1.0), "y+": ("neumann", 0.5)}, steps_per_exchange=1)
+        for solver_ in (s, ref):
+            solver_.run(steps=BLOCKED_STEPS + 3, progress=None)
+        where = first_difference(s.u.owned, ref.u.owned)
+        assert where is None, where
         assert default_steps(d, variable=True) == 1
         assert Heat(d, alpha=pympc.DistArray(d).fill(1.0)).steps_per_exchange == 1
-    with pympc.Decomposition((70, 63), comm=MPI.COMM_SELF) as d:
+    with pympc.Decomposition((n + 6, n - 1), comm=MPI.COMM_SELF) as d:
         assert default_steps(d) == 1
-    with pympc.Decomposition((64, 64, 64), comm=MPI.COMM_SELF) as d:
+    with pympc.Decomposition((n, n, n), comm=MPI.COMM_SELF) as d:
         assert default_steps(d) == 1
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("periodic", ["none", "mixed", "all"])
+def test_heat_sixteen_steps_per_exchange(comm, periodic):
+    """k = 16 (the most a solver takes, and the default on large 2-D blocks): tiled with
+    the default tiles, 7 x 3 tiles, and whole-block sweeps, equal to one step per
+    exchange over 37 steps (53 x 37: blocks of at least 17 at 1-4 ranks)."""
+    shape = (53, 37)
+    dims = (2, 2) if comm.Get_size() == 4 else None
+    with pympc.Decomposition(shape, comm=comm, periodic=periodic_for(periodic, 2), dims=dims,
+                             spacing=[1.0 / (n - 1) for n in shape]) as d:
+        ref = solver("heat", d, 1)
+        ref.run(steps=37, progress=None)
+        for tile in (None, (7, 3), False):
+            s = solver("heat", d, 16, tile)
+            s.run(steps=37, progress=None)
+            assert_same_state(comm, state(s), state(ref), f"heat k=16 tile={tile}")
 
 
 @pytest.mark.xfail(strict=True, reason="bug: a tile of the wrong length or not a number raises numpy's "
@@ -567,3 +596,25 @@ def test_a_decomposition_with_wide_ghosts_is_used_as_it_is(comm, kind):
             runs.append(state(s))
         for k, got in zip((2, 3, 4), runs[1:]):
             assert_same_state(comm, got, runs[0], f"{kind} ghost 3, k={k}")
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("centring", ["vertex", "cell"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_heat_cell_centring_and_float32(comm, centring, dtype):
+    """Heat on a cell-centred grid (Dirichlet through 2 value - x, Neumann about the
+    face) and in float32: k = 4 (default tiles), 3 (7 x 3 tiles) and 8 (whole-block
+    sweeps) equal one step per exchange, and the field stays in its dtype."""
+    shape = SOLVER_SHAPES[2]
+    with pympc.Decomposition(shape, comm=comm, periodic=(True, False), centring=centring, spacing=0.03,
+                             dims=dims_for(comm.Get_size(), 2, "other")) as d:
+        u0 = initial(d, dtype)
+        bc = {"y-": ("dirichlet", 1.0), "y+": ("neumann", 0.5)}
+        runs = {}
+        for k, tile in ((1, None), (4, None), (3, (7, 3)), (8, False)):
+            s = Heat(d, alpha=0.5, u0=u0, bc=bc, steps_per_exchange=k, tile=tile)
+            s.run(steps=19, progress=None)
+            assert s.u.dtype == dtype
+            runs[k, tile] = state(s)
+        for key, got in runs.items():
+            assert_same_state(comm, got, runs[1, None], f"heat {centring} {dtype.__name__} k, tile = {key}")
