@@ -264,6 +264,16 @@ def _scratch(shape, dtype):
     return kept
 
 
+def _tile_sizes(tile, nd):
+    """``tile`` as ``nd`` whole numbers >= 1 (one number: every axis), or InputError."""
+    sizes = [tile] * nd if np.ndim(tile) == 0 else list(tile) if isinstance(tile, (list, tuple)) else None
+    ok = sizes is not None and len(sizes) == nd and all(
+        isinstance(t, (int, np.integer)) and not isinstance(t, bool) and t >= 1 for t in sizes)
+    if not ok:
+        raise InputError(f"heat_steps: tile must be {nd} whole numbers >= 1 (one per axis), got {tile!r}")
+    return tuple(int(t) for t in sizes)
+
+
 def _geometry(u, r, k, edges, region, tile):
     """The packed arguments of the loop: the updated box, which sides grow, the edge
     rules, the tile, the neighbour offsets, ``k``; the constants and ``r``."""
@@ -273,9 +283,7 @@ def _geometry(u, r, k, edges, region, tile):
     if len(region) != nd or not all(0 <= lo <= hi <= n for (lo, hi), n in zip(region, d.local_shape)):
         raise InputError(f"heat_steps: region must be {nd} (lo, hi) pairs inside the owned block "
                          f"{[(0, n) for n in d.local_shape]}, got {region}")
-    tile = DEFAULT_TILES[nd] if tile is None else tuple(int(t) for t in np.broadcast_to(tile, (nd,)))
-    if len(tile) != nd or min(tile) < 1:
-        raise InputError(f"heat_steps: tile must be {nd} sizes >= 1, got {tile}")
+    tile = DEFAULT_TILES[nd] if tile is None else _tile_sizes(tile, nd)
     geo = np.zeros(31, np.int64)
     con = np.zeros(9)
     geo[0:6] = (0, 1, 0, 1, 0, 1)  # the leading axes of a 1-D or 2-D block: one point
