@@ -93,7 +93,7 @@ def main(argv=None):
     ap.add_argument("--size3", type=int, default=256, help="the 3-D grid per axis")
     ap.add_argument("--steps", type=int, default=48, help="steps per batch (a multiple of every k)")
     ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--ks", default="1,2,4,8,16")
+    ap.add_argument("--ks", default="1,2,4,8,16,24,32")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     n, steps, reps, P = args.size, args.steps, args.reps, comm.Get_size()
@@ -119,8 +119,8 @@ def main(argv=None):
     res["blocked_by_k"] = [got["one_step"]] + [got[f"blocked_{k}"] for k in ks]
     res["deep_by_k"] = [got["one_step"]] + [got[f"deep_{k}"] for k in ks]
     d.close()
-    tile = DEFAULT_TILES[2]
-    res["in_cache_shape"] = [tile[0] + 2 * (k + 1), tile[1] + 2 * (k + 1)]
+    # a ring's worth of rows of the block's width: what the 2-D wavefront sweeps
+    res["in_cache_shape"] = [6 * (k - 1), min(DEFAULT_TILES[2][1], n) + 2 * (k + 1)]
     res["in_cache_Mcells"] = in_cache(tuple(res["in_cache_shape"]), reps)
     m = args.size3
     d3 = pympc.Decomposition((m, m, m), dims=MPI.Compute_dims(P, 3), periodic=True)

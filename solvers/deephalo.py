@@ -34,7 +34,7 @@ on_close(_close_works)
 
 #: The most steps per exchange a solver takes (a ghost layer per step: memory and
 #: redundant work grow with it, the gain does not: docs/blocking.md).
-MAX_STEPS = 16
+MAX_STEPS = 32
 
 
 def steps_option(value, default) -> int:

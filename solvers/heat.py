@@ -34,11 +34,12 @@ def default_steps(decomp, variable=False) -> int:
     return BLOCKED_STEPS if decomp.ndim == 2 and not variable and smallest >= BLOCKED_MIN else 1
 
 
-#: The default steps per exchange of a tiled heat step, and the smallest block side it
-#: is used on (ghosts 16 wide add 2 x 16 / 256 = 12.5% per axis to a 256-point block's
-#: memory and recomputed points; less on larger blocks) (docs/blocking.md: 16 steps in tiles of 128 x 2048 gave the most Mcell/s at 1 and 2 ranks).
-BLOCKED_STEPS = 16
-BLOCKED_MIN = 256
+#: The default steps per exchange of a blocked heat step, and the smallest block side it
+#: is used on (ghosts 24 wide add 2 x 24 / 384 = 12.5% per axis to a 384-point block's
+#: memory and recomputed ghost points; less on larger blocks). docs/blocking.md: 24 steps
+#: in strips of whole rows gave the most Mcell/s at 1 and 2 ranks.
+BLOCKED_STEPS = 24
+BLOCKED_MIN = 384
 
 
 class Heat(TimeLoop):
@@ -54,7 +55,7 @@ class Heat(TimeLoop):
     boundary conditions, the time-step rule and the grid.
 
     ``steps_per_exchange``: steps per halo exchange (deep halos; default
-    :func:`default_steps`: 16 on 2-D grids whose blocks are large, else 1); ``tile``: the
+    :func:`default_steps`: 24 on 2-D grids whose blocks are large, else 1); ``tile``: the
     tile of the temporally blocked step (None: the default; False: whole-block sweeps).
     Neither changes a single bit of the result, only its speed (docs/blocking.md). With
     more steps than the decomposition has ghost layers the fields live on a copy of it

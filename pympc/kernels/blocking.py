@@ -181,6 +181,107 @@ def _tiles(src, dst, s1, s2, geo, con):
                 _tile(src, dst, s1, s2, geo, con, b)
 
 
+# ---------------------------------------------------------------------------------------
+# 2-D: a wavefront along the rows of a column strip. Step s computes its rows r, r + 1
+# right after step s - 1 has computed rows r + 2, r + 3, so each step keeps only its last
+# six rows (a ring: row r in slot r % 6) and no row is computed twice; the steps of a
+# strip together hold (k - 1) x 6 rows of the strip's width, in the core's own cache.
+# ---------------------------------------------------------------------------------------
+def _row(Xm, Xc, Xp, xo, Y, yo, lo, hi, r0, r1):
+    # one 2-D FTCS row: columns lo..hi (global) of rows Xm, Xc, Xp (column origin xo)
+    # into Y (origin yo), with _ftcs2's arithmetic
+    a, b = lo - xo, hi - xo
+    o = Y[lo - yo:hi - yo]
+    um, uc, up, uw, ue = Xm[a:b], Xc[a:b], Xp[a:b], Xc[a - 1:b - 1], Xc[a + 1:b + 1]
+    for q in range(o.shape[0]):
+        c = uc[q]
+        o[q] = c + (r0 * (um[q] - 2.0 * c + up[q]) + r1 * (uw[q] - 2.0 * c + ue[q]))
+
+
+def _put(Y, yo, E, d, mode, c):
+    # one edge point of a row (index E, origin yo) from the point d further in
+    x = Y[E + d - yo]
+    Y[E - yo] = c if mode == 0 else (c - x if mode == 1 else (x if mode == 2 else x + c))
+
+
+def _edge_row(R, src_row, dst_row, org, lo, hi, mode, c):
+    # a physical row edge of one step: ring row dst_row over columns lo..hi from src_row
+    for j in range(lo - org, hi - org):
+        x = R[src_row, j]
+        R[dst_row, j] = c if mode == 0 else (c - x if mode == 1 else (x if mode == 2 else x + c))
+
+
+def _cols(geo, c0, c1, e):
+    # the columns a step computes in the strip c0..c1: grown by e, not past a physical side
+    lo, hi = c0 - e, c1 + e
+    if geo[10] == 0:
+        lo = max(lo, geo[4])
+    if geo[11] == 0:
+        hi = min(hi, geo[5])
+    return lo, hi
+
+
+def _pair_row(Xm, X0, X1, Xp, xo, Y0, Y1, yo, lo, hi, r0, r1):
+    # two 2-D FTCS rows at once (as _pairs: four input rows loaded for two outputs)
+    a, b = lo - xo, hi - xo
+    o0, o1 = Y0[lo - yo:hi - yo], Y1[lo - yo:hi - yo]
+    um, u0, u1, up = Xm[a:b], X0[a:b], X1[a:b], Xp[a:b]
+    w0, e0, w1, e1 = X0[a - 1:b - 1], X0[a + 1:b + 1], X1[a - 1:b - 1], X1[a + 1:b + 1]
+    for q in range(o0.shape[0]):
+        c, d = u0[q], u1[q]
+        o0[q] = c + (r0 * (um[q] - 2.0 * c + d) + r1 * (w0[q] - 2.0 * c + e0[q]))
+        o1[q] = d + (r0 * (c - 2.0 * d + up[q]) + r1 * (w1[q] - 2.0 * d + e1[q]))
+
+
+def _step_rows(src, dst, ring, geo, con, s, rlo, rhi, org, c0, c1):
+    # rows rlo..rhi (one or two) of step s in the strip c0..c1; step s - 1's rows come
+    # from src (s = 1) or its ring (row r in slot r % 6), step s's go to its ring or dst
+    k, T1l, T1h = geo[30], geo[2], geo[3]
+    lo, hi = _cols(geo, c0, c1, k - s)
+    if s == 1:
+        X, xo, xr = src, 0, 0
+    else:
+        X, xo, xr = ring[s - 1], org, 6
+        plo, phi = _cols(geo, c0, c1, k - s + 1)
+        if geo[8] == 0 and rlo <= T1l < rhi and geo[14] >= 0:  # the low row edge of step s - 1
+            _edge_row(X, (T1l - 1 + geo[20]) % 6, (T1l - 1) % 6, org, plo, phi, geo[14], con[2])
+        if geo[9] == 0 and rlo <= T1h - 1 < rhi and geo[15] >= 0:
+            _edge_row(X, (T1h - geo[21]) % 6, T1h % 6, org, plo, phi, geo[15], con[3])
+    Y, yo, yr = (dst, 0, 0) if s == k else (ring[s], org, 6)
+    a, b = (rlo - 1) % xr if xr else rlo - 1, rlo % xr if xr else rlo  # rows rlo - 1, rlo, rlo + 1, rlo + 2
+    c, e = (rlo + 1) % xr if xr else rlo + 1, (rlo + 2) % xr if xr else rlo + 2
+    o0, o1 = rlo % yr if yr else rlo, (rlo + 1) % yr if yr else rlo + 1
+    if rhi - rlo == 2:
+        _pair_row(X[a], X[b], X[c], X[e], xo, Y[o0], Y[o1], yo, lo, hi, con[7], con[8])
+    else:
+        _row(X[a], X[b], X[c], xo, Y[o0], yo, lo, hi, con[7], con[8])
+    if s < k:  # the column edges of the new rows
+        for o in range(rlo, rhi):
+            if geo[10] == 0 and lo == geo[4] and geo[16] >= 0:
+                _put(Y[o % 6], org, geo[4] - 1, geo[22], geo[16], con[4])
+            if geo[11] == 0 and hi == geo[5] and geo[17] >= 0:
+                _put(Y[o % 6], org, geo[5], -geo[23], geo[17], con[5])
+
+
+def _strip(src, dst, ring, geo, con, c0, c1):
+    # the wavefront in pairs of rows (2m, 2m + 1): step s takes pair m once step s - 1 has
+    # taken pair m + 1 (the rows 2m - 1 .. 2m + 2 it reads), at time m + s
+    k = geo[30]
+    org = c0 - (k + 1)
+    for tau in range((geo[2] - (k - 1) * geo[8]) // 2 + 1, (geo[3] - 1) // 2 + k + 1):
+        for s in range(1, k + 1):
+            m = tau - s
+            rlo = max(2 * m, geo[2] - (k - s) * geo[8])
+            rhi = min(2 * m + 2, geo[3] + (k - s) * geo[9])
+            if rlo < rhi:
+                _step_rows(src, dst, ring, geo, con, s, rlo, rhi, org, c0, c1)
+
+
+def _strips(src, dst, ring, geo, con):
+    for c0 in range(geo[4], geo[5], geo[26]):
+        _strip(src[0], dst[0], ring, geo, con, c0, min(c0 + geo[26], geo[5]))
+
+
 def _tiles_numpy(src, dst, s1, s2, geo, con):
     # the reference: k whole-block steps (the one tile of the updated box), in numpy
     nd, k = int(geo[29]), int(geo[30])
@@ -215,11 +316,18 @@ def _fill_edges_numpy(X, geo, con, c):
 
 
 TILES = Kernel(_tiles, _tiles_numpy, helpers=("_tile", "_box", "_fill_edges", "_fill", "_pairs", "_sweep"))
-"""The tiled k-step FTCS loop (``heat_steps``) and its whole-block numpy reference."""
+"""The tiled k-step FTCS loop (``heat_steps`` in 1-D and 3-D) and its whole-block numpy
+reference."""
+STRIPS = Kernel(_strips, lambda src, dst, ring, geo, con: _tiles_numpy(src, dst, None, None, geo, con),
+                helpers=("_strip", "_step_rows", "_pair_row", "_cols", "_row", "_put", "_edge_row"))
+"""The 2-D k-step FTCS wavefront (``heat_steps``) and the same whole-block reference."""
 
 #: Tile sizes per axis count when none is given (axis by axis; the last axis is the rows
-#: the inner loop runs along): the rule of docs/blocking.md, measured by benchmarks/bench_blocking.py.
-DEFAULT_TILES = {1: (1 << 20,), 2: (128, 2048), 3: (8, 32, 1 << 20)}
+#: the inner loop runs along): the rule of docs/blocking.md, measured by
+#: benchmarks/bench_blocking.py. In 2-D the second size is the width of the column strips
+#: the wavefront runs in (whole rows: the widest strip was the fastest) and the first is
+#: not used: a strip's rows stream through the steps' rings.
+DEFAULT_TILES = {1: (1 << 20,), 2: (1 << 20, 1 << 20), 3: (8, 32, 1 << 20)}
 
 
 def heat_steps(u, out, r, steps, edges=None, region=None, tile=None, backend=None):
@@ -234,7 +342,12 @@ def heat_steps(u, out, r, steps, edges=None, region=None, tile=None, backend=Non
     ``edges``: ``{(axis, side): Edge}`` for every physical side (side -1 low, +1 high):
     how that layer is refilled before each later step; sides with a neighbour grow into
     the ghosts instead. ``tile``: the tile's size per axis (default
-    :data:`DEFAULT_TILES`); the result does not depend on it. ``u`` is only read."""
+    :data:`DEFAULT_TILES`; in 2-D the width of the column strips of the wavefront, the
+    first size unused); the result does not depend on it. ``u`` is only read.
+
+    1-D and 3-D: overlapped tiles, each advanced ``steps`` steps through two scratch
+    tiles. 2-D: a wavefront down each column strip, every step keeping its last six rows
+    in a ring, no point computed twice within a strip."""
     d = _check_arrays("heat_steps", ("u", "out"), u, out)
     _not_in_place("heat_steps", u, out)
     k = int(steps)
@@ -242,6 +355,10 @@ def heat_steps(u, out, r, steps, edges=None, region=None, tile=None, backend=Non
         raise InputError(f"heat_steps: steps must be in 1..{d.ghost} (the ghost width), got {steps}")
     geo, con = _geometry(u, per_axis(r, d.ndim), k, edges or {}, region, tile)
     if any(geo[2 * a] >= geo[2 * a + 1] for a in range(3)):
+        return out
+    if d.ndim == 2 and k > 1:  # a ring of six rows per step, the strip's width and k + 1 more each side
+        ring = _scratch((k, 6, int(geo[26]) + 2 * (k + 1)), u.dtype)[0]
+        STRIPS(as3d(u.data), as3d(out.data), ring, geo, con, backend=backend)
         return out
     # two scratch tiles, with room for the k + 1 layers around a tile (one step needs none)
     shape = [1] * (3 - d.ndim) + [int(t) + 2 * (k + 1) if k > 1 else 1 for t in geo[27 - d.ndim:27]]
