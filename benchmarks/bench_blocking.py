@@ -31,6 +31,8 @@ def heat_case(decomp, k, tile, steps):
     (the solver's own chunks: advance_steps) after two warm-up runs; ``facts``: ``k``, the
     tile, and the halo exchanges and messages per step (the exchanges the cost log
     recorded in one run, times the messages of one exchange: its plan's count)."""
+    if steps % k:
+        raise SystemExit(f"--steps {steps} is not a multiple of k = {k}: the cases would take different step counts")
     heat = Heat(decomp, alpha=1.0, u0=1.0, steps_per_exchange=k, tile=tile)
 
     def run():
@@ -91,7 +93,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--size3", type=int, default=256, help="the 3-D grid per axis")
-    ap.add_argument("--steps", type=int, default=48, help="steps per batch (a multiple of every k)")
+    ap.add_argument("--steps", type=int, default=96, help="steps per batch (a multiple of every k)")
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--ks", default="1,2,4,8,16,24,32")
     ap.add_argument("--json")
