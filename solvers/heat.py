@@ -28,7 +28,7 @@ def default_steps(decomp, variable=False) -> int:
     """Local. The steps per exchange a :class:`Heat` solver takes when not told, the
     rule measured in docs/blocking.md: :data:`BLOCKED_STEPS` on a 2-D grid with a
     constant ``alpha`` when every block has at least :data:`BLOCKED_MIN` points along
-    every axis (then the steps are tiled in cache), else 1."""
+    every axis (then the steps are blocked in cache), else 1."""
     smallest = min(hi - lo for ranges in decomp.ownership_ranges() for lo, hi in ranges)
     # 3-D: an overlapped tile small enough for the cache recomputes more than it saves
     return BLOCKED_STEPS if decomp.ndim == 2 and not variable and smallest >= BLOCKED_MIN else 1
@@ -126,7 +126,7 @@ class Heat(TimeLoop):
 
     def advance_steps(self, m):
         """Collective. ``m`` steps with one halo exchange of width ``m`` (deep halos):
-        tile by tile in cache (:func:`pympc.kernels.blocking.heat_steps`), or, with a
+        blocked in cache (:func:`pympc.kernels.blocking.heat_steps`), or, with a
         variable ``alpha`` or ``tile=False``, as ``m`` whole-block sweeps over a region
         shrinking by a layer per step. Bit-identical to ``m`` calls of :meth:`advance`."""
         u, v = self.u, self._v

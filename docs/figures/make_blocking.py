@@ -25,7 +25,7 @@ def main():
         runs = json.load(f)["runs"]
     fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 4), sharey=True, squeeze=False)
     for ax, r in zip(axes[0], runs):
-        for key, label, style in (("blocked_by_k", "temporal blocking (tiles in cache)", "o-"),
+        for key, label, style in (("blocked_by_k", "temporal blocking (in cache)", "o-"),
                                   ("deep_by_k", "deep halo (whole-block sweeps)", "s--")):
             ks = [t["k"] for t in r[key]]
             ax.plot(ks, [t["Mcells"] for t in r[key]], style, label=label)

@@ -7,15 +7,21 @@ periodic wrap) is across the side, and the ghost values so recomputed are the ve
 values the neighbour computes (the same operations on the same inputs), so the result
 is bit-identical to ``k`` steps with an exchange before each.
 
-:func:`heat_steps` does those ``k`` steps **tile by tile**: each tile of the owned block
-is advanced all ``k`` steps while it sits in cache, through two small scratch buffers,
-reading the field once and writing it once per ``k`` steps (a step that streams the
-whole block reads and writes it every step, which caps it at the memory bandwidth).
-The tiles overlap: a tile's step ``s`` also computes the ``k - s`` layers around it
-that its later steps read (overlapped tiling with redundant computation: every point of
-every step is computed exactly as in the one-step path, which a skewed or diamond tiling
-would also give, but with a single rule for 1-3 axes, any tile size, and no ordering
-between tiles).
+:func:`heat_steps` does those ``k`` steps **in cache**, reading the field once and writing
+it once per ``k`` steps (a step that streams the whole block reads and writes it every
+step, which caps it at the memory bandwidth):
+
+- in 2-D, a **wavefront** down each strip of columns: step ``s`` takes a pair of rows as
+  soon as step ``s - 1`` has taken the pair below it, every step keeping only its last six
+  rows in a ring (``(k - 1) x 6`` rows of the strip's width for all ``k`` steps), so no
+  point of a strip is computed twice;
+- in 1-D and 3-D, **overlapped tiles**: each tile is advanced all ``k`` steps through two
+  scratch tiles, its step ``s`` also computing the ``k - s`` layers around it that its
+  later steps read (redundant work, but one rule for any tile and no order between
+  tiles).
+
+Every point of every step is computed exactly as in the one-step path, so the result is
+the same bit for bit.
 
 At a physical boundary nothing grows: the layer beyond the updated region is refilled
 before every step from the rule the solver gives per side (:class:`Edge`: a value, or
@@ -185,7 +191,7 @@ def _tiles(src, dst, s1, s2, geo, con):
 # 2-D: a wavefront along the rows of a column strip. Step s computes its rows r, r + 1
 # right after step s - 1 has computed rows r + 2, r + 3, so each step keeps only its last
 # six rows (a ring: row r in slot r % 6) and no row is computed twice; the steps of a
-# strip together hold (k - 1) x 6 rows of the strip's width, in the core's own cache.
+# strip together hold (k - 1) x 6 rows of the strip's width, which stay in cache.
 # ---------------------------------------------------------------------------------------
 def _row(Xm, Xc, Xp, xo, Y, yo, lo, hi, r0, r1):
     # one 2-D FTCS row: columns lo..hi (global) of rows Xm, Xc, Xp (column origin xo)
