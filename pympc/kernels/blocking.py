@@ -34,6 +34,7 @@ values bit for bit; tiles never change a result, only where it is computed.
 
 from __future__ import annotations
 
+import threading
 from collections import namedtuple
 
 import numpy as np
@@ -373,17 +374,18 @@ def heat_steps(u, out, r, steps, edges=None, region=None, tile=None, backend=Non
     return out
 
 
-_SCRATCH: dict = {}
+_SCRATCH = threading.local()  # per thread: the kernels release the GIL
 
 
 def _scratch(shape, dtype):
-    """Two scratch tiles of ``shape``, kept for the next call (a fresh allocation of a
-    few hundred KiB is a fresh mmap here: page faults on every call); the last shape
+    """Two scratch arrays of ``shape``, kept for the next call of this thread (a fresh
+    allocation of a few MiB is a fresh mmap: page faults on every call); the last shape
     used per dtype only."""
+    kept_all = _SCRATCH.__dict__.setdefault("arrays", {})
     key = np.dtype(dtype).str
-    kept = _SCRATCH.get(key)
+    kept = kept_all.get(key)
     if kept is None or kept[0].shape != shape:
-        kept = _SCRATCH[key] = (np.empty(shape, dtype), np.empty(shape, dtype))
+        kept = kept_all[key] = (np.empty(shape, dtype), np.empty(shape, dtype))
     return kept
 
 
