@@ -76,7 +76,7 @@ class Heat(TimeLoop):
         self.bc = Boundaries(work, bc)
         self.u = deephalo.on(work, initial_field(decomp, u0))
         self._v = self.u.empty_like()
-        amax = self._take_alpha(deephalo.on(work, alpha) if variable else alpha)
+        amax = self._take_alpha(alpha)
         self._dt_rule = {"dt": "auto" if dt is None else float(dt), "safety": float(safety)}
         stable = heat_dt_limit(decomp.spacing, amax)
         self.dt_limit = stable
@@ -87,13 +87,14 @@ class Heat(TimeLoop):
     def _take_alpha(self, alpha) -> float:
         """Collective. Check and keep the diffusivity (a variable one with its values
         beyond the boundary filled); returns its maximum."""
-        decomp = self._work
         self.variable = isinstance(alpha, pympc.DistArray)
         if self.variable:
-            self.alpha = alpha
-            why = decomp.mismatch(alpha.decomp, halo=True)
+            # on the solver's decomposition or one built alike, ghosts included (then
+            # copied onto the work decomposition when that has wider ghosts)
+            why = self.decomp.mismatch(alpha.decomp, halo=True)
             if why is not None:
                 raise InputError(f"alpha must live on the solver's decomposition (or one built alike): {why}")
+            self.alpha = alpha = deephalo.on(self._work, alpha)
             amin, amax = pympc.reduce_all(("min", alpha), ("max", alpha))
             pympc.update_halo(alpha, stencil="box")  # every ghost layer a deep-halo step reads
             pympc.bc.neumann(alpha)  # coefficients beyond every physical boundary

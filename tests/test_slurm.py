@@ -24,6 +24,7 @@ import time
 
 import pytest
 
+from pympc.gridplan import choose_dims
 from pympc.tools.probe import clean_env
 
 pytestmark = pytest.mark.slurm
@@ -138,7 +139,7 @@ def test_the_cluster_has_two_idle_nodes(cluster):
 @pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
 def test_two_ranks_run_on_two_nodes_over_tcp_and_equal_a_local_run(cluster, reference, launcher, tmp_path):
     """One rank per node (the attempt's record names each rank's host); node 2's interface
-    receives at least the halo rows of every step (so the ranks talked TCP, not shared
+    receives at least the ghost layers of every step (so the ranks talked TCP, not shared
     memory); the field equals the local run's bit for bit."""
     before = rx_bytes(2)
     job_id = submit(HEAT, "--nodes", "2", "--ntasks-per-node", "1", "--launcher", launcher,
@@ -149,8 +150,11 @@ def test_two_ranks_run_on_two_nodes_over_tcp_and_equal_a_local_run(cluster, refe
     record = attempts(d)[-1]
     assert record["hosts"] == ["node1", "node2"], record["hosts"]
     assert record["slurm"]["job_id"] == job_id and record["slurm"]["restart_count"] == "0"
-    halo = 300 * 256 * 8  # a row of 256 float64 per step reaches the rank on node 2
-    print(f"\n[{launcher}: node2's eth0 received {received} bytes; the halo rows alone are {halo}]")
+    # the ghost layer the rank on node 2 receives every step: the cut of the process grid
+    # pympc chose for the 96 x 256 grid (a column of 96 at (1, 2), a row of 256 at (2, 1))
+    dims = choose_dims(2, (96, 256), (0, 0))
+    halo = 300 * (96 if dims == (1, 2) else 256) * 8
+    print(f"\n[{launcher}: node2's eth0 received {received} bytes; the halo layers alone are {halo}]")
     assert received >= halo, f"node2 received {received} bytes, less than the halo traffic ({halo})"
     step, u = last_field(d)
     assert step == 300 and u.tobytes() == reference.tobytes()
