@@ -79,12 +79,9 @@ def _fill(X, ox0, ox1, ox2, a, E, d, mode, c, l0, h0, l1, h1, l2, h2):
 
 def _sweep(X, ox0, ox1, ox2, Y, oy0, oy1, oy2, nd, l0, h0, l1, h1, l2, h2, o0, o1, r0, r1, r2):
     # one FTCS step of the box from X into Y (each with its own origin), with the
-    # arithmetic of _ftcs1/_ftcs2/_ftcs3 for nd = 1/2/3 (the block viewed as 3-D; in
-    # 2-D the view's axes 1 and 2 are the block's, and r1, r2 their coefficients)
+    # arithmetic of _ftcs1/_ftcs3 for nd = 1/3 (the block viewed as 3-D; 2-D blocks go
+    # through the wavefront, _strips)
     a2, b2 = l2 - ox2, h2 - ox2
-    if nd == 2:
-        _pairs(X[0], Y[0], ox1, oy1, a2, b2, l2 - oy2, l1, h1, r1, r2)
-        return
     for i in range(l0, h0):
         for j in range(l1, h1):
             xi, xj = i - ox0, j - ox1
@@ -101,32 +98,6 @@ def _sweep(X, ox0, ox1, ox2, Y, oy0, oy1, oy2, nd, l0, h0, l1, h1, l2, h2, o0, o
                     c = uc[k]
                     o[k] = c + ((r0 * (um[k] - 2.0 * c + up[k]) + r1 * (us[k] - 2.0 * c + un[k]))
                                 + r2 * (uw[k] - 2.0 * c + ue[k]))
-
-
-def _pairs(X, Y, ox, oy, a, b, c0, l1, h1, r0, r1):
-    # the 2-D step of rows l1..h1 (X's and Y's row index 0 is global row ox, oy; columns
-    # a..b of X go to c0.. of Y), two output rows per pass as pympc.kernels.loops._ftcs2
-    # (each point by the one-row formula, in its order: bit-identical), which loads the
-    # four rows of a pair once instead of six
-    n = b - a
-    j = l1
-    while j + 1 < h1:
-        i = j - ox
-        o0, o1 = Y[j - oy, c0:c0 + n], Y[j + 1 - oy, c0:c0 + n]
-        um, u0, u1, up = X[i - 1, a:b], X[i, a:b], X[i + 1, a:b], X[i + 2, a:b]
-        w0, e0, w1, e1 = X[i, a - 1:b - 1], X[i, a + 1:b + 1], X[i + 1, a - 1:b - 1], X[i + 1, a + 1:b + 1]
-        for k in range(n):
-            c, d = u0[k], u1[k]
-            o0[k] = c + (r0 * (um[k] - 2.0 * c + d) + r1 * (w0[k] - 2.0 * c + e0[k]))
-            o1[k] = d + (r0 * (c - 2.0 * d + up[k]) + r1 * (w1[k] - 2.0 * d + e1[k]))
-        j += 2
-    if j < h1:  # an odd row count: the last row alone
-        i = j - ox
-        o = Y[j - oy, c0:c0 + n]
-        um, uc, up, uw, ue = X[i - 1, a:b], X[i, a:b], X[i + 1, a:b], X[i, a - 1:b - 1], X[i, a + 1:b + 1]
-        for k in range(n):
-            c = uc[k]
-            o[k] = c + (r0 * (um[k] - 2.0 * c + up[k]) + r1 * (uw[k] - 2.0 * c + ue[k]))
 
 
 # geo (int64): T (6: the updated box, ghosted indices), grow (6: 1 where a side has a
@@ -229,7 +200,7 @@ def _cols(geo, c0, c1, e):
 
 
 def _pair_row(Xm, X0, X1, Xp, xo, Y0, Y1, yo, lo, hi, r0, r1):
-    # two 2-D FTCS rows at once (as _pairs: four input rows loaded for two outputs)
+    # two 2-D FTCS rows at once (as loops._ftcs2: four input rows loaded for two outputs)
     a, b = lo - xo, hi - xo
     o0, o1 = Y0[lo - yo:hi - yo], Y1[lo - yo:hi - yo]
     um, u0, u1, up = Xm[a:b], X0[a:b], X1[a:b], Xp[a:b]
@@ -322,7 +293,7 @@ def _fill_edges_numpy(X, geo, con, c):
         X[tuple(dst)] = (v if mode == 0 else v - x if mode == 1 else x if mode == 2 else x + v)
 
 
-TILES = Kernel(_tiles, _tiles_numpy, helpers=("_tile", "_box", "_fill_edges", "_fill", "_pairs", "_sweep"))
+TILES = Kernel(_tiles, _tiles_numpy, helpers=("_tile", "_box", "_fill_edges", "_fill", "_sweep"))
 """The tiled k-step FTCS loop (``heat_steps`` in 1-D and 3-D) and its whole-block numpy
 reference."""
 STRIPS = Kernel(_strips, lambda src, dst, ring, geo, con: _tiles_numpy(src, dst, None, None, geo, con),
@@ -363,7 +334,7 @@ def heat_steps(u, out, r, steps, edges=None, region=None, tile=None, backend=Non
     geo, con = _geometry(u, per_axis(r, d.ndim), k, edges or {}, region, tile)
     if any(geo[2 * a] >= geo[2 * a + 1] for a in range(3)):
         return out
-    if d.ndim == 2 and k > 1:  # a ring of six rows per step, the strip's width and k + 1 more each side
+    if d.ndim == 2:  # a ring of six rows per step, the strip's width and k + 1 more each side
         ring = _scratch((k, 6, int(geo[26]) + 2 * (k + 1)), u.dtype)[0]
         STRIPS(as3d(u.data), as3d(out.data), ring, geo, con, backend=backend)
         return out
