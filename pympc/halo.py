@@ -287,8 +287,8 @@ def _plan_for(arrays, stencil, width, where) -> _HaloExchange:
 @_watched("pympc.update_halo")
 def update_halo(*fields: DistArray, stencil=None, width=None) -> None:
     """Neighbour-collective. Fill the ghost cells of one or more DistArrays (of compatible
-    decompositions) with their neighbours' owned values: one message per neighbour and
-    direction carries all of them. ``stencil`` (``"star"``: faces; ``"box"``: faces,
+    decompositions) with their neighbours' owned values: one message per neighbour rank
+    carries all of them, every region that rank needs. ``stencil`` (``"star"``: faces; ``"box"``: faces,
     edges, corners) defaults to the decomposition's, ``width`` to its ghost width (it may
     be smaller). Ghosts at a physical boundary are left to :mod:`pympc.bc`."""
     plan = _plan_for(fields, stencil, width, "update_halo")

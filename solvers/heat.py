@@ -74,7 +74,7 @@ class Heat(TimeLoop):
         self.tile = deephalo.tile_option(tile, decomp.ndim)
         self._work = work = deephalo.work_decomposition(decomp, k)
         self.bc = Boundaries(work, bc)
-        self.u = deephalo.on(work, initial_field(decomp, u0))
+        self.u = initial_field(work, u0)
         self._v = self.u.empty_like()
         amax = self._take_alpha(alpha)
         self._dt_rule = {"dt": "auto" if dt is None else float(dt), "safety": float(safety)}
@@ -82,6 +82,7 @@ class Heat(TimeLoop):
         self.dt_limit = stable
         self.dt = safety * stable if dt is None else check_dt(dt, stable, "the explicit scheme")
         self._region = self.bc.unknown_region()
+        self._edges = self.bc.edges()  # the blocked steps' boundary layers (fixed with bc)
         self.bc.fix_points(self.u)
 
     def _take_alpha(self, alpha) -> float:
@@ -138,15 +139,16 @@ class Heat(TimeLoop):
             if self.variable or self.tile is False:
                 u, v = self._sweeps(u, v, m)
             else:
-                blocking.heat_steps(u, v, self._rates(), m, edges=self.bc.edges(), region=self._region,
+                blocking.heat_steps(u, v, self._rates(), m, edges=self._edges, region=self._region,
                                     tile=self.tile)
                 self.bc.fix_points(v)
                 u, v = v, u
         self.u, self._v = u, v
 
     def _sweeps(self, u, v, m):
-        """Local. ``m`` whole-block steps from ``u`` (ghosts valid to depth ``m``), each over
-        the unknowns grown by the layers the later steps read; returns the new (u, v)."""
+        """Local. ``m`` whole-block steps from ``u`` (ghosts valid to depth ``m``, the layer
+        beyond each physical side filled), each over the unknowns grown by the layers the
+        later steps read (one step: the unknowns); returns the new (u, v)."""
         r = self._rates()
         for s in range(1, m + 1):
             if s > 1:
@@ -167,11 +169,4 @@ class Heat(TimeLoop):
             pympc.update_halo(u, width=1)  # one step reads one layer, however wide the ghosts
         self.bc.apply(u)
         with self.superstep("update"):
-            if self.variable:
-                kernels.heat_step_variable(u, self.alpha, v, self.dt / np.array(self.decomp.spacing) ** 2,
-                                           region=self._region)
-            else:
-                kernels.heat_step(u, v, self.alpha * self.dt / np.array(self.decomp.spacing) ** 2,
-                                  region=self._region)
-        self.bc.fix_points(v)
-        self.u, self._v = v, u
+            self.u, self._v = self._sweeps(u, v, 1)

@@ -92,8 +92,8 @@ class Poisson(TimeLoop):
             raise InputError("Jacobi/RB-SOR here take Dirichlet and periodic boundaries only")
         self.dt = 1.0  # one iteration
         self.configure(method, omega, tol, check_every)
-        self.f = deephalo.on(work, initial_field(decomp, f))
-        self.u = deephalo.on(work, initial_field(decomp, u0))
+        self.f = initial_field(work, f)
+        self.u = initial_field(work, u0)
         self.bc.fix_points(self.u)
         self.h2inv = 1.0 / np.array(decomp.spacing) ** 2
         self.region = self.bc.unknown_region()

@@ -57,9 +57,9 @@ class Wave(TimeLoop):
             dt = cfl * limit
         self.dt = check_dt(dt, limit, "leapfrog (the CFL limit)")
         self._dt_rule = {"dt": "auto" if given is None else float(given), "cfl": float(cfl)}
-        self.u = deephalo.on(work, initial_field(decomp, u0))   # u^n
+        self.u = initial_field(work, u0)   # u^n
         self.u_prev = self.u.empty_like()    # u^{n-1} (unused at n = 0)
-        self.v0 = deephalo.on(work, initial_field(decomp, v0))
+        self.v0 = initial_field(work, v0)
         self._next = self.u.empty_like()
         self._region = self.bc.unknown_region()
         self.bc.fix_points(self.u)

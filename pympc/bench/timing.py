@@ -52,16 +52,22 @@ def stream_seconds(stream: Stream, comm, reps: int = 5) -> float:
     return float(comm.allreduce(float(np.median(ts)), op=MPI.MAX))
 
 
-def _time_halo(halo: HaloRelation, h: int, iters: int, compute) -> float:
-    # One batch of halo supersteps under a cost log, timed as the profile report times a
-    # program's supersteps: the rank that waited least, communication + sync.
-    halo.comm.Barrier()
-    with Log(halo.comm) as log:
+def _time_by_log(comm, label, superstep, iters: int) -> float:
+    # One batch of ``iters`` supersteps (``superstep()`` each, labelled ``label``) under a
+    # cost log, timed as the profile report times a program's supersteps: the rank that
+    # waited least, communication + sync.
+    comm.Barrier()
+    with Log(comm) as log:
         for _ in range(iters):
-            halo.run(h, compute)
+            superstep()
         data = log.gather(root=None)
-    row = next(r for r in summarise(data)["rows"] if r["label"] == HaloRelation.LABEL)
+    row = next(r for r in summarise(data)["rows"] if r["label"] == label)
     return row["measured"] / iters
+
+
+def _time_halo(halo: HaloRelation, h: int, iters: int, compute) -> float:
+    # One batch of halo supersteps, timed by the cost log
+    return _time_by_log(halo.comm, HaloRelation.LABEL, lambda: halo.run(h, compute), iters)
 
 
 def time_hrelations(hs, methods=METHODS, iters: int = 10, reps: int = 5, seed: int = 0, comm=None,
@@ -141,13 +147,7 @@ def _time_pattern(pr: PatternRelation, n: int, iters: int, compute) -> float:
     # One batch of a halo pattern's supersteps on the grid of side n (one superstep first,
     # untimed: the grid may be new), timed by the cost log as _time_halo times its own.
     pr.run(n)
-    pr.comm.Barrier()
-    with Log(pr.comm) as log:
-        for _ in range(iters):
-            pr.run(n, compute)
-        data = log.gather(root=None)
-    row = next(r for r in summarise(data)["rows"] if r["label"] == PatternRelation.LABEL)
-    return row["measured"] / iters
+    return _time_by_log(pr.comm, PatternRelation.LABEL, lambda: pr.run(n, compute), iters)
 
 
 def time_patterns(names=tuple(PATTERNS), sides=PATTERN_SIDES, iters: int = 10, reps: int = 5, seed: int = 0,

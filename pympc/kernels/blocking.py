@@ -53,6 +53,11 @@ filled before every step: ``mode`` ``"value"`` (the layer is ``value``), ``"minu
 MODES = {"value": 0, "minus": 1, "copy": 2, "plus": 3}
 
 
+def _rule(mode, c, x):
+    # an edge point by its Edge rule (MODES), from the point x ``mirror`` layers inwards
+    return c if mode == 0 else (c - x if mode == 1 else (x if mode == 2 else x + c))
+
+
 def _fill(X, ox0, ox1, ox2, a, E, d, mode, c, l0, h0, l1, h1, l2, h2):
     # the layer at index E along axis a (over the box's range on the other axes) from
     # the layer at E + d; X's index 0 is the global (ghosted) index ox
@@ -66,15 +71,7 @@ def _fill(X, ox0, ox1, ox2, a, E, d, mode, c, l0, h0, l1, h1, l2, h2):
     for i in range(l0 - ox0, h0 - ox0):
         for j in range(l1 - ox1, h1 - ox1):
             for m in range(l2 - ox2, h2 - ox2):
-                x = X[i + s0, j + s1, m + s2]
-                if mode == 0:
-                    X[i, j, m] = c
-                elif mode == 1:
-                    X[i, j, m] = c - x
-                elif mode == 2:
-                    X[i, j, m] = x
-                else:
-                    X[i, j, m] = x + c
+                X[i, j, m] = _rule(mode, c, X[i + s0, j + s1, m + s2])
 
 
 def _sweep(X, ox0, ox1, ox2, Y, oy0, oy1, oy2, nd, l0, h0, l1, h1, l2, h2, o0, o1, r0, r1, r2):
@@ -178,15 +175,13 @@ def _row(Xm, Xc, Xp, xo, Y, yo, lo, hi, r0, r1):
 
 def _put(Y, yo, E, d, mode, c):
     # one edge point of a row (index E, origin yo) from the point d further in
-    x = Y[E + d - yo]
-    Y[E - yo] = c if mode == 0 else (c - x if mode == 1 else (x if mode == 2 else x + c))
+    Y[E - yo] = _rule(mode, c, Y[E + d - yo])
 
 
 def _edge_row(R, src_row, dst_row, org, lo, hi, mode, c):
     # a physical row edge of one step: ring row dst_row over columns lo..hi from src_row
     for j in range(lo - org, hi - org):
-        x = R[src_row, j]
-        R[dst_row, j] = c if mode == 0 else (c - x if mode == 1 else (x if mode == 2 else x + c))
+        R[dst_row, j] = _rule(mode, c, R[src_row, j])
 
 
 def _cols(geo, c0, c1, e):
@@ -293,11 +288,11 @@ def _fill_edges_numpy(X, geo, con, c):
         X[tuple(dst)] = (v if mode == 0 else v - x if mode == 1 else x if mode == 2 else x + v)
 
 
-TILES = Kernel(_tiles, _tiles_numpy, helpers=("_tile", "_box", "_fill_edges", "_fill", "_sweep"))
+TILES = Kernel(_tiles, _tiles_numpy, helpers=("_rule", "_tile", "_box", "_fill_edges", "_fill", "_sweep"))
 """The tiled k-step FTCS loop (``heat_steps`` in 1-D and 3-D) and its whole-block numpy
 reference."""
 STRIPS = Kernel(_strips, lambda src, dst, ring, geo, con: _tiles_numpy(src, dst, None, None, geo, con),
-                helpers=("_strip", "_step_rows", "_pair_row", "_cols", "_row", "_put", "_edge_row"))
+                helpers=("_rule", "_strip", "_step_rows", "_pair_row", "_cols", "_row", "_put", "_edge_row"))
 """The 2-D k-step FTCS wavefront (``heat_steps``) and the same whole-block reference."""
 
 #: Tile sizes per axis count when none is given (axis by axis; the last axis is the rows
