@@ -25,7 +25,8 @@ from pympc.tools.launch import run_mpi  # noqa: E402
 
 BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py", "bsp": "bench_bsp.py",
            "solvers": "bench_solvers.py", "krylov": "bench_krylov.py", "farm": "bench_farm.py",
-           "blocking": "bench_blocking.py"}
+           "blocking": "bench_blocking.py", "implicit": "bench_implicit.py", "newton": "bench_newton.py",
+           "varmg": "bench_varmg.py"}
 
 
 def cpu_model():
@@ -315,8 +316,72 @@ def farm_table(runs):
     return str(table)
 
 
+def _solve_cell(v, its="iterations"):
+    """A results cell: median time, iterations (and setup), or the configuration's error."""
+    if "error" in v:
+        return v["error"][:40]
+    setup = f", setup {v['setup'] * 1e3:.0f} ms" if "setup" in v else ""
+    return f"{v['median'] * 1e3:.0f} ms, {v[its]:.3g} it{setup}"
+
+
+def _petsc_rows(row, runs, get, its):
+    names = []
+    for r in runs:
+        names += [k for k in get(r) if k not in names]
+    for name in names:
+        row(f"  PETSc {name}", "", lambda r, name=name: _solve_cell(get(r)[name], its))
+
+
+def implicit_table(runs):
+    table = Table(runs)
+    row = table.row
+    row("pympc ImplicitHeat CN (time of the steps, CG its/step, setup)", "",
+        lambda r: _solve_cell(r["pympc"], "cg_iterations_per_step"))
+    _petsc_rows(row, runs, lambda r: r["petsc"], "ksp_iterations_per_step")
+    row("**CN heat: pympc / best PETSc TS (time)**", "<= 1.0", lambda r: fmt(r["ratios"]["pympc_over_best_petsc"]))
+    row("best PETSc configuration", "", lambda r: r["ratios"]["best_petsc"])
+    row("setup + steps: pympc / best PETSc", "", lambda r: fmt(r["ratios"]["setup_plus_solve_pympc_over_best_petsc"]))
+    row("final field 2-norm, relative difference pympc vs PETSc", "", lambda r: fmt(r["final_norm_rel_diff"]))
+    return str(table)
+
+
+def newton_table(runs):
+    table = Table(runs)
+    row = table.row
+    for n in runs[0]["sizes"]:
+        get = lambda r, n=n: r["sizes"][n]  # noqa: E731
+
+        def cell(v):
+            if "error" in v:
+                return v["error"][:40]
+            return f"{v['median'] * 1e3:.0f} ms, {v['newton_iterations']} Newton / {v['linear_iterations']} linear it"
+        row(f"{n}²: pympc Bratu.solve", "", lambda r, get=get: cell(get(r)["pympc"]))
+        names = []
+        for r in runs:
+            names += [k for k in get(r)["petsc"] if k not in names]
+        for name in names:
+            row(f"  {n}²: PETSc {name}", "", lambda r, get=get, name=name: cell(get(r)["petsc"][name]))
+        row(f"**{n}²: pympc / best PETSc SNES (time)**", "<= 1.0",
+            lambda r, get=get: fmt(get(r)["ratios"]["pympc_over_best_petsc"]))
+        row(f"{n}²: best PETSc configuration", "", lambda r, get=get: get(r)["ratios"]["best_petsc"])
+    return str(table)
+
+
+def varmg_table(runs):
+    table = Table(runs)
+    row = table.row
+    row("pympc MG-PCG, Galerkin multigrid (solve, its, setup)", "", lambda r: _solve_cell(r["pympc"]))
+    _petsc_rows(row, runs, lambda r: r["petsc"], "iterations")
+    row("**var-coefficient MG-PCG: pympc / best PETSc (solve time)**", "<= 1.0",
+        lambda r: fmt(r["ratios"]["pympc_over_best_petsc"]))
+    row("best PETSc configuration (solve)", "", lambda r: r["ratios"]["best_petsc"])
+    row("setup + solve: pympc / best PETSc", "", lambda r: fmt(r["ratios"]["setup_plus_solve_pympc_over_best_petsc"]))
+    return str(table)
+
+
 TABLES = {"decomp": decomp_table, "io": io_table, "bsp": bsp_table, "solvers": solvers_table, "krylov": krylov_table,
-          "farm": farm_table, "blocking": blocking_table}
+          "farm": farm_table, "blocking": blocking_table, "implicit": implicit_table, "newton": newton_table,
+          "varmg": varmg_table}
 CAPTIONS = {
     "decomp": lambda r: (f"Grid {r['size']}², ghost width 1, periodic; medians of {r['reps']} batches of "
                          f"{r['steps']} steps, each timed to the slowest rank."),
@@ -353,7 +418,36 @@ CAPTIONS = {
                        f"{r['busy']['tasks']} busy tasks (arithmetic, no sleep), log-normal durations of mean "
                        f"{r['busy']['mean_ms']:g} ms and sigma {r['busy']['sigma']:g}: efficiency = the tasks' own "
                        f"measured times / (ranks x wall time). The farm's store on the local disk."),
+    "implicit": lambda r: (f"u_t = lap u on {r['size']}² (unit square, Dirichlet 0), Crank–Nicolson, {r['steps']} "
+                           f"steps of {r['dt']:g}, each CG solve to {r['tol']:g} (relative, unpreconditioned 2-norm); "
+                           f"medians of {r['reps']} runs after a warm-up, each timed to the slowest rank; setup "
+                           f"(solver construction / TS set-up and first steps) apart."),
+    "newton": lambda r: (f"Bratu lam = {r['lam']:g}, unit square, from ex5's guess to ||F|| <= {r['tol']:g} ||F(u0)||; "
+                         f"medians of {r['reps']} solves after a warm-up solve, each timed to the slowest rank "
+                         f"(ex5: its SNESSolve event, one solve per run)."),
+    "varmg": lambda r: (f"-div(k grad u) = b on {r['size']}², k a {r['pattern']} of 8 x 8 tiles, contrast "
+                        f"{r['contrast']:g}; CG to 1e-8 (relative, unpreconditioned 2-norm) from 0; medians of "
+                        f"{r['reps']} solves after a warm-up, each timed to the slowest rank; setup apart."),
 }
+
+
+def write_results(name, runs, out):
+    """``out``/<name>.json (meta + every run) and <name>.md (the table); returns the markdown.
+    ``runs``: the benchmark's JSON results, one per rank count, from one run."""
+    meta = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "platform": platform.platform(),
+            "versions": runs[0].get("versions", {})}
+    with open(os.path.join(out, f"{name}.json"), "w") as f:
+        json.dump({"meta": meta, "runs": runs}, f, indent=1)
+    table = TABLES[name](runs)
+    v = meta["versions"]
+    md = (f"# Benchmark: {name}\n\nMachine: {meta['machine']} ({meta['platform']}). "
+          f"{CAPTIONS[name](runs[0])}\n"
+          f"Versions: " + ", ".join(f"{k} {x}" for k, x in v.items())
+          + (f", petsc4py {runs[0]['petsc4py']}" if runs[0].get("petsc4py") else ", petsc4py not installed")
+          + f".\n\n{table}\n")
+    with open(os.path.join(out, f"{name}.md"), "w") as f:
+        f.write(md)
+    return md
 
 
 def main(argv=None):
@@ -391,20 +485,7 @@ def main(argv=None):
             os.unlink(path)
         if not runs:
             continue
-        meta = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "platform": platform.platform(),
-                "versions": runs[0].get("versions", {})}
-        with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-            json.dump({"meta": meta, "runs": runs}, f, indent=1)
-        table = TABLES[name](runs)
-        v = meta["versions"]
-        md = (f"# Benchmark: {name}\n\nMachine: {meta['machine']} ({meta['platform']}). "
-              f"{CAPTIONS[name](runs[0])}\n"
-              f"Versions: " + ", ".join(f"{k} {x}" for k, x in v.items())
-              + (f", petsc4py {runs[0]['petsc4py']}" if runs[0].get("petsc4py") else ", petsc4py not installed")
-              + f".\n\n{table}\n")
-        with open(os.path.join(args.out, f"{name}.md"), "w") as f:
-            f.write(md)
-        print(md)
+        print(write_results(name, runs, args.out))
     return status
 
 
