@@ -290,6 +290,8 @@ class _Newton:
         r.lambdas.append(lam)
         r.history.append(gnorm / r.fnorm0 if r.fnorm0 > 0 else 0.0)
         self.unorm = self.u.norm(2)
+        if self.o["monitor"] is not None:
+            self.o["monitor"](r.iterations, self.u, gnorm)
         why = self.verdict(gnorm)
         dnorm = self.dnorm if self.dnorm is not None else d.norm(2)
         if why is None and lam * dnorm < self.o["stol"] * self.unorm:
@@ -302,6 +304,8 @@ class _Newton:
         fnorm = r.fnorm0 = self.evaluate(self.u, self.F)
         self.unorm = self.u.norm(2)
         r.history.append(1.0 if fnorm > 0 else 0.0)
+        if self.o["monitor"] is not None:
+            self.o["monitor"](0, self.u, fnorm)
         reason = "converged" if fnorm == 0 else self.verdict(fnorm)
         while reason is None:
             fnorm, reason = self.step(fnorm)
@@ -342,7 +346,7 @@ def _options(problem, u0, kw) -> dict:
 
 def newton(problem, u0, *, tol=1e-8, atol=0.0, stol=1e-8, maxiter=50, method="cg", restart=30,
            linear_tol=None, ew=None, linear_maxiter=1000, line_search="bt", alpha=1e-4,
-           max_cuts=40, min_lambda=1e-12, jacobian="auto", fd_error=None) -> NewtonResult:
+           max_cuts=40, min_lambda=1e-12, jacobian="auto", fd_error=None, monitor=None) -> NewtonResult:
     """Collective. Solve ``problem.residual(u) = 0`` by Newton-Krylov from ``u0`` (read,
     not written) and return a :class:`NewtonResult` (see the module doc for the problem
     protocol and the reasons).
@@ -357,8 +361,11 @@ def newton(problem, u0, *, tol=1e-8, atol=0.0, stol=1e-8, maxiter=50, method="cg
     (:func:`line_search_bt` with ``alpha``, ``max_cuts``, ``min_lambda``) or ``"basic"``
     (full steps). ``jacobian``: ``"exact"`` (``problem.jacobian(u)``), ``"fd"``
     (:class:`FDJacobian` with ``fd_error``), a callable ``u -> operator``, or ``"auto"``
-    (exact when the problem has one)."""
+    (exact when the problem has one). ``monitor``: called as ``monitor(k, u, ||F||)`` at the
+    initial guess (k = 0) and after each Newton step (``u`` is Newton's iterate: read it,
+    do not keep it)."""
     kw = dict(tol=tol, atol=atol, stol=stol, maxiter=maxiter, method=method, restart=restart,
               linear_tol=linear_tol, ew=ew, linear_maxiter=linear_maxiter, line_search=line_search,
-              alpha=alpha, max_cuts=max_cuts, min_lambda=min_lambda, jacobian=jacobian, fd_error=fd_error)
+              alpha=alpha, max_cuts=max_cuts, min_lambda=min_lambda, jacobian=jacobian, fd_error=fd_error,
+              monitor=monitor)
     return _Newton(problem, u0, _options(problem, u0, kw)).run()
