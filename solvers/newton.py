@@ -118,7 +118,7 @@ class FDJacobian:
         self.unorm = 0.0
 
     def at(self, u, F, unorm=None) -> "FDJacobian":
-        """Collective (when ``unorm`` is None: one Allreduce). Differentiate at ``u`` with
+        """Collective. (One Allreduce when ``unorm`` is None.) Differentiate at ``u`` with
         ``F = F(u)`` already evaluated (both read, not copied: keep them unchanged while
         the operator is in use); ``unorm``: ``||u||_2`` if known."""
         self.u, self.F = u, F
@@ -160,7 +160,7 @@ def _cubic(f, slope, lam, g, lam_prev, g_prev):
 
 
 def line_search_bt(phi, f, slope, *, alpha=1e-4, max_cuts=40, min_lambda=1e-12, small_step=False):
-    """Local (Collective when ``phi`` is). PETSc's ``bt`` backtracking line search on
+    """Local. (Collective when ``phi`` is.) PETSc's ``bt`` backtracking line search on
     ``phi(lam) = 1/2 ||F(u + lam d)||^2`` (``f = phi(0)``, ``slope`` its derivative at 0,
     ``F . J d``: made negative if it is not). A trial is accepted when ``phi(lam) <= f +
     alpha lam slope``. First ``lam = 1`` (halved while ``phi`` is not finite), then the
