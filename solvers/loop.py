@@ -13,7 +13,8 @@ Restart safety (the rules :meth:`TimeLoop.run` enforces, before it opens anythin
   :class:`pympc.InputError` naming the checkpoint directory, and touches no file;
 * a fresh run (not a restart) never replaces an existing output file or the checkpoints
   of an earlier run: it refuses unless ``overwrite=True``;
-* a checkpoint whose step is past the requested end (``steps`` or ``t_end``) is refused
+* a checkpoint whose step is past the requested end (``steps`` or ``t_end``; an adaptive
+  solver's: whose stored time is past ``t_end``) is refused
   (one exactly at the end: nothing to do, no file is touched);
 * a checkpoint whose stored physics (:meth:`TimeLoop.parameters`) differ from the
   solver's is refused, listing the differing keys, unless ``allow_changed`` names them.
@@ -52,6 +53,7 @@ class _Plan:
     dt: float            # the time step it runs with
     fresh: bool          # a new run: no restart, the solver at step 0
     info: object = None  # the checkpoint a restart continues from (its CheckpointInfo)
+    ended: bool = False  # an adaptive run whose start is already at its t_end
 
 
 class TimeLoop:
@@ -73,11 +75,21 @@ class TimeLoop:
     #: Boundary conditions (a :class:`solvers.boundary.Boundaries`), if the solver has
     #: them: :meth:`parameters` stores them.
     bc = None
+    #: Adaptive steps: the solver chooses each step's size and keeps the time itself
+    #: (``self.time``, stored in checkpoints, never ``step_count * dt``); ``self.dt`` is
+    #: its proposal for the next step. ``run(t_end=)`` then neither reshapes ``dt`` nor
+    #: counts steps: it stops once ``time`` reaches ``t_end`` (``self.t_end``, None for
+    #: a ``run(steps=)``: the solver shortens its last step to land on it, see
+    #: :func:`solvers.adapt.final_step`), or after ``max_steps`` steps.
+    adaptive = False
+    max_steps = 10 ** 9
+    t_end = None
 
     def __init__(self, decomp):
         self.decomp = decomp
         self.comm = decomp.comm
         self.step_count = 0
+        self.time = 0.0  # the time of an adaptive solver (the others: step_count * dt)
         self.interrupted = False
         self._signalled = False
 
@@ -151,9 +163,15 @@ class TimeLoop:
 
     @property
     def t(self) -> float:
-        """Local. The current time, ``step_count * dt`` (never accumulated)."""
+        """Local. The current time, ``step_count * dt`` (never accumulated); an adaptive
+        solver's own ``time``."""
         self._check_dt()
-        return self.step_count * self.dt
+        return self.time if self.adaptive else self.step_count * self.dt
+
+    def _at_end(self) -> bool:
+        """Local. Whether an adaptive run has reached its ``t_end`` (the same on every
+        rank: the time is computed alike everywhere)."""
+        return self.adaptive and self.t_end is not None and self.time >= self.t_end * (1 - 1e-14)
 
     def superstep(self, label):
         """Local. A labelled superstep of this solver in the current cost log."""
@@ -219,6 +237,8 @@ class TimeLoop:
         self.set_fields(r.fields)
         self.step_count = int(info.step)
         self.dt = float(info.state["dt"])
+        if self.adaptive:
+            self.time = float(info.state["time"])
         self.set_state(info.state)
 
     def _save(self, ck, step):
@@ -262,13 +282,15 @@ class TimeLoop:
           end with a summary line. See docs/solvers/timeloop.md.
 
         With ``t_end``, ``dt`` is shortened once at the start so that a whole number of
-        steps ends exactly at ``t_end`` (it is restored, not recomputed, on restart). A
+        steps ends exactly at ``t_end`` (it is restored, not recomputed, on restart); an
+        :attr:`adaptive` solver instead steps until its stored time reaches ``t_end``
+        (its checkpoints hold the time and the next step's proposal). A
         solver whose :meth:`done` says so (a converged relaxation) stops before ``steps``.
         """
         progress = _Progress.choose(progress)
         units, ck, plan = self._prepare(steps, t_end, checkpoint, restart, overwrite, allow_changed, units)
         r = ck.load(self.decomp, step=plan.info) if plan.info is not None else None  # reads, changes nothing
-        if r is not None and plan.at == plan.steps:  # already at the end: touch no file
+        if r is not None and (plan.at == plan.steps or plan.ended):  # already at the end: touch no file
             self._apply(plan.info, r)
             _Progress.nothing_to_do(self, plan.info.path, progress)
             return self
@@ -279,6 +301,7 @@ class TimeLoop:
         if r is not None:
             self._apply(plan.info, r)
         self.dt = plan.dt
+        self.t_end = float(t_end) if self.adaptive and t_end is not None else None
         with _signals_caught(signals, self._on_signal), _Progress.closing(self):
             self._loop(plan, out, ck, output_every, checkpoint_every, progress,
                        signal_check_every if signals else None)
@@ -327,19 +350,24 @@ class TimeLoop:
         info = self._checkpoint_info(ck, allow_changed) if restart else None
         dt = float(info.state["dt"]) if info is not None else float(self.dt)
         fresh = info is None and self.step_count == 0
-        if t_end is not None:
+        if t_end is not None and self.adaptive:  # the solver's steps end at t_end: no count
+            steps = self.max_steps
+        elif t_end is not None:
             if not t_end / dt < 1e15:  # ceil() of an infinite or absurd count would raise or run forever
                 raise InputError(f"t_end={t_end:g} is {t_end / dt:.3g} steps of dt={dt:g}: too many")
             if fresh:  # a whole number of steps ends exactly at t_end
                 dt = t_end / max(1, math.ceil(t_end / dt - 1e-9))
             steps = int(round(t_end / dt))
         at = info.step if info is not None else self.step_count
-        plan = _Plan(at, int(steps), dt, fresh, info)
-        if at > plan.steps:
+        now = (float(info.state["time"]) if info is not None else self.time) if self.adaptive else at * dt
+        ended = self.adaptive and t_end is not None and now >= t_end * (1 - 1e-14)
+        plan = _Plan(at, int(steps), dt, fresh, info, ended)
+        if at > plan.steps or (ended and now > t_end * (1 + 1e-14)):
             where = f"checkpoint {info.path}" if info is not None else f"{self.name} solver"
-            raise InputError(f"{where} is at step {at} (t={at * dt:.6g}), past the requested end: step "
-                             f"{plan.steps}" + (f" (t_end={t_end:g})" if t_end is not None else "")
-                             + "; nothing was run and no file was changed")
+            end = f"t_end={t_end:g}" if self.adaptive and t_end is not None else f"step {plan.steps}" + (
+                f" (t_end={t_end:g})" if t_end is not None else "")
+            raise InputError(f"{where} is at step {at} (t={now:.6g}), past the requested end: {end}"
+                             "; nothing was run and no file was changed")
         if fresh and ck is not None and not overwrite and ck.steps():
             raise InputError(f"the checkpoint directory {ck.directory} already holds checkpoints "
                              f"{ck.steps()} of an earlier run: pass restart=True to continue it, or "
@@ -370,7 +398,7 @@ class TimeLoop:
         meter = _Progress(self, steps, progress)
         if out is not None and self.step_count == 0 and self.write_initial:
             out.write(0, 0.0, **self.output_fields())
-        stop = self.done(steps)
+        stop = self.done(steps) or self._at_end()
         periods = [p for p in (output_every if out is not None else None,
                                checkpoint_every if ck is not None else None, signal_every,
                                *self.stop_every()) if p]
@@ -382,7 +410,7 @@ class TimeLoop:
                 self.advance_steps(m)
             self.step_count += m
             n = self.step_count
-            stop = self.done(steps)
+            stop = self.done(steps) or self._at_end()
             if not stop and n < steps:
                 if out is not None and output_every and n % output_every == 0:
                     out.write(n, self.t, **self.output_fields())
@@ -450,7 +478,9 @@ class _Progress:
     lines. Other ranks draw nothing and no collective is added."""
 
     def __init__(self, solver, steps, progress):
-        self.solver, self.steps = solver, steps
+        # an adaptive run to t_end has no step count to show: its progress is its time
+        self.end = solver.t_end if solver.adaptive and solver.t_end is not None else None
+        self.solver, self.steps = solver, None if self.end is not None else steps
         self.on = progress is not None
         self.every = None if progress is None or progress == "bar" else float(progress)
         self.cells = float(np.prod(solver.decomp.shape))
@@ -547,9 +577,13 @@ class _Progress:
             s = self.solver
             n = s.step_count
             rate = (done - self.first) / max(now - self.t1, 1e-12)
-            self.log.info("step %d/%d (%.0f%%) t=%.6g  %.1f Mcell-updates/s  ETA %.0f s", n, self.steps,
-                          100.0 * n / self.steps, s.t, rate * self.cells / 1e6,
-                          (self.steps - n) / max(rate, 1e-12))
+            if self.end is not None:
+                self.log.info("step %d t=%.6g/%.6g (%.0f%%)  %.1f Mcell-updates/s", n, s.t, self.end,
+                              100.0 * s.t / self.end, rate * self.cells / 1e6)
+            else:
+                self.log.info("step %d/%d (%.0f%%) t=%.6g  %.1f Mcell-updates/s  ETA %.0f s", n, self.steps,
+                              100.0 * n / self.steps, s.t, rate * self.cells / 1e6,
+                              (self.steps - n) / max(rate, 1e-12))
             self.last = now
         elif self.bar is not None and now - self.last >= _BAR_EVERY:
             self._postfix(done, now)
