@@ -26,6 +26,7 @@ inside :meth:`ImplicitHeat.advance`: the time loop sees accepted steps only.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -173,10 +174,11 @@ class ImplicitHeat(TimeLoop):
     scheme (module doc), a :class:`~solvers.loop.TimeLoop` solver.
 
     ``alpha``, ``u0``, ``bc``: as :class:`solvers.heat.Heat`'s. ``scheme``: ``"be"``,
-    ``"cn"`` or ``"bdf2"``. ``source``: None, a number, a DistArray (constant in time) or
-    ``f(t, *coords)``. ``dt``: the step (fixed steps), or the first step's (adaptive;
+    ``"cn"`` or ``"bdf2"``. ``source``: None, a number, a DistArray or ``f(*coords)``
+    (constant in time), or ``f(t, *coords)`` (exactly d + 1 parameters, no ``*args``). ``dt``: the step (fixed steps), or the first step's (adaptive;
     then required too). ``adapt``: None (fixed steps) or the controller, a
-    :class:`~solvers.adapt.Controller` or a dict of its settings (``{"atol": 1e-5}``;
+    :class:`~solvers.adapt.Controller`, a dict of its settings (``{"atol": 1e-5}``), a
+    number (``atol = rtol``; a job file's ``adapt = 1e-4``) or True (the defaults;
     BDF2's default step growth is capped at 2, its zero-stability limit being
     1 + sqrt(2)). ``tol``/``maxiter``: of each CG solve (relative residual).
 
@@ -205,6 +207,8 @@ class ImplicitHeat(TimeLoop):
         self.controller = None
         if adapt is not None and adapt is not False:
             extra = {"clip": (0.1, 2.0)} if scheme == "bdf2" else {}
+            if isinstance(adapt, (int, float)) and not isinstance(adapt, bool):  # a job file's number
+                adapt = {"atol": adapt, "rtol": adapt}
             self.controller = Controller.make(adapt, **extra)
             self.adaptive = True
         self._source_param, self._source = _take_source(decomp, source)
@@ -417,10 +421,23 @@ def _take_alpha(decomp, alpha):
     return float(alpha), float(alpha)
 
 
+def _takes_time(fn, ndim) -> bool:
+    """Local. Whether ``fn`` takes ``(t, *coords)``: ndim + 1 positional parameters, none
+    of them ``*args`` (a formula's ``*coords``)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) == ndim + 1
+
+
 def _take_source(decomp, source):
     """Collective. ``(parameter, source)``: None; a number; an owned array (a DistArray's
     values, constant in time); or ``f(t)`` returning the owned values of the callable
-    ``source(t, *coords)``."""
+    ``source(t, *coords)`` (``source(*coords)``, e.g. a job file's formula: constant)."""
     if source is None:
         return None, None
     if isinstance(source, pympc.DistArray):
@@ -428,10 +445,13 @@ def _take_source(decomp, source):
         return {"field": field_checksum(s)}, s.owned.copy()
     if callable(source):
         name = getattr(source, "__qualname__", type(source).__name__)
+        desc = {"function": f"{getattr(source, '__module__', '?')}.{name}"}
+        if not _takes_time(source, decomp.ndim):  # f(*coords): constant in time (a job's formula)
+            return desc, initial_field(decomp, source).owned.copy()
 
         def at(t):
             return pympc.DistArray.from_function(decomp, lambda *x: source(t, *x)).owned
-        return {"function": f"{getattr(source, '__module__', '?')}.{name}"}, at
+        return desc, at
     if isinstance(source, bool) or not isinstance(source, (int, float)) or not math.isfinite(source):
         raise InputError(f"source must be None, a number, a DistArray or f(t, *coords), got {source!r}")
     return float(source), float(source)

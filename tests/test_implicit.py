@@ -225,3 +225,18 @@ def test_bad_input():
                          ({"dt": 0.1, "adapt": {"atoll": 1}}, "adapt"), ({"dt": 0.1, "tol": 2.0}, "tol")]:
             with pytest.raises(pympc.InputError, match=word):
                 ImplicitHeat(d, **kw)
+
+
+def test_job_file_arguments():
+    """What a job file can give: a source of the coordinates only (a formula: constant in
+    time, the same as the number) and ``adapt`` as one number (atol = rtol)."""
+    with pympc.Decomposition((9, 8)) as d:
+        runs = []
+        for source, adapt in [(1.5, {"atol": 1e-3, "rtol": 1e-3}), (lambda x, y: 1.5 + 0 * x, 1e-3),
+                              (lambda *xs: 1.5 + 0 * xs[0], 1e-3)]:
+            s = ImplicitHeat(d, u0=lambda x, y: x * y, source=source, dt=1e-3, adapt=adapt, scheme="bdf2")
+            assert s.controller.atol == s.controller.rtol == 1e-3 and s.controller.clip == (0.1, 2.0)
+            s.run(t_end=0.05, progress=None)
+            runs.append(s.u.gather(root=None))
+        np.testing.assert_array_equal(runs[0], runs[1])
+        np.testing.assert_array_equal(runs[0], runs[2])
