@@ -101,8 +101,9 @@ def five_point(da, cx0, cx1, boundary_diag=1.0, diag=None):
 def configure(obj, options):
     """Local. Give the PETSc object ``obj`` (KSP, SNES, TS) a fresh option prefix, set
     ``options`` (names without the leading dash; None for a flag) under it and call its
-    ``setFromOptions``; the options are removed again after, so nothing leaks into the
-    next configuration."""
+    ``setFromOptions``. The options stay in the database: objects created later at set-up
+    (PCMG's level KSPs) read them there, and the prefix is used once, so nothing leaks
+    into another configuration."""
     PETSc = petsc()
     prefix = f"e19c{next(_prefixes)}_"
     obj.setOptionsPrefix(prefix)
@@ -110,8 +111,6 @@ def configure(obj, options):
     for k, v in options.items():
         opts[prefix + k] = "" if v is None else v
     obj.setFromOptions()
-    for k in options:
-        opts.delValue(prefix + k)
     return obj
 
 
