@@ -8,7 +8,8 @@ relative to its right-hand side in the unpreconditioned 2-norm. pympc:
 preconditioned CG, warm-started from the extrapolated increment). PETSc: TSCN, linear
 problem, SNES ksponly, KSP CG with PCMG on the DMDA (Galerkin coarse operators; 6 levels and
 all levels), each with and without ``-ksp_reuse_preconditioner``, and PCGAMG (reused);
-benchmarks/petsc_ts_heat.py. Setup (solver construction / first steps) and the runs'
+benchmarks/petsc_ts_heat.py. (``-ts_theta_initial_guess_extrapolate`` would not help PETSc:
+its ksponly solve stops relative to the residual of its first guess.) Setup (solver construction / first steps) and the runs'
 time apart; runs: median of REPS after a warm-up, to the slowest rank.
 
     mpiexec -n 2 python benchmarks/bench_implicit.py --size 1025 --steps 100

@@ -34,8 +34,8 @@ def u0(a, b):
 
 
 def cn_heat(n, steps, dt, tol, options, alpha=1.0, reps=2, warmup=2):
-    """Collective. Time ``steps`` TSCN steps of size ``dt`` with the KSP/PC ``options``
-    (dict, as petsc_common.configure); returns setup, min/median seconds, KSP iterations
+    """Collective. Time ``steps`` TSCN steps of size ``dt`` with the ``options`` (dict, as
+    petsc_common.configure: ``ts_*`` ones for the TS, the others for its KSP); returns setup, min/median seconds, KSP iterations
     per step and the final field's 2-norm and max (to check both sides agree)."""
     PETSc = petsc()
     P = comm.Get_size()
@@ -54,11 +54,12 @@ def cn_heat(n, steps, dt, tol, options, alpha=1.0, reps=2, warmup=2):
     ts.setRHSJacobian(PETSc.TS.computeRHSJacobianConstant, A, A)
     ts.setTimeStep(dt)
     ts.setExactFinalTime(PETSc.TS.ExactFinalTime.MATCHSTEP)
-    configure(ts, {"ts_adapt_type": "none"})
+    configure(ts, {"ts_adapt_type": "none", **{k: v for k, v in options.items() if k.startswith("ts_")}})
     snes = ts.getSNES()
     snes.setType("ksponly")
     configure(snes.getKSP(), {"ksp_type": "cg", "ksp_norm_type": "unpreconditioned", "ksp_rtol": tol,
-                              "ksp_atol": 0, "ksp_max_it": 1000, **options})
+                              "ksp_atol": 0, "ksp_max_it": 1000,
+                              **{k: v for k, v in options.items() if not k.startswith("ts_")}})
 
     def run(k):
         u.getArray()[...] = start
