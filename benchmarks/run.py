@@ -324,12 +324,13 @@ def _solve_cell(v, its="iterations"):
     return f"{v['median'] * 1e3:.0f} ms, {v[its]:.3g} it{setup}"
 
 
-def _petsc_rows(row, runs, get, its):
+def _petsc_rows(row, runs, get, cell, label="  PETSc"):
+    """A row per PETSc configuration any run has (``get(run)``: name -> figures)."""
     names = []
     for r in runs:
         names += [k for k in get(r) if k not in names]
     for name in names:
-        row(f"  PETSc {name}", "", lambda r, name=name: _solve_cell(get(r)[name], its))
+        row(f"{label} {name}", "", lambda r, name=name: cell(get(r)[name]))
 
 
 def implicit_table(runs):
@@ -337,7 +338,7 @@ def implicit_table(runs):
     row = table.row
     row("pympc ImplicitHeat CN (time of the steps, CG its/step, setup)", "",
         lambda r: _solve_cell(r["pympc"], "cg_iterations_per_step"))
-    _petsc_rows(row, runs, lambda r: r["petsc"], "ksp_iterations_per_step")
+    _petsc_rows(row, runs, lambda r: r["petsc"], lambda v: _solve_cell(v, "ksp_iterations_per_step"))
     row("**CN heat: pympc / best PETSc TS (time)**", "<= 1.0", lambda r: fmt(r["ratios"]["pympc_over_best_petsc"]))
     row("best PETSc configuration", "", lambda r: r["ratios"]["best_petsc"])
     row("setup + steps: pympc / best PETSc", "", lambda r: fmt(r["ratios"]["setup_plus_solve_pympc_over_best_petsc"]))
@@ -356,11 +357,7 @@ def newton_table(runs):
                 return v["error"][:40]
             return f"{v['median'] * 1e3:.0f} ms, {v['newton_iterations']} Newton / {v['linear_iterations']} linear it"
         row(f"{n}²: pympc Bratu.solve", "", lambda r, get=get: cell(get(r)["pympc"]))
-        names = []
-        for r in runs:
-            names += [k for k in get(r)["petsc"] if k not in names]
-        for name in names:
-            row(f"  {n}²: PETSc {name}", "", lambda r, get=get, name=name: cell(get(r)["petsc"][name]))
+        _petsc_rows(row, runs, lambda r, get=get: get(r)["petsc"], cell, f"  {n}²: PETSc")
         row(f"**{n}²: pympc / best PETSc SNES (time)**", "<= 1.0",
             lambda r, get=get: fmt(get(r)["ratios"]["pympc_over_best_petsc"]))
         row(f"{n}²: best PETSc configuration", "", lambda r, get=get: get(r)["ratios"]["best_petsc"])
@@ -371,7 +368,7 @@ def varmg_table(runs):
     table = Table(runs)
     row = table.row
     row("pympc MG-PCG, Galerkin multigrid (solve, its, setup)", "", lambda r: _solve_cell(r["pympc"]))
-    _petsc_rows(row, runs, lambda r: r["petsc"], "iterations")
+    _petsc_rows(row, runs, lambda r: r["petsc"], _solve_cell)
     row("**var-coefficient MG-PCG: pympc / best PETSc (solve time)**", "<= 1.0",
         lambda r: fmt(r["ratios"]["pympc_over_best_petsc"]))
     row("best PETSc configuration (solve)", "", lambda r: r["ratios"]["best_petsc"])
