@@ -64,7 +64,8 @@ class _Flux:
 
     def _weights(self):
         d = self.decomp
-        if d.centring != "vertex":  # a cell grid's mirrored rows are symmetric already
+        neumann = any(kind == "neumann" for kind, _ in self.bc.conditions.values())
+        if d.centring != "vertex" or not neumann:  # a cell grid's mirrored rows are symmetric already
             return None
         w = np.ones(d.local_shape)
         g = d.ghost
@@ -180,7 +181,11 @@ class ImplicitHeat(TimeLoop):
     :class:`~solvers.adapt.Controller`, a dict of its settings (``{"atol": 1e-5}``), a
     number (``atol = rtol``; a job file's ``adapt = 1e-4``) or True (the defaults;
     BDF2's default step growth is capped at 2, its zero-stability limit being
-    1 + sqrt(2)). ``tol``/``maxiter``: of each CG solve (relative residual).
+    1 + sqrt(2)). ``tol``/``maxiter``: of each CG solve (relative residual); ``mg``:
+    its preconditioner, multigrid (:class:`~solvers.multigrid.Multigrid` of
+    :class:`~solvers.diffusion.DiffusionOperator`) where it applies (vertex grids without
+    Neumann sides: None), Jacobi (False, and on other grids), or a dict of multigrid
+    options. :meth:`close` (or ``with``) frees the multigrid's communicators.
 
     ``solver.stats``: ``{"steps", "rejected", "solves", "linear_iterations"}`` (kept in
     checkpoints); ``solver.reason``: None, or why the run stopped early (``"step
@@ -189,7 +194,7 @@ class ImplicitHeat(TimeLoop):
     name = "implicit_heat"
 
     def __init__(self, decomp, alpha=1.0, u0=0.0, bc=None, dt=None, scheme="cn", source=None,
-                 tol=1e-8, maxiter=200, adapt=None):
+                 tol=1e-8, maxiter=200, adapt=None, mg=None):
         super().__init__(decomp)
         if scheme not in SCHEMES:
             raise InputError(f"scheme must be one of {list(SCHEMES)}, got {scheme!r}")
@@ -204,6 +209,8 @@ class ImplicitHeat(TimeLoop):
         self._alpha_param, alpha = _take_alpha(decomp, alpha)
         self._rates = _Flux(decomp, self.bc, alpha)           # -A u with the true boundary data
         self._op = _Flux(decomp, homogeneous, alpha, weights=True)  # the solves' sigma I + A (delta)
+        self._mg = self._multigrid(alpha, mg)
+        self.preconditioner = "jacobi" if self._mg is None else "multigrid"
         self.controller = None
         if adapt is not None and adapt is not False:
             extra = {"clip": (0.1, 2.0)} if scheme == "bdf2" else {}
@@ -308,6 +315,56 @@ class ImplicitHeat(TimeLoop):
         self.step_count -= 1  # the loop counts the step advance() returns from: not taken
         get_logger(self.name).warning("%s at t=%g (step %d): the run stops here", reason, self.t, self.step_count)
 
+    def _multigrid(self, alpha, mg):
+        """Collective. ``(DiffusionOperator, Multigrid)`` for the solves, or None (then
+        :class:`_Flux` with Jacobi): multigrid needs a vertex grid without Neumann sides;
+        ``mg``: None (multigrid where it applies), False (Jacobi), or a dict of
+        :class:`~solvers.multigrid.Multigrid` options (then it must apply)."""
+        if mg is False or self._op.w is not None or self.decomp.centring != "vertex":
+            if mg:
+                raise InputError("mg: multigrid needs a vertex-centred grid without Neumann sides")
+            return None
+        if mg is not None and not isinstance(mg, dict):
+            raise InputError(f"mg must be None, False or a dict of Multigrid options, got {mg!r}")
+        try:
+            from .diffusion import DiffusionOperator
+            from .multigrid import Multigrid
+        except ImportError as e:  # a checkout without the variable-coefficient multigrid
+            if mg:
+                raise InputError(f"mg: multigrid with a shift is not available ({e})") from None
+            return None
+        op = DiffusionOperator(self.decomp, k=alpha, shift=0.0)
+        try:
+            return op, Multigrid.from_operator(op, **(mg or {}))
+        except InputError:  # a grid it does not take (3-D variable alpha): Jacobi
+            if mg:
+                raise
+            return None
+
+    def _preconditioned(self, sigma):
+        """Collective. ``(operator, preconditioner)`` of ``sigma I + A`` (the multigrid's
+        shift is set only when it changes: the hierarchy equals one built with it)."""
+        if self._mg is None:
+            self._op.set_shift(sigma)
+            return self._op, krylov.Jacobi(self._op)
+        op, mg = self._mg
+        if op.shift != sigma:
+            op.set_shift(sigma)
+            mg.set_shift(sigma)
+        return op, mg
+
+    def close(self):
+        """Collective. Free the multigrid's coarse levels (their communicators)."""
+        if self._mg is not None:
+            self._mg[1].close()
+            self._mg = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def _omega(self, h):
         return h / self.dt_prev
 
@@ -315,9 +372,9 @@ class ImplicitHeat(TimeLoop):
         """Collective. ``self._new = u^n + delta`` for a step of ``h`` from ``t``; whether
         the linear solve converged."""
         sigma, r, guess = self._system(t, h)
-        self._op.set_shift(sigma)
+        op, M = self._preconditioned(sigma)
         self._op.scale(r)
-        res = krylov.cg(self._op, r, M=krylov.Jacobi(self._op), x0=guess, tol=self.tol, maxiter=self.maxiter)
+        res = krylov.cg(op, r, M=M, x0=guess, tol=self.tol, maxiter=self.maxiter)
         self.stats["solves"] += 1
         self.stats["linear_iterations"] += res.iterations
         self.last_iterations = res.iterations
