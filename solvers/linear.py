@@ -13,6 +13,7 @@ import inspect
 from pympc.runtime import InputError
 
 from . import krylov
+from .diffusion import DiffusionOperator
 from .multigrid import Multigrid
 from .result import Result
 
@@ -26,19 +27,25 @@ _COMMON = ("op", "b", "M", "x0", "tol", "maxiter")
 def options(method) -> tuple:
     """Local. The names of ``method``'s own options (beyond the common keywords)."""
     if method == "mg":
-        return tuple(p for p in inspect.signature(Multigrid).parameters if p != "decomp")
+        # k, shift and bc come from the operator
+        return tuple(p for p in inspect.signature(Multigrid).parameters if p not in ("decomp", "k", "shift", "bc"))
     return tuple(p for p in inspect.signature(KRYLOV[method]).parameters if p not in _COMMON)
 
 
 def _multigrid(op, b, M, x0, tol, limit, opts) -> Result:
-    """Multigrid as the solver: ``op`` must be the plain Laplacian it discretises."""
+    """Multigrid as the solver: ``op`` must be an operator it discretises (a
+    DiffusionOperator, or the plain Laplacian StencilOperator)."""
     if M is not None:
         raise InputError("method='mg' takes no preconditioner M= (multigrid is one: pass M=Multigrid(decomp) "
                          "to a Krylov method)")
-    if not (isinstance(op, krylov.StencilOperator) and op.is_laplacian()):
-        raise InputError("method='mg' solves -lap x = b: op must be StencilOperator(decomp) without "
-                         "velocity or shift")
-    with Multigrid(op.decomp, **opts) as mg:
+    if isinstance(op, DiffusionOperator):
+        mg = Multigrid.from_operator(op, **opts)
+    elif isinstance(op, krylov.StencilOperator) and op.is_laplacian():
+        mg = Multigrid(op.decomp, **opts)
+    else:
+        raise InputError("method='mg' solves -div(k grad x) + c x = b: op must be a DiffusionOperator or "
+                         "StencilOperator(decomp) without velocity or shift")
+    with mg:
         return mg.solve(b, x0=x0, tol=tol, **limit)
 
 

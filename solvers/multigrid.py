@@ -41,6 +41,7 @@ import pympc
 from pympc import kernels, costlog
 from pympc.runtime import InputError
 
+from .diffusion import DiffusionOperator
 from .krylov import StencilOperator
 from .result import Result, check_arguments, verdict
 
@@ -49,16 +50,27 @@ class _Level:
     """One grid of the hierarchy: its operator, iterate ``u``, right-hand side ``f`` and
     residual ``r``."""
 
-    def __init__(self, decomp):
-        self.d = decomp
-        self.op = StencilOperator(decomp)
+    def __init__(self, decomp, k=1.0, bc=None, plain=True):
+        self.d, self.k, self.bc = decomp, k, bc
+        # the plain Laplacian keeps its own operator; a k or a shift: DiffusionOperator
+        self.op = StencilOperator(decomp) if plain else DiffusionOperator(decomp, k, 0.0, bc)
         self.h2inv = 1.0 / np.array(decomp.spacing) ** 2
+        self.w = k * self.h2inv  # the smoother's weights k / h^2 (k = 1: h2inv itself)
+        self.c = 0.0             # the shift on this level: a number or a DistArray
         self.region = self.op.region
         self.u = pympc.DistArray(decomp)
         self.f = pympc.DistArray(decomp)
         self.r = pympc.DistArray(decomp)
         self.unknown = np.zeros(decomp.ghosted_shape, dtype=bool)  # built once per level
         self.unknown[self.op.unknowns] = True
+
+    def shift_to(self, c) -> None:
+        """Make ``c`` (a number or a DistArray of this level) the level's shift."""
+        self.c = c
+        if isinstance(self.op, DiffusionOperator):
+            self.op.set_shift(c)
+        elif isinstance(c, pympc.DistArray) or c != 0.0:
+            self.op = DiffusionOperator(self.d, self.k, c, self.bc)
 
     def ghosts(self, a, stencil=None):
         """Exchange ``a``'s halo and fill its boundary ghosts (homogeneous Dirichlet)."""
@@ -98,10 +110,25 @@ def _laplacian_matrix(shape, spacing, periodic):
     return A.tocsc(), keep
 
 
+def _galerkin(op, **options):
+    """The variable-coefficient (Galerkin) multigrid of ``op``, from :mod:`solvers.mgops`."""
+    try:
+        from .mgops import GalerkinMultigrid
+    except ImportError as e:
+        raise InputError(f"variable-coefficient multigrid is not available ({e}): Multigrid takes a number k "
+                         f"on grids of m*2^j + 1 (Dirichlet) or m*2^j (periodic) points") from None
+    return GalerkinMultigrid(op, **options)
+
+
 class Multigrid:
-    """Collective. Geometric multigrid for ``-lap x = b`` on ``decomp``
+    """Collective. Geometric multigrid for ``-k lap x + c x = b`` on ``decomp``
     (vertex centring; every axis periodic or homogeneous Dirichlet): a solver
-    (:meth:`solve`) and a preconditioner (:meth:`apply`, for ``M=``).
+    (:meth:`solve`) and a preconditioner (:meth:`apply`, for ``M=``). ``k`` a number
+    (None: 1), ``shift`` (``c``) a number or a DistArray (:meth:`set_shift`); every level
+    is rediscretised (``k`` and a number ``c`` the same on every level, a field ``c``
+    restricted by full weighting). ``bc``: None or homogeneous Dirichlet sides (as
+    :class:`~solvers.diffusion.DiffusionOperator` takes them). For an operator
+    (variable ``k`` too) use :meth:`from_operator`.
 
     ``nu`` = (pre, post) red-black Gauss-Seidel sweeps, ``cycle`` ``"V"`` or ``"W"``,
     ``coarse_size``: agglomerate and solve exactly once a level has at most this many
@@ -109,23 +136,33 @@ class Multigrid:
     both; the post-smoother's last half-sweep is always Gauss-Seidel); default
     ``(1.25, 1)`` in 2-D, ``(1.05, 1.45)`` in 3-D, ``(1, 1)`` otherwise. ``pc_omega``:
     the over-relaxation of every half-sweep of the (symmetric) preconditioner cycle.
-    ``op`` is the finest level's :class:`~solvers.krylov.StencilOperator`. Construction is
+    ``op`` is the finest level's operator. Construction is
     collective (the coarse levels get communicators of their own: :meth:`close` them)."""
 
     _OMEGA = {2: (1.25, 1.0), 3: (1.05, 1.45)}
 
-    def __init__(self, decomp, *, nu=(1, 1), cycle="V", coarse_size=100, omega=None, pc_omega=1.0):
+    def __init__(self, decomp, *, k=None, shift=0.0, bc=None, nu=(1, 1), cycle="V", coarse_size=100,
+                 omega=None, pc_omega=1.0):
         if decomp.centring != "vertex":
             raise InputError("multigrid works on vertex-centred grids")
         if cycle not in ("V", "W"):
             raise InputError(f"cycle must be 'V' or 'W', got {cycle!r}")
+        if isinstance(k, pympc.DistArray):
+            raise InputError("Multigrid(decomp, k=...) takes a number; for a variable k use "
+                             "Multigrid.from_operator(DiffusionOperator(decomp, k, ...))")
+        self.k = 1.0 if k is None else float(k)
+        if not (self.k > 0 and np.isfinite(self.k)):
+            raise InputError(f"k must be positive and finite, got {k}")
+        # the plain Laplacian (every existing call) keeps its path and its bits
+        plain = k is None and bc is None and not isinstance(shift, pympc.DistArray) and float(shift) == 0.0
+        if bc is not None:  # checked once (homogeneous Dirichlet only), kept as plain data for the levels
+            bc = DiffusionOperator(decomp, bc=bc).bc.parameters()
+        self._level = lambda d: _Level(d, self.k, bc, plain)
         self.nu, self.cycle = (int(nu[0]), int(nu[1])), cycle
         self._relaxation(decomp.ndim, omega, pc_omega)
-        self.singular = all(decomp.periodic)
         self.coarse_size = int(coarse_size)
-        self.levels = [_Level(decomp)]  # distributed levels, aligned with the finest
+        self.levels = [self._level(decomp)]  # distributed levels, aligned with the finest
         self.serial = []                # levels agglomerated onto rank 0 (COMM_SELF)
-        self.op = self.levels[0].op
         self._chain(self.levels, first=True)
         last = self.levels[-1].d
         self._root = decomp.comm.Get_rank() == 0
@@ -133,10 +170,61 @@ class Multigrid:
             # agglomerate: a copy of the last distributed level on rank 0 alone, coarsened
             # on down to the same coarse size as on one rank, so the hierarchy (and the
             # cycle counts) do not depend on the number of ranks
-            self.serial = [_Level(pympc.Decomposition(last.shape, comm=MPI.COMM_SELF, periodic=last.periodic,
-                                                      stencil="box", spacing=last.spacing))]
+            self.serial = [self._level(pympc.Decomposition(last.shape, comm=MPI.COMM_SELF, periodic=last.periodic,
+                                                           stencil="box", spacing=last.spacing))]
             self._chain(self.serial)
-        self._factorise(self.serial[-1].d if self.serial else last)
+        self.set_shift(shift)
+
+    @classmethod
+    def from_operator(cls, op, **options):
+        """Collective. The multigrid of a :class:`~solvers.diffusion.DiffusionOperator`
+        (its ``k``, ``shift`` and boundaries; ``options`` those of the constructor but
+        ``k``, ``shift``, ``bc``). A number ``k`` on a grid that halves: this class
+        (rediscretised levels); a field ``k``, or sizes that do not halve: the Galerkin
+        hierarchy of :mod:`solvers.mgops`."""
+        if not isinstance(op, DiffusionOperator):
+            raise InputError(f"Multigrid.from_operator takes a DiffusionOperator, got {type(op).__name__}")
+        taken = sorted({"k", "shift", "bc"} & set(options))
+        if taken:
+            raise InputError(f"Multigrid.from_operator takes {taken} from the operator, not as options")
+        if isinstance(op.k, pympc.DistArray) or not cls._halve(op.decomp)[0]:
+            return _galerkin(op, **options)
+        # (the operator's sides are homogeneous Dirichlet or periodic: Multigrid's default)
+        return cls(op.decomp, k=op.k, shift=op.shift, **options)
+
+    def set_shift(self, shift) -> None:
+        """Collective. Set the shift ``c`` of ``-div(k grad u) + c u`` on every level: a
+        number (the same number on every level), or a DistArray on the finest
+        decomposition (its owned values copied; the coarse levels get its full
+        weighting, level by level); then the coarsest level is factorised again. The
+        hierarchy equals one built with this shift, bit for bit."""
+        field = isinstance(shift, pympc.DistArray)
+        if field:
+            why = self.levels[0].d.mismatch(shift.decomp, halo=True)
+            if why is not None:
+                raise InputError(f"shift must live on the multigrid's decomposition: {why}")
+        else:
+            shift = float(shift)
+        self.singular = all(self.levels[0].d.periodic) and not field and shift == 0.0
+        top = shift.owned if field else None
+        for chain in (self.levels, self.serial):
+            for j, lev in enumerate(chain):
+                c = shift
+                if field:  # a fresh array per call: nothing carries over from an earlier shift
+                    c = pympc.DistArray(lev.d)
+                    c.owned[...] = top if j == 0 else self._full_weighting(chain[j - 1], chain[j - 1].c)
+                lev.shift_to(c)
+            if field and chain is self.levels:
+                # the agglomerated chain starts from a copy of the last distributed level
+                top = self.levels[-1].c.gather(root=0) if self.serial_chain() else None
+        # the coarsest level: agglomerated (on rank 0 alone: self.serial is empty elsewhere) or distributed
+        self._factorise((self.serial or [None])[-1] if self.serial_chain() else self.levels[-1])
+
+    @property
+    def op(self):
+        """Local. The finest level's operator (:class:`~solvers.krylov.StencilOperator`
+        for the plain Laplacian, else :class:`~solvers.diffusion.DiffusionOperator`)."""
+        return self.levels[0].op
 
     def _relaxation(self, ndim, omega, pc_omega):
         """The smoothers' over-relaxation, checked, and the (colour, omega) of each
@@ -156,13 +244,24 @@ class Multigrid:
                    list(zip((1, 0) * self.nu[1], [self.pc_omega] * 2 * self.nu[1]))),
         }
 
-    def _factorise(self, exact):
-        """On rank 0, the exact solve of the coarsest level ``exact``, factorised once."""
+    def _factorise(self, lev):
+        """On rank 0, the exact solve of the coarsest level ``lev``, factorised once (again
+        on every :meth:`set_shift`)."""
         self._lu = self._dense = None
+        if not self._root and self.serial_chain():
+            return  # the agglomerated coarsest level lives on rank 0 alone
+        exact = lev.d
+        c = lev.c
+        if isinstance(c, pympc.DistArray):
+            c = c.gather(root=0)  # collective on a distributed coarsest level
         if self._root:
             A, keep = _laplacian_matrix(exact.shape, exact.spacing, exact.periodic)
+            if self.k != 1.0:
+                A = A * self.k
+            if np.ndim(c) or c != 0.0:
+                A = A + sp.diags(np.broadcast_to(c, exact.shape).ravel())
             self._keep = keep
-            Ak = A[keep][:, keep]
+            Ak = sp.csc_matrix(A)[keep][:, keep]
             if self.singular:
                 self._dense = np.linalg.pinv(Ak.toarray())
             else:
@@ -199,7 +298,7 @@ class Multigrid:
                 return  # blocks too thin to stay aligned: agglomerate from here
             coarse = pympc.Decomposition(n_c, comm=d.comm, periodic=d.periodic, stencil="box",
                                          spacing=[2 * h for h in d.spacing], sizes=sizes)
-            levels.append(_Level(coarse))
+            levels.append(self._level(coarse))
 
     def close(self) -> None:
         """Collective. Free the coarse levels' decompositions."""
@@ -217,7 +316,7 @@ class Multigrid:
     def _smooth(self, lev, sweeps):
         for color, omega in sweeps:
             lev.ghosts(lev.u)
-            kernels.rbsor_sweep(lev.u, lev.f, lev.h2inv, omega, color, region=lev.region)
+            kernels.rbsor_shift_sweep(lev.u, lev.f, lev.w, omega, color, lev.c, region=lev.region)
 
     def _residual(self, lev):
         lev.op.apply(lev.u, lev.r)  # A u on the unknowns, 0 elsewhere
@@ -225,9 +324,17 @@ class Multigrid:
         lev.r.data[sl] = lev.f.data[sl] - lev.r.data[sl]
 
     def _restrict(self, fine, coarse):
+        coarse.f.owned[...] = self._full_weighting(fine, fine.r)
+        # Dirichlet boundary points of the coarse level carry no residual
+        coarse.f.data[~coarse.unknown] = 0.0
+
+    @staticmethod
+    def _full_weighting(fine, a):
+        """The full weighting of ``fine``'s DistArray ``a`` at the coarse points this rank
+        owns (an array of the coarse owned shape); exchanges ``a``'s halo."""
         d = fine.d
-        fine.ghosts(fine.r, "box")
-        x = fine.r.data
+        fine.ghosts(a, "box")
+        x = a.data
         g = d.ghost
         for a in range(d.ndim):  # [1/4, 1/2, 1/4] along axis a, owned range of axis a
             n = d.local_shape[a]
@@ -241,9 +348,7 @@ class Multigrid:
             pad[a] = (g, g)
             x = np.pad(x, pad)
         sub = tuple(slice(g + (lo % 2), g + d.local_shape[a], 2) for a, lo in enumerate(d.lo))
-        coarse.f.owned[...] = x[sub]
-        # Dirichlet boundary points of the coarse level carry no residual
-        coarse.f.data[~coarse.unknown] = 0.0
+        return x[sub]
 
     def _prolong_add(self, coarse, fine):
         dc = coarse.d

@@ -1,6 +1,7 @@
 """Compute kernels: the stencil updates of the solvers (:mod:`pympc.kernels.stencils`,
 their loops and numpy references in :mod:`pympc.kernels.loops`), the fused vector
-operations of the Krylov methods (:mod:`pympc.kernels.vector`), the sparse product
+operations of the Krylov methods (:mod:`pympc.kernels.vector`), the variable-coefficient diffusion operator and shifted
+smoother (:mod:`pympc.kernels.varcoef`), the sparse product
 (:mod:`pympc.kernels.sparse`), and the one place that chooses between numba and numpy
 (:mod:`pympc.kernels.backend`).
 
@@ -11,9 +12,10 @@ The package face is lazy: ``pympc.kernels.heat_step`` loads the stencils on firs
 
 import importlib
 
-_SUBMODULES = ("backend", "loops", "sparse", "stencils", "vector")
+_SUBMODULES = ("backend", "loops", "sparse", "stencils", "varcoef", "vector")
 # the names the face takes from modules other than the stencils
-_FROM = {"ftcs_array": "loops", "Kernel": "backend", "resolve": "backend", "as3d": "backend"}
+_FROM = {"ftcs_array": "loops", "Kernel": "backend", "resolve": "backend", "as3d": "backend",
+         "Flux": "varcoef", "rbsor_shift_sweep": "varcoef"}
 
 
 def __getattr__(name):
