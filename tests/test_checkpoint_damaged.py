@@ -10,6 +10,7 @@ deletes a damaged file nor counts it towards ``keep``.
 """
 
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -81,10 +82,30 @@ def caught_on(comm, fn):
     return out, [w for w in rec if issubclass(w.category, CheckpointWarning)]
 
 
+@pytest.fixture(scope="module")
+def written_sets(tmp_path_factory):
+    """Collective: ``{count: directory}``, the last ``count`` steps of ORDER saved in that
+    order by a Checkpointer, once for the module; every case restarts from a copy (a
+    Checkpointer keeps nothing in memory between calls: each one reads the directory, so
+    a copy of the files is what a restarted run finds)."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    top = comm.bcast(str(tmp_path_factory.mktemp("written")) if comm.Get_rank() == 0 else None, root=0)
+    out = {}
+    with pympc.Decomposition((9, 7), comm=comm) as d:
+        for count in sorted({n for n, _, _ in CASES}):
+            out[count] = os.path.join(top, str(count))
+            ck = Checkpointer(out[count], keep=3, comm=comm)
+            for s in ORDER[len(ORDER) - count:]:
+                ck.save(s, {"u": field(d, s, "u"), "w": field(d, s, "w")}, state={"time": s / 10})
+    return out
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("count, bad, kind", CASES,
                          ids=[f"{n}ck-bad{''.join(map(str, b)) or '-'}-{k}" for n, b, k in CASES])
-def test_restart_path(comm, shared_tmp_path, count, bad, kind):
+def test_restart_path(comm, shared_tmp_path, written_sets, count, bad, kind):
     rank = comm.Get_rank()
     written = ORDER[len(ORDER) - count:]
     intact = [s for i, s in enumerate(written) if i not in bad]
@@ -92,9 +113,9 @@ def test_restart_path(comm, shared_tmp_path, count, bad, kind):
     ckdir = str(shared_tmp_path / "ck")
     with pympc.Decomposition((9, 7), comm=comm) as d:
         ck = Checkpointer(ckdir, keep=3, comm=comm)
-        for s in written:
-            ck.save(s, {"u": field(d, s, "u"), "w": field(d, s, "w")}, state={"time": s / 10})
         if rank == 0:
+            shutil.copytree(written_sets[count], ckdir)
+            assert sorted(os.listdir(ckdir)) == sorted(os.path.basename(ck.path(s)) for s in written)
             for s in damaged:
                 DAMAGE[kind](ck.path(s))
         comm.Barrier()
