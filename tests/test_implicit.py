@@ -126,17 +126,20 @@ def test_backward_euler_step_solves_heats_implicit_equation(comm, shape, periodi
 SIDES = {"dirichlet": {"y-": ("dirichlet", 1.0)}, "neumann": {"y-": ("dirichlet", 1.0), "y+": ("neumann", 0.5)}}
 
 
-def run_case(comm, scheme, adapt, sides="dirichlet", **kw):
-    """A 13 x 11 grid periodic along x, variable alpha, a time-dependent source."""
-    shape, periodic, bc = (13, 11), (True, False), SIDES[sides]
-    h = [1.0 / shape[0], 1.0 / (shape[1] - 1)]
-    d = pympc.Decomposition(shape, comm=comm, periodic=periodic, spacing=h)
+def case_grid(comm):
+    """A 13 x 11 grid periodic along x (close it: ``with``)."""
+    return pympc.Decomposition((13, 11), comm=comm, periodic=(True, False), spacing=[1.0 / 13, 1.0 / 10])
+
+
+def run_case(d, scheme, adapt, sides="dirichlet", **kw):
+    """The solver of the MPI tests on ``case_grid``: variable alpha, a time-dependent source."""
+    bc = SIDES[sides]
     u0 = lambda x, y: np.sin(2 * np.pi * x) * np.sin(3 * y) + np.exp(-20 * ((x - 0.4) ** 2 + (y - 0.6) ** 2))  # noqa
     src = lambda t, x, y: np.cos(5 * t) * x * y  # noqa: E731
     s = ImplicitHeat(d, alpha=variable_alpha(d), u0=u0, bc=bc, scheme=scheme, dt=2e-3, source=src,
                      adapt={"atol": 1e-3, "rtol": 1e-3} if adapt else None, tol=1e-10, **kw)
     assert s.preconditioner == ("jacobi" if sides == "neumann" else "multigrid")
-    return d, s
+    return s
 
 
 @pytest.mark.mpi
@@ -145,9 +148,8 @@ def run_case(comm, scheme, adapt, sides="dirichlet", **kw):
 def test_rank_counts_agree(comm, scheme, adapt):
     """Any rank count against one rank: fields within 10 x the CG tolerance (relative,
     max norm), the same accepted steps."""
-    d1, one = run_case(MPI.COMM_SELF, scheme, adapt)
-    d, many = run_case(comm, scheme, adapt)
-    with d1, d, one, many:
+    with case_grid(MPI.COMM_SELF) as d1, case_grid(comm) as d, run_case(d1, scheme, adapt) as one, \
+            run_case(d, scheme, adapt) as many:
         one.run(t_end=0.02, progress=None)
         many.run(t_end=0.02, progress=None)
         a, b = one.u.gather(root=None), many.u.gather(root=None)
@@ -163,9 +165,8 @@ def test_restart_is_bit_identical(comm, shared_tmp_path, scheme, adapt, sides):
     array): the BDF2 history, the step history and the controller state are restored."""
     ck = str(shared_tmp_path / f"ck-{scheme}-{adapt}-{sides}")
     end = dict(t_end=0.03) if adapt else dict(steps=8)
-    d, ref = run_case(comm, scheme, adapt, sides)
-    first, again = run_case(comm, scheme, adapt, sides)[1], run_case(comm, scheme, adapt, sides)[1]
-    with d, ref, first, again:
+    with case_grid(comm) as d, run_case(d, scheme, adapt, sides) as ref, run_case(d, scheme, adapt, sides) as first, \
+            run_case(d, scheme, adapt, sides) as again:
         ref.run(**end, progress=None)
         first.run(steps=5, checkpoint=ck, progress=None)
         again.run(**end, checkpoint=ck, restart=True, progress=None)
@@ -175,7 +176,7 @@ def test_restart_is_bit_identical(comm, shared_tmp_path, scheme, adapt, sides):
         assert again.stats == ref.stats and again.dt == ref.dt
         if adapt:
             assert ref.stats["rejected"] >= 1 and ref.t == 0.03
-            with run_case(comm, scheme, adapt, sides)[1] as late:
+            with run_case(d, scheme, adapt, sides) as late:
                 same_error(comm, lambda: late.run(t_end=0.02, checkpoint=ck, restart=True), "past the requested end")
                 late.run(t_end=0.03, checkpoint=ck, restart=True, progress=None)  # at the end: nothing to do
                 assert late.t == 0.03 and late.step_count == ref.step_count and late.stats == ref.stats
@@ -211,12 +212,12 @@ def test_failures_stop_the_run_without_exception(comm):
     """A linear solve that cannot converge: fixed steps stop with "linear solve failed"
     (the step not taken), adaptive ones shrink the step max_reject times and stop
     with "step rejected"; the same on every rank."""
-    d, s = run_case(comm, "cn", False, sides="neumann", maxiter=1)
-    with d:
+    with case_grid(comm) as d:
+        s = run_case(d, "cn", False, sides="neumann", maxiter=1)
         s.tol = 1e-14
         s.run(steps=3, progress=None)
         assert s.reason == "linear solve failed" and s.step_count == 0
-        s = run_case(comm, "be", True, sides="neumann", maxiter=1)[1]
+        s = run_case(d, "be", True, sides="neumann", maxiter=1)
         s.tol = 1e-14
         s.controller.max_reject = 3
         s.run(t_end=0.1, progress=None)
