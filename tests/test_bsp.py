@@ -751,7 +751,7 @@ def test_bsp_benchmark_runs_tiny(tmp_path):
     out = tmp_path / "bsp.json"
     r = run_mpi(2, [os.path.join(ROOT, "benchmarks", "bench_bsp.py"), "--size", "32", "--steps", "3",
                     "--hmax", "64", "--cold-hmax", "32", "--points", "3", "--reps", "1", "--iters", "2",
-                    "--heat-reps", "4", "--json", str(out)],
+                    "--heat-reps", "4", "--pattern-reps", "2", "--json", str(out)],
                 timeout=300)
     assert r.returncode == 0, r.output[-3000:]
     res = json.loads(out.read_text())
@@ -789,7 +789,7 @@ def test_bench_driver_writes_bsp_results(tmp_path):
         sys.path.pop(0)
     rc = bench_run.main(["bsp", "--ranks", "1", "--out", str(tmp_path), "--size", "32", "--steps", "2",
                          "--hmax", "32", "--cold-hmax", "32", "--points", "3", "--reps", "1", "--iters", "1",
-                         "--heat-reps", "2"])
+                         "--heat-reps", "2", "--pattern-reps", "2"])
     assert rc == 0
     md = (tmp_path / "bsp.md").read_text()
     assert "**l: empty sync / MPI_Barrier**" in md and "1 rank(s)" in md and "| - |" not in md
