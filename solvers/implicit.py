@@ -209,8 +209,6 @@ class ImplicitHeat(TimeLoop):
         self._alpha_param, alpha = _take_alpha(decomp, alpha)
         self._rates = _Flux(decomp, self.bc, alpha)           # -A u with the true boundary data
         self._op = _Flux(decomp, homogeneous, alpha, weights=True)  # the solves' sigma I + A (delta)
-        self._mg = self._multigrid(alpha, mg)
-        self.preconditioner = "jacobi" if self._mg is None else "multigrid"
         self.controller = None
         if adapt is not None and adapt is not False:
             extra = {"clip": (0.1, 2.0)} if scheme == "bdf2" else {}
@@ -220,6 +218,9 @@ class ImplicitHeat(TimeLoop):
             self.adaptive = True
         self._source_param, self._source = _take_source(decomp, source)
         self.u = initial_field(decomp, u0)
+        # last: the multigrid holds communicators (close()), nothing may raise after it
+        self._mg = self._multigrid(alpha, mg)
+        self.preconditioner = "jacobi" if self._mg is None else "multigrid"
         self.bc.fix_points(self.u)
         self._history_fields()
         self.dt_prev = self.dt_prev2 = self.dt
