@@ -76,3 +76,50 @@ def test_farm_benchmark_runs_tiny(tmp_path):
     assert r.returncode == 0, r.output[-3000:]
     data = json.loads(out.read_text())
     assert data, data
+
+
+def _bench_tiny(tmp_path, name, script, *args):
+    """Run ``script`` at 2 ranks with ``args`` and write its results table through the
+    driver (run.write_results): the JSON results and the markdown."""
+    import sys
+
+    out = tmp_path / f"{name}.json"
+    r = run_mpi(2, [os.path.join(ROOT, "benchmarks", script), *args, "--json", str(out)], timeout=300)
+    assert r.returncode == 0, r.output[-3000:]
+    res = json.loads(out.read_text())
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import run as bench_run
+    finally:
+        sys.path.pop(0)
+    (tmp_path / "results").mkdir()
+    md = bench_run.write_results(name, [res], str(tmp_path / "results"))
+    return res, md
+
+
+def test_implicit_benchmark_runs_tiny(tmp_path):
+    res, md = _bench_tiny(tmp_path, "implicit", "bench_implicit.py", "--size", "33", "--steps", "3", "--reps", "1")
+    assert res["pympc"]["steps"] == 3 and res["pympc"]["cg_iterations_per_step"] > 0
+    assert "CN heat: pympc / best PETSc TS" in md
+    if res["petsc"]:  # the same problem on both sides: the final fields agree to the tolerance
+        assert res["final_norm_rel_diff"] < 1e-6 and res["ratios"]["pympc_over_best_petsc"] > 0
+
+
+def test_newton_benchmark_runs_tiny(tmp_path):
+    res, md = _bench_tiny(tmp_path, "newton", "bench_newton.py", "--sizes", "33", "--reps", "1")
+    r = res["sizes"]["33"]
+    assert r["pympc"]["reason"] == "converged" and r["pympc"]["newton_iterations"] >= 3
+    assert "33²: pympc / best PETSc SNES" in md
+    for name, v in r["petsc"].items():  # every PETSc way solved the same problem
+        if "norm" in v:
+            assert abs(v["norm"] - r["pympc"]["norm"]) < 1e-6 * r["pympc"]["norm"], name
+        assert "error" not in v or name.startswith("ex5"), v  # ex5 needs a compiler and the mirror
+
+
+def test_varmg_benchmark_runs_tiny(tmp_path):
+    res, md = _bench_tiny(tmp_path, "varmg", "bench_varmg.py", "--size", "33", "--reps", "1")
+    assert res["pympc"]["reason"] == "converged"
+    assert "var-coefficient MG-PCG: pympc / best PETSc" in md
+    for name, v in res["petsc"].items():
+        if v.get("reason", 0) > 0:
+            assert abs(v["norm"] - res["pympc"]["norm"]) < 1e-6 * res["pympc"]["norm"], name
