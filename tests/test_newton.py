@@ -128,6 +128,24 @@ def test_grid_that_does_not_halve():
     assert r.converged and np.abs(u - oracle(shape)).max() <= 1e-8
 
 
+def test_lagged_preconditioner_and_full_steps():
+    """lag=True keeps the first multigrid (other iterates, the same solution);
+    line_search="basic" takes full steps."""
+    shape = (33, 33)
+    with grid(shape) as d:
+        with Bratu(d, 6.0, lag=True) as p:
+            lagged = p.solve(tol=1e-10)
+            mg = p.mg
+            assert p.preconditioner(p.initial_guess()) is mg
+        with Bratu(d, 6.0) as p:
+            fresh = p.solve(tol=1e-10)
+            basic = p.solve(tol=1e-10, line_search="basic")
+        assert lagged.converged and basic.converged and basic.lambdas == [1.0] * basic.iterations
+        assert lagged.history[2:] != fresh.history[2:]  # another preconditioner from step 2 on
+        for r in (lagged, basic):
+            assert (r.x - fresh.x).norm(np.inf) <= 1e-9 * fresh.x.norm(np.inf)
+
+
 def fd_against_exact(method, shape, tol):
     exact, _, u = solve(shape, tol=tol)
     fd, _, v = solve(shape, tol=tol, jacobian="fd", method=method)
