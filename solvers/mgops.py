@@ -374,8 +374,6 @@ class _Level:
             Ic = np.clip(I, 0, m.nc - 1)
             pos = np.where(own, m.child[Ic] - df.lo[a] + df.ghost, 1)
             coarse.children += [pos, np.where(own[:, None], m.mult[Ic], 0.0)]
-        self.rows = np.arange(self.box[0], self.box[1])
-        self.cols = np.arange(self.box[2], self.box[3])
 
 
 def aligned_sizes(d, maps):
@@ -602,7 +600,7 @@ class GalerkinMultigrid:
     @staticmethod
     def _prolong_add(coarse, fine):
         pympc.update_halo(coarse.u, stencil="box")
-        gk.PROLONG(coarse.u.data, fine.W, fine.u.data, fine.rows, fine.cols, *fine.parents)
+        gk.PROLONG(coarse.u.data, fine.W, fine.u.data, *fine.box, *fine.parents)
 
     def _coarse_solve(self, lev):
         f = lev.f.gather(root=0)

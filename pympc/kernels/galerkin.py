@@ -148,20 +148,18 @@ def _restrict_numpy(r, W, fc, l0, h0, l1, h1, pos0, m0, pos1, m1):
     fc[I, J] = s
 
 
-def _prolong2(uc, W, uf, rows, cols, cl0, ch0, cl1, ch1):
-    # uf += P uc on the fine points rows x cols; c* = the parents' coarse positions
-    for t in range(rows.shape[0]):
-        i = rows[t]
+def _prolong2(uc, W, uf, l0, h0, l1, h1, cl0, ch0, cl1, ch1):
+    # uf += P uc on the fine box; c* = the parents' coarse positions per fine position
+    for i in range(l0, h0):
         a0, b0 = cl0[i], ch0[i]
-        for q in range(cols.shape[0]):
-            j = cols[q]
+        for j in range(l1, h1):
             a1, b1 = cl1[j], ch1[j]
             uf[i, j] = uf[i, j] + (((W[0, i, j] * uc[a0, a1] + W[1, i, j] * uc[a0, b1])
                                     + W[2, i, j] * uc[b0, a1]) + W[3, i, j] * uc[b0, b1])
 
 
-def _prolong_numpy(uc, W, uf, rows, cols, cl0, ch0, cl1, ch1):
-    r, c = np.ix_(rows, cols)
+def _prolong_numpy(uc, W, uf, l0, h0, l1, h1, cl0, ch0, cl1, ch1):
+    r, c = _box_ix(l0, h0, l1, h1)
     a0, b0, a1, b1 = cl0[r], ch0[r], cl1[c], ch1[c]
     uf[r, c] = uf[r, c] + (((W[0][r, c] * uc[a0, a1] + W[1][r, c] * uc[a0, b1])
                             + W[2][r, c] * uc[b0, a1]) + W[3][r, c] * uc[b0, b1])
