@@ -86,12 +86,19 @@ def halo_mismatches(comm, shape, ghost, periodic, stencil, dtypes):
 @pytest.mark.mpi
 @pytest.mark.parametrize("dtype", NAMES)
 def test_halo_every_dtype(comm, dtype):
+    """Every grid with both stencils; the periodicity (all, none, first axis only) taken in
+    turn, so that each dtype meets all three. The dtype enters the exchange only as the
+    element datatype of its subarrays (pympc.array.mpi_type) and in the numpy copies of
+    periodic self-neighbours; which neighbours and regions there are is the same for
+    every dtype (tests/test_halo.py: every periodicity with every grid)."""
+    turn = 0
     for shape, ghost in GRIDS:
         nd = len(shape)
-        for periodic in ((True,) * nd, (False,) * nd, (True,) + (False,) * (nd - 1)):
-            for stencil in ("star", "box"):
-                assert halo_mismatches(comm, shape, ghost, periodic, stencil, [dtype]) == 0, \
-                    (shape, ghost, periodic, stencil)
+        for stencil in ("star", "box"):
+            periodic = ((True,) * nd, (False,) * nd, (True,) + (False,) * (nd - 1))[turn % 3]
+            turn += 1
+            assert halo_mismatches(comm, shape, ghost, periodic, stencil, [dtype]) == 0, \
+                (shape, ghost, periodic, stencil)
 
 
 @pytest.mark.mpi
