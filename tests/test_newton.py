@@ -128,6 +128,13 @@ def test_grid_that_does_not_halve():
     assert r.converged and np.abs(u - oracle(shape)).max() <= 1e-8
 
 
+def test_three_dimensions():
+    """17^3: the 7-point residual and Jacobian, multigrid in 3-D."""
+    shape = (17, 17, 17)
+    r, _, u = solve(shape, tol=1e-10)
+    assert r.converged and np.abs(u - oracle(shape)).max() <= 1e-8
+
+
 def test_lagged_preconditioner_and_full_steps():
     """lag=True keeps the first multigrid (other iterates, the same solution);
     line_search="basic" takes full steps."""
