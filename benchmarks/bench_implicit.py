@@ -81,7 +81,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--dt", type=float, default=1e-4)
     ap.add_argument("--tol", type=float, default=1e-8)
-    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     n, P = args.size, comm.Get_size()

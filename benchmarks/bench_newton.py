@@ -82,7 +82,7 @@ def main(argv=None):
     ap.add_argument("--sizes", default="513,1025")
     ap.add_argument("--lam", type=float, default=6.0)
     ap.add_argument("--tol", type=float, default=1e-8)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--no-ex5", action="store_true", help="skip the compiled ex5")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
