@@ -330,6 +330,24 @@ class _Level:
         self.box = tuple(box)
         self.sl = (slice(box[0], box[1]), slice(box[2], box[3]))
         self.groups = self._groups(axes)
+        # a 5-point level red-black-coloured: both colours in one pass (kernels.galerkin.RB)
+        odd = any(p and n % 2 for n, p in zip(d.shape, d.periodic))
+        self.parity = sum(lo - g for lo in d.lo)
+        self.fused = not self.nine and not odd
+        self.frames = [self._frame(c) for c in (0, 1)]
+
+    def _frame(self, c):
+        """The GS ranges of colour ``c`` on the first and last row and column of the box
+        (what the fused pass leaves to after the halo exchange)."""
+        l0, h0, l1, h1 = self.box
+        p, out = self.parity, []
+        for r in sorted({l0, h0 - 1}):
+            if l0 <= r < h0 and l1 < h1:
+                out.append((r, r + 1, 1, l1 + (c - (r + l1 + p)) % 2, h1, 2))
+        for q in sorted({l1, h1 - 1}):
+            if l1 <= q < h1 and l0 + 1 < h0 - 1:
+                out.append((l0 + 1 + (c - (l0 + 1 + q + p)) % 2, h0 - 1, 2, q, q + 1, 1))
+        return out
 
     def _groups(self, axes):
         """The smoother's colours: groups of (rows, cols) ranges; no two points of a group
@@ -390,11 +408,15 @@ def _global(x, d, name):
             raise InputError(f"{name} must be a number or a scalar DistArray of shape {d.shape}, "
                              f"got one of shape {x.decomp.shape}")
         return np.asarray(x.gather(root=None), dtype=float)
+    return np.full(d.shape, _number(x, name))
+
+
+def _number(x, name):
+    """Local. ``x`` as a float, or one InputError line."""
     try:
-        v = float(x)
+        return float(x)
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number or a DistArray, got {type(x).__name__}") from None
-    return np.full(d.shape, v)
 
 
 class _Operator:
@@ -535,11 +557,14 @@ class GalerkinMultigrid:
             stencils = [g.A + m for g, m in zip(self.grids, _mass_chain(c, self.grids))]
             zero = not c.any()
         else:
-            sigma = float(_global(shift, self.levels[0].d, "shift")[(0,) * 2])
-            if self._unit is None:
-                self._unit = _mass_chain(np.ones(self.grids[0].shape), self.grids)
-            stencils = [g.A + sigma * m for g, m in zip(self.grids, self._unit)]
+            sigma = _number(shift, "shift")
             zero = sigma == 0
+            if zero:
+                stencils = [g.A for g in self.grids]
+            else:
+                if self._unit is None:  # P^T P on every level, built on the first nonzero shift
+                    self._unit = _mass_chain(np.ones(self.grids[0].shape), self.grids)
+                stencils = [g.A + sigma * m for g, m in zip(self.grids, self._unit)]
         self.shift = shift
         index = {id(g): i for i, g in enumerate(self.grids)}
         for lev in self.levels + self.serial:
@@ -579,12 +604,27 @@ class GalerkinMultigrid:
 
     # -- pieces ----------------------------------------------------------------------
     def _smooth(self, lev, sweeps, reverse):
+        if lev.fused:
+            return self._smooth_rb(lev, sweeps, reverse)
         groups = lev.groups[::-1] if reverse else lev.groups
         for _ in range(sweeps):
             for group in groups:
                 pympc.update_halo(lev.u, stencil=lev.stencil)
                 for ranges in group:
                     gk.GS(lev.u.data, lev.f.data, lev.C, lev.invd, *ranges, lev.nine, self.omega)
+
+    def _smooth_rb(self, lev, sweeps, reverse):
+        """Red-black sweeps on a 5-point level, each colour pair in one pass: the same
+        arithmetic as two :meth:`_smooth` half-sweeps, with the second colour's frame
+        after the halo exchange."""
+        first = 1 if reverse else 0
+        u, f = lev.u.data, lev.f.data
+        for _ in range(sweeps):
+            pympc.update_halo(lev.u, stencil=lev.stencil)
+            gk.RB(u, f, lev.C, lev.invd, *lev.box, lev.parity, first, self.omega)
+            pympc.update_halo(lev.u, stencil=lev.stencil)
+            for ranges in lev.frames[1 - first]:
+                gk.GS(u, f, lev.C, lev.invd, *ranges, 0, self.omega)
 
     def _residual(self, lev) -> float:
         """``r = f - A u`` on the unknowns; this rank's ``r . r``."""

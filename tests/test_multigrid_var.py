@@ -167,6 +167,30 @@ def test_kernels_numba_equal_numpy(nine):
     assert np.array_equal(outs[0], outs[1]) and np.isclose(s[0], s[1], rtol=1e-13)
 
 
+@pytest.mark.parametrize("first,p", [(0, 0), (1, 1), (0, 3)])
+def test_fused_red_black_equals_two_half_sweeps(first, p):
+    rng = np.random.default_rng(5)
+    n0, n1 = 12, 11
+    C = rng.standard_normal((5, n0, n1))
+    C[0] = 10 + rng.random((n0, n1))
+    invd, f, u0 = 1.0 / C[0], rng.standard_normal((n0, n1)), rng.standard_normal((n0, n1))
+    box = (1, 11, 1, 10)
+    ref = u0.copy()
+    for c in (first, 1 - first):  # two half-sweeps, colour (i + j + p) % 2
+        for r in (0, 1):  # the rows of each parity, colour c on them
+            r0 = box[0] + (r - box[0]) % 2
+            c0 = box[2] + (c - (r0 + box[2] + p)) % 2
+            gk.GS(ref, f, C, invd, r0, box[1], 2, c0, box[3], 2, 0, 1.2, backend="numpy")
+    for be in ("numba", "numpy"):
+        u = u0.copy()
+        gk.RB(u, f, C, invd, *box, p, first, 1.2, backend=be)
+        # the frame of the second colour, as the multigrid does after its halo exchange
+        lev = type("L", (), {"box": box, "parity": p})()
+        for ranges in mgops._Level._frame(lev, 1 - first):
+            gk.GS(u, f, C, invd, *ranges, 0, 1.2, backend=be)
+        assert np.array_equal(u, ref), be
+
+
 def test_transfer_and_galerkin_kernels_numba_equal_numpy():
     rng = np.random.default_rng(4)
     W = rng.random((4, 12, 11))

@@ -50,6 +50,38 @@ def _gs2(u, f, C, invd, r0, r1, rs, c0, c1, cs, nine, omega):
                 u[i, j] = u[i, j] + omega * (gs - u[i, j])
 
 
+def _rb2(u, f, C, invd, l0, h0, l1, h1, p, c1, omega):
+    # a 5-point level's two colours in one pass (colour of (i, j): (i + j + p) % 2): c1
+    # on the whole box, the other colour on the box less its frame, a row behind (its
+    # points then read only c1 values already relaxed); the frame needs the c1 ghosts,
+    # after a halo exchange (the caller's)
+    for i in range(l0, h0 + 1):
+        for t in range(2):
+            r = i - t
+            if t == 0 and r >= h0:
+                continue
+            if t == 1 and (r <= l0 or r >= h0 - 1):
+                continue
+            c = c1 if t == 0 else 1 - c1
+            lo, hi = (l1, h1) if t == 0 else (l1 + 1, h1 - 1)
+            for j in range(lo + (c - (r + lo + p)) % 2, hi, 2):
+                s = ((C[2, r, j] * u[r + 1, j] + C[2, r - 1, j] * u[r - 1, j])
+                     + C[4, r, j] * u[r, j + 1]) + C[4, r, j - 1] * u[r, j - 1]
+                gs = (f[r, j] - s) * invd[r, j]
+                u[r, j] = u[r, j] + omega * (gs - u[r, j])
+
+
+def _rb_numpy(u, f, C, invd, l0, h0, l1, h1, p, c1, omega):
+    for c, (a0, b0, a1, b1) in ((c1, (l0, h0, l1, h1)), (1 - c1, (l0 + 1, h0 - 1, l1 + 1, h1 - 1))):
+        if a0 >= b0 or a1 >= b1:
+            continue
+        r, q = _box_ix(a0, b0, a1, b1)
+        gs = (f[r, q] - _nsum_numpy(u, C, r, q, 0)) * invd[r, q]
+        new = u[r, q] + omega * (gs - u[r, q])
+        mine = (r + q + p) % 2 == c
+        u[r, q] = np.where(mine, new, u[r, q])
+
+
 def _nsum_numpy(x, C, r, c, nine):
     # the neighbour sum of the loops, on the index grid r x c (np.ix_ arrays)
     s = ((C[2][r, c] * x[r + 1, c] + C[2][r - 1, c] * x[r - 1, c])
@@ -259,6 +291,7 @@ def _entry_numpy(C, i, j, s0, s1, n0, n1):
 
 
 GS = Kernel(_gs2, _gs_numpy)
+RB = Kernel(_rb2, _rb_numpy)
 RESIDUAL = Kernel(_resid2, _resid_numpy)
 APPLY = Kernel(_apply2, _apply_numpy)
 RESTRICT = Kernel(_restrict2, _restrict_numpy)
