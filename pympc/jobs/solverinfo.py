@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from .schema import fail, suggest
 
 BUILTIN = {"heat": "solvers.heat:Heat", "wave": "solvers.wave:Wave", "poisson": "solvers.poisson:Poisson",
-           "implicit_heat": "solvers.implicit:ImplicitHeat"}
+           "implicit_heat": "solvers.implicit:ImplicitHeat", "grayscott": "solvers.grayscott:GrayScott"}
 TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 #: a default that is not a literal (read from source) or not JSON-able
 UNKNOWN = object()
