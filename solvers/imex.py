@@ -29,7 +29,9 @@ import numpy as np
 from pympc.runtime import InputError, get_logger
 
 from .boundary import Boundaries
-from .krylov import Jacobi, StencilOperator, cg
+from .diffusion import DiffusionOperator
+from .krylov import Jacobi, cg
+from .multigrid import Multigrid
 from .loop import TimeLoop, initial_field
 from .adapt import Controller, final_step, wrms_norm
 from .stability import heat_dt_limit
@@ -54,13 +56,17 @@ C = A_EXPLICIT.sum(axis=1)
 
 class _Diffusion:
     """Local. One component's diffusion part: the product ``A u = -D lap u`` (true
-    boundary values read from ``u``) and the shifted solve ``(sigma I + A) x = r``."""
+    boundary values read from ``u``) and the shifted solve ``(sigma I + A) x = r`` by CG
+    preconditioned by multigrid (``mg``: its options; False: Jacobi instead), the
+    hierarchy built on the first solve and re-shifted (:meth:`Multigrid.set_shift`)
+    when ``sigma`` changes."""
 
     def __init__(self, decomp, D, bc, tol, maxiter, mg):
-        self.decomp, self.D, self.bc, self.tol, self.maxiter = decomp, float(D), bc, tol, maxiter
-        self.mg_options = dict(mg or {})
-        self.op = StencilOperator(decomp, bc=bc)
-        self.sigma, self._shifted, self._M = None, None, None
+        self.D, self.tol, self.maxiter = float(D), tol, maxiter
+        self.mg_options = mg
+        self.op = DiffusionOperator(decomp, k=self.D, bc=bc)
+        self._shifted = DiffusionOperator(decomp, k=self.D, bc=bc)
+        self.sigma, self._M = None, None
 
     @property
     def unknowns(self):
@@ -70,18 +76,26 @@ class _Diffusion:
     def product(self, u, out) -> None:
         """Collective. ``out = A u`` on the unknowns (0 elsewhere)."""
         self.op.apply(u, out)
-        out.data[self.op.unknowns] *= self.D
 
     def solve(self, sigma, r, x0):
         """Collective. ``(sigma I + A) x = r`` by preconditioned CG from ``x0``; the
         :class:`~solvers.result.Result`."""
         if sigma != self.sigma:
-            # (sigma + A) = D (sigma/D - lap): the scaled system has the same relative residual
-            self._shifted = StencilOperator(self.decomp, shift=sigma / self.D, bc=self.bc)
-            self._M = Jacobi(self._shifted)
+            self._shifted.set_shift(sigma)
+            if self.mg_options is False:
+                self._M = Jacobi(self._shifted)
+            elif self._M is None:
+                self._M = Multigrid.from_operator(self._shifted, **(self.mg_options or {}))
+            else:
+                self._M.set_shift(sigma)
             self.sigma = sigma
-        r.data[self.op.unknowns] /= self.D
         return cg(self._shifted, r, M=self._M, x0=x0, tol=self.tol, maxiter=self.maxiter)
+
+    def close(self) -> None:
+        """Collective. Free the multigrid hierarchy's communicators."""
+        if hasattr(self._M, "close"):
+            self._M.close()
+        self._M, self.sigma = None, None
 
 
 class IMEX(TimeLoop):
@@ -206,6 +220,18 @@ class IMEX(TimeLoop):
         self.stats = {k: int(v) for k, v in state["stats"].items()}
         if self.controller is not None:
             self.controller.set_state(state["controller"])
+
+    def close(self) -> None:
+        """Collective. Free the multigrid hierarchies (their coarse levels hold
+        communicators); the solver may step on (they are rebuilt on demand)."""
+        for part in self.diffusion.values():
+            part.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def done(self, end) -> bool:
         """Collective. True once a step failed for good (``solver.reason``), as the
