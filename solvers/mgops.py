@@ -480,8 +480,8 @@ def _check(d, bc, cycle, nu, omega, interpolation):
         raise InputError(f"cycle must be 'V' or 'W', got {cycle!r}")
     if len(nu) != 2 or min(nu) < 0 or max(nu) < 1:
         raise InputError(f"nu must be (pre, post) sweeps >= 0, not both 0; got {nu!r}")
-    if not 0 < omega < 2:
-        raise InputError(f"smoother omega must be in (0, 2), got {omega}")
+    if not (isinstance(omega, (int, float)) and 0 < omega < 2):
+        raise InputError(f"smoother omega must be one number in (0, 2), got {omega!r}")
     if interpolation not in INTERPOLATIONS:
         raise InputError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
 

@@ -30,24 +30,24 @@ stencil (the backward half is their negation)."""
 # ---------------------------------------------------------------------------------------
 # neighbour sums (the one order of operations every loop and reference uses)
 # ---------------------------------------------------------------------------------------
+def _nsum(x, C, i, j, nine):
+    # the off-diagonal part of row (i, j) applied to x: the one order of operations of
+    # every loop (and of _nsum_numpy)
+    s = ((C[2, i, j] * x[i + 1, j] + C[2, i - 1, j] * x[i - 1, j])
+         + C[4, i, j] * x[i, j + 1]) + C[4, i, j - 1] * x[i, j - 1]
+    if nine:
+        s = s + (((C[1, i, j] * x[i + 1, j - 1] + C[1, i - 1, j + 1] * x[i - 1, j + 1])
+                  + C[3, i, j] * x[i + 1, j + 1]) + C[3, i - 1, j - 1] * x[i - 1, j - 1])
+    return s
+
+
 def _gs2(u, f, C, invd, r0, r1, rs, c0, c1, cs, nine, omega):
     # in place on the points range(r0, r1, rs) x range(c0, c1, cs) (one colour: no two
     # of them are coupled)
     for i in range(r0, r1, rs):
-        if nine:
-            for j in range(c0, c1, cs):
-                s = ((C[2, i, j] * u[i + 1, j] + C[2, i - 1, j] * u[i - 1, j])
-                     + C[4, i, j] * u[i, j + 1]) + C[4, i, j - 1] * u[i, j - 1]
-                s = s + (((C[1, i, j] * u[i + 1, j - 1] + C[1, i - 1, j + 1] * u[i - 1, j + 1])
-                          + C[3, i, j] * u[i + 1, j + 1]) + C[3, i - 1, j - 1] * u[i - 1, j - 1])
-                gs = (f[i, j] - s) * invd[i, j]
-                u[i, j] = u[i, j] + omega * (gs - u[i, j])
-        else:
-            for j in range(c0, c1, cs):
-                s = ((C[2, i, j] * u[i + 1, j] + C[2, i - 1, j] * u[i - 1, j])
-                     + C[4, i, j] * u[i, j + 1]) + C[4, i, j - 1] * u[i, j - 1]
-                gs = (f[i, j] - s) * invd[i, j]
-                u[i, j] = u[i, j] + omega * (gs - u[i, j])
+        for j in range(c0, c1, cs):
+            gs = (f[i, j] - _nsum(u, C, i, j, nine)) * invd[i, j]
+            u[i, j] = u[i, j] + omega * (gs - u[i, j])
 
 
 def _rb2(u, f, C, invd, l0, h0, l1, h1, p, c1, omega):
@@ -65,9 +65,7 @@ def _rb2(u, f, C, invd, l0, h0, l1, h1, p, c1, omega):
             c = c1 if t == 0 else 1 - c1
             lo, hi = (l1, h1) if t == 0 else (l1 + 1, h1 - 1)
             for j in range(lo + (c - (r + lo + p)) % 2, hi, 2):
-                s = ((C[2, r, j] * u[r + 1, j] + C[2, r - 1, j] * u[r - 1, j])
-                     + C[4, r, j] * u[r, j + 1]) + C[4, r, j - 1] * u[r, j - 1]
-                gs = (f[r, j] - s) * invd[r, j]
+                gs = (f[r, j] - _nsum(u, C, r, j, 0)) * invd[r, j]
                 u[r, j] = u[r, j] + omega * (gs - u[r, j])
 
 
@@ -103,12 +101,7 @@ def _resid2(u, f, C, r, l0, h0, l1, h1, nine):
     acc = 0.0
     for i in range(l0, h0):
         for j in range(l1, h1):
-            s = ((C[2, i, j] * u[i + 1, j] + C[2, i - 1, j] * u[i - 1, j])
-                 + C[4, i, j] * u[i, j + 1]) + C[4, i, j - 1] * u[i, j - 1]
-            if nine:
-                s = s + (((C[1, i, j] * u[i + 1, j - 1] + C[1, i - 1, j + 1] * u[i - 1, j + 1])
-                          + C[3, i, j] * u[i + 1, j + 1]) + C[3, i - 1, j - 1] * u[i - 1, j - 1])
-            x = f[i, j] - (C[0, i, j] * u[i, j] + s)
+            x = f[i, j] - (C[0, i, j] * u[i, j] + _nsum(u, C, i, j, nine))
             r[i, j] = x
             acc += x * x
     return acc
@@ -130,12 +123,7 @@ def _apply2(x, y, C, l0, h0, l1, h1, nine):
     acc = 0.0
     for i in range(l0, h0):
         for j in range(l1, h1):
-            s = ((C[2, i, j] * x[i + 1, j] + C[2, i - 1, j] * x[i - 1, j])
-                 + C[4, i, j] * x[i, j + 1]) + C[4, i, j - 1] * x[i, j - 1]
-            if nine:
-                s = s + (((C[1, i, j] * x[i + 1, j - 1] + C[1, i - 1, j + 1] * x[i - 1, j + 1])
-                          + C[3, i, j] * x[i + 1, j + 1]) + C[3, i - 1, j - 1] * x[i - 1, j - 1])
-            v = C[0, i, j] * x[i, j] + s
+            v = C[0, i, j] * x[i, j] + _nsum(x, C, i, j, nine)
             y[i, j] = v
             acc += x[i, j] * v
     return acc
@@ -290,10 +278,10 @@ def _entry_numpy(C, i, j, s0, s1, n0, n1):
     return C[e][(i + s0) % n0, (j + s1) % n1]
 
 
-GS = Kernel(_gs2, _gs_numpy)
-RB = Kernel(_rb2, _rb_numpy)
-RESIDUAL = Kernel(_resid2, _resid_numpy)
-APPLY = Kernel(_apply2, _apply_numpy)
+GS = Kernel(_gs2, _gs_numpy, helpers=("_nsum",))
+RB = Kernel(_rb2, _rb_numpy, helpers=("_nsum",))
+RESIDUAL = Kernel(_resid2, _resid_numpy, helpers=("_nsum",))
+APPLY = Kernel(_apply2, _apply_numpy, helpers=("_nsum",))
 RESTRICT = Kernel(_restrict2, _restrict_numpy)
 PROLONG = Kernel(_prolong2, _prolong_numpy)
 RAP = Kernel(_rap2, _rap_numpy, helpers=("_entry",))
