@@ -106,14 +106,15 @@ class GrayScott(IMEX):
     ``"euler"``; ``dt``: the step (``"euler"``: default 0.9 of the diffusion limit);
     ``adapt``: adaptive ARK2 steps with tolerances ``rtol``, ``atol`` (default: adaptive
     when the scheme is ``"ark2"`` and no ``dt`` is given; then ``dt`` is the first step);
-    ``tol``, ``maxiter``: of each CG solve. Fields ``solver.u["u"]``, ``solver.u["v"]``.
+    ``tol``, ``maxiter``, ``mg``: of each CG solve (``mg``: the multigrid preconditioner's
+    options; False: Jacobi); ``backend``: the reaction kernel's. Fields ``solver.u["u"]``, ``solver.u["v"]``.
     """
 
     name = "grayscott"
     job_check = "solvers.grayscott:check"
 
     def __init__(self, decomp, F=0.04, kappa=0.06, Du=2e-5, Dv=1e-5, u0=None, v0=None, bc=None, dt=None,
-                 scheme="ark2", adapt=None, rtol=1e-3, atol=1e-3, tol=1e-8, maxiter=500, backend=None):
+                 scheme="ark2", adapt=None, rtol=1e-3, atol=1e-3, tol=1e-8, maxiter=500, mg=None, backend=None):
         for key, value in (("F", F), ("kappa", kappa)):
             if not _number(value) or not value > 0:
                 raise bad(key, f"{key} must be a positive number, got {value!r}")
@@ -123,7 +124,7 @@ class GrayScott(IMEX):
         settings = {"rtol": rtol, "atol": atol} if adapt else None
         init = {"u": pearson(decomp, "u") if u0 is None else u0, "v": pearson(decomp, "v") if v0 is None else v0}
         super().__init__(decomp, init, {"u": Du, "v": Dv}, bc=bc, dt=dt, scheme=scheme, tol=tol,
-                         maxiter=maxiter, adapt=settings)
+                         maxiter=maxiter, adapt=settings, mg=mg)
 
     def physics(self) -> dict:
         """Local. ``F``, ``kappa`` and :class:`~solvers.imex.IMEX`'s (diffusivities,
