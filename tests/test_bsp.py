@@ -763,7 +763,8 @@ def test_bsp_benchmark_runs_tiny(tmp_path):
         assert np.isfinite(res["ratios"][key]), key
     assert res["ratios"]["l_empty_over_barrier"] > 0 and res["heat"]["measured"] > 0
     assert all(t > 0 for m in ("hpput", "raw", "halo") for t in res["hrel"][m])
-    assert res["machine"]["g"] > 0 and res["heat"]["h"] > 0
+    # machine.g is the fitted slope of the hpput timings: noise at these h (see above)
+    assert np.isfinite(res["machine"]["g"]) and res["heat"]["h"] > 0
     # at least --heat-reps batches of each heat variant, each with its own prediction
     assert res["heat"]["batches"] >= 4 and len(res["heat"]["ratios_all"]) == res["heat"]["batches"]
     # the fit of the pattern the heat step ran (after a compute phase), or where the
