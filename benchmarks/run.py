@@ -321,7 +321,8 @@ def _solve_cell(v, its="iterations"):
     if "error" in v:
         return v["error"][:40]
     setup = f", setup {v['setup'] * 1e3:.0f} ms" if "setup" in v else ""
-    return f"{v['median'] * 1e3:.0f} ms, {v[its]:.3g} it{setup}"
+    failed = f", NOT CONVERGED (reason {v['reason']})" if isinstance(v.get("reason"), int) and v["reason"] < 0 else ""
+    return f"{v['median'] * 1e3:.0f} ms, {v[its]:.3g} it{setup}{failed}"
 
 
 def _petsc_rows(row, runs, get, cell, label="  PETSc"):
