@@ -96,8 +96,7 @@ def test_kernels_numba_equal_numpy(shape, periodic, cfield):
             for reg in (None, region):
                 ops = [varcoef.Flux(d.ndim, d.spacing, k, c.data if cfield else 0.7, backend=b)
                        for b in ("numba", "numpy")]
-                if isinstance(k, list) or cfield:
-                    assert ops[0]._loop is not ops[1]._loop  # the compiled loop really ran
+                assert ops[0]._loop is not ops[1]._loop  # the compiled loop really ran
                 s1, s2 = ops[0].apply_dot(x, y1, reg), ops[1].apply_dot(x, y2, reg)
                 np.testing.assert_array_equal(y1.data, y2.data)
                 assert s1 == pytest.approx(s2, rel=1e-13)
@@ -171,7 +170,7 @@ def test_apply_equals_rows_and_is_symmetric(comm, shape, periodic):
                 np.testing.assert_allclose(diag[idx], A[np.arange(idx.size), idx].A1, rtol=1e-13)
 
 
-def test_laplacian_case_is_stencil_operator_bit_for_bit():
+def test_laplacian_case_is_stencil_operator():
     rng = np.random.default_rng(2)
     with pympc.Decomposition((17, 23), comm=MPI.COMM_SELF, spacing=0.1) as d:
         x = pympc.DistArray(d)
@@ -181,7 +180,7 @@ def test_laplacian_case_is_stencil_operator_bit_for_bit():
         op = DiffusionOperator(d)
         op.apply(x, y2)
         assert op.is_laplacian() and not DiffusionOperator(d, shift=1.0).is_laplacian()
-        np.testing.assert_array_equal(y1.data, y2.data)
+        np.testing.assert_allclose(y1.data, y2.data, rtol=1e-14, atol=1e-12)  # (StencilOperator divides)
 
 
 def test_refusals():
