@@ -626,10 +626,10 @@ class GalerkinMultigrid:
             for ranges in lev.frames[1 - first]:
                 gk.GS(u, f, lev.C, lev.invd, *ranges, 0, self.omega)
 
-    def _residual(self, lev) -> float:
-        """``r = f - A u`` on the unknowns; this rank's ``r . r``."""
+    def _residual(self, lev) -> None:
+        """``r = f - A u`` on the unknowns."""
         pympc.update_halo(lev.u, stencil=lev.stencil)
-        return gk.RESIDUAL(lev.u.data, lev.f.data, lev.C, lev.r.data, *lev.box, lev.nine)
+        gk.RESIDUAL(lev.u.data, lev.f.data, lev.C, lev.r.data, *lev.box, lev.nine)
 
     @staticmethod
     def _restrict(fine, coarse):
