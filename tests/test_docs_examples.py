@@ -31,7 +31,13 @@ EXAMPLES = {"decomposition.md": "after 50 steps: sum",
             "solvers/preconditioners.md": "'multigrid': 8",
             "solvers/multigrid.md": "MG: converged in",
             "farm.md": "pi ~ 3.141780",
-            "blocking.md": "identical to one step per exchange: True"}
+            "blocking.md": "identical to one step per exchange: True",
+            "solvers/diffusion.md": "diffusion: ",
+            "solvers/implicit.md": "cn: t = 0.0200 after",
+            "solvers/imex.md": "fisher: t = 5.00",
+            "solvers/tutorial-grayscott.md": "explicit Gray-Scott:",
+            "solvers/newton.md": "Bratu: converged in",
+            "solvers/multigrid-variable.md": "Galerkin MG-PCG: converged in"}
 
 
 def first_python_block(page):
