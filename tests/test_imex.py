@@ -142,28 +142,30 @@ def test_rank_counts_agree_within_ten_times_tol(comm, scheme, kw):
 @pytest.mark.parametrize("scheme,kw", [("sbdf2", {"dt": 0.05, "mg": False}), ("euler", {}),
                                        ("ark2", {"adapt": {"rtol": 1e-5, "atol": 1e-5}, "mg": False})])
 def test_restart_is_bit_identical(comm, shared_tmp_path, scheme, kw):
-    """10 steps, against 5 + checkpoint + restart + 5 (a new solver object): the same
+    """6 steps, against 3 + checkpoint + restart + 3 (a new solver object): the same
     checksum (SBDF2's u^{n-1} and h_{n-1}, ARK2's step proposal and controller state
-    come from the checkpoint)."""
+    come from the checkpoint). Bit-identity does not depend on the CG tolerance: 1e-8
+    (fewer iterations, CI time at 3-4 ranks)."""
     ck = str(shared_tmp_path / "ck")
     with grid(comm, (19, 14)) as d:
-        s = Manufactured(d, scheme=scheme, tol=1e-10, **kw)
-        s.run(steps=10, progress=None)
+        s = Manufactured(d, scheme=scheme, tol=1e-8, **kw)
+        s.run(steps=6, progress=None)
         want, t = field_checksum(s.u["u"]), s.t
-        Manufactured(d, scheme=scheme, tol=1e-10, **kw).run(steps=5, checkpoint=ck, progress=None)
-        r = Manufactured(d, scheme=scheme, tol=1e-10, **kw)
-        r.run(steps=10, checkpoint=ck, restart=True, progress=None)
-        assert r.step_count == 10 and r.t == t
+        Manufactured(d, scheme=scheme, tol=1e-8, **kw).run(steps=3, checkpoint=ck, progress=None)
+        r = Manufactured(d, scheme=scheme, tol=1e-8, **kw)
+        r.run(steps=6, checkpoint=ck, restart=True, progress=None)
+        assert r.step_count == 6 and r.t == t
         assert field_checksum(r.u["u"]) == want
         assert r.stats == s.stats
 
 
-@pytest.mark.mpi
-def test_adaptive_run_lands_on_t_end_and_meets_the_tolerance(comm):
+def test_adaptive_run_lands_on_t_end_and_meets_the_tolerance():
     """ARK2 adaptive to t_end = 1: the last step is cut to land on t_end, and the global
     error at t_end stays within 20 x the tolerance (the controller bounds the local
-    error per step; measured here 3.4, 7.9, 12.7, 17.4 x tol at tol = 1e-4 .. 1e-7)."""
-    with grid(comm, (11, 9)) as d:
+    error per step; measured here 3.4, 7.9, 12.7, 17.4 x tol at tol = 1e-4 .. 1e-7).
+    One rank: that adaptive ARK2 takes the same steps on every rank count is
+    test_rank_counts_agree_within_ten_times_tol's (CI time at 3-4 ranks)."""
+    with grid(MPI.COMM_SELF, (11, 9)) as d:
         s = Manufactured(d, scheme="ark2", dt=1e-3, tol=1e-12, adapt={"rtol": 1e-5, "atol": 1e-5}, mg=False)
         s.run(t_end=1.0, progress=None)
         assert s.t == pytest.approx(1.0, rel=1e-13)

@@ -158,8 +158,11 @@ def test_rank_counts_agree(comm, scheme, adapt):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("scheme,adapt,sides", [(s, a, "dirichlet") for s in SCHEMES for a in (False, True)]
-                         + [("bdf2", True, "neumann")])
+# every scheme adaptive (its history, step history and controller state); fixed steps for
+# BDF2 only: a fixed BE or CN run keeps a subset of what its adaptive run keeps (u^{n-1},
+# the CN predictor's increment), restored by the same set_state (CI time at 3-4 ranks)
+@pytest.mark.parametrize("scheme,adapt,sides", [(s, True, "dirichlet") for s in SCHEMES]
+                         + [("bdf2", False, "dirichlet"), ("bdf2", True, "neumann")])
 def test_restart_is_bit_identical(comm, shared_tmp_path, scheme, adapt, sides):
     """N steps + checkpoint, restart to the end == one uninterrupted run (checksum and
     array): the BDF2 history, the step history and the controller state are restored."""
