@@ -50,7 +50,8 @@ from pympc.kernels import galerkin as gk
 from pympc.runtime import InputError
 
 from .boundary import Boundaries
-from .result import Result, check_arguments, verdict
+from .mgcycle import _Cycles
+from .result import Result, check_arguments
 
 INTERPOLATIONS = ("auto", "operator", "bilinear")
 
@@ -486,7 +487,7 @@ def _check(d, bc, cycle, nu, omega, interpolation):
         raise InputError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
 
 
-class GalerkinMultigrid:
+class GalerkinMultigrid(_Cycles):
     """Collective. Multigrid for ``A u = -div(k grad u) + shift u`` on a 2-D vertex grid
     of any size (homogeneous Dirichlet or periodic sides): a solver (:meth:`solve`) and a
     CG preconditioner (:meth:`apply`, one symmetric cycle). See the module doc.
@@ -590,18 +591,6 @@ class GalerkinMultigrid:
                  "agglomerated": i >= n, "direct": i == len(self.grids) - 1}
                 for i, g in enumerate(self.grids)]
 
-    def close(self) -> None:
-        """Collective. Free the coarse levels' decompositions."""
-        for lev in self.levels[1:] + self.serial:
-            lev.d.close()
-        self.levels, self.serial = self.levels[:1], []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     # -- pieces ----------------------------------------------------------------------
     def _smooth(self, lev, sweeps, reverse):
         if lev.fused:
@@ -641,16 +630,6 @@ class GalerkinMultigrid:
     def _prolong_add(coarse, fine):
         pympc.update_halo(coarse.u, stencil="box")
         gk.PROLONG(coarse.u.data, fine.W, fine.u.data, *fine.box, *fine.parents)
-
-    def _coarse_solve(self, lev):
-        f = lev.f.gather(root=0)
-        u = None
-        if lev.d.comm.Get_rank() == 0:
-            b = f.ravel()[self._keep]
-            x = self._dense @ (b - b.mean()) if self.singular else self._lu.solve(b)
-            u = np.zeros(lev.d.shape)
-            u.ravel()[self._keep] = x
-        lev.u.owned[...] = pympc.DistArray.from_global(lev.d, u, root=0).owned
 
     def _cycle(self, k, symmetric, levels):
         lev = levels[k]
@@ -724,17 +703,4 @@ class GalerkinMultigrid:
         fine.u.data[...] = 0.0
         if x0 is not None:
             fine.u.data[fine.sl] = x0.data[fine.sl]
-        fnorm = fine.f.norm(2) or 1.0
-        self._residual(fine)
-        history = [fine.r.norm(2) / fnorm]
-        reason, k = ("converged" if history[0] < tol else None), 0
-        while reason is None:
-            self._cycle(0, False, self.levels)
-            k += 1
-            self._residual(fine)
-            history.append(fine.r.norm(2) / fnorm)
-            reason = verdict(history, tol, k, maxiter, diverge=True)
-        x = fine.u.copy()
-        if self.singular:
-            x.owned[...] -= x.sum() / np.prod(fine.d.shape)
-        return Result(x, k, history[-1], reason, history)
+        return self._iterate(fine, tol, maxiter)

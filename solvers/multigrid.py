@@ -43,7 +43,8 @@ from pympc.runtime import InputError
 
 from .diffusion import DiffusionOperator
 from .krylov import StencilOperator
-from .result import Result, check_arguments, verdict
+from .mgcycle import _Cycles
+from .result import Result, check_arguments
 
 
 class _Level:
@@ -120,7 +121,7 @@ def _galerkin(op, **options):
     return GalerkinMultigrid(op, **options)
 
 
-class Multigrid:
+class Multigrid(_Cycles):
     """Collective. Geometric multigrid for ``-k lap x + c x = b`` on ``decomp``
     (vertex centring; every axis periodic or homogeneous Dirichlet): a solver
     (:meth:`solve`) and a preconditioner (:meth:`apply`, for ``M=``). ``k`` a number
@@ -300,18 +301,6 @@ class Multigrid:
                                          spacing=[2 * h for h in d.spacing], sizes=sizes)
             levels.append(self._level(coarse))
 
-    def close(self) -> None:
-        """Collective. Free the coarse levels' decompositions."""
-        for lev in self.levels[1:] + self.serial:
-            lev.d.close()
-        self.levels, self.serial = self.levels[:1], []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     # -- pieces ----------------------------------------------------------------------
     def _smooth(self, lev, sweeps):
         for color, omega in sweeps:
@@ -363,17 +352,6 @@ class Multigrid:
         sl = fine.op.unknowns
         own = tuple(slice(s.start - df.ghost, s.stop - df.ghost) for s in sl)
         fine.u.data[sl] += c[own]
-
-    def _coarse_solve(self, lev):
-        d = lev.d
-        f = lev.f.gather(root=0)
-        u = None
-        if d.comm.Get_rank() == 0:
-            b = f.ravel()[self._keep]
-            x = self._dense @ (b - b.mean()) if self.singular else self._lu.solve(b)
-            u = np.zeros(d.shape)
-            u.ravel()[self._keep] = x
-        lev.u.owned[...] = pympc.DistArray.from_global(d, u, root=0).owned
 
     def _cycle(self, k, symmetric=False, levels=None):
         levels = self.levels if levels is None else levels
@@ -451,17 +429,4 @@ class Multigrid:
         if self.singular:
             fine.f.owned[...] -= fine.f.sum() / np.prod(fine.d.shape)
         fine.u.data[...] = 0.0 if x0 is None else x0.data
-        fnorm = fine.f.norm(2) or 1.0
-        self._residual(fine)
-        history = [fine.r.norm(2) / fnorm]
-        reason, k = ("converged" if history[0] < tol else None), 0
-        while reason is None:
-            self._cycle(0)
-            k += 1
-            self._residual(fine)
-            history.append(fine.r.norm(2) / fnorm)
-            reason = verdict(history, tol, k, maxiter, diverge=True)
-        x = fine.u.copy()
-        if self.singular:
-            x.owned[...] -= x.sum() / np.prod(fine.d.shape)
-        return Result(x, k, history[-1], reason, history)
+        return self._iterate(fine, tol, maxiter)
