@@ -66,6 +66,11 @@ VARIABLES = {v.name: v for v in (
     Variable("PYMPC_IO_DIRECT", "flag", "1",
              "0 writes fields through HDF5's collective MPI-IO transfer instead of straight "
              "into their datasets' storage with pwritev (the same on every rank)"),
+    Variable("PYMPC_YIELD_WAIT", "choice", "auto",
+             "on: the ranks a pympc launcher starts wait for messages by yielding their core "
+             "(a PMPI shim, docs/oversubscribe.md); auto: on when the job has more ranks than "
+             "this machine's usable cores; off: MPI's own busy waits",
+             ("auto", "on", "off")),
     Variable("PYMPC_REQUIRE_SLURM", "flag", "0",
              "1 (set by .ci/run): the Slurm tests fail, instead of skipping, where the test "
              "cluster cannot start (not root, no network namespaces)"),

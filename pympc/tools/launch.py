@@ -56,6 +56,49 @@ def mpi_command(n: int, argv: list[str], python: bool | str = True) -> list[str]
     return cmd + _launcher_flags(cmd) + ["-n", str(int(n))] + interp + list(argv)
 
 
+#: the yielding-wait shim ``./run setup`` builds from ``pympc/tools/yieldwait.c``
+YIELD_WAIT_LIB = "pympc-yieldwait.so"
+
+
+def yield_wait_library() -> str | None:
+    """Local. The path of the yielding-wait shim in this interpreter's environment
+    (``<prefix>/lib/pympc-yieldwait.so``), or None where it was not built."""
+    path = os.path.join(sys.prefix, "lib", YIELD_WAIT_LIB)
+    return path if os.path.isfile(path) else None
+
+
+def usable_cores() -> int:
+    """Local. The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def with_yield_wait(n: int, env: dict) -> dict:
+    """Local. ``env`` for a job of ``n`` ranks on this machine, with the yielding-wait shim
+    first in ``LD_PRELOAD`` where ``PYMPC_YIELD_WAIT`` asks for it (``auto``: more ranks
+    than :func:`usable_cores`) and the shim is built, and without it otherwise. A blocked
+    rank then gives its core to a rank with work instead of spinning until the kernel's
+    next tick (docs/oversubscribe.md). ``PYMPC_YIELD_WAIT=on`` without the shim raises."""
+    mode = _env.parse("PYMPC_YIELD_WAIT", env.get("PYMPC_YIELD_WAIT"))
+    lib = yield_wait_library()
+    keep = [p for p in env.get("LD_PRELOAD", "").split() if os.path.basename(p) != YIELD_WAIT_LIB]
+    want = mode == "on" or (mode == "auto" and int(n) > usable_cores())
+    if want and lib is None:
+        if mode == "on":
+            raise _env.EnvError(f"PYMPC_YIELD_WAIT=on but {os.path.join(sys.prefix, 'lib', YIELD_WAIT_LIB)} "
+                                "is not built (./run setup builds it)")
+        want = False
+    out = dict(env)
+    preload = ([lib] if want else []) + keep
+    if preload:
+        out["LD_PRELOAD"] = " ".join(preload)
+    else:
+        out.pop("LD_PRELOAD", None)
+    return out
+
+
 #: what a launching parent passes on to mpiexec, which passes them on to every rank
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
 
@@ -69,7 +112,8 @@ def exec_mpi(n: int, argv: list[str], env=None, timeout: float | None = None, gr
     whole job is killed (status 124). Returns ``(status, signals)``: mpiexec's exit
     status and the signals passed on (MPICH's mpiexec exits 0 or 15, not the ranks'
     status, after passing on a SIGTERM: the caller may need to look further)."""
-    proc = subprocess.Popen(mpi_command(n, argv), env=clean_env(env), start_new_session=True)
+    proc = subprocess.Popen(mpi_command(n, argv), env=with_yield_wait(n, clean_env(env)),
+                            start_new_session=True)
     passed = []
 
     def forward(signum, frame):
@@ -124,7 +168,7 @@ def run_mpi(n: int, argv: list[str], timeout: float = 600, python: bool | str = 
     start = time.monotonic()
     proc = subprocess.Popen(full, stdout=subprocess.PIPE if capture else None,
                             stderr=subprocess.PIPE if capture else None, text=True,
-                            start_new_session=True, env=clean_env(env), cwd=cwd)
+                            start_new_session=True, env=with_yield_wait(n, clean_env(env)), cwd=cwd)
     try:
         out, err = proc.communicate(timeout=timeout)
         timed_out = False
