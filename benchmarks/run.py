@@ -3,6 +3,7 @@
     ./run bench                 # every benchmark, full size
     ./run bench decomp --ranks 1,2 --size 2048
     ./run bench npb             # the NAS Parallel Benchmarks against NASA's code (benchmarks/npb/)
+    ./run bench oversubscribe   # more ranks than cores: busy against yielding waits
 
 Each benchmark writes ``benchmarks/results/<name>.json`` (everything measured) and
 ``<name>.md`` (the table of ratios against the targets, with machine and versions).
@@ -450,6 +451,9 @@ def write_results(name, runs, out):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["oversubscribe"]:  # more ranks than cores: a launcher of its own
+        from bench_oversubscribe import main as oversubscribe
+        return oversubscribe(argv[1:])
     if argv[:1] == ["npb"]:  # the NAS Parallel Benchmarks against NASA's code: their own driver
         sys.path.insert(0, os.path.join(HERE, "npb"))
         import importlib.util
