@@ -85,3 +85,17 @@ def test_on_without_the_shim_is_a_clear_error_and_auto_falls_back(monkeypatch):
 def test_a_bad_value_is_refused():
     with pytest.raises(_env.EnvError, match="PYMPC_YIELD_WAIT='maybe' is not one of auto, on, off"):
         launch.with_yield_wait(2, {"PYMPC_YIELD_WAIT": "maybe"})
+
+
+def test_the_benchmark_runs_at_a_tiny_size(tmp_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    try:
+        from bench_oversubscribe import main
+    finally:
+        sys.path.pop(0)
+    main(["--n", "24", "--steps", "3", "--ranks", f"1,{launch.usable_cores() + 1}", "--out", str(tmp_path)])
+    import json
+    out = json.loads((tmp_path / "oversubscribe.json").read_text())
+    assert [r["ranks"] for r in out["runs"]] == [1, launch.usable_cores() + 1]
+    assert all(r["same_result"] for r in out["runs"]), out
+    assert "| busy waits (off) |" in (tmp_path / "oversubscribe.md").read_text()
