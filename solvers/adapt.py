@@ -14,7 +14,11 @@ its default constants (src/ts/adapt/interface/tsadapt.c, ``TSAdaptCreate``):
 * a failed solve (the linear solver did not converge) retries with
   ``h * scale_solve_failed`` (0.25), and for ``increase_delay`` steps after it the
   step may not grow (PETSc's ``-ts_adapt_time_step_increase_delay``, default 0);
-* after ``max_reject`` (10) rejections of one step the solver gives up.
+* after ``max_reject`` (10) rejections of one step the solver gives up;
+* ``wnormtype``: the error norm over the grid, ``"2"`` (PETSc's default, the RMS of the
+  weighted errors) or ``"infinity"`` (their maximum; PETSc's ``-ts_adapt_wnormtype
+  infinity``). The RMS averages a local error over the whole grid: where the activity is
+  local (a front, a spot), ``"infinity"`` holds every point to the tolerance.
 
 :func:`final_step` is PETSc's rule for the end time (``TS_EXACTFINALTIME_MATCHSTEP``):
 take the remainder when the step would overshoot it or come within 1% of it, half the
@@ -30,6 +34,9 @@ import numpy as np
 
 import pympc
 from pympc.runtime import InputError
+
+#: the error norms over the grid (PETSc's ``-ts_adapt_wnormtype`` values)
+NORMS = ("2", "infinity")
 
 #: sqrt(machine epsilon): PETSc's slack for "the step is at dt_min".
 _SQRT_EPS = math.sqrt(np.finfo(float).eps)
@@ -54,6 +61,7 @@ class Controller:
     scale_solve_failed: float = 0.25
     max_reject: int = 10
     increase_delay: int = 0
+    wnormtype: str = "2"
     just_decreased: int = 0
 
     def __post_init__(self):
@@ -75,6 +83,8 @@ class Controller:
             raise InputError("adapt: need atol or rtol > 0, safety > 0, 0 < reject_safety <= 1, "
                              "0 < clip[0] <= 1 <= clip[1], 0 < dt_min <= dt_max, 0 < scale_solve_failed < 1; "
                              f"got {self.settings()}")
+        if self.wnormtype not in NORMS:
+            raise InputError(f"adapt: wnormtype must be one of {', '.join(NORMS)}, got {self.wnormtype!r}")
         for name in ("max_reject", "increase_delay", "just_decreased"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
@@ -109,10 +119,14 @@ class Controller:
         """Local. ``(accept, h_next)`` for a step of size ``h`` whose weighted error is
         ``err`` (None or negative: no estimate, accept and keep ``h``), from a scheme whose
         local error is of order ``order``; ``retry``: the previous try of this step was
-        rejected. PETSc's TSAdaptChoose_Basic, line for line."""
+        rejected. PETSc's TSAdaptChoose_Basic, line for line, except that a non-finite
+        ``err`` (a step that blew up) counts as infinite: rejected, the step cut by
+        ``clip[0]``."""
         h = float(h)
         if err is None or err < 0:
             return True, h
+        if not math.isfinite(err):  # a step that blew up (NaN or inf): reject, shrink most
+            err = math.inf
         safety = self.safety
         if err > 1:
             if retry:
@@ -120,7 +134,7 @@ class Controller:
             accept = h < (1 + _SQRT_EPS) * self.dt_min
         else:
             accept = True
-        hfac = safety * err ** (-1.0 / order) if err > 0 else math.inf
+        hfac = safety * err ** (-1.0 / order) if err > 0 else math.inf  # inf ** -x is 0
         if self.just_decreased:
             hfac = min(hfac, 1.0)
             self.just_decreased -= 1
@@ -142,19 +156,29 @@ class Controller:
         self.just_decreased = int(state.get("just_decreased", 0))
 
 
-def wrms_norm(u, y, atol, rtol, region=None, error=None) -> float:
-    """Collective. PETSc's weighted RMS error norm (``TSErrorWeightedNorm``, 2-norm) of
-    ``y`` against ``u`` (DistArrays on one decomposition: the accepted solution and the
-    solution plus its local error estimate): with ``tol_i = atol + rtol max(|u_i|, |y_i|)``,
-    ``sqrt(sum_i (|y_i - u_i| / tol_i)^2 / n)`` over the points of ``region`` (slices of
-    ``.data``, e.g. an operator's ``unknowns``; default the owned points) whose ``tol_i > 0``,
-    ``n`` their global count. ``error``: a DistArray holding ``y - u`` already (then it is
-    used for the difference). One Allreduce."""
+def wrms_norm(u, y, atol, rtol, region=None, error=None, norm="2") -> float:
+    """Collective. PETSc's weighted error norm (``TSErrorWeightedNorm``) of ``y`` against
+    ``u`` (DistArrays on one decomposition: the accepted solution and the solution plus
+    its local error estimate): with ``tol_i = atol + rtol max(|u_i|, |y_i|)`` and
+    ``e_i = |y_i - u_i| / tol_i`` over the points of ``region`` (slices of ``.data``, e.g.
+    an operator's ``unknowns``; default the owned points) whose ``tol_i > 0``:
+    ``norm="2"``, ``sqrt(sum_i e_i^2 / n)`` with ``n`` their global count;
+    ``norm="infinity"``, ``max_i e_i``. ``error``: a DistArray holding ``y - u`` already
+    (then it is used for the difference). A NaN or infinity in any of them makes the norm
+    infinite (a step that blew up is rejected). One Allreduce."""
+    if norm not in NORMS:
+        raise InputError(f"wrms_norm: norm must be one of {', '.join(NORMS)}, got {norm!r}")
     uu, yy = (u.owned, y.owned) if region is None else (u.data[region], y.data[region])
     diff = np.abs((yy - uu) if error is None else (error.owned if region is None else error.data[region]))
     tol = atol + rtol * np.maximum(np.abs(uu), np.abs(yy))
     ok = tol > 0
-    local = float(np.sum(np.square(diff[ok] / tol[ok]))) if ok.any() else 0.0
+    weighted = diff[ok] / tol[ok]
+    # a NaN or inf anywhere (a step that blew up) makes the norm infinite, never drops out
+    blown = not (np.isfinite(diff).all() and np.isfinite(tol).all())
+    if norm == "infinity":
+        local = math.inf if blown else (float(weighted.max()) if weighted.size else 0.0)
+        return float(pympc.reduce_all(("max", local), comm=u.decomp.cart)[0])
+    local = math.inf if blown else (float(np.sum(np.square(weighted))) if weighted.size else 0.0)
     total, count = pympc.reduce_all(("sum", local), ("sum", int(np.count_nonzero(ok))), comm=u.decomp.cart)
     return math.sqrt(total / count) if count else 0.0
 

@@ -105,7 +105,9 @@ class GrayScott(IMEX):
     :func:`pearson`); ``scheme``: ``"ark2"`` (default), ``"sbdf2"``, ``"sbdf1"`` or
     ``"euler"``; ``dt``: the step (``"euler"``: default 0.9 of the diffusion limit);
     ``adapt``: adaptive ARK2 steps with tolerances ``rtol``, ``atol`` (default: adaptive
-    when the scheme is ``"ark2"`` and no ``dt`` is given; then ``dt`` is the first step);
+    when the scheme is ``"ark2"`` and no ``dt`` is given; then ``dt`` is the first step),
+    or a dict of further controller settings (:class:`solvers.adapt.Controller`, e.g.
+    ``{"wnormtype": "infinity"}``);
     ``tol``, ``maxiter``, ``mg``: of each CG solve (``mg``: the multigrid preconditioner's
     options; False: Jacobi); ``backend``: the reaction kernel's. Fields ``solver.u["u"]``, ``solver.u["v"]``.
     """
@@ -121,7 +123,9 @@ class GrayScott(IMEX):
         self.F, self.kappa, self.backend = float(F), float(kappa), backend
         if adapt is None:
             adapt = scheme == "ark2" and dt is None
-        settings = {"rtol": rtol, "atol": atol} if adapt else None
+        settings = None
+        if adapt:
+            settings = {"rtol": rtol, "atol": atol, **(adapt if isinstance(adapt, dict) else {})}
         init = {"u": pearson(decomp, "u") if u0 is None else u0, "v": pearson(decomp, "v") if v0 is None else v0}
         super().__init__(decomp, init, {"u": Du, "v": Dv}, bc=bc, dt=dt, scheme=scheme, tol=tol,
                          maxiter=maxiter, adapt=settings, mg=mg)

@@ -374,19 +374,20 @@ class IMEX(TimeLoop):
         self._adaptive_step()
 
     def _error_norm(self, new, est) -> float:
-        """Collective. PETSc's weighted RMS norm (:func:`solvers.adapt.wrms_norm`) of the
-        embedded error over every component's unknowns (one reduction per component; the
-        components have the same unknowns, so the mean of their squares is the norm of
-        all of them together)."""
-        total = 0.0
+        """Collective. PETSc's weighted norm (:func:`solvers.adapt.wrms_norm`, the
+        controller's ``wnormtype``) of the embedded error over every component's unknowns
+        (one reduction per component; the components have the same unknowns, so the RMS
+        of all of them is the root of the mean of their squares, the max their max)."""
+        ctrl, norms = self.controller, []
         for c in self.names:
             x, y, e = self._stage[c], self._guess[c], self._tmp[c]
             x.data[self._unk] = new[c]
             e.data[self._unk] = est[c]
             y.data[self._unk] = new[c] - est[c]  # the embedded (first-order) solution
-            ctrl = self.controller
-            total += wrms_norm(x, y, ctrl.atol, ctrl.rtol, region=self._unk, error=e) ** 2
-        return math.sqrt(total / len(self.names))
+            norms.append(wrms_norm(x, y, ctrl.atol, ctrl.rtol, region=self._unk, error=e, norm=ctrl.wnormtype))
+        if ctrl.wnormtype == "infinity":
+            return max(norms)
+        return math.sqrt(sum(v * v for v in norms) / len(norms))
 
     def _adaptive_step(self) -> None:
         """Collective. Try ARK2 steps until the controller accepts one (at most

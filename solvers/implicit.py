@@ -432,7 +432,7 @@ class ImplicitHeat(TimeLoop):
             est.owned[...] = sum(ci * p for ci, p in zip(c, past))
         est.owned[...] += new  # PETSc's y = u^{n+1} + LTE
         ctl = self.controller
-        return wrms_norm(self._new, est, ctl.atol, ctl.rtol, self._op.unknowns)
+        return wrms_norm(self._new, est, ctl.atol, ctl.rtol, self._op.unknowns, norm=ctl.wnormtype)
 
     def _commit(self, t, h):
         """Local. Accept the step: the history moves on, ``u = u^{n+1}``, the time."""

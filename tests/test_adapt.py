@@ -44,6 +44,18 @@ def test_choose_at_dt_min_accepts_anyway():
     assert c.choose(2e-3, 1e6, 2)[1] == 1e-3  # never below dt_min
 
 
+def test_a_step_that_blew_up_is_rejected_and_cut_most():
+    for err in (math.nan, math.inf):
+        assert Controller().choose(0.5, err, 2) == (False, pytest.approx(0.05))
+    assert Controller(dt_min=0.5).choose(0.5, math.nan, 2)[0]  # at dt_min: accepted, as any error
+
+
+def test_wnormtype_is_checked():
+    assert Controller(wnormtype="infinity").settings()["wnormtype"] == "infinity"
+    with pytest.raises(pympc.InputError, match="wnormtype must be one of 2, infinity"):
+        Controller.make({"wnormtype": "max"})
+
+
 def test_choose_without_estimate_keeps_the_step():
     assert Controller().choose(0.25, None, 2) == (True, 0.25)
     assert Controller().choose(0.25, -1.0, 2) == (True, 0.25)
@@ -110,3 +122,21 @@ def test_wrms_norm_against_numpy(comm, shape, periodic):
         sub = tuple(slice(1, None) for _ in shape)
         want_inner = math.sqrt(np.mean(((gy - gu)[sub] / tol[sub]) ** 2))
         assert wrms_norm(u, y, atol, rtol, region=inner) == pytest.approx(want_inner, rel=1e-12)
+        # the max norm (PETSc's -ts_adapt_wnormtype infinity): exactly numpy's max, wherever it lies
+        assert wrms_norm(u, y, atol, rtol, norm="infinity") == np.max(np.abs(gy - gu) / tol)
+        assert wrms_norm(u, y, atol, rtol, error=e, norm="infinity") == np.max(np.abs(gy - gu) / tol)
+        assert wrms_norm(u, y, atol, rtol, region=inner, norm="infinity") == \
+            np.max(np.abs(gy - gu)[sub] / tol[sub])
+        assert wrms_norm(z, z, 0.0, 1.0, norm="infinity") == 0.0
+        # one bad point on one rank: the max sees it on every rank (NaN as infinity)
+        spot = tuple(s // 2 for s in shape)
+        for bad, seen in ((1e9, 1e9 / atol), (np.nan, math.inf)):
+            gb = gy.copy()
+            gb[spot] = gu[spot] + bad
+            b = pympc.DistArray.from_global(d, gb if root else None)
+            assert wrms_norm(u, b, atol, 0.0, norm="infinity") == pytest.approx(seen, rel=1e-12)
+            if bad != bad:  # NaN: the RMS is infinite too (not the RMS of the other points)
+                assert wrms_norm(u, b, atol, rtol) == math.inf
+                assert wrms_norm(b, u, atol, rtol, region=inner, norm="infinity") == math.inf
+        with pytest.raises(pympc.InputError, match="norm must be one of 2, infinity"):
+            wrms_norm(u, y, atol, rtol, norm="max")
