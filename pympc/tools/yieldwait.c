@@ -26,16 +26,21 @@ static unsigned long long yw_polls = 0;
  * through ctypes to see that the shim is in place). */
 unsigned long long pympc_yieldwait_polls(void) { return yw_polls; }
 
+/* Call CALL (an MPI_Test-like call returning an error code) until it fails or DONE
+ * holds, giving the core away between tries; return CALL's code. */
+#define YW_POLL(CALL, DONE)                                                            \
+    for (;;) {                                                                         \
+        int rc_ = CALL;                                                                \
+        if (rc_ != MPI_SUCCESS || (DONE))                                              \
+            return rc_;                                                                \
+        yw_polls++;                                                                    \
+        sched_yield();                                                                 \
+    }
+
 static int yw_wait(MPI_Request *req, MPI_Status *status)
 {
-    int flag = 0, rc;
-    for (;;) {
-        rc = PMPI_Test(req, &flag, status);
-        if (rc != MPI_SUCCESS || flag)
-            return rc;
-        yw_polls++;
-        sched_yield();
-    }
+    int flag = 0;
+    YW_POLL(PMPI_Test(req, &flag, status), flag)
 }
 
 /* ---- waits and probes ---------------------------------------------------------- */
@@ -44,62 +49,32 @@ int MPI_Wait(MPI_Request *req, MPI_Status *status) { return yw_wait(req, status)
 
 int MPI_Waitall(int n, MPI_Request reqs[], MPI_Status statuses[])
 {
-    int flag = 0, rc;
-    for (;;) {
-        rc = PMPI_Testall(n, reqs, &flag, statuses);
-        if (rc != MPI_SUCCESS || flag)
-            return rc;
-        yw_polls++;
-        sched_yield();
-    }
+    int flag = 0;
+    YW_POLL(PMPI_Testall(n, reqs, &flag, statuses), flag)
 }
 
 int MPI_Waitany(int n, MPI_Request reqs[], int *index, MPI_Status *status)
 {
-    int flag = 0, rc;
-    for (;;) {
-        rc = PMPI_Testany(n, reqs, index, &flag, status);
-        if (rc != MPI_SUCCESS || flag)
-            return rc;
-        yw_polls++;
-        sched_yield();
-    }
+    int flag = 0;
+    YW_POLL(PMPI_Testany(n, reqs, index, &flag, status), flag)
 }
 
 int MPI_Waitsome(int n, MPI_Request reqs[], int *outcount, int indices[], MPI_Status statuses[])
 {
-    int rc;
-    for (;;) {
-        rc = PMPI_Testsome(n, reqs, outcount, indices, statuses);
-        if (rc != MPI_SUCCESS || *outcount != 0)   /* MPI_UNDEFINED: no active request */
-            return rc;
-        yw_polls++;
-        sched_yield();
-    }
+    /* *outcount: the completed requests, or MPI_UNDEFINED when none is active */
+    YW_POLL(PMPI_Testsome(n, reqs, outcount, indices, statuses), *outcount != 0)
 }
 
 int MPI_Probe(int source, int tag, MPI_Comm comm, MPI_Status *status)
 {
-    int flag = 0, rc;
-    for (;;) {
-        rc = PMPI_Iprobe(source, tag, comm, &flag, status);
-        if (rc != MPI_SUCCESS || flag)
-            return rc;
-        yw_polls++;
-        sched_yield();
-    }
+    int flag = 0;
+    YW_POLL(PMPI_Iprobe(source, tag, comm, &flag, status), flag)
 }
 
 int MPI_Mprobe(int source, int tag, MPI_Comm comm, MPI_Message *message, MPI_Status *status)
 {
-    int flag = 0, rc;
-    for (;;) {
-        rc = PMPI_Improbe(source, tag, comm, &flag, message, status);
-        if (rc != MPI_SUCCESS || flag)
-            return rc;
-        yw_polls++;
-        sched_yield();
-    }
+    int flag = 0;
+    YW_POLL(PMPI_Improbe(source, tag, comm, &flag, message, status), flag)
 }
 
 /* ---- point to point: the nonblocking call, then the yielding wait -------------- */
