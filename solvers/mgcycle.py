@@ -1,12 +1,14 @@
 """The pieces both multigrids share (:class:`solvers.multigrid.Multigrid`, the
 rediscretised hierarchy, and :class:`solvers.mgops.GalerkinMultigrid`): the coarse
-levels' lifecycle, the direct solve of the coarsest level and the solver's cycles."""
+levels' lifecycle, the cycle itself (smoothing, coarse-grid correction, agglomeration onto
+rank 0), the direct solve of the coarsest level and the solver's cycles."""
 
 from __future__ import annotations
 
 import numpy as np
 
 import pympc
+from pympc import costlog
 
 from .result import Result, verdict
 
@@ -29,6 +31,55 @@ class _Cycles:
 
     def __exit__(self, *exc):
         self.close()
+
+    # -- the cycle: each multigrid supplies _pre_smooth, _post_smooth, _residual,
+    # _restrict, _prolong_add and _agglomerates (whether the coarsest distributed level
+    # hands the rest of the cycle to rank 0's serial levels)
+    def _cycle(self, k, symmetric, levels):
+        """One V- or W-cycle (``self.cycle``) on ``levels[k]`` and below; ``symmetric``:
+        the preconditioner's cycle, whose post-smoother mirrors the pre-smoother."""
+        lev = levels[k]
+        last = k == len(levels) - 1
+        if last and not (levels is self.levels and self._agglomerates()):
+            with costlog.superstep("mg:coarse"):
+                self._coarse_solve(lev)
+            return
+        with costlog.superstep("mg:smooth"):
+            self._pre_smooth(lev, symmetric)
+            self._residual(lev)
+        if last:  # agglomerate: the rest of the cycle runs on rank 0 alone
+            with costlog.superstep("mg:agglomerate"):
+                self._agglomerated_correction(lev, symmetric)
+        else:
+            self._correct(levels, k, symmetric)
+        with costlog.superstep("mg:smooth"):
+            self._post_smooth(lev, symmetric)
+
+    def _correct(self, levels, k, symmetric):
+        """The coarse-grid correction of ``levels[k]`` from ``levels[k + 1]`` (twice in a
+        W-cycle, but once from the coarsest level)."""
+        lev, nxt = levels[k], levels[k + 1]
+        with costlog.superstep("mg:restrict"):
+            self._restrict(lev, nxt)
+        nxt.u.data[...] = 0.0
+        for _ in range(1 if self.cycle == "V" or k + 2 == len(levels) else 2):
+            self._cycle(k + 1, symmetric, levels)
+        with costlog.superstep("mg:prolong"):
+            self._prolong_add(nxt, lev)
+
+    def _agglomerated_correction(self, lev, symmetric):
+        """Gather the last distributed level's residual onto rank 0, run the rest of the
+        cycle there on the serial levels, and scatter the correction back into ``lev.u``."""
+        r = lev.r.gather(root=0)
+        e = None
+        if self._root:
+            top = self.serial[0]
+            top.r.owned[...] = r
+            top.u.data[...] = 0.0
+            self._correct(self.serial, 0, symmetric)
+            e = top.u.owned
+        corr = pympc.DistArray.from_global(lev.d, e, root=0)
+        lev.u.owned[...] += corr.owned
 
     def _coarse_solve(self, lev):
         d = lev.d

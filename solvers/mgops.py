@@ -45,7 +45,6 @@ import scipy.sparse.linalg as spla
 from mpi4py import MPI
 
 import pympc
-from pympc import costlog
 from pympc.kernels import galerkin as gk
 from pympc.runtime import InputError
 
@@ -631,50 +630,16 @@ class GalerkinMultigrid(_Cycles):
         pympc.update_halo(coarse.u, stencil="box")
         gk.PROLONG(coarse.u.data, fine.W, fine.u.data, *fine.box, *fine.parents)
 
-    def _cycle(self, k, symmetric, levels):
-        lev = levels[k]
-        last = k == len(levels) - 1
-        if last and not (levels is self.levels and self.agglomerated):
-            with costlog.superstep("mg:coarse"):
-                self._coarse_solve(lev)
-            return
-        with costlog.superstep("mg:smooth"):
-            self._smooth(lev, self.nu[0], False)
-            self._residual(lev)
-        if last:
-            with costlog.superstep("mg:agglomerate"):
-                self._agglomerated_correction(lev, symmetric)
-        else:
-            self._correct(levels, k, symmetric)
-        with costlog.superstep("mg:smooth"):
-            # the preconditioner's post-smoother runs the colours backwards: the cycle
-            # is then symmetric, as CG needs
-            self._smooth(lev, self.nu[1], symmetric)
+    def _pre_smooth(self, lev, symmetric):
+        self._smooth(lev, self.nu[0], False)
 
-    def _correct(self, levels, k, symmetric):
-        """The coarse-grid correction of ``levels[k]`` from ``levels[k + 1]``."""
-        lev, nxt = levels[k], levels[k + 1]
-        with costlog.superstep("mg:restrict"):
-            self._restrict(lev, nxt)
-        nxt.u.data[...] = 0.0
-        for _ in range(1 if self.cycle == "V" or k + 2 == len(levels) else 2):
-            self._cycle(k + 1, symmetric, levels)
-        with costlog.superstep("mg:prolong"):
-            self._prolong_add(nxt, lev)
+    def _post_smooth(self, lev, symmetric):
+        # the preconditioner's post-smoother runs the colours backwards: the cycle is
+        # then symmetric, as CG needs
+        self._smooth(lev, self.nu[1], symmetric)
 
-    def _agglomerated_correction(self, lev, symmetric):
-        """Gather the last distributed level's residual onto rank 0, run the rest of the
-        cycle there on the serial levels, and scatter the correction back into ``lev.u``."""
-        r = lev.r.gather(root=0)
-        e = None
-        if self._root:
-            top = self.serial[0]
-            top.r.owned[...] = r
-            top.u.data[...] = 0.0
-            self._correct(self.serial, 0, symmetric)
-            e = top.u.owned
-        corr = pympc.DistArray.from_global(lev.d, e, root=0)
-        lev.u.owned[...] += corr.owned
+    def _agglomerates(self) -> bool:
+        return self.agglomerated
 
     # -- interfaces ------------------------------------------------------------------
     def apply(self, r, z) -> None:

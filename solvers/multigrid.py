@@ -38,7 +38,7 @@ from mpi4py import MPI
 import scipy.sparse.linalg as spla
 
 import pympc
-from pympc import kernels, costlog
+from pympc import kernels
 from pympc.runtime import InputError
 
 from .diffusion import DiffusionOperator
@@ -353,55 +353,19 @@ class Multigrid(_Cycles):
         own = tuple(slice(s.start - df.ghost, s.stop - df.ghost) for s in sl)
         fine.u.data[sl] += c[own]
 
-    def _cycle(self, k, symmetric=False, levels=None):
-        levels = self.levels if levels is None else levels
-        lev = levels[k]
-        last = k == len(levels) - 1
-        if last and not (levels is self.levels and self.serial_chain()):
-            with costlog.superstep("mg:coarse"):
-                self._coarse_solve(lev)
-            return
-        with costlog.superstep("mg:smooth"):
-            self._smooth(lev, self._sweeps[symmetric][0])
-            self._residual(lev)
-        if last:  # agglomerate: the rest of the cycle runs on rank 0 alone
-            with costlog.superstep("mg:agglomerate"):
-                self._agglomerated_correction(lev, symmetric)
-        else:
-            nxt = levels[k + 1]
-            with costlog.superstep("mg:restrict"):
-                self._restrict(lev, nxt)
-            nxt.u.data[...] = 0.0
-            for _ in range(1 if self.cycle == "V" or k + 1 == len(levels) - 1 else 2):
-                self._cycle(k + 1, symmetric, levels)
-            with costlog.superstep("mg:prolong"):
-                self._prolong_add(nxt, lev)
-        with costlog.superstep("mg:smooth"):
-            # as a solver red then black again (black then red would put two red
-            # half-sweeps back to back, this one's and the next cycle's first: with
-            # Gauss-Seidel a projection, one of them is lost; 0.27 per V(1,1) cycle on
-            # 257^2 against 0.11); as a CG preconditioner black then red, the mirror of
-            # the pre-smoother, so that the cycle is symmetric
-            self._smooth(lev, self._sweeps[symmetric][1])
+    def _pre_smooth(self, lev, symmetric):
+        self._smooth(lev, self._sweeps[symmetric][0])
 
-    def _agglomerated_correction(self, lev, symmetric):
-        """Gather the last distributed level's residual onto rank 0, run the rest of the
-        cycle there on the serial levels, and scatter the correction back into ``lev.u``."""
-        r = lev.r.gather(root=0)
-        e = None
-        if self._root:
-            top = self.serial[0]
-            top.r.owned[...] = r
-            nxt = self.serial[1]
-            self._restrict(top, nxt)
-            nxt.u.data[...] = 0.0
-            for _ in range(1 if self.cycle == "V" or len(self.serial) == 2 else 2):
-                self._cycle(1, symmetric, self.serial)
-            top.u.data[...] = 0.0
-            self._prolong_add(nxt, top)
-            e = top.u.owned
-        corr = pympc.DistArray.from_global(lev.d, e, root=0)
-        lev.u.owned[...] += corr.owned
+    def _post_smooth(self, lev, symmetric):
+        # as a solver red then black again (black then red would put two red half-sweeps
+        # back to back, this one's and the next cycle's first: with Gauss-Seidel a
+        # projection, one of them is lost; 0.27 per V(1,1) cycle on 257^2 against 0.11);
+        # as a CG preconditioner black then red, the mirror of the pre-smoother, so that
+        # the cycle is symmetric
+        self._smooth(lev, self._sweeps[symmetric][1])
+
+    def _agglomerates(self) -> bool:
+        return self.serial_chain()
 
     def serial_chain(self) -> bool:
         """Local. Whether coarse levels are agglomerated onto rank 0 (the same answer on
@@ -415,7 +379,7 @@ class Multigrid(_Cycles):
         saved_u, saved_f = fine.u, fine.f
         fine.u, fine.f = z, r
         z.data[...] = 0.0
-        self._cycle(0, symmetric=True)
+        self._cycle(0, True, self.levels)
         fine.u, fine.f = saved_u, saved_f
 
     def solve(self, b, *, x0=None, tol=1e-8, maxiter=100) -> Result:
