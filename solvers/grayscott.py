@@ -16,6 +16,7 @@ import numpy as np
 import pympc
 from pympc.kernels.backend import Kernel, as3d
 
+from .adapt import NORMS
 from .imex import IMEX, SCHEMES
 from .stability import _number, bad, check_dt, heat_dt_limit
 
@@ -84,12 +85,15 @@ def pearson(decomp, which, half=0.0390625):
 
 def check(job) -> None:
     """Local. The job-file check: positive ``F``, ``kappa``, ``Du``, ``Dv``; a known
-    ``scheme``; forward Euler's ``dt`` within the diffusion limit."""
+    ``scheme`` and ``wnormtype``; forward Euler's ``dt`` within the diffusion limit."""
     physics, spacing = job["physics"], job["grid"]["spacing"]
     for key, default in (("F", 0.04), ("kappa", 0.06), ("Du", 2e-5), ("Dv", 1e-5)):
         value = physics.get(key, default)
         if not _number(value) or not value > 0:
             raise bad(key, f"{key} must be a positive number, got {value!r}")
+    norm = physics.get("wnormtype", "infinity")
+    if norm not in NORMS:
+        raise bad("wnormtype", f"wnormtype must be one of {list(NORMS)}, got {norm!r}")
     scheme = physics.get("scheme", "ark2")
     if scheme not in SCHEMES:
         raise bad("scheme", f"scheme must be one of {list(SCHEMES)}, got {scheme!r}")
@@ -106,8 +110,9 @@ class GrayScott(IMEX):
     ``"euler"``; ``dt``: the step (``"euler"``: default 0.9 of the diffusion limit);
     ``adapt``: adaptive ARK2 steps with tolerances ``rtol``, ``atol`` (default: adaptive
     when the scheme is ``"ark2"`` and no ``dt`` is given; then ``dt`` is the first step),
-    or a dict of further controller settings (:class:`solvers.adapt.Controller`, e.g.
-    ``{"wnormtype": "infinity"}``);
+    or a dict of further controller settings (:class:`solvers.adapt.Controller`);
+    ``wnormtype``: the controller's error norm, ``"infinity"`` (default here: the
+    activity is local, and the RMS norm let 256² blow up at tolerance 1e-2) or ``"2"``;
     ``tol``, ``maxiter``, ``mg``: of each CG solve (``mg``: the multigrid preconditioner's
     options; False: Jacobi); ``backend``: the reaction kernel's. Fields ``solver.u["u"]``, ``solver.u["v"]``.
     """
@@ -116,7 +121,8 @@ class GrayScott(IMEX):
     job_check = "solvers.grayscott:check"
 
     def __init__(self, decomp, F=0.04, kappa=0.06, Du=2e-5, Dv=1e-5, u0=None, v0=None, bc=None, dt=None,
-                 scheme="ark2", adapt=None, rtol=1e-3, atol=1e-3, tol=1e-8, maxiter=500, mg=None, backend=None):
+                 scheme="ark2", adapt=None, rtol=1e-3, atol=1e-3, wnormtype="infinity", tol=1e-8, maxiter=500,
+                 mg=None, backend=None):
         for key, value in (("F", F), ("kappa", kappa)):
             if not _number(value) or not value > 0:
                 raise bad(key, f"{key} must be a positive number, got {value!r}")
@@ -125,7 +131,8 @@ class GrayScott(IMEX):
             adapt = scheme == "ark2" and dt is None
         settings = None
         if adapt:
-            settings = {"rtol": rtol, "atol": atol, **(adapt if isinstance(adapt, dict) else {})}
+            settings = {"rtol": rtol, "atol": atol, "wnormtype": wnormtype,
+                        **(adapt if isinstance(adapt, dict) else {})}
         init = {"u": pearson(decomp, "u") if u0 is None else u0, "v": pearson(decomp, "v") if v0 is None else v0}
         super().__init__(decomp, init, {"u": Du, "v": Dv}, bc=bc, dt=dt, scheme=scheme, tol=tol,
                          maxiter=maxiter, adapt=settings, mg=mg)

@@ -99,7 +99,7 @@ def test_explicit_euler_and_imex_agree():
     with box(MPI.COMM_SELF, shape) as d:
         out = {}
         for key, kw in (("e1", dict(scheme="euler", dt=0.25)), ("e2", dict(scheme="euler", dt=0.125)),
-                        ("ark2", dict(scheme="ark2", rtol=1e-6, atol=1e-6, mg=False))):
+                        ("ark2", dict(scheme="ark2", rtol=1e-6, atol=1e-6, wnormtype="2", mg=False))):
             s = GrayScott(d, tol=1e-10, **kw)
             s.run(t_end=T, progress=None)
             assert s.t == pytest.approx(T, rel=1e-13)
@@ -120,6 +120,10 @@ def test_bad_input_is_one_clear_error():
             GrayScott(d, scheme="euler", dt=10.0)
         with pytest.raises(pympc.InputError, match="needs dt"):
             GrayScott(d, scheme="sbdf2")
+        with pytest.raises(pympc.InputError, match="wnormtype must be one of 2, infinity, got 'max'"):
+            GrayScott(d, wnormtype="max")
+        assert GrayScott(d).controller.wnormtype == "infinity"  # the default here (local activity)
+        assert GrayScott(d, wnormtype="2").controller.wnormtype == "2"
 
 
 def test_job_file_is_valid():
@@ -127,3 +131,15 @@ def test_job_file_is_valid():
 
     job = spec.load(os.path.join(ROOT, "jobs", "grayscott.toml"))
     assert job is not None
+    assert job.points[0].job["physics"]["wnormtype"] == "infinity"
+
+
+def test_job_file_with_an_unknown_norm_is_refused(tmp_path):
+    from pympc.jobs import spec
+
+    text = open(os.path.join(ROOT, "jobs", "grayscott.toml")).read()
+    assert 'wnormtype = "infinity"' in text
+    bad = tmp_path / "gs.toml"
+    bad.write_text(text.replace('wnormtype = "infinity"', 'wnormtype = "max"'))
+    with pytest.raises(pympc.InputError, match=r"physics.wnormtype: wnormtype must be one of \['2', 'infinity'\]"):
+        spec.load(str(bad))
