@@ -195,7 +195,10 @@ def background(cluster, tmp_path_factory):
     """Submitted at once, checked at the end: the time-limit job and a packed sweep with a
     failing point."""
     runs = tmp_path_factory.mktemp("background")
-    limit = job_file(runs, "limit", pause=0.2)  # 300 steps x 0.2 s: a minute's limit cannot hold them
+    # 300 steps x 0.3 s (the first run only, slowheat.py): a minute's limit cannot hold them.
+    # slurmctld checks time limits every 30 s, so the warning comes 30-60 s into the run, a
+    # little later on a loaded machine: 0.2 s (60 s) once let the run finish before it came.
+    limit = job_file(runs, "limit", pause=0.3)
     seven = job_file(runs, "seven", '\n[sweep]\n"physics.fail_at" = [-1, -1, -1, 5, -1, -1, -1]\n')
     return {
         "runs": runs, "t0": time.time(),
