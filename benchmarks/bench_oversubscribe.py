@@ -24,6 +24,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from pympc.tools.launch import run_mpi, usable_cores, yield_wait_library  # noqa: E402
 
+sys.path.insert(0, HERE)
+from machine import describe  # noqa: E402
+
 WORKER = r"""
 import sys, time
 import numpy as np
@@ -83,14 +86,14 @@ def main(argv=None):
         os.unlink(script)
     limit = min((r["on"]["seconds"] for r in runs if r["ranks"] == cores), default=None)
     out = {"benchmark": "oversubscribe", "n": args.n, "steps": args.steps, "cores": cores,
-           "cpu": platform.processor() or platform.machine(), "runs": runs,
+           "machine": describe(), "platform": platform.platform(), "runs": runs,
            "limit_seconds": limit}
     with open(os.path.join(args.out, "oversubscribe.json"), "w") as f:
         json.dump(out, f, indent=1)
-    lines = [f"# More ranks than cores: busy waits against yielding waits\n",
+    lines = ["# More ranks than cores: busy waits against yielding waits\n",
              f"Heat solve, {args.n}² grid, {args.steps} steps (halo exchange + update + one "
              f"Allreduce per step), {cores} usable cores; one run each. The limit is the same "
-             f"work at {cores} ranks (no core shared).\n",
+             f"work at {cores} ranks (no core shared). Machine: {describe()} ({platform.platform()}).\n",
              "| ranks | busy waits (off) | yielding waits (on) | off / on | on / limit | same result |",
              "|---|---|---|---|---|---|"]
     for r in runs:

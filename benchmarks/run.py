@@ -24,21 +24,12 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from pympc.tools.launch import run_mpi  # noqa: E402
 
+from machine import describe  # noqa: E402  (benchmarks/ is this script's directory)
+
 BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py", "bsp": "bench_bsp.py",
            "solvers": "bench_solvers.py", "krylov": "bench_krylov.py", "farm": "bench_farm.py",
            "blocking": "bench_blocking.py", "implicit": "bench_implicit.py", "newton": "bench_newton.py",
            "varmg": "bench_varmg.py"}
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def fmt(x, spec=".3g"):
@@ -433,7 +424,7 @@ CAPTIONS = {
 def write_results(name, runs, out):
     """``out``/<name>.json (meta + every run) and <name>.md (the table); returns the markdown.
     ``runs``: the benchmark's JSON results, one per rank count, from one run."""
-    meta = {"machine": f"{cpu_model()}, {os.cpu_count()} cores", "platform": platform.platform(),
+    meta = {"machine": describe(), "platform": platform.platform(),
             "versions": runs[0].get("versions", {})}
     with open(os.path.join(out, f"{name}.json"), "w") as f:
         json.dump({"meta": meta, "runs": runs}, f, indent=1)

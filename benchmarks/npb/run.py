@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 
@@ -28,6 +27,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 
 from pympc.tools.launch import run_mpi  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(HERE))
+from machine import cpu_model  # noqa: E402
 
 FILES = {"ep": "ep.py", "cg": "cg.py", "mg": "mg.py", "ft": "ft.py", "is": "is_.py"}
 #: the issue's targets: pympc's Mop/s over the official code's
@@ -142,8 +144,7 @@ def main(argv=None) -> int:
               "benchmarks/npb/build_official.sh (the official columns stay empty)", flush=True)
     rows = measure(args)
     os.makedirs(args.out, exist_ok=True)
-    machine = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
-                             capture_output=True, text=True).stdout.strip()
+    machine = cpu_model()
     with open(os.path.join(args.out, "npb.json"), "w") as f:
         json.dump({"machine": machine, "cores": os.cpu_count(), "platform": platform.platform(), "rows": rows}, f,
                   indent=1)
