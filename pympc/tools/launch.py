@@ -60,10 +60,14 @@ def mpi_command(n: int, argv: list[str], python: bool | str = True) -> list[str]
 YIELD_WAIT_LIB = "pympc-yieldwait.so"
 
 
+def _yield_wait_path() -> str:
+    return os.path.join(sys.prefix, "lib", YIELD_WAIT_LIB)
+
+
 def yield_wait_library() -> str | None:
     """Local. The path of the yielding-wait shim in this interpreter's environment
     (``<prefix>/lib/pympc-yieldwait.so``), or None where it was not built."""
-    path = os.path.join(sys.prefix, "lib", YIELD_WAIT_LIB)
+    path = _yield_wait_path()
     return path if os.path.isfile(path) else None
 
 
@@ -87,8 +91,8 @@ def with_yield_wait(n: int, env: dict) -> dict:
     want = mode == "on" or (mode == "auto" and int(n) > usable_cores())
     if want and lib is None:
         if mode == "on":
-            raise _env.EnvError(f"PYMPC_YIELD_WAIT=on but {os.path.join(sys.prefix, 'lib', YIELD_WAIT_LIB)} "
-                                "is not built (./run setup builds it)")
+            raise _env.EnvError(f"PYMPC_YIELD_WAIT=on but {_yield_wait_path()} is not built "
+                                "(./run setup builds it)")
         want = False
     out = dict(env)
     preload = ([lib] if want else []) + keep
