@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from pympc.tools.launch import run_mpi  # noqa: E402
 
-from machine import describe  # noqa: E402  (benchmarks/ is this script's directory)
+sys.path.insert(0, HERE)  # this script's siblings (machine, bench_oversubscribe), however it is started
+from machine import describe  # noqa: E402
 
 BENCHES = {"decomp": "bench_decomp.py", "io": "bench_io.py", "bsp": "bench_bsp.py",
            "solvers": "bench_solvers.py", "krylov": "bench_krylov.py", "farm": "bench_farm.py",
