@@ -156,32 +156,43 @@ def time_patterns(names=tuple(PATTERNS), sides=PATTERN_SIDES, iters: int = 10, r
     of the given ``sides`` (:class:`PatternRelation`), timed as :func:`time_hrelations`
     times the ``"halo"`` method (after a compute phase of ``compute`` bytes, or a
     :class:`Stream`; ``between`` and ``every`` likewise), fitted to ``T(h) = g*h + l``
-    over the words each side moves. One pattern at a time (its grids one at a time),
-    the batches of each in a random order of sides, ``reps`` rounds. Returns, per
-    pattern key the cost log records (``"halo:cols"``...), ``{"name", "sides", "words",
-    "times", "fit"}``; two names with one key (possible at some rank counts) keep the
-    first."""
+    over the words each side moves. ``reps`` rounds, each one batch of every (pattern,
+    side) in a random order: the patterns interleaved, so that every fit (and the
+    ``between`` batches of a program it is to predict) samples the same minutes of a
+    shared machine; one grid is held at a time. Returns, per pattern key the cost log
+    records (``"halo:cols"``...), ``{"name", "sides", "words", "times", "fit"}``; two
+    names with one key (possible at some rank counts) keep the first."""
     comm = get_comm(comm)
     stream = compute if isinstance(compute, Stream) else Stream(compute) if compute > 0 else None
     rng = np.random.default_rng(seed)
-    out, n_batch = {}, 0
-    for name in names:
-        pr = PatternRelation(name, sides, comm)
-        try:
-            samples = {n: [] for n in pr.sides}
-            for _ in range(reps):
-                for n in rng.permutation(pr.sides).tolist():
-                    if between is not None and every > 0 and n_batch % every == 0:
-                        between()
-                    n_batch += 1
-                    samples[n].append(_time_pattern(pr, n, iters, stream))
-        finally:
+    prs = []
+    try:
+        for name in names:
+            prs.append(PatternRelation(name, sides, comm))
+            prs[-1].drop()  # one grid at a time (the constructor keeps its last)
+        jobs = [(p, n) for p in range(len(prs)) for n in prs[p].sides]
+        samples = [{n: [] for n in pr.sides} for pr in prs]
+        n_batch, held = 0, None
+        for _ in range(reps):
+            for j in rng.permutation(len(jobs)).tolist():
+                p, n = jobs[j]
+                if between is not None and every > 0 and n_batch % every == 0:
+                    between()
+                n_batch += 1
+                if held is not None and held != p:
+                    prs[held].drop()
+                held = p
+                samples[p][n].append(_time_pattern(prs[p], n, iters, stream))
+    finally:
+        for pr in prs:
             pr.close()
+    out = {}
+    for pr, smp in zip(prs, samples):
         if pr.key in out:
             continue
         words = [pr.words[n] for n in pr.sides]
-        times = [float(np.median(samples[n])) for n in pr.sides]
-        out[pr.key] = {"name": name, "sides": pr.sides, "words": words, "times": times, "fit": fit(words, times)}
+        times = [float(np.median(smp[n])) for n in pr.sides]
+        out[pr.key] = {"name": pr.name, "sides": pr.sides, "words": words, "times": times, "fit": fit(words, times)}
     return out
 
 

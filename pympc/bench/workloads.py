@@ -229,7 +229,7 @@ class PatternRelation:
         """Collective. The DistArray of side ``n`` (the one of the last call is closed)."""
         if self.array is not None and self.array.decomp.shape[0] == n:
             return self.array
-        self._drop()
+        self.drop()
         d = Decomposition((n, n), comm=self.comm, dims=self.dims, periodic=self.periodic, ghost=self.width,
                           stencil=self.stencil)
         self.array, self.partner = DistArray(d), DistArray(d)
@@ -254,14 +254,15 @@ class PatternRelation:
                 self.array, self.partner = self.partner, self.array
         self.bsp.sync(self.LABEL)
 
-    def _drop(self):
+    def drop(self) -> None:
+        """Collective. Free the grid (a later :meth:`run` builds it again)."""
         if self.array is not None:
             self.array.decomp.close()  # (the partner's too: one decomposition)
             self.array = self.partner = None
 
     def close(self) -> None:
         """Collective. Free the grid and the BSP object."""
-        self._drop()
+        self.drop()
         self.bsp.close()
 
 
