@@ -4,9 +4,10 @@ The file holds each field as one contiguous dataset of the **global** array in n
 layout, so h5py, h5dump, ParaView or any serial tool sees a plain array. HDF5 creates
 each dataset collectively; every rank then writes its own block straight from the ghosted
 local array into the dataset's storage, its owned rows handed to ``os.pwritev`` (no copy
-of the block; :func:`_write_direct` says why), or, where that does not apply, in one
-collective MPI-IO transfer whose memory selection skips the ghosts. Reads are one
-collective transfer into the owned cells.
+of the block; :func:`_move_direct` says why), or, where that does not apply, in one
+collective MPI-IO transfer whose memory selection skips the ghosts. Reads of a file
+opened read-only go the same way back (``os.preadv`` into the owned rows), or, where that
+does not apply, in one collective transfer into the owned cells.
 
 Hangs designed out:
 
@@ -56,9 +57,10 @@ FORMAT_VERSION = 1
 HAVE_PARALLEL_H5PY = bool(h5py.get_config().mpi)
 _warned = False
 
-#: Fields go into their datasets' storage with ``os.pwritev`` (see :func:`_write_direct`);
-#: ``PYMPC_IO_DIRECT=0`` (pympc.env; the same on every rank) sends them through HDF5's
-#: collective MPI-IO transfer instead.
+#: Fields go into their datasets' storage with ``os.pwritev``, and out of it (files opened
+#: ``"r"``) with ``os.preadv`` (see :func:`_move_direct`); ``PYMPC_IO_DIRECT=0``
+#: (pympc.env; the same on every rank) sends them through HDF5's collective MPI-IO
+#: transfer instead.
 DIRECT = bool(_env.value("PYMPC_IO_DIRECT")) and hasattr(os, "pwritev")
 #: Datasets of at least ``ALIGN_THRESHOLD`` bytes start at a multiple of ``ALIGN_INTERVAL``
 #: in files pympc writes (H5Pset_alignment): whole pages and file-system blocks for the
@@ -270,29 +272,34 @@ def _row_runs(a, offset):
     return runs
 
 
-def _write_direct(path, a, offset):
-    """This rank's share of field ``a`` into the dataset whose raw data starts at
-    ``offset``: ``os.pwritev`` of the owned rows from the ghosted array, no copy. Why: the
-    memory selection of a ghosted block makes MPI-IO pack it through its own buffer (0.78-
-    0.92 of a raw ``Write_at_all`` at one rank here, 1.0 for a contiguous block); the kernel
-    gathers the rows itself. Independent of the other ranks (each writes its own bytes);
-    the error text, or ``None``."""
+def _move_direct(path, a, offset, write, name):
+    """This rank's share of field ``a`` between its ghosted array and the dataset
+    ``name`` whose raw data starts at ``offset``: ``os.pwritev`` of the owned rows, or
+    ``os.preadv`` into them, no copy. Why: a memory selection that skips the ghosts makes
+    MPI-IO pack the block through its own buffer (a write at 0.78-0.92 of a raw
+    ``Write_at_all`` at one rank, a read at 0.67 of ``Read_at_all`` at 1 and 2 ranks here;
+    1.0 for a contiguous block); the kernel gathers and scatters the rows itself.
+    Independent of the other ranks (each moves its own bytes); the error text, or
+    ``None``."""
     if a is None or 0 in a.decomp.local_shape:
         return None
+    verb = "write" if write else "read"
     try:
-        fd = os.open(path, os.O_WRONLY)
+        fd = os.open(path, os.O_WRONLY if write else os.O_RDONLY)
     except OSError as e:
-        return f"cannot write {path}: {e}"
+        return f"cannot {verb} {path}: {e}"
+    move = os.pwritev if write else os.preadv
     try:
         for pos, rows in _row_runs(a, offset):
-            while rows:  # a short write (a signal, a file system limit): the rest again
-                done = os.pwritev(fd, rows, pos)
+            while rows:  # a short transfer (a signal, a file system limit): the rest again
+                done = move(fd, rows, pos)
                 if done <= 0:
-                    return f"cannot write {path}: pwritev wrote nothing"
+                    return (f"cannot write {path}: pwritev wrote nothing" if write else
+                            f"cannot read {path}: the file ends inside dataset {name!r} (is it truncated?)")
                 pos, rows = pos + done, _skip(rows, done)
         return None
     except OSError as e:
-        return f"cannot write {path}: {e}"
+        return f"cannot {verb} {path}: {e}"
     finally:
         os.close(fd)
 
@@ -327,7 +334,7 @@ class _Parallel:
     """Every rank holds the file: one collective MPI-IO transfer per field."""
 
     def __init__(self, path, mode, comm):
-        self.comm, self.path = comm, path
+        self.comm, self.path, self.mode = comm, path, mode
         # the mpio driver even on one rank: its collective path moves a ghosted block's
         # memory selection in one MPI-IO call (the serial driver goes through HDF5's
         # 1 MiB conversion buffer, half as fast here); without MPI in h5py (one rank) the
@@ -356,7 +363,7 @@ class _Parallel:
         offset = _direct_offset(ds, dtype, self.userblock)
         if offset is None:
             return _move_distarray(ds, a, True, self.dxpl)
-        err = _write_direct(self.path, a, offset)
+        err = _move_direct(self.path, a, offset, True, name)
         check_all(err is None, err, self.comm)  # every rank raises, none waits at close
 
     def write_rows(self, name, shape, dtype, lo, hi, fill, attrs):
@@ -389,11 +396,26 @@ class _Parallel:
     def read_field(self, name, decomp, memory, want, comps, out):
         """Collective. Dataset ``name`` on ``decomp`` (None: this rank joins, gets None)."""
         ds = self.h5[name]
-        if decomp is None:
-            return _move_distarray(ds, None, False, self.dxpl, memory)
-        a = out if (out is not None and out.dtype == memory) else DistArray(decomp, memory, comps)
-        _move_distarray(ds, a, False, self.dxpl)
-        return _deliver(a, want, out)
+        offset = self._read_offset(ds)  # (the same verdict on every rank: metadata only)
+        a = None
+        if decomp is not None:
+            a = out if (out is not None and out.dtype == memory) else DistArray(decomp, memory, comps)
+        if offset is None:
+            _move_distarray(ds, a, False, self.dxpl, memory)
+        else:
+            err = _move_direct(self.path, a, offset, False, name)
+            check_all(err is None, err, self.comm)  # every rank raises, none waits at close
+        return None if a is None else _deliver(a, want, out)
+
+    def _read_offset(self, ds):
+        """Where ``ds``'s bytes may be read straight from the file (:func:`_direct_offset`),
+        or ``None``. Only in a file opened read-only: then nothing written through HDF5 in
+        this open can still sit in a buffer of HDF5's or MPI-IO's rather than in the file.
+        Only a dataset stored in this very file: an external link resolves to another file,
+        where the offset points."""
+        if self.mode != "r" or os.path.realpath(ds.file.filename) != os.path.realpath(self.h5.filename):
+            return None
+        return _direct_offset(ds, ds.dtype, self.userblock)
 
     def close(self):
         """Collective. Close the file."""
