@@ -83,6 +83,25 @@ def test_model_parameters_follow_the_layer_and_the_compute_phase():
     assert "step: halo, after compute" in text and "after a compute phase streaming 32 MiB" in text
 
 
+def test_cold_once_the_compute_phase_outgrows_the_private_cache():
+    """With the bench's private cache size, a superstep is predicted after a compute
+    phase once its own lasts as long as streaming twice that cache took in the bench
+    (here 2 MiB of the 32 MiB phase's 4 ms: 0.25 ms), however large the last-level cache
+    the bench streamed; never beyond the bench's whole phase."""
+    fit = lambda g, l: {"g": g, "l": l}  # noqa: E731
+    ac = {"stream_bytes": 1 << 25, "stream_seconds": 0.004, "private_cache_bytes": 1 << 20,
+          "fit": {"raw": fit(9.0, 10.0)}}
+    m = MachineParams.from_json({"g": 1.0, "l": 2.0, "fit": {"raw": fit(5.0, 6.0)}, "after_compute": ac})
+    assert not m.cold(0.00024) and m.cold(0.00026) and m.cold(1.0)
+    assert m.choose((), 0.00024)[2] == "raw, back to back" and m.choose((), 0.00026)[2] == "raw, after compute"
+    big = MachineParams.from_json({"g": 1.0, "l": 2.0, "after_compute": {**ac, "private_cache_bytes": 1 << 30}})
+    assert not big.cold(0.0039) and big.cold(0.004)  # a cache larger than the phase: the whole phase
+    old = MachineParams.from_json({"g": 1.0, "l": 2.0, "after_compute": {k: v for k, v in ac.items()
+                                                                         if k != "private_cache_bytes"}})
+    assert not old.cold(0.0019) and old.cold(0.002)  # a file without the size: half the phase, as before
+    assert not MachineParams.from_json({"g": 1.0, "l": 2.0}).cold(1.0)
+
+
 def test_summarise_without_machine_and_bad_input():
     s = report.summarise(fake_log(1))
     assert "predicted" not in s["rows"][0] and s["machine"] is None

@@ -117,6 +117,7 @@ def test_bench_command_writes_json(tmp_path):
     assert all(t > 0 for m in bench.ALL for t in res["hrel"][m])
     ac = res["after_compute"]  # the same h-relations, each after a 1 MiB memory stream
     assert ac["stream_bytes"] == 1 << 20 and ac["stream_seconds"] > 0
+    assert ac["private_cache_bytes"] == bench.private_cache_bytes()
     assert set(ac["fit"]) == {"hpput", "raw", "halo", "halo:rows", "halo:box/w2"}
     assert all(len(ac["hrel"][m]) == 3 for m in ("hpput", "raw", "halo"))
     # the halo patterns, each on its own grids (2 ranks split 2 x 1: rows stay rows)
@@ -130,6 +131,34 @@ def test_bench_command_writes_json(tmp_path):
 
 def test_stream_and_cache_size():
     assert bench.cache_bytes() >= 1 << 16
+    assert 1 << 12 <= bench.private_cache_bytes() <= bench.cache_bytes()
+
+
+def _fake_sysfs(root, caches):
+    for i, (level, kind, size) in enumerate(caches):
+        d = root / f"index{i}"
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+
+
+@pytest.mark.parametrize("caches,last,private", [
+    # a server: L3 shared by the socket, L2 the core's own
+    ([(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"), (3, "Unified", "307200K")],
+     300 << 20, 2 << 20),
+    # two levels: the L1 is the one below the last
+    ([(1, "Data", "32K"), (2, "Unified", "1M")], 1 << 20, 32 << 10),
+    # one level (its size both ways); an instruction cache never counts
+    ([(1, "Data", "64K"), (2, "Instruction", "1M")], 64 << 10, 64 << 10),
+    ([], 32 << 20, 1 << 20),  # nothing readable: the defaults
+])
+def test_cache_sizes_from_sysfs(tmp_path, monkeypatch, caches, last, private):
+    import glob
+    _fake_sysfs(tmp_path, caches)
+    real = glob.glob
+    monkeypatch.setattr(glob, "glob", lambda pat: real(str(tmp_path / "index*")) if "cpu0/cache" in pat else real(pat))
+    assert bench.cache_bytes() == last and bench.private_cache_bytes() == private
     s = bench.Stream(1 << 16)       # two 64 x 64 grids, one stencil sweep between them
     s.src[...] = np.arange(64.0)[:, None] ** 2
     s.dst[...] = -1.0

@@ -26,9 +26,10 @@ from .command import main, measure, summary
 from .fits import fit, fit_method
 from .timing import after_compute, compute_rate, empty_sync, logp, stream_seconds, time_hrelations, time_patterns
 from .workloads import (ALL, METHODS, PATTERN_SIDES, PATTERNS, HaloRelation, HRelation, PatternRelation, Stream,
-                        cache_bytes, check_methods, counts, default_compute_bytes, h_values, words)
+                        cache_bytes, check_methods, counts, default_compute_bytes, h_values, private_cache_bytes, words)
 
 __all__ = ["ALL", "FORMAT", "METHODS", "PATTERN_SIDES", "PATTERNS", "HaloRelation", "HRelation",
            "PatternRelation", "Stream", "after_compute", "cache_bytes",
            "check_methods", "compute_rate", "counts", "default_compute_bytes", "empty_sync", "fit", "fit_method",
-           "h_values", "logp", "main", "measure", "stream_seconds", "summary", "time_hrelations", "time_patterns", "words"]
+           "h_values", "logp", "main", "measure", "private_cache_bytes", "stream_seconds", "summary",
+           "time_hrelations", "time_patterns", "words"]

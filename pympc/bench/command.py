@@ -111,7 +111,10 @@ def summary(machine: MachineParams) -> str:
     ac = res.get("after_compute")
     if ac:
         lines.append(f"  after a compute phase streaming {ac['stream_bytes'] / 2**20:.0f} MiB "
-                     f"({ac['stream_seconds'] * 1e3:.3g} ms), the superstep alone:")
+                     f"({ac['stream_seconds'] * 1e3:.3g} ms), the superstep alone"
+                     + (f" (the model uses these once a superstep's compute phase streams twice the "
+                        f"{ac['private_cache_bytes'] / 2**20:.3g} MiB private cache)"
+                        if ac.get("private_cache_bytes") else "") + ":")
         for m, f in ac["fit"].items():
             lines.append(f"  {m:>6}: g = {f['g'] * 1e9:8.3g} ns/word  l = {f['l'] * us:8.3g} µs  "
                          f"R² {f['r2']:.3f}  max residual {f['max_rel_residual']:.0%}")

@@ -18,7 +18,7 @@ from ..costlog import Log
 from ..runtime import InputError, get_comm
 from .fits import fit, fit_method
 from .workloads import (METHODS, PATTERN_SIDES, PATTERNS, HaloRelation, HRelation, PatternRelation, Stream,
-                        check_methods, default_compute_bytes)
+                        check_methods, default_compute_bytes, private_cache_bytes)
 
 
 def compute_rate(comm=None, n: int = 4096, reps: int = 200) -> float:
@@ -201,12 +201,16 @@ def after_compute(hs, methods=("hpput", "raw", "halo"), compute: int | None = No
     """Collective. The h-relations of ``methods`` for every ``h`` in ``hs``, each
     superstep after a compute phase of ``compute`` bytes per rank (default
     :func:`default_compute_bytes`), fitted: ``stream_bytes``, ``stream_seconds`` (one
-    compute phase), ``fit`` per method and the timings ``hrel``. ``kw`` goes to
-    :func:`time_hrelations` (``iters``, ``reps``, ``seed``, ``between``, ``every``)."""
+    compute phase), ``private_cache_bytes`` (:func:`private_cache_bytes`: the model
+    predicts a superstep with these fits once its compute phase has streamed twice
+    that, see :meth:`pympc.bsp.MachineParams.cold`), ``fit`` per method and the
+    timings ``hrel``. ``kw`` goes to :func:`time_hrelations` (``iters``, ``reps``,
+    ``seed``, ``between``, ``every``)."""
     comm = get_comm(comm)
     stream = Stream(default_compute_bytes(comm) if compute is None else compute)
     ct = time_hrelations(hs, methods, comm=comm, compute=stream, **kw)
     return {"stream_bytes": stream.nbytes, "stream_seconds": stream_seconds(stream, comm),
+            "private_cache_bytes": private_cache_bytes(),
             "fit": {m: fit_method(m, hs, ct[m]) for m in methods}, "hrel": {"h": list(hs), **ct}}
 
 

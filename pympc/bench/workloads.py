@@ -12,6 +12,7 @@ compute phase leaves the caches).
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from mpi4py import MPI
@@ -266,23 +267,40 @@ class PatternRelation:
         self.bsp.close()
 
 
+def _caches() -> dict:
+    # cpu0's data and unified caches from Linux's sysfs: level -> bytes (empty if unreadable)
+    import glob
+
+    out = {}
+    for d in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        try:
+            kind = open(os.path.join(d, "type")).read().strip()
+            level = int(open(os.path.join(d, "level")).read().strip())
+            txt = open(os.path.join(d, "size")).read().strip()
+            size = int(txt.rstrip("KMG")) * {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(txt[-1:], 1)
+        except (OSError, ValueError):
+            continue
+        if kind in ("Data", "Unified"):
+            out[level] = max(out.get(level, 0), size)
+    return out
+
+
 def cache_bytes() -> int:
     """Local. The size of the last-level cache in bytes (from Linux's sysfs; 32 MiB when
     it cannot be read)."""
-    import glob
+    return max(_caches().values(), default=0) or (32 << 20)
 
-    best = 0
-    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
-        try:
-            txt = open(path).read().strip()
-        except OSError:
-            continue
-        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(txt[-1:], 1)
-        try:
-            best = max(best, int(txt.rstrip("KMG")) * mult)
-        except ValueError:
-            continue
-    return best or (32 << 20)
+
+def private_cache_bytes() -> int:
+    """Local. The size in bytes of the largest cache level below the last (L2 where there
+    is an L3): the cache a core keeps to itself, what a superstep's communication may
+    still find warm after its compute phase (from Linux's sysfs; 1 MiB when it cannot be
+    read; the only level where there is one)."""
+    levels = _caches()
+    if not levels:
+        return 1 << 20
+    below = [lv for lv in levels if lv < max(levels)]
+    return levels[max(below)] if below else levels[max(levels)]
 
 
 def default_compute_bytes(comm=None) -> int:
