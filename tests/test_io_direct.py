@@ -46,6 +46,18 @@ def _write_and_read_back(comm, path, shape, comps, dtype, split, ghost=1, direct
     return glob
 
 
+def short_transfers(real, sizes):
+    """``real`` (``os.pwritev`` or ``os.preadv``) moving only part of its first buffer
+    per call, 1000 bytes and 7 more each call (never a multiple of an item's size); the
+    sizes go to ``sizes``."""
+    def short(fd, bufs, pos):
+        first = memoryview(bufs[0]).cast("B")
+        n = min(len(first), 1000 + 7 * len(sizes))
+        sizes.append(n)
+        return real(fd, [first[:n]], pos)
+    return short
+
+
 def _poison_ghosts(a):
     """Ghost cells set to a value no owned cell has: a write that took a ghost shows."""
     owned = a.owned.copy()
@@ -80,15 +92,8 @@ def test_direct_write_matches_serial_oracle_and_hdf5_path(comm, shared_tmp_path,
 def test_direct_write_survives_short_writes(comm, shared_tmp_path, monkeypatch):
     """pwritev may write fewer bytes than asked (a signal, a file system limit): the rest
     is written again from where it stopped, mid-row included."""
-    real = os.pwritev
     sizes = []
-
-    def short(fd, bufs, pos):
-        first = memoryview(bufs[0]).cast("B")
-        n = min(len(first), 1000 + 7 * len(sizes))  # not a multiple of the item size
-        sizes.append(n)
-        return real(fd, [first[:n]], pos)
-    monkeypatch.setattr(os, "pwritev", short)
+    monkeypatch.setattr(os, "pwritev", short_transfers(os.pwritev, sizes))
     path = str(shared_tmp_path / "short.h5")
     glob = _write_and_read_back(comm, path, (37, 29), (2,), np.float64, None)
     assert len(sizes) > 1

@@ -15,7 +15,7 @@ import pytest
 import pympc
 from mpicheck import same_error
 from pympc.io import file as iofile
-from test_io_direct import CASES, DTYPES, _decomp, _poison_ghosts, glob_data
+from test_io_direct import CASES, DTYPES, _decomp, _poison_ghosts, glob_data, short_transfers
 
 
 def _serial(comm, path, glob, name="u", **kw):
@@ -160,18 +160,11 @@ def test_ranks_outside_the_field_join_a_direct_read(comm, shared_tmp_path, monke
 def test_direct_read_survives_short_reads(comm, shared_tmp_path, monkeypatch):
     """preadv may read fewer bytes than asked: the rest is read from where it stopped,
     mid-row and mid-value included."""
-    real = os.preadv
     sizes = []
-
-    def short(fd, bufs, pos):
-        first = memoryview(bufs[0]).cast("B")
-        n = min(len(first), 1000 + 7 * len(sizes))  # not a multiple of the item size
-        sizes.append(n)
-        return real(fd, [first[:n]], pos)
     path = str(shared_tmp_path / "short.h5")
     glob = glob_data((37, 29, 2), np.float64)
     _serial(comm, path, glob)
-    monkeypatch.setattr(os, "preadv", short)
+    monkeypatch.setattr(os, "preadv", short_transfers(os.preadv, sizes))
     with pympc.Decomposition((37, 29), comm=comm, ghost=2) as d:
         a = pympc.io.read(path, "u", d)
         _check(d, a, glob)
