@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -308,3 +310,49 @@ def test_pympc_slurm_starts_no_mpi_on_the_login_node(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=CASES, timeout=120)
     assert r.stdout.strip().splitlines()[-1] == "no MPI 0", (r.stdout[-300:], r.stderr[-500:])
     assert os.listdir(tmp_path) == []
+
+
+ACCEPT = """#!/bin/sh
+printf '%s\\n' "$(basename "$0") $*" >> "{log}"
+echo 4242
+"""
+
+
+def test_a_warning_before_the_ranks_are_ready_still_ends_in_a_checkpoint(work, monkeypatch):
+    """Slurm may send the time-limit warning as the job starts (it did, on a loaded machine:
+    the USR1 reached the batch script before it launched the ranks, which then ran into the
+    limit and were killed). The script holds the signal until the run directory says
+    "running" and passes it on then: the ranks checkpoint at their first step and exit 75.
+    Run here without Slurm: the rendered script under bash, one rank through mpiexec, the
+    USR1 sent as soon as the script has printed its first line (before the ranks exist)."""
+    wd, _ = work
+    bin_dir = wd.parent / "bin"
+    (bin_dir / "sbatch").write_text(ACCEPT.format(log=wd.parent / "calls.log"))
+    slow = open(HEAT).read().replace('name = "heat"', 'name = "early"').replace("pause = 0.0", "pause = 0.2")
+    slow = slow.replace("steps = 300", "steps = 60").replace("every = 100", "every = 10")
+    (wd / "early.toml").write_text(slow)
+    monkeypatch.setenv("PYMPC_MPIEXEC", "mpiexec.mpich")
+    assert command.main(["submit", "early.toml", "--launcher", "mpiexec", "--ntasks-per-node", "1",
+                         "--max-requeues", "0"]) == 0
+    run_dir = wd / "runs" / "early"
+    env = {**os.environ, "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "PYMPC_PROGRESS": "lines"}
+    env.pop("SLURM_RESTART_COUNT", None)
+    p = subprocess.Popen(["bash", str(run_dir / "slurm.sbatch")], cwd=wd, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        first = p.stdout.readline()
+        assert "start 1" in first, first
+        time.sleep(0.3)  # the traps are set a few lines later; the ranks need seconds to start
+        assert (run_dir / "status").read_text().strip() != "running"
+        p.send_signal(signal.SIGUSR1)
+        out = first + p.stdout.read()
+        code = p.wait(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert code == 75, out
+    assert "SIGUSR1 (the time limit is near)" in out and "checkpointed at step" in out, out
+    assert "interrupted after 0 requeues" in out, out
+    assert (run_dir / "status").read_text().strip() == "interrupted"
+    assert list((run_dir / "checkpoints").glob("*.h5")), out
