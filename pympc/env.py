@@ -64,8 +64,9 @@ VARIABLES = {v.name: v for v in (
              "the batch-script template `pympc slurm submit` renders (unset: slurm/pympc.sbatch "
              "of the checkout pympc runs from)"),
     Variable("PYMPC_IO_DIRECT", "flag", "1",
-             "0 writes fields through HDF5's collective MPI-IO transfer instead of straight "
-             "into their datasets' storage with pwritev (the same on every rank)"),
+             "0 writes and reads fields through HDF5's collective MPI-IO transfer instead of "
+             "straight into and out of their datasets' storage with pwritev/preadv (the same on "
+             "every rank)"),
     Variable("PYMPC_YIELD_WAIT", "choice", "auto",
              "on: the ranks a pympc launcher starts wait for messages by yielding their core "
              "(a PMPI shim, docs/oversubscribe.md); auto: on when the job has more ranks than "
