@@ -195,14 +195,17 @@ def background(cluster, tmp_path_factory):
     """Submitted at once, checked at the end: the time-limit job and a packed sweep with a
     failing point."""
     runs = tmp_path_factory.mktemp("background")
-    # 300 steps x 0.3 s (the first run only, slowheat.py): a minute's limit cannot hold them.
-    # slurmctld checks time limits every 30 s, so the warning comes 30-60 s into the run, a
-    # little later on a loaded machine: 0.2 s (60 s) once let the run finish before it came.
-    limit = job_file(runs, "limit", pause=0.3)
+    # slurmctld warns once at most N + 30 s are left, looking every 30 s, and warns every start
+    # again (a requeue clears its "warned" flag): with --time 2 and @45 each start is warned
+    # 45-75 s in. The first run's 300 steps take over 105 s (0.35 s each, slowheat.py), so it
+    # is warned; the resumed run (no pause) is done in seconds, long before its own warning.
+    # (--time 1 with @30, used before, warned each start at once: the resumed run was warned as
+    # it began and interrupted again, request after request.)
+    limit = job_file(runs, "limit", pause=0.35)
     seven = job_file(runs, "seven", '\n[sweep]\n"physics.fail_at" = [-1, -1, -1, 5, -1, -1, -1]\n')
     return {
         "runs": runs, "t0": time.time(),
-        "limit": submit(limit, "--nodes", "2", "--time", "1", "--signal-before", "30", "--runs-dir", runs),
+        "limit": submit(limit, "--nodes", "2", "--time", "2", "--signal-before", "45", "--runs-dir", runs),
         "seven": submit(seven, "--runs-dir", runs),
     }
 
@@ -280,6 +283,14 @@ def _read(path) -> str:
             return f.read()
     except OSError:
         return ""
+
+
+def evidence(job_id: str, d) -> str:
+    """What a failed Slurm job left: its batch log, the run's attempts and log, Slurm's view."""
+    parts = [f"--- {name}\n{_read(os.path.join(d, name))[-3000:]}" for name in
+             (f"slurm-{job_id}.out", "run.json", "log.txt", "status")]
+    parts.append(f"--- scontrol show job\n{tc('scontrol', 'show', 'job', job_id).stdout[-1500:]}")
+    return "\n".join(parts)
 
 
 def test_an_array_element_requeues_alone_under_mpiexec(background, tmp_path):
@@ -387,11 +398,12 @@ def test_a_failing_point_of_a_packed_array_shows_failed_with_its_log(background)
 
 
 def test_a_job_past_its_time_limit_checkpoints_requeues_and_resumes_bit_identical(background, reference):
-    """--time=1 with the warning 30 s before: the batch script passes SIGUSR1 on, the ranks
+    """--time=2 with the warning 45 s before: the batch script passes SIGUSR1 on, the ranks
     checkpoint, the script requeues the job (same id, SLURM_RESTART_COUNT=1), the second
     run resumes from the checkpoint and finishes; the field equals the uninterrupted run's."""
     job_id, d = background["limit"], background["runs"] / "limit"
-    assert wait(job_id, 300) == ["COMPLETED"]
+    ended = wait(job_id, 300)
+    assert ended == ["COMPLETED"], evidence(job_id, d)
     print(f"\n[time limit: submitted to completed in {time.time() - background['t0']:.0f} s]")
     tries = attempts(d)
     assert [a["exit"] for a in tries] == ["interrupted", "done"], tries

@@ -87,6 +87,9 @@ MALFORMED = [
     ("time-dash", ["submit", H, "--time", "1-"], "--time: '1-'"),
     ("time-newline", ["submit", H, "--time", "5\n#SBATCH --x"], "--time"),
     ("time-no-room-for-warning", ["submit", H, "--time", "1", "--signal-before", "90"], "--signal-before 90"),
+    # Slurm warns when N + 30 s are left: a start could be told to stop as it begins
+    ("time-warning-due-at-start", ["submit", H, "--time", "2", "--signal-before", "90"], "--signal-before + 60 s"),
+    ("time-warning-one-second-short", ["submit", H, "--time", "1:30", "--signal-before", "31"], "after 29 s"),
     ("nodes-negative", ["submit", H, "--nodes", "-1"], "--nodes"),
     ("nodes-zero", ["submit", H, "--nodes", "0"], "--nodes"),
     ("nodes-word", ["submit", H, "--nodes", "two"], "--nodes"),
@@ -168,6 +171,14 @@ def test_the_fakes_see_a_well_formed_submission(work, capsys):
     err = capsys.readouterr().err
     assert err.startswith("pympc slurm: error: sbatch refused the job") and len(err.splitlines()) == 1, err
     assert calls.read_text().startswith(f"sbatch --parsable {wd}/runs/heat/slurm.sbatch")
+
+
+@pytest.mark.parametrize("time,before", [("2", "60"), ("1:30", "30"), ("1:00:00", "3540"), ("1-0", "90")])
+def test_a_time_limit_with_room_for_the_warning_is_accepted(work, capsys, time, before):
+    """The least --time the warning allows (--signal-before + 60 s) and more: rendered as given."""
+    assert command.main(["submit", "heat.toml", "--time", time, "--signal-before", before, "--dry-run"]) == 0
+    script = capsys.readouterr().out
+    assert f"#SBATCH --time={time}\n" in script and f"#SBATCH --signal=B:USR1@{before}\n" in script, script
 
 
 def test_a_submission_sbatch_refuses_leaves_nothing(work):

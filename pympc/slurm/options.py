@@ -48,6 +48,11 @@ _JOBREF = r"\d+(?:_\d+)?(?:\+\d+)?"
 DEPENDENCY = re.compile(r"^(?:singleton|(?:after|afterany|afterok|afternotok|aftercorr|afterburstbuffer)"
                         rf":{_JOBREF}(?::{_JOBREF})*)(?:[,?](?:singleton|(?:after|afterany|afterok|afternotok|"
                         rf"aftercorr|afterburstbuffer):{_JOBREF}(?::{_JOBREF})*))*$")
+#: slurmctld looks for jobs due a --signal warning every 30 s (PERIODIC_TIMEOUT, a compile-time
+#: constant: src/slurmctld/slurmctld.h) and warns once at most N + 30 s are left
+PERIODIC = 30
+#: a --time shorter than --signal-before plus this gives a start under 30 s before its warning
+WARNING_LEAD = 2 * PERIODIC
 ARRAY = re.compile(r"^\d+(?:-\d+(?::\d+)?)?(?:,\d+(?:-\d+(?::\d+)?)?)*$")
 LAUNCHERS = ("srun", "mpiexec")
 #: kind -> (the pattern a value must match, what the refusal says)
@@ -88,8 +93,9 @@ OPTIONS = (
         False),
     Opt("ranks_per_task", "count", "With `--farm`: ranks per sweep point.", 1),
     Opt("signal_before", "seconds", "Seconds before the time limit at which Slurm warns the batch script "
-        "(`--signal=B:USR1@N`); the ranks then checkpoint at their next step. Slurm may send it up to a "
-        "minute earlier.", 90),
+        "(`--signal=B:USR1@N`); the ranks then checkpoint at their next step. Slurm sends it when at most "
+        "N + 30 s are left (it looks every 30 s), and again after each requeue; `--time` must be at least "
+        "N + 60 s.", 90),
     Opt("max_requeues", "nonneg", "How often an interrupted run requeues itself (exit 75) before it "
         "stops and waits for you.", 10),
     Opt("launcher", "choice", "How the batch script starts the ranks: `srun` (`srun --mpi=pmi2`) or "
@@ -233,9 +239,15 @@ def merge(from_job: dict, from_cli: dict, where: str) -> dict:
 
 def _combinations(o: dict) -> None:
     """What is wrong with options that are each fine."""
-    if o["time"] not in (None, "UNLIMITED") and seconds(o["time"]) <= o["signal_before"]:
-        raise InputError(f"--time {o['time']} leaves no room for the warning --signal-before "
-                         f"{o['signal_before']} s: give a longer --time or a shorter --signal-before")
+    if o["time"] not in (None, "UNLIMITED") and seconds(o["time"]) < o["signal_before"] + WARNING_LEAD:
+        # slurmctld warns once at most N + 30 s are left, looking every 30 s, and again after
+        # each requeue: a start is sure of time - N - 30 s before its warning
+        raise InputError(
+            f"--time {o['time']} leaves no room for the warning --signal-before {o['signal_before']} s: "
+            f"Slurm sends it once at most {o['signal_before'] + PERIODIC} s are left (it looks every "
+            f"{PERIODIC} s), so each start of the job could be told to stop after "
+            f"{max(seconds(o['time']) - o['signal_before'] - PERIODIC, 0)} s; "
+            f"give a --time of at least --signal-before + {WARNING_LEAD} s, or a shorter --signal-before")
     if o["ranks_per_task"] != 1 and not o["farm"]:
         raise InputError("--ranks-per-task needs --farm")
     if o["farm"] and o["array"] is not None:
