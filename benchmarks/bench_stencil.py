@@ -25,8 +25,8 @@ import numpy as np
 from mpi4py import MPI
 
 from common import emit, versions
-import nt_stores as st
-from pympc.kernels.loops import FTCS, _ftcs_numpy
+from pympc.kernels import streaming as st
+from pympc.kernels.loops import FTCS, _ftcs_numpy, ftcs_loop
 
 comm = MPI.COMM_WORLD
 jit = numba.njit(cache=False, nogil=True, boundscheck=False)
@@ -212,49 +212,6 @@ def ftcs_rowpair_pf(u, out, l0, h0, l1, h1, r0, r1, chunk, dist):
 
 
 @jit
-def _scalar_row(o, uc, uw, ue, um, up, lo, hi, r0, r1):
-    for k in range(lo, hi):
-        c = uc[k]
-        o[k] = c + (r0 * (um[k] - 2.0 * c + up[k]) + r1 * (uw[k] - 2.0 * c + ue[k]))
-
-
-@jit
-def _first_aligned(o, n):
-    # the first index whose address is on a vector boundary (n: none, elements misaligned)
-    size = o.itemsize
-    a = st.address(o, 0)
-    if a % size != 0:
-        return n
-    return min(((-a) % (st.LANES * size)) // size, n)
-
-
-@jit
-def ftcs_rowpair_nt_lag(u, out, l0, h0, l1, h1, r0, r1):
-    # two rows per pass, each with streaming stores from its own first aligned point
-    i = l0
-    while i + 1 < h0:
-        o0, o1 = out[i, l1:h1], out[i + 1, l1:h1]
-        um, u0, u1, up = u[i - 1, l1:h1], u[i, l1:h1], u[i + 1, l1:h1], u[i + 2, l1:h1]
-        w0, e0 = u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1]
-        w1, e1 = u[i + 1, l1 - 1:h1 - 1], u[i + 1, l1 + 1:h1 + 1]
-        n = o0.shape[0]
-        a0, a1 = _first_aligned(o0, n), _first_aligned(o1, n)
-        _scalar_row(o0, u0, w0, e0, um, u1, 0, a0, r0, r1)
-        _scalar_row(o1, u1, w1, e1, u0, up, 0, a1, r0, r1)
-        nv = min(n - a0, n - a1) // st.LANES
-        for v in range(nv):
-            st.ftcs2_vec(o0, u0, w0, e0, um, u1, a0 + v * st.LANES, r0, r1)
-            st.ftcs2_vec(o1, u1, w1, e1, u0, up, a1 + v * st.LANES, r0, r1)
-        _scalar_row(o0, u0, w0, e0, um, u1, a0 + nv * st.LANES, n, r0, r1)
-        _scalar_row(o1, u1, w1, e1, u0, up, a1 + nv * st.LANES, n, r0, r1)
-        i += 2
-    if i < h0:
-        _scalar_row(out[i, l1:h1], u[i, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1],
-                    u[i - 1, l1:h1], u[i + 1, l1:h1], 0, h1 - l1, r0, r1)
-    st.store_fence()
-
-
-@jit
 def ftcs_one_row(u, out, l0, h0, l1, h1, r0, r1):
     # pympc's 2-D loop before row pairs: one output row per pass
     for i in range(l0, h0):
@@ -270,13 +227,14 @@ def variants(width):
     return {
         "ftcs_one_row (before)": ftcs_one_row,
         "ftcs_pympc (row pair)": FTCS[2].compiled(),
+        "ftcs_pympc_auto (heat_step's choice)": lambda u, o, *a: ftcs_loop(u, o, a)(u, o, *a),
         f"ftcs_strips_{width}": lambda *a: ftcs_strips(*a, width),
         "ftcs_error_model_numpy": ftcs_errnumpy,
         "ftcs_row_order_prefetch": ftcs_prefetch_order,
         "ftcs_nontemporal (one row)": ftcs_nt,
         "ftcs_nontemporal_prefetch512": lambda *a: ftcs_nt_pf(*a, 512),
         "ftcs_row_quad": ftcs_rowquad,
-        "ftcs_row_pair_nontemporal": ftcs_rowpair_nt_lag,
+        "ftcs_row_pair_nontemporal": st.FTCS2_STREAM.compiled(),
         "ftcs_row_pair_prefetch": lambda *a: ftcs_rowpair_pf(*a, 256, 256),
     }
 
@@ -343,8 +301,11 @@ def markdown(runs) -> str:
     for r in runs:
         f = r["figures"]
         pympc_, plain, nt = f["ftcs_pympc (row pair)"], f["copy_loop"], f["copy_loop_nontemporal"]
+        auto = f.get("ftcs_pympc_auto (heat_step's choice)")
         lines.append(f"\n{r['ranks']} rank(s): pympc's step / compiled copy loop (plain stores) = "
-                     f"{pympc_['Mcells'] / plain['Mcells']:.3f}; plain-store copy / streaming-store copy = "
+                     f"{pympc_['Mcells'] / plain['Mcells']:.3f} (row pair), "
+                     + (f"{auto['Mcells'] / plain['Mcells']:.3f} (heat_step's choice); " if auto else "; ")
+                     + f"plain-store copy / streaming-store copy = "
                      f"{plain['Mcells'] / nt['Mcells']:.3f}; copy3 / copy = "
                      f"{f['copy3_loop']['Mcells'] / plain['Mcells']:.3f}.")
     return "\n".join(lines) + "\n"

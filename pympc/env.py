@@ -53,6 +53,11 @@ VARIABLES = {v.name: v for v in (
     Variable("PYMPC_KERNELS", "choice", "numba",
              "the kernels' backend: numba (compiled) or numpy (the reference)",
              ("numba", "numpy")),
+    Variable("PYMPC_STREAMING_STORES", "choice", "auto",
+             "the compiled 2-D heat step's stores: on streams them past the cache "
+             "(non-temporal), off stores plainly, auto measures both on the first large "
+             "step and keeps the faster (docs/kernels.md); the results are the same",
+             ("auto", "on", "off")),
     Variable("PYMPC_PROGRESS", "choice", "",
              "what a solver's run shows on rank 0: bar (a live bar on stderr), lines "
              "(periodic log lines) or off; set, it overrides the run's progress= mode",

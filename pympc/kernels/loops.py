@@ -49,13 +49,18 @@ def _ftcs1(u, out, l0, h0, r0):
 # in a register. Out of memory this ran 1.25-1.35x the one-row loop on 4096² (see
 # benchmarks/results/stencil.md); each output point still gets the one-row formula, in
 # the same order, so the bits are unchanged.
+def _row_pair(u, out, i, l1, h1):
+    # the rows of one pass: output rows i, i + 1; input rows i - 1 .. i + 2 (west and
+    # east neighbours of the middle two)
+    return (out[i, l1:h1], out[i + 1, l1:h1], u[i - 1, l1:h1], u[i, l1:h1], u[i + 1, l1:h1],
+            u[i + 2, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1], u[i + 1, l1 - 1:h1 - 1],
+            u[i + 1, l1 + 1:h1 + 1])
+
+
 def _ftcs2(u, out, l0, h0, l1, h1, r0, r1):
     i = l0
     while i + 1 < h0:
-        o0, o1 = out[i, l1:h1], out[i + 1, l1:h1]
-        um, u0, u1, up = u[i - 1, l1:h1], u[i, l1:h1], u[i + 1, l1:h1], u[i + 2, l1:h1]
-        w0, e0 = u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1]
-        w1, e1 = u[i + 1, l1 - 1:h1 - 1], u[i + 1, l1 + 1:h1 + 1]
+        o0, o1, um, u0, u1, up, w0, e0, w1, e1 = _row_pair(u, out, i, l1, h1)
         for k in range(o0.shape[0]):
             c, d = u0[k], u1[k]
             o0[k] = c + (r0 * (um[k] - 2.0 * c + d) + r1 * (w0[k] - 2.0 * c + e0[k]))
@@ -101,9 +106,22 @@ def _ftcs_numpy(u, out, *args):
     out[sl] = c + acc
 
 
-FTCS = {1: Kernel(_ftcs1, _ftcs_numpy), 2: Kernel(_ftcs2, _ftcs_numpy), 3: Kernel(_ftcs3, _ftcs_numpy)}
+FTCS = {1: Kernel(_ftcs1, _ftcs_numpy), 2: Kernel(_ftcs2, _ftcs_numpy, helpers=("_row_pair",)),
+        3: Kernel(_ftcs3, _ftcs_numpy)}
 FTCS_ND = Kernel(None, _ftcs_numpy)
 """The FTCS step beyond 3 axes: numpy only."""
+
+
+def ftcs_loop(u: np.ndarray, out: np.ndarray, args: tuple, backend: str | None = None):
+    """Local. The function that runs the FTCS step ``fn(u, out, *args)`` (``args``: the
+    bounds and coefficients of ``_ftcs1/2/3``): the compiled loop or the numpy reference,
+    as ``backend`` resolves; in 2-D the compiled row pair with plain or streaming stores,
+    as :func:`pympc.kernels.streaming.ftcs2_loop` chooses (the same bits either way)."""
+    fn = FTCS.get(u.ndim, FTCS_ND).select(backend)
+    if u.ndim == 2 and fn is not _ftcs_numpy:
+        from . import streaming  # imports numba: only once a compiled 2-D step runs
+        fn = streaming.ftcs2_loop(fn, u, out, args)
+    return fn
 
 
 def per_axis(values, ndim: int) -> tuple:
@@ -128,8 +146,8 @@ def ftcs_array(src: np.ndarray, dst: np.ndarray, r, backend: str | None = None) 
         raise InputError("ftcs_array: src and dst must be distinct arrays of one shape and dtype")
     rr = per_axis(r, src.ndim)
     if min(src.shape) >= 3:
-        bounds = [x for n in src.shape for x in (1, n - 1)]
-        FTCS[src.ndim](src, dst, *bounds, *rr, backend=backend)
+        args = (*[x for n in src.shape for x in (1, n - 1)], *rr)
+        ftcs_loop(src, dst, args, backend)(src, dst, *args)
     return dst
 
 

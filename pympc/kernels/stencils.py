@@ -26,7 +26,7 @@ from ..array import DistArray, require_compatible, require_distarray
 from ..runtime import InputError
 from . import backend as _backend
 from .backend import as3d
-from .loops import CONVDIFF, FTCS, FTCS_ND, HEATVAR, JACOBI, LEAPFROG, RBSOR, RESIDUAL, per_axis
+from .loops import CONVDIFF, HEATVAR, JACOBI, LEAPFROG, RBSOR, RESIDUAL, ftcs_loop, per_axis
 
 BACKEND = _backend.resolve()
 """The backend a kernel called without ``backend=`` runs in this process."""
@@ -110,14 +110,17 @@ def heat_step(u: DistArray, out: DistArray, r, region=None, backend=None) -> Dis
     The compiled loop uses no fast-math (no reassociation, no fused multiply-add), so
     each operation rounds as in numpy. A float32 array is computed in float64 and
     rounded at the end (numpy on float32 would round every operation: convert to
-    float64 first to reproduce it)."""
+    float64 first to reproduce it). In 2-D the compiled step stores plainly or past the
+    cache (streaming stores), whichever measured faster on this machine
+    (``PYMPC_STREAMING_STORES``, :mod:`pympc.kernels.streaming`): the same bits."""
     d = _check_arrays("heat_step", ("u", "out"), u, out)
     _not_in_place("heat_step", u, out)
     r = per_axis(r, d.ndim)
     b = _bounds(u, region)
-    kernel = FTCS.get(d.ndim, FTCS_ND).select(backend)  # (also checks the backend's name)
+    args = (*_flat(b), *r)
+    kernel = ftcs_loop(u.data, out.data, args, backend)  # (also checks the backend's name)
     if all(lo < hi for lo, hi in b):
-        kernel(u.data, out.data, *_flat(b), *r)
+        kernel(u.data, out.data, *args)
     return out
 
 

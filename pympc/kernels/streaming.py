@@ -1,0 +1,275 @@
+"""Streaming (non-temporal) stores for the 2-D FTCS step, and the rule that picks them.
+
+A plain store of a line the cache does not hold reads the line from memory first
+(write-allocate): a stencil that streams one field in and one out moves 24 bytes per
+point instead of 16. A non-temporal store writes the line without reading it, as
+``memcpy`` does for large copies. numba has no such store, so :func:`ftcs2_vec` writes
+one vector of the 2-D update in LLVM IR: the same IEEE operations in the same order as
+the scalar loop (:func:`pympc.kernels.loops._ftcs2`), lane by lane, with no fast-math
+flags (no fused multiply-add), and a store marked ``!nontemporal``. The results are
+bit-identical to the plain loop's and to the numpy reference.
+
+Whether it pays depends on the machine (docs/kernels.md): on an Intel Xeon the row pair
+with streaming stores ran 1.6-2x the plain row pair out of memory; on an AMD EPYC it ran
+10% slower. :func:`ftcs2_loop` therefore chooses by measuring, once per process and
+size class, on the call's own arrays (``PYMPC_STREAMING_STORES``: ``auto``, ``on`` or
+``off``), as FFTW plans a transform by timing its candidates.
+
+Each intrinsic computes ``LANES`` consecutive points starting at ``k``; the output
+address of point ``k`` must be aligned to the vector's size (the caller peels scalar
+points until it is). Off x86-64 the store is a plain aligned vector store (the same
+values). The intrinsics address rows with unit stride: the caller passes rows of arrays
+whose last axis is contiguous. This module imports numba: pympc imports it only when a
+compiled 2-D step runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+
+import numpy as np
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .. import env as _env
+from .backend import Kernel
+from .loops import _ftcs_numpy, _row_pair  # noqa: F401  (_row_pair: compiled with the loop)
+
+log = logging.getLogger("pympc.kernels")
+
+LANES = 8
+"""Points per vector: 64 bytes (one cache line) of float64, 32 of float32."""
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _ptr(context, builder, aty, arr, k):
+    # address of arr[k] of a 1-D array with unit stride (the caller's views are rows)
+    data = context.make_array(aty)(context, builder, arr).data
+    return builder.gep(data, [k])
+
+
+def _load(context, builder, aty, arr, k, vt):
+    # an unaligned vector load, widened to float64 (the loops compute in float64)
+    p = builder.bitcast(_ptr(context, builder, aty, arr, k), ir.PointerType(ir.VectorType(vt, LANES)))
+    v = builder.load(p, align=aty.dtype.bitwidth // 8)
+    return v if aty.dtype == types.float64 else builder.fpext(v, ir.VectorType(ir.DoubleType(), LANES))
+
+
+def _splat(builder, x):
+    vt = ir.VectorType(ir.DoubleType(), LANES)
+    v = builder.insert_element(ir.Constant(vt, ir.Undefined), x, ir.IntType(32)(0))
+    return builder.shuffle_vector(v, ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+
+def _store_nt(context, builder, aty, arr, k, val, vt):
+    if aty.dtype != types.float64:
+        val = builder.fptrunc(val, ir.VectorType(vt, LANES))
+    p = builder.bitcast(_ptr(context, builder, aty, arr, k), ir.PointerType(ir.VectorType(vt, LANES)))
+    st = builder.store(val, p, align=LANES * aty.dtype.bitwidth // 8)
+    if _X86:
+        st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+
+
+def _elem(aty):
+    return ir.DoubleType() if aty.dtype == types.float64 else ir.FloatType()
+
+
+@intrinsic
+def ftcs2_vec(typingctx, o, uc, uw, ue, um, up, k, r0, r1):
+    """o[k:k+LANES] = c + (r0 (um - 2c + up) + r1 (uw - 2c + ue)), c = uc[k:k+LANES]."""
+    sig = types.void(o, uc, uw, ue, um, up, types.intp, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        ao, auc, auw, aue, aum, aup, kk, rr0, rr1 = args
+        aty = signature.args[1]
+        vt = _elem(aty)
+        kk = context.cast(builder, kk, signature.args[6], types.intp)
+        c, w, e, m, p = (_load(context, builder, aty, a, kk, vt) for a in (auc, auw, aue, aum, aup))
+        two_c = builder.fmul(_splat(builder, ir.Constant(ir.DoubleType(), 2.0)), c)
+        t0 = builder.fmul(_splat(builder, rr0), builder.fadd(builder.fsub(m, two_c), p))
+        t1 = builder.fmul(_splat(builder, rr1), builder.fadd(builder.fsub(w, two_c), e))
+        _store_nt(context, builder, signature.args[0], ao, kk, builder.fadd(c, builder.fadd(t0, t1)), _elem(signature.args[0]))
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def copy_vec(typingctx, o, a, k):
+    """o[k:k+LANES] = a[k:k+LANES], stored non-temporally (the stencil benchmark's copy loop)."""
+    sig = types.void(o, a, types.intp)
+
+    def codegen(context, builder, signature, args):
+        ao, aa, kk = args
+        aty = signature.args[1]
+        vt = _elem(aty)
+        p = builder.bitcast(_ptr(context, builder, aty, aa, kk), ir.PointerType(ir.VectorType(vt, LANES)))
+        v = builder.load(p, align=aty.dtype.bitwidth // 8)
+        q = builder.bitcast(_ptr(context, builder, signature.args[0], ao, kk), ir.PointerType(ir.VectorType(vt, LANES)))
+        st = builder.store(v, q, align=LANES * aty.dtype.bitwidth // 8)
+        if _X86:
+            st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """Orders the streaming stores before whatever follows (another rank or thread may
+    read the field next): ``sfence`` on x86-64, nothing elsewhere."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse.sfence")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def address(typingctx, a, k):
+    """The address of a[k], as an integer (for the alignment peel)."""
+    sig = types.intp(a, types.intp)
+
+    def codegen(context, builder, signature, args):
+        aa, kk = args
+        return builder.ptrtoint(_ptr(context, builder, signature.args[0], aa, kk), ir.IntType(64))
+    return sig, codegen
+
+
+
+def _prefetcher(rw):
+    @intrinsic
+    def pf(typingctx, a, k):
+        sig = types.void(a, types.intp)
+
+        def codegen(context, builder, signature, args):
+            aa, kk = args
+            i32 = ir.IntType(32)
+            i8p = ir.IntType(8).as_pointer()
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                                "llvm.prefetch.p0")
+            p = builder.bitcast(_ptr(context, builder, signature.args[0], aa, kk), i8p)
+            builder.call(fn, [p, i32(rw), i32(3), i32(1)])
+            return context.get_dummy_value()
+        return sig, codegen
+    return pf
+
+
+prefetch = _prefetcher(0)
+"""prefetch(a, k): a hint that a[k]'s cache line is read soon (``llvm.prefetch``)."""
+prefetchw = _prefetcher(1)
+"""prefetchw(a, k): a hint that a[k]'s cache line is written soon."""
+
+
+# --- the 2-D step with streaming stores --------------------------------------------------
+def _scalar_row(o, uc, uw, ue, um, up, lo, hi, r0, r1):
+    # points lo..hi-1 of one output row, plain stores (the peel and the tail)
+    for k in range(lo, hi):
+        c = uc[k]
+        o[k] = c + (r0 * (um[k] - 2.0 * c + up[k]) + r1 * (uw[k] - 2.0 * c + ue[k]))
+
+
+def _first_aligned(o, n):
+    # the first index of row o whose address is on a vector boundary (n: none is, the
+    # elements themselves being misaligned)
+    size = o.itemsize
+    a = address(o, 0)
+    if a % size != 0:
+        return n
+    return min(((-a) % (LANES * size)) // size, n)
+
+
+def _ftcs2_stream(u, out, l0, h0, l1, h1, r0, r1):
+    # pympc.kernels.loops._ftcs2 (two output rows per pass) with streaming stores: each
+    # row peels to its own first aligned point, then both rows advance a vector at a time
+    i = l0
+    while i + 1 < h0:
+        o0, o1, um, u0, u1, up, w0, e0, w1, e1 = _row_pair(u, out, i, l1, h1)
+        n = o0.shape[0]
+        a0, a1 = _first_aligned(o0, n), _first_aligned(o1, n)
+        _scalar_row(o0, u0, w0, e0, um, u1, 0, a0, r0, r1)
+        _scalar_row(o1, u1, w1, e1, u0, up, 0, a1, r0, r1)
+        nv = min(n - a0, n - a1) // LANES
+        for v in range(nv):
+            ftcs2_vec(o0, u0, w0, e0, um, u1, a0 + v * LANES, r0, r1)
+            ftcs2_vec(o1, u1, w1, e1, u0, up, a1 + v * LANES, r0, r1)
+        _scalar_row(o0, u0, w0, e0, um, u1, a0 + nv * LANES, n, r0, r1)
+        _scalar_row(o1, u1, w1, e1, u0, up, a1 + nv * LANES, n, r0, r1)
+        i += 2
+    if i < h0:  # an odd row count: the last row alone
+        _scalar_row(out[i, l1:h1], u[i, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1],
+                    u[i - 1, l1:h1], u[i + 1, l1:h1], 0, h1 - l1, r0, r1)
+    store_fence()
+
+
+FTCS2_STREAM = Kernel(_ftcs2_stream, _ftcs_numpy, helpers=("_row_pair", "_scalar_row", "_first_aligned"))
+"""The 2-D FTCS step (the arguments of :func:`pympc.kernels.loops._ftcs2`) with streaming stores."""
+
+AUTO_MIN_BYTES = 4 << 20
+"""``auto`` measures only steps that write at least this much (4 MiB): a smaller output
+stays in cache, where a streaming store, which bypasses it, cannot win."""
+
+#: what ``auto`` chose, by (dtype, size class): True streams; and the mode, read once
+_memo: dict = {}
+
+
+def mode() -> str:
+    """Local. ``PYMPC_STREAMING_STORES`` as this process first read it: ``auto``, ``on`` or ``off``."""
+    m = _memo.get("mode")
+    if m is None:
+        m = _memo["mode"] = _env.value("PYMPC_STREAMING_STORES")
+    return m
+
+
+def _eligible(u: np.ndarray, out: np.ndarray) -> bool:
+    # rows with unit stride (the intrinsics' addressing), a dtype the loop takes
+    return (u.strides[-1] == u.itemsize and out.strides[-1] == out.itemsize
+            and u.dtype in (np.float32, np.float64) and out.dtype in (np.float32, np.float64))
+
+
+def _seconds(fn, args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
+
+
+def ftcs2_loop(plain, u: np.ndarray, out: np.ndarray, args: tuple):
+    """Local. The compiled 2-D step to run as ``fn(u, out, *args)`` (``args``: ``l0, h0,
+    l1, h1, r0, r1``): ``plain`` (the row pair with plain stores) or the same loop with streaming
+    stores, as ``PYMPC_STREAMING_STORES`` says. ``auto`` (the default) streams where it
+    measured faster: the first step of each dtype and size class (a power of two of the
+    bytes written, from :data:`AUTO_MIN_BYTES` up) runs both loops a few times on the
+    call's own arrays (six steps, once per process; both write the same bits) and
+    keeps the faster. The choice is per rank and never changes a result."""
+    m = mode()
+    if m == "off" or not _eligible(u, out):
+        return plain
+    stream = FTCS2_STREAM.compiled()
+    if m == "on":
+        return stream
+    l0, h0, l1, h1 = args[:4]
+    nbytes = max(h0 - l0, 0) * max(h1 - l1, 0) * out.itemsize
+    if nbytes < AUTO_MIN_BYTES:
+        return plain
+    key = (out.dtype.str, u.dtype.str, nbytes.bit_length())
+    chosen = _memo.get(key)
+    if chosen is None:
+        call = (u, out, *args)
+        plain(*call), stream(*call)  # compiled (or loaded from numba's cache) and warm
+        t_plain = t_stream = float("inf")
+        for _ in range(2):  # in turn, so that a slow moment of the machine hits both
+            t_plain = min(t_plain, _seconds(plain, call))
+            t_stream = min(t_stream, _seconds(stream, call))
+        chosen = _memo[key] = t_stream < t_plain
+        log.debug("2-D step writing %.0f MiB of %s: %s stores (plain %.2f ms, streaming %.2f ms)",
+                  nbytes / 2**20, out.dtype, "streaming" if chosen else "plain",
+                  1e3 * t_plain, 1e3 * t_stream)
+    return stream if chosen else plain

@@ -1,0 +1,142 @@
+"""The 2-D FTCS step with streaming (non-temporal) stores (pympc.kernels.streaming): the
+same bits as the plain row pair and the numpy reference on any bounds, alignment, dtype
+and value (NaN, infinities, signed zeros, subnormals), nothing written outside its
+bounds; and the rule that picks it (PYMPC_STREAMING_STORES: on, off, auto)."""
+
+import numpy as np
+import pytest
+
+import pympc
+from pympc import bc, kernels
+from oracle import ftcs, pad
+
+numba = pytest.importorskip("numba")
+from pympc.kernels import streaming  # noqa: E402  (imports numba)
+from pympc.kernels.loops import FTCS, _ftcs_numpy, ftcs_loop  # noqa: E402
+
+
+def bits(a):
+    # equality bit for bit, NaN payloads and the sign of zero included
+    return a.view(np.uint64 if a.dtype == np.float64 else np.uint32)
+
+
+def field(rng, shape, dtype, special):
+    u = (rng.random(shape) * 3 - 1).astype(dtype)
+    if special:  # a few of every kind of value an IEEE step must carry through unchanged
+        tiny = np.finfo(dtype).tiny
+        values = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, tiny / 4, -tiny / 3, 1e30], dtype)
+        idx = rng.integers(0, u.size, size=3 * len(values))
+        u.flat[idx] = np.resize(values, len(idx))
+    return u
+
+
+def offset_view(shape, dtype, shift_bytes):
+    """A C-ordered array of ``shape`` starting ``shift_bytes`` past a 64-byte boundary (a
+    shift that is no multiple of the item size gives misaligned elements)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = np.zeros(size + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + shift_bytes
+    return np.ndarray(shape, dtype, buffer=buf, offset=start)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shift", [0, 8, 24, 4, 3], ids=lambda s: f"shift{s}")
+def test_streaming_step_is_bit_identical_on_random_bounds(dtype, shift):
+    stream, plain = streaming.FTCS2_STREAM.compiled(), FTCS[2].compiled()
+    rng = np.random.default_rng(100 + shift)
+    for trial in range(14):
+        # widths below one vector (8 points), around it, and rows of several hundred
+        shape = (int(rng.integers(3, 40)), int(rng.choice([3, 9, 10, 11, 17, 40, 301, 520])))
+        shape = (shape[0] | 1,) + shape[1:] if trial % 2 else (max(shape[0] & ~1, 4),) + shape[1:]
+        u = offset_view(shape, dtype, shift)
+        u[...] = field(rng, shape, dtype, special=trial % 3 == 0)
+        lo0, lo1 = (int(rng.integers(1, n - 1)) for n in shape)
+        bounds = [1, shape[0] - 1, 1, shape[1] - 1] if trial % 4 == 0 else \
+            [lo0, int(rng.integers(lo0, shape[0])), lo1, int(rng.integers(lo1, shape[1]))]
+        r = tuple(float(x) for x in rng.random(2) * 0.25)
+        got = offset_view(shape, dtype, (shift + 8 * trial) % 64 if shift % 4 == 0 else shift)
+        got[...] = -7.0
+        ref, prev = np.full(shape, -7.0, dtype), np.full(shape, -7.0, dtype)
+        stream(u, got, *bounds, *r)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as in the loops
+            _ftcs_numpy(u, ref, *bounds, *r)
+        plain(u, prev, *bounds, *r)
+        assert np.array_equal(bits(got), bits(ref)), (shape, bounds, shift)
+        assert np.array_equal(bits(got), bits(prev)), (shape, bounds, shift)
+        outside = np.ones(shape, bool)
+        outside[bounds[0]:bounds[1], bounds[2]:bounds[3]] = False
+        assert np.all(got[outside] == -7.0)  # nothing written outside the bounds
+
+
+@pytest.fixture
+def stores():
+    """Sets PYMPC_STREAMING_STORES as this process read it (``stores("on")``) and forgets
+    what ``auto`` chose, before and after."""
+    saved = dict(streaming._memo)
+
+    def set_mode(mode):
+        streaming._memo.clear()
+        streaming._memo["mode"] = mode
+    yield set_mode
+    streaming._memo.clear()
+    streaming._memo.update(saved)
+
+
+def test_on_and_off_pick_their_loop_and_a_strided_row_never_streams(stores):
+    plain = FTCS[2].compiled()
+    u = np.zeros((6, 20))
+    args = (1, 5, 1, 19, 0.1, 0.2)
+    stores("on")
+    assert ftcs_loop(u, np.zeros_like(u), args) is streaming.FTCS2_STREAM.compiled()
+    strided = np.zeros((6, 40))[:, ::2]  # rows with stride 2: the intrinsics cannot address them
+    assert ftcs_loop(u, strided, args) is plain
+    assert ftcs_loop(u, np.zeros_like(u), args, backend="numpy") is _ftcs_numpy
+    stores("off")
+    assert ftcs_loop(u, np.zeros_like(u), args) is plain
+
+
+def test_auto_measures_a_large_step_once_and_leaves_small_ones_plain(stores):
+    stores("auto")
+    plain, stream = FTCS[2].compiled(), streaming.FTCS2_STREAM.compiled()
+    small = np.random.default_rng(3).random((66, 66))
+    assert ftcs_loop(small, np.zeros_like(small), (1, 65, 1, 65, 0.1, 0.2)) is plain
+    assert len(streaming._memo) == 1  # nothing measured: just the mode
+    n = 1 + int(np.sqrt(streaming.AUTO_MIN_BYTES / 8))  # just over the least size measured
+    u = np.random.default_rng(4).random((n + 2, n + 2))
+    out = np.zeros_like(u)
+    args = (1, n + 1, 1, n + 1, 0.1, 0.2)
+    first = ftcs_loop(u, out, args)
+    assert first in (plain, stream) and len(streaming._memo) == 2
+    ref = np.zeros_like(u)
+    _ftcs_numpy(u, ref, *args)
+    assert np.array_equal(out, ref)  # what the measurement wrote is the step itself
+    assert ftcs_loop(u, out, args) is first and len(streaming._memo) == 2  # kept, not measured again
+    f32 = u.astype(np.float32)
+    ftcs_loop(f32, np.zeros_like(f32), args)
+    assert len(streaming._memo) == 2  # float32 of this shape writes half the bytes: too small
+
+
+def test_a_bad_setting_is_refused_in_one_line(stores, monkeypatch):
+    streaming._memo.clear()
+    monkeypatch.setenv("PYMPC_STREAMING_STORES", "always")
+    with pytest.raises(pympc.env.EnvError, match="PYMPC_STREAMING_STORES='always'"):
+        streaming.mode()
+
+
+@pytest.mark.mpi(min_size=1)
+@pytest.mark.parametrize("shape", [(37, 29), (40, 64), (9, 130)])
+@pytest.mark.parametrize("periodic", [(False, False), (True, False), (True, True)], ids=str)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_heat_step_with_streaming_stores_matches_global_numpy(comm, stores, shape, periodic, dtype):
+    """heat_step through the streaming loop on 1-4 ranks, uneven splits, periodic or not:
+    the serial numpy step of the whole field."""
+    stores("on")
+    glob = np.random.default_rng(7).random(shape).astype(dtype)
+    r = (0.11, 0.07)
+    with pympc.Decomposition(shape, comm=comm, periodic=periodic) as d:
+        u = pympc.DistArray.from_global(d, glob if comm.Get_rank() == 0 else None, dtype=dtype)
+        pympc.update_halo(u)
+        bc.dirichlet(u, 0.25)
+        out = kernels.heat_step(u, u.empty_like(), r)
+        expect = ftcs(pad(glob.astype(np.float64), 1, periodic, {a: ("constant", 0.25) for a in range(2)}), r, 1)
+        assert np.array_equal(out.gather(root=None), expect.astype(dtype))
