@@ -106,54 +106,6 @@ def ftcs_prefetch_order(u, out, l0, h0, l1, h1, r0, r1):
 
 
 @jit
-def ftcs_nt(u, out, l0, h0, l1, h1, r0, r1):
-    for i in range(l0, h0):
-        o = out[i, l1:h1]
-        uc, uw, ue = u[i, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1]
-        um, up = u[i - 1, l1:h1], u[i + 1, l1:h1]
-        n = o.shape[0]
-        k = 0
-        while k < n and st.address(o, k) % 64 != 0:
-            c = uc[k]
-            o[k] = c + (r0 * (um[k] - 2.0 * c + up[k]) + r1 * (uw[k] - 2.0 * c + ue[k]))
-            k += 1
-        while k + st.LANES <= n:
-            st.ftcs2_vec(o, uc, uw, ue, um, up, k, r0, r1)
-            k += st.LANES
-        for kk in range(k, n):
-            c = uc[kk]
-            o[kk] = c + (r0 * (um[kk] - 2.0 * c + up[kk]) + r1 * (uw[kk] - 2.0 * c + ue[kk]))
-    st.store_fence()
-
-
-@jit
-def _row_nt(o, uc, uw, ue, um, up, r0, r1, pf, dist):
-    # one output row, streaming stores; pf: a row to prefetch ``dist`` points ahead
-    n = o.shape[0]
-    k = 0
-    while k < n and st.address(o, k) % 64 != 0:
-        c = uc[k]
-        o[k] = c + (r0 * (um[k] - 2.0 * c + up[k]) + r1 * (uw[k] - 2.0 * c + ue[k]))
-        k += 1
-    while k + st.LANES <= n:
-        if dist > 0:
-            st.prefetch(pf, min(k + dist, n - 1))
-        st.ftcs2_vec(o, uc, uw, ue, um, up, k, r0, r1)
-        k += st.LANES
-    for kk in range(k, n):
-        c = uc[kk]
-        o[kk] = c + (r0 * (um[kk] - 2.0 * c + up[kk]) + r1 * (uw[kk] - 2.0 * c + ue[kk]))
-
-
-@jit
-def ftcs_nt_pf(u, out, l0, h0, l1, h1, r0, r1, dist):
-    for i in range(l0, h0):
-        _row_nt(out[i, l1:h1], u[i, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1],
-                u[i - 1, l1:h1], u[i + 1, l1:h1], r0, r1, u[i + 1, l1:h1], dist)
-    st.store_fence()
-
-
-@jit
 def ftcs_rowquad(u, out, l0, h0, l1, h1, r0, r1):
     i = l0
     while i + 3 < h0:
@@ -231,8 +183,7 @@ def variants(width):
         f"ftcs_strips_{width}": lambda *a: ftcs_strips(*a, width),
         "ftcs_error_model_numpy": ftcs_errnumpy,
         "ftcs_row_order_prefetch": ftcs_prefetch_order,
-        "ftcs_nontemporal (one row)": ftcs_nt,
-        "ftcs_nontemporal_prefetch512": lambda *a: ftcs_nt_pf(*a, 512),
+        "ftcs_nontemporal_prefetch512 (one row)": st.FTCS2_STREAM_ROWS.compiled(),
         "ftcs_row_quad": ftcs_rowquad,
         "ftcs_row_pair_nontemporal": st.FTCS2_STREAM.compiled(),
         "ftcs_row_pair_prefetch": lambda *a: ftcs_rowpair_pf(*a, 256, 256),

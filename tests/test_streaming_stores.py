@@ -41,8 +41,9 @@ def offset_view(shape, dtype, shift_bytes):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("shift", [0, 8, 24, 4, 3], ids=lambda s: f"shift{s}")
-def test_streaming_step_is_bit_identical_on_random_bounds(dtype, shift):
-    stream, plain = streaming.FTCS2_STREAM.compiled(), FTCS[2].compiled()
+@pytest.mark.parametrize("loop", ["FTCS2_STREAM", "FTCS2_STREAM_ROWS"])
+def test_streaming_step_is_bit_identical_on_random_bounds(loop, dtype, shift):
+    stream, plain = getattr(streaming, loop).compiled(), FTCS[2].compiled()
     rng = np.random.default_rng(100 + shift)
     for trial in range(14):
         # widths below one vector (8 points), around it, and rows of several hundred
@@ -87,7 +88,7 @@ def test_on_and_off_pick_their_loop_and_a_strided_row_never_streams(stores):
     u = np.zeros((6, 20))
     args = (1, 5, 1, 19, 0.1, 0.2)
     stores("on")
-    assert ftcs_loop(u, np.zeros_like(u), args) is streaming.FTCS2_STREAM.compiled()
+    assert ftcs_loop(u, np.zeros_like(u), args) is streaming.FTCS2_STREAM_ROWS.compiled()
     strided = np.zeros((6, 40))[:, ::2]  # rows with stride 2: the intrinsics cannot address them
     assert ftcs_loop(u, strided, args) is plain
     assert ftcs_loop(u, np.zeros_like(u), args, backend="numpy") is _ftcs_numpy
@@ -95,25 +96,32 @@ def test_on_and_off_pick_their_loop_and_a_strided_row_never_streams(stores):
     assert ftcs_loop(u, np.zeros_like(u), args) is plain
 
 
-def test_auto_measures_a_large_step_once_and_leaves_small_ones_plain(stores):
+def test_auto_tries_each_loop_on_the_first_large_steps_then_keeps_one(stores):
     stores("auto")
-    plain, stream = FTCS[2].compiled(), streaming.FTCS2_STREAM.compiled()
+    plain = FTCS[2].compiled()
+    loops = (plain, streaming.FTCS2_STREAM.compiled(), streaming.FTCS2_STREAM_ROWS.compiled())
     small = np.random.default_rng(3).random((66, 66))
     assert ftcs_loop(small, np.zeros_like(small), (1, 65, 1, 65, 0.1, 0.2)) is plain
-    assert len(streaming._memo) == 1  # nothing measured: just the mode
-    n = 1 + int(np.sqrt(streaming.AUTO_MIN_BYTES / 8))  # just over the least size measured
+    assert list(streaming._memo) == ["mode"]  # nothing tried: a small step stays plain
+    n = 1 + int(np.sqrt(streaming.AUTO_MIN_BYTES / 8))  # just over the least size tried
     u = np.random.default_rng(4).random((n + 2, n + 2))
-    out = np.zeros_like(u)
+    out, ref = np.zeros_like(u), np.zeros_like(u)
     args = (1, n + 1, 1, n + 1, 0.1, 0.2)
-    first = ftcs_loop(u, out, args)
-    assert first in (plain, stream) and len(streaming._memo) == 2
-    ref = np.zeros_like(u)
     _ftcs_numpy(u, ref, *args)
-    assert np.array_equal(out, ref)  # what the measurement wrote is the step itself
-    assert ftcs_loop(u, out, args) is first and len(streaming._memo) == 2  # kept, not measured again
+    trial = 3 * 2 * streaming.TRIAL_ROUNDS
+    for step in range(trial):  # every trial step is a true step, whichever loop runs it
+        fn = ftcs_loop(u, out, args)
+        assert fn not in loops, step  # still trying
+        out[...] = 0.0
+        fn(u, out, *args)
+        assert np.array_equal(out, ref), step
+    chosen = ftcs_loop(u, out, args)
+    assert chosen in loops and len(streaming._memo) == 2
+    assert ftcs_loop(u, np.zeros_like(u), args) is chosen  # kept
     f32 = u.astype(np.float32)
-    ftcs_loop(f32, np.zeros_like(f32), args)
-    assert len(streaming._memo) == 2  # float32 of this shape writes half the bytes: too small
+    assert ftcs_loop(f32, np.zeros_like(f32), args) is plain  # float32 here writes under 4 MiB
+    wide = np.zeros((n + 2, 2 * n + 2))
+    assert ftcs_loop(wide, np.zeros_like(wide), (1, n + 1, 1, 2 * n + 1, 0.1, 0.2)) not in loops  # a new class
 
 
 def test_a_bad_setting_is_refused_in_one_line(stores, monkeypatch):

@@ -9,10 +9,12 @@ the scalar loop (:func:`pympc.kernels.loops._ftcs2`), lane by lane, with no fast
 flags (no fused multiply-add), and a store marked ``!nontemporal``. The results are
 bit-identical to the plain loop's and to the numpy reference.
 
-Whether it pays depends on the machine (docs/kernels.md): on an Intel Xeon the row pair
-with streaming stores ran 1.6-2x the plain row pair out of memory; on an AMD EPYC it ran
-10% slower. :func:`ftcs2_loop` therefore chooses by measuring, once per process and
-size class, on the call's own arrays (``PYMPC_STREAMING_STORES``: ``auto``, ``on`` or
+Two loops use it: the row pair (:data:`FTCS2_STREAM`) and one row per pass with a
+software prefetch of the row read from memory (:data:`FTCS2_STREAM_ROWS`). Which of them,
+or the plain row pair, is fastest depends on the machine (docs/kernels.md): on an Intel
+Xeon the streaming row pair ran 1.6-2x the plain one out of memory, on one AMD EPYC 10%
+slower. :func:`ftcs2_loop` therefore chooses by measuring, once per process and size
+class, on the call's own arrays (``PYMPC_STREAMING_STORES``: ``auto``, ``on`` or
 ``off``), as FFTW plans a transform by timing its candidates.
 
 Each intrinsic computes ``LANES`` consecutive points starting at ``k``; the output
@@ -210,15 +212,82 @@ def _ftcs2_stream(u, out, l0, h0, l1, h1, r0, r1):
     store_fence()
 
 
+def _stream_row(o, uc, uw, ue, um, up, r0, r1, pf, ahead):
+    # one output row with streaming stores, a prefetch of row pf ``ahead`` points ahead of
+    # each vector (none for ahead = 0)
+    n = o.shape[0]
+    a = _first_aligned(o, n)
+    _scalar_row(o, uc, uw, ue, um, up, 0, a, r0, r1)
+    k = a
+    while k + LANES <= n:
+        if ahead > 0:
+            prefetch(pf, min(k + ahead, n - 1))
+        ftcs2_vec(o, uc, uw, ue, um, up, k, r0, r1)
+        k += LANES
+    _scalar_row(o, uc, uw, ue, um, up, k, n, r0, r1)
+
+
+def _ftcs2_stream_rows(u, out, l0, h0, l1, h1, r0, r1):
+    # one output row per pass with streaming stores, the row below (the one that comes
+    # from memory: rows i - 1 and i were read by the passes before) prefetched
+    # PREFETCH_AHEAD points ahead
+    for i in range(l0, h0):
+        _stream_row(out[i, l1:h1], u[i, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1],
+                    u[i - 1, l1:h1], u[i + 1, l1:h1], r0, r1, u[i + 1, l1:h1], PREFETCH_AHEAD)
+    store_fence()
+
+
+PREFETCH_AHEAD = 512
+"""Points (4 KiB of float64) ahead of the update at which the one-row loop prefetches the
+row it reads from memory (the distance the stencil benchmark measured, docs/kernels.md)."""
+
 FTCS2_STREAM = Kernel(_ftcs2_stream, _ftcs_numpy, helpers=("_row_pair", "_scalar_row", "_first_aligned"))
-"""The 2-D FTCS step (the arguments of :func:`pympc.kernels.loops._ftcs2`) with streaming stores."""
+"""The 2-D FTCS step (the arguments of :func:`pympc.kernels.loops._ftcs2`) with streaming
+stores, two rows per pass."""
+FTCS2_STREAM_ROWS = Kernel(_ftcs2_stream_rows, _ftcs_numpy,
+                           helpers=("_scalar_row", "_first_aligned", "_stream_row"))
+"""The same, one row per pass, with a software prefetch of the row read from memory."""
 
 AUTO_MIN_BYTES = 4 << 20
-"""``auto`` measures only steps that write at least this much (4 MiB): a smaller output
-stays in cache, where a streaming store, which bypasses it, cannot win."""
+"""``auto`` tries the loops only on steps that write at least this much (4 MiB): a smaller
+output stays in cache, where a streaming store, which bypasses it, cannot win."""
 
-#: what ``auto`` chose, by (dtype, size class): True streams; and the mode, read once
+TRIAL_ROUNDS = 3
+"""Rounds of ``auto``'s trial: in each, every loop runs two of the caller's steps, the
+second timed; the fastest loop over all rounds is kept (3 loops x 2 steps x 3 rounds:
+the first 18 steps of a size class)."""
+
+#: what ``auto`` chose (or the trial under way), by (dtype, size class); and the mode, read once
 _memo: dict = {}
+
+
+class _Trial:
+    """The first steps of one size class under ``auto``. The steps are the caller's own,
+    with whatever it does between them (the two arrays swapped, a halo exchange), so the
+    trial costs no extra work and each loop is timed as it will run: a loop whose
+    streaming stores send the next step's input to memory pays for that in its next step,
+    the one timed. Each loop's first step of a round, untimed, finds the cache as another
+    loop left it; the rounds repeat because a process's first steps run slow (pages and
+    caches warming up) whichever loop runs them."""
+
+    def __init__(self, key, loops: dict, what: str):
+        self.key, self.loops, self.what = key, loops, what
+        self.plan = [(name, timed) for _ in range(TRIAL_ROUNDS) for name in loops for timed in (False, True)]
+        self.calls = 0
+        self.best = {name: float("inf") for name in loops}
+
+    def step(self, *call):
+        name, timed = self.plan[self.calls]
+        t = time.perf_counter()
+        self.loops[name](*call)
+        if timed:
+            self.best[name] = min(self.best[name], time.perf_counter() - t)
+        self.calls += 1
+        if self.calls == len(self.plan):
+            name = min(self.best, key=self.best.get)
+            _memo[self.key] = self.loops[name]
+            log.debug("2-D step writing %s: %s (%s)", self.what, name,
+                      ", ".join(f"{k}: {1e3 * t:.2f} ms" for k, t in self.best.items()))
 
 
 def mode() -> str:
@@ -235,26 +304,21 @@ def _eligible(u: np.ndarray, out: np.ndarray) -> bool:
             and u.dtype in (np.float32, np.float64) and out.dtype in (np.float32, np.float64))
 
 
-def _seconds(fn, args) -> float:
-    t = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t
-
-
 def ftcs2_loop(plain, u: np.ndarray, out: np.ndarray, args: tuple):
     """Local. The compiled 2-D step to run as ``fn(u, out, *args)`` (``args``: ``l0, h0,
-    l1, h1, r0, r1``): ``plain`` (the row pair with plain stores) or the same loop with streaming
-    stores, as ``PYMPC_STREAMING_STORES`` says. ``auto`` (the default) streams where it
-    measured faster: the first step of each dtype and size class (a power of two of the
-    bytes written, from :data:`AUTO_MIN_BYTES` up) runs both loops a few times on the
-    call's own arrays (six steps, once per process; both write the same bits) and
-    keeps the faster. The choice is per rank and never changes a result."""
+    l1, h1, r0, r1``), as ``PYMPC_STREAMING_STORES`` says: ``off``, ``plain`` (the row
+    pair with plain stores); ``on``, the one-row loop with streaming stores and a prefetch
+    (:data:`FTCS2_STREAM_ROWS`); ``auto`` (the default), the fastest of those two and the
+    row pair with streaming stores (:data:`FTCS2_STREAM`), found by trying each on the
+    first steps of each dtype and size class (a power of two of the bytes written, from
+    :data:`AUTO_MIN_BYTES` up), the caller's own (:class:`_Trial`; all three loops write
+    the same bits). The choice is per rank and never changes a result."""
     m = mode()
     if m == "off" or not _eligible(u, out):
         return plain
-    stream = FTCS2_STREAM.compiled()
+    rows = FTCS2_STREAM_ROWS.compiled()
     if m == "on":
-        return stream
+        return rows
     l0, h0, l1, h1 = args[:4]
     nbytes = max(h0 - l0, 0) * max(h1 - l1, 0) * out.itemsize
     if nbytes < AUTO_MIN_BYTES:
@@ -262,14 +326,7 @@ def ftcs2_loop(plain, u: np.ndarray, out: np.ndarray, args: tuple):
     key = (out.dtype.str, u.dtype.str, nbytes.bit_length())
     chosen = _memo.get(key)
     if chosen is None:
-        call = (u, out, *args)
-        plain(*call), stream(*call)  # compiled (or loaded from numba's cache) and warm
-        t_plain = t_stream = float("inf")
-        for _ in range(2):  # in turn, so that a slow moment of the machine hits both
-            t_plain = min(t_plain, _seconds(plain, call))
-            t_stream = min(t_stream, _seconds(stream, call))
-        chosen = _memo[key] = t_stream < t_plain
-        log.debug("2-D step writing %.0f MiB of %s: %s stores (plain %.2f ms, streaming %.2f ms)",
-                  nbytes / 2**20, out.dtype, "streaming" if chosen else "plain",
-                  1e3 * t_plain, 1e3 * t_stream)
-    return stream if chosen else plain
+        chosen = _memo[key] = _Trial(key, {
+            "plain stores, row pairs": plain, "streaming stores, row pairs": FTCS2_STREAM.compiled(),
+            "streaming stores, one row and a prefetch": rows}, f"{nbytes / 2**20:.0f} MiB of {out.dtype}")
+    return chosen.step if isinstance(chosen, _Trial) else chosen
