@@ -115,6 +115,9 @@ def test_auto_tries_each_loop_on_the_first_large_steps_then_keeps_one(stores):
         out[...] = 0.0
         fn(u, out, *args)
         assert np.array_equal(out, ref), step
+    out[...] = 0.0
+    fn(u, out, *args)  # the trial's function, kept by a caller past the trial: the chosen loop
+    assert np.array_equal(out, ref)
     chosen = ftcs_loop(u, out, args)
     assert chosen in loops and len(streaming._memo) == 2
     assert ftcs_loop(u, np.zeros_like(u), args) is chosen  # kept

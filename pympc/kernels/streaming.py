@@ -13,8 +13,8 @@ Two loops use it: the row pair (:data:`FTCS2_STREAM`) and one row per pass with 
 software prefetch of the row read from memory (:data:`FTCS2_STREAM_ROWS`). Which of them,
 or the plain row pair, is fastest depends on the machine (docs/kernels.md): on an Intel
 Xeon the streaming row pair ran 1.6-2x the plain one out of memory, on one AMD EPYC 10%
-slower. :func:`ftcs2_loop` therefore chooses by measuring, once per process and size
-class, on the call's own arrays (``PYMPC_STREAMING_STORES``: ``auto``, ``on`` or
+slower. :func:`ftcs2_loop` therefore chooses by trying each on the run's first steps,
+once per process and size class (``PYMPC_STREAMING_STORES``: ``auto``, ``on`` or
 ``off``), as FFTW plans a transform by timing its candidates.
 
 Each intrinsic computes ``LANES`` consecutive points starting at ``k``; the output
@@ -277,6 +277,8 @@ class _Trial:
         self.best = {name: float("inf") for name in loops}
 
     def step(self, *call):
+        if self.calls >= len(self.plan):  # decided (a caller that kept this function)
+            return _memo[self.key](*call)
         name, timed = self.plan[self.calls]
         t = time.perf_counter()
         self.loops[name](*call)
