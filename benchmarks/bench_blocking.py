@@ -20,7 +20,7 @@ import pympc
 from common import emit, timed, versions
 from pympc import costlog, halo
 from pympc.kernels.blocking import DEFAULT_TILES
-from pympc.kernels.loops import ftcs_array
+from pympc.kernels.stencils import ftcs_array
 from solvers.heat import BLOCKED_STEPS, Heat
 
 comm = MPI.COMM_WORLD

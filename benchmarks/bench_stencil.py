@@ -26,7 +26,8 @@ from mpi4py import MPI
 
 from common import emit, versions
 from pympc.kernels import streaming as st
-from pympc.kernels.loops import FTCS, _ftcs_numpy, ftcs_loop
+from pympc.kernels.loops import FTCS, _ftcs_numpy
+from pympc.kernels.stencils import ftcs_loop
 
 comm = MPI.COMM_WORLD
 jit = numba.njit(cache=False, nogil=True, boundscheck=False)

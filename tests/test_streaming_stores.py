@@ -12,7 +12,8 @@ from oracle import ftcs, pad
 
 numba = pytest.importorskip("numba")
 from pympc.kernels import streaming  # noqa: E402  (imports numba)
-from pympc.kernels.loops import FTCS, _ftcs_numpy, ftcs_loop  # noqa: E402
+from pympc.kernels.loops import FTCS, _ftcs_numpy  # noqa: E402
+from pympc.kernels.stencils import ftcs_loop  # noqa: E402
 
 
 def bits(a):

@@ -2,7 +2,8 @@
 their loops and numpy references in :mod:`pympc.kernels.loops`), the fused vector
 operations of the Krylov methods (:mod:`pympc.kernels.vector`), the variable-coefficient diffusion operator and shifted
 smoother (:mod:`pympc.kernels.varcoef`), the sparse product
-(:mod:`pympc.kernels.sparse`), and the one place that chooses between numba and numpy
+(:mod:`pympc.kernels.sparse`), the 2-D step with streaming stores
+(:mod:`pympc.kernels.streaming`), and the one place that chooses between numba and numpy
 (:mod:`pympc.kernels.backend`).
 
 The package face is lazy: ``pympc.kernels.heat_step`` loads the stencils on first use, so
@@ -12,9 +13,9 @@ The package face is lazy: ``pympc.kernels.heat_step`` loads the stencils on firs
 
 import importlib
 
-_SUBMODULES = ("backend", "loops", "sparse", "stencils", "varcoef", "vector")
+_SUBMODULES = ("backend", "loops", "sparse", "stencils", "streaming", "varcoef", "vector")
 # the names the face takes from modules other than the stencils
-_FROM = {"ftcs_array": "loops", "Kernel": "backend", "resolve": "backend", "as3d": "backend",
+_FROM = {"Kernel": "backend", "resolve": "backend", "as3d": "backend",
          "Flux": "varcoef", "rbsor_shift_sweep": "varcoef"}
 
 

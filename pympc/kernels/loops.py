@@ -12,15 +12,15 @@ a float32 value is float64, but the sum of two float32 values stays float32 (the
 references convert such a sum to float64 after adding, never before); the result is
 rounded to the array's dtype once, at the store.
 
-:func:`ftcs_array` is the FTCS step on plain arrays (no DistArray), for code that times
-the kernel itself (``pympc bench``).
+The FTCS step on plain arrays (no DistArray) for code that times the kernel itself
+(``pympc bench``), :func:`~pympc.kernels.stencils.ftcs_array`, is with the DistArray
+kernels, beside the choice of the 2-D loop (plain or streaming stores).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
 from .backend import Kernel
 
 
@@ -112,43 +112,12 @@ FTCS_ND = Kernel(None, _ftcs_numpy)
 """The FTCS step beyond 3 axes: numpy only."""
 
 
-def ftcs_loop(u: np.ndarray, out: np.ndarray, args: tuple, backend: str | None = None):
-    """Local. The function that runs the FTCS step ``fn(u, out, *args)`` (``args``: the
-    bounds and coefficients of ``_ftcs1/2/3``): the compiled loop or the numpy reference,
-    as ``backend`` resolves; in 2-D the compiled row pair with plain or streaming stores,
-    as :func:`pympc.kernels.streaming.ftcs2_loop` chooses (the same bits either way)."""
-    fn = FTCS.get(u.ndim, FTCS_ND).select(backend)
-    if u.ndim == 2 and fn is not _ftcs_numpy:
-        from . import streaming  # imports numba: only once a compiled 2-D step runs
-        fn = streaming.ftcs2_loop(fn, u, out, args)
-    return fn
-
-
 def per_axis(values, ndim: int) -> tuple:
     """Local. A coefficient per axis as a tuple of ``ndim`` floats: a scalar repeated,
     or a sequence of ``ndim`` values (the kernels' ``r``, ``s``, ``h2inv``)."""
     if isinstance(values, (int, float)):  # the common case, without numpy's ~10 us
         return (float(values),) * ndim
     return tuple(float(x) for x in np.broadcast_to(np.asarray(values, dtype=float), (ndim,)))
-
-
-def ftcs_array(src: np.ndarray, dst: np.ndarray, r, backend: str | None = None) -> np.ndarray:
-    """Local. The FTCS step of :func:`~pympc.kernels.heat_step` on plain numpy arrays of
-    1-3 axes: ``dst`` at the interior points (all but the first and last point of every
-    axis) becomes ``src + sum_a r[a] (src[i-1] - 2 src[i] + src[i+1])``; the outer layer
-    of ``dst`` is left alone. ``r``: a scalar or one per axis. ``src`` and ``dst``:
-    distinct float32 or float64 arrays of one shape and dtype."""
-    for name, x in (("src", src), ("dst", dst)):
-        if not isinstance(x, np.ndarray) or x.dtype.char not in "fd" or not 1 <= x.ndim <= 3:
-            raise InputError(f"ftcs_array: {name} must be a float32 or float64 numpy array of "
-                             f"1-3 axes, got {type(x).__name__} {getattr(x, 'dtype', '')}")
-    if src.shape != dst.shape or src.dtype != dst.dtype or np.may_share_memory(src, dst):
-        raise InputError("ftcs_array: src and dst must be distinct arrays of one shape and dtype")
-    rr = per_axis(r, src.ndim)
-    if min(src.shape) >= 3:
-        args = (*[x for n in src.shape for x in (1, n - 1)], *rr)
-        ftcs_loop(src, dst, args, backend)(src, dst, *args)
-    return dst
 
 
 # ---------------------------------------------------------------------------------------

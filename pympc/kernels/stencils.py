@@ -26,7 +26,7 @@ from ..array import DistArray, require_compatible, require_distarray
 from ..runtime import InputError
 from . import backend as _backend
 from .backend import as3d
-from .loops import CONVDIFF, HEATVAR, JACOBI, LEAPFROG, RBSOR, RESIDUAL, ftcs_loop, per_axis
+from .loops import CONVDIFF, FTCS, FTCS_ND, HEATVAR, JACOBI, LEAPFROG, RBSOR, RESIDUAL, _ftcs_numpy, per_axis
 
 BACKEND = _backend.resolve()
 """The backend a kernel called without ``backend=`` runs in this process."""
@@ -81,6 +81,37 @@ def _bounds(a: DistArray, region):
 def _not_in_place(where, a, b, what="update in place: pass a second array"):
     if a.data is b.data:
         raise InputError(f"{where} cannot {what}")
+
+
+def ftcs_loop(u: np.ndarray, out: np.ndarray, args: tuple, backend: str | None = None):
+    """Local. The function that runs the FTCS step ``fn(u, out, *args)`` (``args``: the
+    bounds and coefficients of ``_ftcs1/2/3``): the compiled loop or the numpy reference,
+    as ``backend`` resolves; in 2-D the compiled row pair with plain or streaming stores,
+    as :func:`pympc.kernels.streaming.ftcs2_loop` chooses (the same bits either way)."""
+    fn = FTCS.get(u.ndim, FTCS_ND).select(backend)
+    if u.ndim == 2 and fn is not _ftcs_numpy:
+        from . import streaming  # imports numba: only once a compiled 2-D step runs
+        fn = streaming.ftcs2_loop(fn, u, out, args)
+    return fn
+
+
+def ftcs_array(src: np.ndarray, dst: np.ndarray, r, backend: str | None = None) -> np.ndarray:
+    """Local. The FTCS step of :func:`~pympc.kernels.heat_step` on plain numpy arrays of
+    1-3 axes: ``dst`` at the interior points (all but the first and last point of every
+    axis) becomes ``src + sum_a r[a] (src[i-1] - 2 src[i] + src[i+1])``; the outer layer
+    of ``dst`` is left alone. ``r``: a scalar or one per axis. ``src`` and ``dst``:
+    distinct float32 or float64 arrays of one shape and dtype."""
+    for name, x in (("src", src), ("dst", dst)):
+        if not isinstance(x, np.ndarray) or x.dtype.char not in "fd" or not 1 <= x.ndim <= 3:
+            raise InputError(f"ftcs_array: {name} must be a float32 or float64 numpy array of "
+                             f"1-3 axes, got {type(x).__name__} {getattr(x, 'dtype', '')}")
+    if src.shape != dst.shape or src.dtype != dst.dtype or np.may_share_memory(src, dst):
+        raise InputError("ftcs_array: src and dst must be distinct arrays of one shape and dtype")
+    rr = per_axis(r, src.ndim)
+    if min(src.shape) >= 3:
+        args = (*[x for n in src.shape for x in (1, n - 1)], *rr)
+        ftcs_loop(src, dst, args, backend)(src, dst, *args)
+    return dst
 
 
 def heat_step(u: DistArray, out: DistArray, r, region=None, backend=None) -> DistArray:

@@ -84,7 +84,8 @@ def _elem(aty):
 
 @intrinsic
 def ftcs2_vec(typingctx, o, uc, uw, ue, um, up, k, r0, r1):
-    """o[k:k+LANES] = c + (r0 (um - 2c + up) + r1 (uw - 2c + ue)), c = uc[k:k+LANES]."""
+    """Local. ``o[k:k+LANES] = c + (r0 (um - 2c + up) + r1 (uw - 2c + ue))``, ``c = uc[k:k+LANES]``,
+    stored non-temporally (a numba intrinsic: call it from a compiled loop)."""
     sig = types.void(o, uc, uw, ue, um, up, types.intp, types.float64, types.float64)
 
     def codegen(context, builder, signature, args):
@@ -103,7 +104,8 @@ def ftcs2_vec(typingctx, o, uc, uw, ue, um, up, k, r0, r1):
 
 @intrinsic
 def copy_vec(typingctx, o, a, k):
-    """o[k:k+LANES] = a[k:k+LANES], stored non-temporally (the stencil benchmark's copy loop)."""
+    """Local. ``o[k:k+LANES] = a[k:k+LANES]``, stored non-temporally (the stencil benchmark's
+    copy loop; a numba intrinsic)."""
     sig = types.void(o, a, types.intp)
 
     def codegen(context, builder, signature, args):
@@ -122,7 +124,7 @@ def copy_vec(typingctx, o, a, k):
 
 @intrinsic
 def store_fence(typingctx):
-    """Orders the streaming stores before whatever follows (another rank or thread may
+    """Local. Orders the streaming stores before whatever follows (another rank or thread may
     read the field next): ``sfence`` on x86-64, nothing elsewhere."""
     sig = types.void()
 
@@ -137,7 +139,7 @@ def store_fence(typingctx):
 
 @intrinsic
 def address(typingctx, a, k):
-    """The address of a[k], as an integer (for the alignment peel)."""
+    """Local. The address of ``a[k]``, as an integer (for the alignment peel; a numba intrinsic)."""
     sig = types.intp(a, types.intp)
 
     def codegen(context, builder, signature, args):
