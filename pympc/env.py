@@ -55,8 +55,9 @@ VARIABLES = {v.name: v for v in (
              ("numba", "numpy")),
     Variable("PYMPC_STREAMING_STORES", "choice", "auto",
              "the compiled 2-D heat step's stores: on streams them past the cache "
-             "(non-temporal), off stores plainly, auto measures both on the first large "
-             "step and keeps the faster (docs/kernels.md); the results are the same",
+             "(non-temporal), off stores plainly, auto tries plain and streaming loops on "
+             "the first steps of each large size and keeps the fastest (docs/kernels.md); "
+             "the results are the same",
              ("auto", "on", "off")),
     Variable("PYMPC_PROGRESS", "choice", "",
              "what a solver's run shows on rank 0: bar (a live bar on stderr), lines "

@@ -57,6 +57,19 @@ def _row_pair(u, out, i, l1, h1):
             u[i + 1, l1 + 1:h1 + 1])
 
 
+def _one_row(u, out, i, l1, h1):
+    # the rows of one output row i: (o, centre, west, east, row above, row below)
+    return (out[i, l1:h1], u[i, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1],
+            u[i - 1, l1:h1], u[i + 1, l1:h1])
+
+
+def _scalar_row(o, uc, uw, ue, um, up, lo, hi, r0, r1):
+    # points lo..hi-1 of one output row (the rows of _one_row), the one-row formula
+    for k in range(lo, hi):
+        c = uc[k]
+        o[k] = c + (r0 * (um[k] - 2.0 * c + up[k]) + r1 * (uw[k] - 2.0 * c + ue[k]))
+
+
 def _ftcs2(u, out, l0, h0, l1, h1, r0, r1):
     i = l0
     while i + 1 < h0:
@@ -67,12 +80,8 @@ def _ftcs2(u, out, l0, h0, l1, h1, r0, r1):
             o1[k] = d + (r0 * (c - 2.0 * d + up[k]) + r1 * (w1[k] - 2.0 * d + e1[k]))
         i += 2
     if i < h0:  # an odd row count: the last row alone
-        o = out[i, l1:h1]
-        uc, uw, ue = u[i, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1]
-        um, up = u[i - 1, l1:h1], u[i + 1, l1:h1]
-        for k in range(o.shape[0]):
-            c = uc[k]
-            o[k] = c + (r0 * (um[k] - 2.0 * c + up[k]) + r1 * (uw[k] - 2.0 * c + ue[k]))
+        o, uc, uw, ue, um, up = _one_row(u, out, i, l1, h1)
+        _scalar_row(o, uc, uw, ue, um, up, 0, h1 - l1, r0, r1)
 
 
 def _ftcs3(u, out, l0, h0, l1, h1, l2, h2, r0, r1, r2):
@@ -106,7 +115,7 @@ def _ftcs_numpy(u, out, *args):
     out[sl] = c + acc
 
 
-FTCS = {1: Kernel(_ftcs1, _ftcs_numpy), 2: Kernel(_ftcs2, _ftcs_numpy, helpers=("_row_pair",)),
+FTCS = {1: Kernel(_ftcs1, _ftcs_numpy), 2: Kernel(_ftcs2, _ftcs_numpy, helpers=("_row_pair", "_one_row", "_scalar_row")),
         3: Kernel(_ftcs3, _ftcs_numpy)}
 FTCS_ND = Kernel(None, _ftcs_numpy)
 """The FTCS step beyond 3 axes: numpy only."""

@@ -40,7 +40,7 @@ from numba.extending import intrinsic
 
 from .. import env as _env
 from .backend import Kernel
-from .loops import _ftcs_numpy, _row_pair  # noqa: F401  (_row_pair: compiled with the loop)
+from .loops import _ftcs_numpy, _one_row, _row_pair, _scalar_row  # noqa: F401  (helpers compiled with the loops)
 
 log = logging.getLogger("pympc.kernels")
 
@@ -174,13 +174,6 @@ prefetchw = _prefetcher(1)
 
 
 # --- the 2-D step with streaming stores --------------------------------------------------
-def _scalar_row(o, uc, uw, ue, um, up, lo, hi, r0, r1):
-    # points lo..hi-1 of one output row, plain stores (the peel and the tail)
-    for k in range(lo, hi):
-        c = uc[k]
-        o[k] = c + (r0 * (um[k] - 2.0 * c + up[k]) + r1 * (uw[k] - 2.0 * c + ue[k]))
-
-
 def _first_aligned(o, n):
     # the first index of row o whose address is on a vector boundary (n: none is, the
     # elements themselves being misaligned)
@@ -209,8 +202,8 @@ def _ftcs2_stream(u, out, l0, h0, l1, h1, r0, r1):
         _scalar_row(o1, u1, w1, e1, u0, up, a1 + nv * LANES, n, r0, r1)
         i += 2
     if i < h0:  # an odd row count: the last row alone
-        _scalar_row(out[i, l1:h1], u[i, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1],
-                    u[i - 1, l1:h1], u[i + 1, l1:h1], 0, h1 - l1, r0, r1)
+        o, uc, uw, ue, um, up = _one_row(u, out, i, l1, h1)
+        _stream_row(o, uc, uw, ue, um, up, r0, r1, up, 0)
     store_fence()
 
 
@@ -234,8 +227,8 @@ def _ftcs2_stream_rows(u, out, l0, h0, l1, h1, r0, r1):
     # from memory: rows i - 1 and i were read by the passes before) prefetched
     # PREFETCH_AHEAD points ahead
     for i in range(l0, h0):
-        _stream_row(out[i, l1:h1], u[i, l1:h1], u[i, l1 - 1:h1 - 1], u[i, l1 + 1:h1 + 1],
-                    u[i - 1, l1:h1], u[i + 1, l1:h1], r0, r1, u[i + 1, l1:h1], PREFETCH_AHEAD)
+        o, uc, uw, ue, um, up = _one_row(u, out, i, l1, h1)
+        _stream_row(o, uc, uw, ue, um, up, r0, r1, up, PREFETCH_AHEAD)
     store_fence()
 
 
@@ -243,11 +236,12 @@ PREFETCH_AHEAD = 512
 """Points (4 KiB of float64) ahead of the update at which the one-row loop prefetches the
 row it reads from memory (the distance the stencil benchmark measured, docs/kernels.md)."""
 
-FTCS2_STREAM = Kernel(_ftcs2_stream, _ftcs_numpy, helpers=("_row_pair", "_scalar_row", "_first_aligned"))
+FTCS2_STREAM = Kernel(_ftcs2_stream, _ftcs_numpy,
+                      helpers=("_row_pair", "_one_row", "_scalar_row", "_first_aligned", "_stream_row"))
 """The 2-D FTCS step (the arguments of :func:`pympc.kernels.loops._ftcs2`) with streaming
 stores, two rows per pass."""
 FTCS2_STREAM_ROWS = Kernel(_ftcs2_stream_rows, _ftcs_numpy,
-                           helpers=("_scalar_row", "_first_aligned", "_stream_row"))
+                           helpers=("_one_row", "_scalar_row", "_first_aligned", "_stream_row"))
 """The same, one row per pass, with a software prefetch of the row read from memory."""
 
 AUTO_MIN_BYTES = 4 << 20
@@ -302,12 +296,6 @@ def mode() -> str:
     return m
 
 
-def _eligible(u: np.ndarray, out: np.ndarray) -> bool:
-    # rows with unit stride (the intrinsics' addressing), a dtype the loop takes
-    return (u.strides[-1] == u.itemsize and out.strides[-1] == out.itemsize
-            and u.dtype in (np.float32, np.float64) and out.dtype in (np.float32, np.float64))
-
-
 def ftcs2_loop(plain, u: np.ndarray, out: np.ndarray, args: tuple):
     """Local. The compiled 2-D step to run as ``fn(u, out, *args)`` (``args``: ``l0, h0,
     l1, h1, r0, r1``), as ``PYMPC_STREAMING_STORES`` says: ``off``, ``plain`` (the row
@@ -318,19 +306,20 @@ def ftcs2_loop(plain, u: np.ndarray, out: np.ndarray, args: tuple):
     :data:`AUTO_MIN_BYTES` up), the caller's own (:class:`_Trial`; all three loops write
     the same bits). The choice is per rank and never changes a result."""
     m = mode()
-    if m == "off" or not _eligible(u, out):
+    # the intrinsics address rows with unit stride (the callers checked the dtypes)
+    if m == "off" or u.strides[-1] != u.itemsize or out.strides[-1] != out.itemsize:
         return plain
-    rows = FTCS2_STREAM_ROWS.compiled()
     if m == "on":
-        return rows
+        return FTCS2_STREAM_ROWS.compiled()
     l0, h0, l1, h1 = args[:4]
     nbytes = max(h0 - l0, 0) * max(h1 - l1, 0) * out.itemsize
     if nbytes < AUTO_MIN_BYTES:
         return plain
-    key = (out.dtype.str, u.dtype.str, nbytes.bit_length())
+    key = (out.dtype.str, nbytes.bit_length())
     chosen = _memo.get(key)
     if chosen is None:
         chosen = _memo[key] = _Trial(key, {
             "plain stores, row pairs": plain, "streaming stores, row pairs": FTCS2_STREAM.compiled(),
-            "streaming stores, one row and a prefetch": rows}, f"{nbytes / 2**20:.0f} MiB of {out.dtype}")
+            "streaming stores, one row and a prefetch": FTCS2_STREAM_ROWS.compiled()},
+            f"{nbytes / 2**20:.0f} MiB of {out.dtype}")
     return chosen.step if isinstance(chosen, _Trial) else chosen
