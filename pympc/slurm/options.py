@@ -239,14 +239,13 @@ def merge(from_job: dict, from_cli: dict, where: str) -> dict:
 
 def _combinations(o: dict) -> None:
     """What is wrong with options that are each fine."""
-    if o["time"] not in (None, "UNLIMITED") and seconds(o["time"]) < o["signal_before"] + WARNING_LEAD:
-        # slurmctld warns once at most N + 30 s are left, looking every 30 s, and again after
-        # each requeue: a start is sure of time - N - 30 s before its warning
+    limit = None if o["time"] in (None, "UNLIMITED") else seconds(o["time"])
+    if limit is not None and limit < o["signal_before"] + WARNING_LEAD:
         raise InputError(
             f"--time {o['time']} leaves no room for the warning --signal-before {o['signal_before']} s: "
             f"Slurm sends it once at most {o['signal_before'] + PERIODIC} s are left (it looks every "
             f"{PERIODIC} s), so each start of the job could be told to stop after "
-            f"{max(seconds(o['time']) - o['signal_before'] - PERIODIC, 0)} s; "
+            f"{max(limit - o['signal_before'] - PERIODIC, 0)} s; "
             f"give a --time of at least --signal-before + {WARNING_LEAD} s, or a shorter --signal-before")
     if o["ranks_per_task"] != 1 and not o["farm"]:
         raise InputError("--ranks-per-task needs --farm")
