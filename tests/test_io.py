@@ -140,6 +140,12 @@ def test_bad_input_gives_one_clear_error_everywhere(comm, shared_tmp_path):
         _same_error(comm, lambda: io.read(str(p / "junk.h5"), "u", d), "not an HDF5 file")
         _same_error(comm, lambda: io.read(str(p / "trunc.h5"), "u", d), "trunc.h5")
         _same_error(comm, lambda: io.read(str(p / "future.h5"), "u", d), "format version 99")
+        # every mode that opens an existing file refuses it (read-only: checked on the
+        # open file; the others before the open), and leaves it as it was
+        before = (p / "future.h5").read_bytes()
+        for mode in ("r", "r+", "a"):
+            _same_error(comm, lambda: io.File(str(p / "future.h5"), mode, comm=comm), "format version 99")
+        assert (p / "future.h5").read_bytes() == before
         _same_error(comm, lambda: io.read(str(p / "good.h5"), "v", d), "no dataset 'v'")
         with pympc.Decomposition((8, 7), comm=comm) as other:
             _same_error(comm, lambda: io.read(str(p / "good.h5"), "u", other), "does not match")

@@ -103,28 +103,35 @@ def _h5open(path, mode, **driver):
 
 
 def _precheck(path, mode, comm):
-    """Collective. Rank 0 checks the file alone; every rank raises the same error."""
+    """Collective. Rank 0 checks the file alone; every rank raises the same error. A file
+    opened ``"r"`` has its format version checked after the open instead
+    (:func:`_check_version` on the open file: one open fewer per read)."""
     on_root(lambda: _check_path(path, mode), comm)
 
 
 def _check_path(path, mode):
     try:
         if mode in ("r", "r+"):
-            _check_readable(path)
+            _check_readable(path, version=mode != "r")
         else:
             _check_creatable(path, mode)
     except OSError as e:  # unreadable, truncated, corrupt
         raise InputError(f"cannot read {path}: {e}") from None
 
 
-def _check_readable(path):
+def _check_readable(path, version=True):
     if not os.path.exists(path):
         raise InputError(f"no such file: {path}")
     if not h5py.is_hdf5(path):
         raise InputError(f"{path} is not an HDF5 file (or it is truncated or corrupt)")
-    with open_readonly(path) as f:
-        fmt = f.attrs.get("format")
-        ver = f.attrs.get("format_version")
+    if version:
+        with open_readonly(path) as f:
+            _check_version(path, f)
+
+
+def _check_version(path, h5):
+    """A pympc file newer than this pympc reads: :class:`~pympc.InputError`."""
+    fmt, ver = h5.attrs.get("format"), h5.attrs.get("format_version")
     if fmt == FORMAT and ver is not None and int(ver) > FORMAT_VERSION:
         raise InputError(f"{path} has pympc format version {int(ver)}, newer than this "
                          f"pympc ({__version__}) reads (<= {FORMAT_VERSION})")
@@ -254,7 +261,9 @@ def _direct_offset(ds, dtype, userblock):
 def _row_runs(a, offset):
     """``[(file offset, [rows])]``: DistArray ``a``'s owned block as rows of its last grid
     axis (with the components: each contiguous in memory, ghosts skipped in place), rows
-    that follow each other in the file grouped, at most ``_IOV_MAX`` a group."""
+    that follow each other in the file grouped, at most ``_IOV_MAX`` a group. Vectorised:
+    a step's read of 8192 rows spent 2.3 ms here in a Python loop, a tenth of the
+    transfer."""
     d, owned = a.decomp, a.owned
     lead = owned.shape[:d.ndim - 1]
     rows = [owned] if not lead else list(owned) if len(lead) == 1 else [r for plane in owned for r in plane]
@@ -263,13 +272,13 @@ def _row_runs(a, offset):
                               d.shape[:-1]) if lead else np.zeros(1, dtype=np.int64)
     starts = offset + (gl.astype(np.int64) * d.shape[-1] + d.lo[-1]) * item
     size = d.local_shape[-1] * item
-    runs, prev = [], None
-    for pos, row in zip(starts.tolist(), rows):
-        if prev is None or pos != prev or len(runs[-1][1]) == _IOV_MAX:
-            runs.append((pos, []))
-        runs[-1][1].append(row)
-        prev = pos + size
-    return runs
+    # a group starts where a row does not follow the one before in the file, and every
+    # _IOV_MAX rows within a run of rows that do
+    new = np.flatnonzero(np.diff(starts) != size) + 1
+    cuts = []
+    for lo, hi in zip([0, *new.tolist()], [*new.tolist(), len(rows)]):
+        cuts.extend(range(lo, hi, _IOV_MAX))
+    return [(int(starts[lo]), rows[lo:hi]) for lo, hi in zip(cuts, [*cuts[1:], len(rows)])]
 
 
 def _move_direct(path, a, offset, write, name):
@@ -290,13 +299,16 @@ def _move_direct(path, a, offset, write, name):
         return f"cannot {verb} {path}: {e}"
     move = os.pwritev if write else os.preadv
     try:
+        size = a.owned[(0,) * (a.decomp.ndim - 1)].nbytes  # one row's bytes
         for pos, rows in _row_runs(a, offset):
+            want = size * len(rows)
             while rows:  # a short transfer (a signal, a file system limit): the rest again
                 done = move(fd, rows, pos)
                 if done <= 0:
                     return (f"cannot write {path}: pwritev wrote nothing" if write else
                             f"cannot read {path}: the file ends inside dataset {name!r} (is it truncated?)")
-                pos, rows = pos + done, _skip(rows, done)
+                want -= done
+                pos, rows = pos + done, _skip(rows, done) if want else []
         return None
     except OSError as e:
         return f"cannot {verb} {path}: {e}"
@@ -501,9 +513,9 @@ class _SerialFallback:
 
 
 def _dataset_info(h5, path, name):
-    if name not in h5 or not isinstance(h5[name], h5py.Dataset):
+    ds = h5[name] if name in h5 else None  # (one lookup: each costs tens of µs in parallel)
+    if not isinstance(ds, h5py.Dataset):
         raise InputError(f"{path} has no dataset {name!r}")
-    ds = h5[name]
     return ds.shape, ds.dtype.str
 
 
@@ -549,6 +561,8 @@ class File:
         self._io = None
         try:
             self._io = self._open(mode)
+            if mode == "r":  # (checked before the open in the other modes: _precheck)
+                self._io.ask(lambda h5: _check_version(self.path, h5))
             if mode in ("w", "x") or (mode == "a" and not self._io.ask(lambda h5: "format" in h5.attrs)):
                 self.set_attrs("/", self._root_attrs(params, decomp))
         except Exception:
@@ -557,7 +571,7 @@ class File:
 
     def _open(self, mode):
         """The strategy for this file, opened on every rank or on none (one verdict)."""
-        _precheck(self.path, "r" if mode == "a" and os.path.exists(self.path) else mode, self._comm)
+        _precheck(self.path, "r+" if mode == "a" and os.path.exists(self.path) else mode, self._comm)
         kind = _SerialFallback if not HAVE_PARALLEL_H5PY and self._comm.Get_size() > 1 else _Parallel
         store, err = None, None
         try:
