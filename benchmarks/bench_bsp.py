@@ -21,7 +21,7 @@ object (``--json FILE`` writes it).
   report picks: the fit of the halo pattern each superstep ran (``rows``, ``cols``,
   ``box``, ``box/w2``, ``box/w4``, ``box/w8``, each measured on square grids of its own
   shape near ``--size``, :func:`pympc.bench.time_patterns`), after a compute phase. The
-  heat batches run interleaved with those h-relation batches, so that model and program
+  heat batches run interleaved with those pattern batches, so that model and program
   see the same minutes of a shared machine. The ratio with the single row-halo fit (the
   model before the pattern fits), the raw ``MPI_Alltoallv`` fit and bspbench's
   back-to-back hpput fit are reported for comparison.
@@ -201,9 +201,8 @@ def main(argv=None):
     res["fit"] = fits
     r = bench.compute_rate(comm)
     # the hpput, raw and halo h-relations after a compute phase (a stencil sweep of twice
-    # the last-level cache, as pympc bench does, with its default h range), interleaved
-    # batch by batch with the heat step's batches, so that the model and the program are
-    # measured in the same minutes of a shared machine
+    # the last-level cache, as pympc bench does, with its default h range): the models the
+    # heat rows are compared with besides the pattern fits
     heats = {"heat": Heat(args.size, args.steps, (True, False)),
              "heat_periodic_both": Heat(args.size, args.steps, (True, True))}
     for k in args.deep:
@@ -215,15 +214,18 @@ def main(argv=None):
 
     cold_methods = ("hpput", "raw", "halo")
     hc = bench.h_values(args.cold_hmax, args.points)
-    jobs = len(cold_methods) * len(hc) * args.reps + len(bench.PATTERNS) * 4 * args.pattern_reps
-    every = max(1, jobs // args.heat_reps)
     stream = bench.Stream(bench.default_compute_bytes(comm))
     after = bench.after_compute(hc, cold_methods, comm=comm, compute=stream.nbytes, iters=args.iters,
-                                reps=args.reps, seed=2, between=heat_batches, every=every)
+                                reps=args.reps, seed=2)
     # the halo patterns the layer runs (rows, strided columns, box corners, deep halos),
-    # each fitted on grids of its own shape after the same compute phase, interleaved too
+    # each fitted on grids of its own shape after the same compute phase, with the heat
+    # batches interleaved: the fits that predict them sample the same minutes (the heat
+    # batches once ran through the after-compute h-relations too, a window of the run
+    # the pattern fits did not see)
     sides = args.sides or [max(16, 8 * round(args.size * f / 8)) for f in (0.75, 0.875, 1.125, 1.25)]
+    every = max(1, len(bench.PATTERNS) * len(sides) * args.pattern_reps // args.heat_reps)
     res["pattern_sides"] = sides
+    res["fresh_warmup"] = bench.timing.FRESH_WARMUP
     pats = bench.time_patterns(sides=sides, comm=comm, compute=stream, iters=args.iters, reps=args.pattern_reps,
                                seed=3, between=heat_batches, every=every)
     after["fit"].update({key: p["fit"] for key, p in pats.items()})
