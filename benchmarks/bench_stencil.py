@@ -184,7 +184,7 @@ def variants(width):
         f"ftcs_strips_{width}": lambda *a: ftcs_strips(*a, width),
         "ftcs_error_model_numpy": ftcs_errnumpy,
         "ftcs_row_order_prefetch": ftcs_prefetch_order,
-        "ftcs_nontemporal_prefetch512 (one row)": st.FTCS2_STREAM_ROWS.compiled(),
+        "ftcs_nontemporal_prefetch (one row, the streaming loop of heat_step)": st.FTCS2_STREAM_ROWS.compiled(),
         "ftcs_row_quad": ftcs_rowquad,
         "ftcs_row_pair_nontemporal": st.FTCS2_STREAM.compiled(),
         "ftcs_row_pair_prefetch": lambda *a: ftcs_rowpair_pf(*a, 256, 256),

@@ -50,7 +50,10 @@ def test_streaming_step_is_bit_identical_on_random_bounds(loop, dtype, shift):
         # widths below one vector (8 points), around it, and rows of several hundred
         shape = (int(rng.integers(3, 40)), int(rng.choice([3, 9, 10, 11, 17, 40, 301, 520])))
         shape = (shape[0] | 1,) + shape[1:] if trial % 2 else (max(shape[0] & ~1, 4),) + shape[1:]
-        u = offset_view(shape, dtype, shift)
+        if trial % 5 == 4:  # a window of a wider array: unit-stride rows, not C-contiguous
+            u = offset_view((shape[0], shape[1] + 13), dtype, shift)[:, 5:5 + shape[1]]
+        else:
+            u = offset_view(shape, dtype, shift)
         u[...] = field(rng, shape, dtype, special=trial % 3 == 0)
         lo0, lo1 = (int(rng.integers(1, n - 1)) for n in shape)
         bounds = [1, shape[0] - 1, 1, shape[1] - 1] if trial % 4 == 0 else \

@@ -203,20 +203,21 @@ def _ftcs2_stream(u, out, l0, h0, l1, h1, r0, r1):
         i += 2
     if i < h0:  # an odd row count: the last row alone
         o, uc, uw, ue, um, up = _one_row(u, out, i, l1, h1)
-        _stream_row(o, uc, uw, ue, um, up, r0, r1, up, 0)
+        _stream_row(o, uc, uw, ue, um, up, r0, r1, up, 0, 0)
     store_fence()
 
 
-def _stream_row(o, uc, uw, ue, um, up, r0, r1, pf, ahead):
-    # one output row with streaming stores, a prefetch of row pf ``ahead`` points ahead of
-    # each vector (none for ahead = 0)
+def _stream_row(o, uc, uw, ue, um, up, r0, r1, pf, ahead, last):
+    # one output row with streaming stores, a prefetch of pf[k + ahead] with each vector k
+    # (none for ahead = 0), at most pf[last]: ``last`` may lie past pf's end, in the
+    # memory after it that the caller knows to be its array's (the next rows)
     n = o.shape[0]
     a = _first_aligned(o, n)
     _scalar_row(o, uc, uw, ue, um, up, 0, a, r0, r1)
     k = a
     while k + LANES <= n:
         if ahead > 0:
-            prefetch(pf, min(k + ahead, n - 1))
+            prefetch(pf, min(k + ahead, last))
         ftcs2_vec(o, uc, uw, ue, um, up, k, r0, r1)
         k += LANES
     _scalar_row(o, uc, uw, ue, um, up, k, n, r0, r1)
@@ -225,16 +226,22 @@ def _stream_row(o, uc, uw, ue, um, up, r0, r1, pf, ahead):
 def _ftcs2_stream_rows(u, out, l0, h0, l1, h1, r0, r1):
     # one output row per pass with streaming stores, the row below (the one that comes
     # from memory: rows i - 1 and i were read by the passes before) prefetched
-    # PREFETCH_AHEAD points ahead
+    # PREFETCH_AHEAD points ahead. In a C-contiguous u the prefetch runs on past the
+    # row's end into the rows after it, as the next passes read them (up to u's last
+    # element), so each row's first points are in flight too; otherwise it stops at the
+    # row's end
+    rows, cols = u.shape
     for i in range(l0, h0):
         o, uc, uw, ue, um, up = _one_row(u, out, i, l1, h1)
-        _stream_row(o, uc, uw, ue, um, up, r0, r1, up, PREFETCH_AHEAD)
+        last = (rows - i - 1) * cols - l1 - 1 if u.flags.c_contiguous else up.shape[0] - 1
+        _stream_row(o, uc, uw, ue, um, up, r0, r1, up, PREFETCH_AHEAD, last)
     store_fence()
 
 
-PREFETCH_AHEAD = 512
-"""Points (4 KiB of float64) ahead of the update at which the one-row loop prefetches the
-row it reads from memory (the distance the stencil benchmark measured, docs/kernels.md)."""
+PREFETCH_AHEAD = 1024
+"""Points (8 KiB of float64) ahead of the update at which the one-row loop prefetches the
+row it reads from memory, and past its end the rows after it (the distance the stencil
+benchmark measured, docs/kernels.md)."""
 
 FTCS2_STREAM = Kernel(_ftcs2_stream, _ftcs_numpy,
                       helpers=("_row_pair", "_one_row", "_scalar_row", "_first_aligned", "_stream_row"))
