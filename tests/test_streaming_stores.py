@@ -112,7 +112,7 @@ def test_auto_tries_each_loop_on_the_first_large_steps_then_keeps_one(stores):
     out, ref = np.zeros_like(u), np.zeros_like(u)
     args = (1, n + 1, 1, n + 1, 0.1, 0.2)
     _ftcs_numpy(u, ref, *args)
-    trial = 3 * 2 * streaming.TRIAL_ROUNDS
+    trial = streaming.TRIAL_WARMUP + 3 * streaming.TRIAL_STEPS * streaming.TRIAL_ROUNDS
     for step in range(trial):  # every trial step is a true step, whichever loop runs it
         fn = ftcs_loop(u, out, args)
         assert fn not in loops, step  # still trying

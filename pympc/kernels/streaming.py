@@ -256,9 +256,23 @@ AUTO_MIN_BYTES = 4 << 20
 output stays in cache, where a streaming store, which bypasses it, cannot win."""
 
 TRIAL_ROUNDS = 3
-"""Rounds of ``auto``'s trial: in each, every loop runs two of the caller's steps, the
-second timed; the fastest loop over all rounds is kept (3 loops x 2 steps x 3 rounds:
-the first 18 steps of a size class)."""
+"""Rounds of ``auto``'s trial: in each, every loop runs :data:`TRIAL_STEPS` of the
+caller's steps, the last timed, the loops in another order each round; the fastest loop
+over all rounds is kept (after :data:`TRIAL_WARMUP` steps, 3 loops x 3 steps x 3 rounds:
+the first 39 steps of a size class)."""
+TRIAL_WARMUP = 12
+"""Steps of a size class run with plain stores, untimed, before ``auto``'s trial starts:
+a process's first steps on new arrays run slow whichever loop runs them (the plain row
+pair on a 4.6 MB field: 0.44, 0.33, 0.25, 0.20 ms for its first steps, 0.14-0.19 from the
+tenth or so on), and a plain loop timed in that ramp lost to a streaming loop it beats by
+1.6x once warm."""
+TRIAL_STEPS = 3
+"""Steps each loop runs per round of the trial, the last one timed: after two steps of
+its own both arrays were last written by the loop being timed, as in a run of it. (With
+two, the second, timed, step of the plain loop wrote into an array the streaming loop
+before it had sent to memory: on a 4.6 MB field in L3, the plain loop's timed step took
+0.30 ms against 0.19 ms in a run of it, and it tied with the streaming loop it beats by
+1.6x there.)"""
 
 #: what ``auto`` chose (or the trial under way), by (dtype, size class); and the mode, read once
 _memo: dict = {}
@@ -269,13 +283,18 @@ class _Trial:
     with whatever it does between them (the two arrays swapped, a halo exchange), so the
     trial costs no extra work and each loop is timed as it will run: a loop whose
     streaming stores send the next step's input to memory pays for that in its next step,
-    the one timed. Each loop's first step of a round, untimed, finds the cache as another
-    loop left it; the rounds repeat because a process's first steps run slow (pages and
+    the one timed. Each loop's first steps of a round, untimed, find the cache as another
+    loop left it, the last finds it as the loop itself leaves it; the rounds repeat because a process's first steps run slow (pages and
     caches warming up) whichever loop runs them."""
 
     def __init__(self, key, loops: dict, what: str):
         self.key, self.loops, self.what = key, loops, what
-        self.plan = [(name, timed) for _ in range(TRIAL_ROUNDS) for name in loops for timed in (False, True)]
+        # the warm-up with the first loop (plain stores), then the rounds, each in another
+        # order (the loops take turns at every position of a round)
+        names = list(loops)
+        self.plan = [(names[0], False)] * TRIAL_WARMUP + [
+            (name, step == TRIAL_STEPS - 1) for r in range(TRIAL_ROUNDS)
+            for name in names[r % len(names):] + names[:r % len(names)] for step in range(TRIAL_STEPS)]
         self.calls = 0
         self.best = {name: float("inf") for name in loops}
 
