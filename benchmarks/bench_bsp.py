@@ -20,7 +20,8 @@ object (``--json FILE`` writes it).
   20% for one and both periodic axes and k = 4). ``g`` and ``l`` are the ones the profile
   report picks: the fit of the halo pattern each superstep ran (``rows``, ``cols``,
   ``box``, ``box/w2``, ``box/w4``, ``box/w8``, each measured on square grids of its own
-  shape near ``--size``, :func:`pympc.bench.time_patterns`), after a compute phase. The
+  shape near ``--size``, :func:`pympc.bench.time_patterns`), after a compute phase (sweeps
+  of the pattern's grid with the heat step's own 2-D loop, :func:`program_stores`). The
   heat batches run interleaved with those pattern batches, so that model and program
   see the same minutes of a shared machine. The ratio with the single row-halo fit (the
   model before the pattern fits), the raw ``MPI_Alltoallv`` fit and bspbench's
@@ -119,6 +120,26 @@ class Heat:
     def close(self):
         self.bsp.close()
         self.d.close()
+
+
+def program_stores(heat, limit=200):
+    """Collective. The 2-D loop (a name of :data:`pympc.kernels.LOOPS`) ``heat_step`` runs
+    on ``heat``'s grid on this rank, once ``auto`` has chosen it (the heat step runs until
+    every rank's trial is over, at most ``limit`` steps): the pattern fits sweep their
+    grids with it. Their sides lie in other size classes, where ``auto`` could choose
+    another loop, and the stores of a compute phase move the exchange after it up to 2x
+    (docs/bsp.md)."""
+    from pympc.kernels import streaming
+
+    d, g = heat.d, heat.d.ghost
+    args = (g, g + d.local_shape[0], g, g + d.local_shape[1], R, R)
+    name = None
+    for _ in range(limit):
+        name = streaming.chosen(heat.state[0].data, heat.state[1].data, args)
+        if comm.allreduce(name is not None, op=MPI.LAND):
+            return name
+        heat.step()
+    raise SystemExit(f"bench_bsp: heat_step's loop not chosen after {limit} steps")
 
 
 def _parse(argv):
@@ -226,8 +247,10 @@ def main(argv=None):
     every = max(1, len(bench.PATTERNS) * len(sides) * args.pattern_reps // args.heat_reps)
     res["pattern_sides"] = sides
     res["fresh_warmup"] = bench.timing.FRESH_WARMUP
+    stores = program_stores(heats["heat"])  # every heat run's grid is in the same size class
+    res["pattern_stores"] = comm.allgather(stores)
     pats = bench.time_patterns(sides=sides, comm=comm, compute=stream, iters=args.iters, reps=args.pattern_reps,
-                               seed=3, between=heat_batches, every=every)
+                               seed=3, between=heat_batches, every=every, stores=stores)
     after["fit"].update({key: p["fit"] for key, p in pats.items()})
     after["patterns"] = {key: {k: v for k, v in p.items() if k != "fit"} for key, p in pats.items()}
     while len(heats["heat"].logs) < args.heat_reps:  # fewer h-relation batches than heat batches

@@ -403,7 +403,8 @@ CAPTIONS = {
                       f"(the halo layer's by the cost log, as programs); halo patterns fitted on square grids "
                       f"of sides {r.get('pattern_sides', '-')}, each superstep after FTCS sweeps of its own grid "
                       f"(as many as the halo width, at least the compute phase's bytes), "
-                      f"{r.get('fresh_warmup', 1)} untimed on a new grid and 1 before every batch; "
+                      f"{r.get('fresh_warmup', 1)} untimed on a new grid and 1 before every batch, the sweeps with "
+                      f"the heat step's own 2-D loop ({', '.join(sorted(set(r.get('pattern_stores') or ['as heat_step chooses'])))}); "
                       f"deep-halo runs: one box exchange of width k, then k FTCS steps, per superstep."),
     "solvers": lambda r: (f"Heat solver on {r['size']}² (periodic), RB-SOR on {r['sor_size']}² (Dirichlet); "
                           f"medians of {r['reps']} batches of {r['steps']} steps or sweeps, each timed to the "

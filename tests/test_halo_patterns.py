@@ -269,3 +269,20 @@ def test_pattern_relation_fits_the_pattern_it_runs(comm):
         assert {"g", "l", "r2"} <= set(got[0]["fit"]) and len(got[0]["times"]) == len(sides)
         # the key is the pattern some rank recorded
         assert [k for k, v in out.items() if v["name"] == name][0].split(":", 1)[1] in keys
+
+
+@pytest.mark.mpi
+def test_pattern_fits_sweep_with_the_loop_they_are_given(comm, monkeypatch):
+    """time_patterns(stores=...) sweeps every grid with that 2-D loop (a program's own,
+    bench_bsp's way to fit in the program's cache state); a name that is no loop is one
+    InputError on every rank, before any grid is built."""
+    from pympc import bench, kernels
+
+    seen = []
+    real = kernels.heat_step
+    monkeypatch.setattr(kernels, "heat_step", lambda *a, **k: seen.append(k.get("stores")) or real(*a, **k))
+    out = bench.time_patterns(("rows",), sides=(8, 12, 16), iters=2, reps=1, comm=comm, compute=1 << 12,
+                              stores="stream-rows")
+    assert len(out) == 1 and seen and set(seen) == {"stream-rows"}
+    with pytest.raises(pympc.InputError, match="stores must be one of"):
+        bench.time_patterns(("rows",), sides=(8,), comm=comm, stores="fastest")

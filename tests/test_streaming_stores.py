@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import pympc
+from mpi4py import MPI
 from pympc import bc, kernels
 from oracle import ftcs, pad
 
@@ -155,3 +156,53 @@ def test_heat_step_with_streaming_stores_matches_global_numpy(comm, stores, shap
         out = kernels.heat_step(u, u.empty_like(), r)
         expect = ftcs(pad(glob.astype(np.float64), 1, periodic, {a: ("constant", 0.25) for a in range(2)}), r, 1)
         assert np.array_equal(out.gather(root=None), expect.astype(dtype))
+
+
+@pytest.mark.parametrize("pinned", list(streaming.LOOPS))
+def test_stores_pins_a_loop_with_the_same_bits_whatever_the_mode(stores, pinned):
+    """heat_step(stores=...) runs the named loop, under every mode and at sizes auto would
+    leave plain; the bits are the plain loop's; chosen() says which loop a step runs."""
+    plain = FTCS[2].compiled()
+    named = {"plain": plain, "stream-pairs": streaming.FTCS2_STREAM.compiled(),
+             "stream-rows": streaming.FTCS2_STREAM_ROWS.compiled()}
+    u = np.random.default_rng(9).random((23, 41))
+    args = (1, 22, 1, 40, 0.1, 0.2)
+    ref = np.zeros_like(u)
+    plain(u, ref, *args)
+    for mode in ("auto", "on", "off"):
+        stores(mode)
+        assert ftcs_loop(u, np.zeros_like(u), args, stores=pinned) is named[pinned]
+        assert streaming.chosen(u, u, args, pinned) == pinned
+        assert streaming.chosen(u, u, args) == {"auto": "plain", "on": "stream-rows", "off": "plain"}[mode]
+    with pympc.Decomposition((21, 39), comm=MPI.COMM_SELF) as d:
+        a = pympc.DistArray(d)
+        a.data[...] = u
+        out = kernels.heat_step(a, a.empty_like(), (0.1, 0.2), stores=pinned)
+        assert np.array_equal(bits(out.owned), bits(ref[1:22, 1:40]))
+    strided = np.zeros((23, 82))[:, ::2]  # rows the intrinsics cannot address: plain, pinned or not
+    assert ftcs_loop(u, strided, args, stores=pinned) is plain and streaming.chosen(u, strided, args, pinned) == "plain"
+
+
+def test_chosen_is_none_while_auto_tries_then_names_the_kept_loop(stores):
+    stores("auto")
+    n = 1 + int(np.sqrt(streaming.AUTO_MIN_BYTES / 8))
+    u = np.random.default_rng(4).random((n + 2, n + 2))
+    out = np.zeros_like(u)
+    args = (1, n + 1, 1, n + 1, 0.1, 0.2)
+    assert streaming.chosen(u, out, args) is None  # not begun
+    trial = streaming.TRIAL_WARMUP + 3 * streaming.TRIAL_STEPS * streaming.TRIAL_ROUNDS
+    for _ in range(trial):
+        assert streaming.chosen(u, out, args) is None  # still trying
+        ftcs_loop(u, out, args)(u, out, *args)
+    named = {"plain": FTCS[2].compiled(), "stream-pairs": streaming.FTCS2_STREAM.compiled(),
+             "stream-rows": streaming.FTCS2_STREAM_ROWS.compiled()}
+    name = streaming.chosen(u, out, args)
+    assert ftcs_loop(u, out, args) is named[name]  # the loop it names is the one kept
+
+
+@pytest.mark.parametrize("bad", ["fast", "on", "", 1])
+def test_a_bad_stores_is_one_clear_error(bad):
+    with pympc.Decomposition((8, 8), comm=MPI.COMM_SELF) as d:
+        a = pympc.DistArray(d)
+        with pytest.raises(pympc.InputError, match="stores must be one of 'plain', 'stream-pairs', 'stream-rows'"):
+            kernels.heat_step(a, a.empty_like(), 0.1, stores=bad)

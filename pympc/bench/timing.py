@@ -164,7 +164,7 @@ def _time_pattern(pr: PatternRelation, n: int, iters: int, compute) -> float:
 
 
 def time_patterns(names=tuple(PATTERNS), sides=PATTERN_SIDES, iters: int = 10, reps: int = 5, seed: int = 0,
-                  comm=None, compute=0, between=None, every: int = 0) -> dict:
+                  comm=None, compute=0, between=None, every: int = 0, stores=None) -> dict:
     """Collective. The halo patterns ``names`` (of :data:`PATTERNS`), each on square grids
     of the given ``sides`` (:class:`PatternRelation`), timed as :func:`time_hrelations`
     times the ``"halo"`` method (after a compute phase of ``compute`` bytes, or a
@@ -181,7 +181,7 @@ def time_patterns(names=tuple(PATTERNS), sides=PATTERN_SIDES, iters: int = 10, r
     prs = []
     try:
         for name in names:
-            prs.append(PatternRelation(name, sides, comm))
+            prs.append(PatternRelation(name, sides, comm, stores))
             prs[-1].drop()  # one grid at a time (the constructor keeps its last)
         jobs = [(p, n) for p in range(len(prs)) for n in prs[p].sides]
         samples = [{n: [] for n in pr.sides} for pr in prs]

@@ -207,11 +207,13 @@ class PatternRelation:
 
     LABEL = "halo pattern h-relation"
 
-    def __init__(self, name, sides=PATTERN_SIDES, comm=None):
+    def __init__(self, name, sides=PATTERN_SIDES, comm=None, stores=None):
         if name not in PATTERNS:
             raise InputError(f"unknown halo pattern {name!r}; use one of {tuple(PATTERNS)}")
         comm = get_comm(comm)
+        kernels.check_stores(stores)
         self.comm, self.name, self.sides = comm, name, sorted(set(int(n) for n in sides))
+        self.stores = stores
         self.periodic, self.stencil, self.width = PATTERNS[name]
         self.dims = MPI.Compute_dims(comm.Get_size(), 2)
         self.bsp = BSP(comm)
@@ -246,12 +248,15 @@ class PatternRelation:
         least as many as stream the :class:`Stream`'s bytes; the next exchange is of the
         grid written last, as in a heat step. An unrelated stream of the same size left
         the exchange of a 2048² deep halo (k = 4) 20% cheaper than the heat step's, and
-        2 sweeps before it 10% cheaper than 4."""
+        2 sweeps before it 10% cheaper than 4. ``stores`` (the constructor's) pins the
+        2-D loop of the sweeps (:func:`pympc.kernels.heat_step`): the stores a compute
+        phase makes move the exchange after it up to 2x, so a fit that is to predict one
+        program sweeps with that program's loop."""
         update_halo(self.grid(n), stencil=self.stencil, width=self.width)
         if compute is not None:
             sweep = 16 * self.array.data.size  # bytes one sweep moves (read one grid, write the other)
             for _ in range(max(self.width, -(-compute.nbytes // sweep))):
-                kernels.heat_step(self.array, self.partner, 0.1)
+                kernels.heat_step(self.array, self.partner, 0.1, stores=self.stores)
                 self.array, self.partner = self.partner, self.array
         self.bsp.sync(self.LABEL)
 

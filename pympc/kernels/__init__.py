@@ -15,7 +15,7 @@ import importlib
 
 _SUBMODULES = ("backend", "loops", "sparse", "stencils", "streaming", "varcoef", "vector")
 # the names the face takes from modules other than the stencils
-_FROM = {"Kernel": "backend", "resolve": "backend", "as3d": "backend",
+_FROM = {"Kernel": "backend", "resolve": "backend", "as3d": "backend", "check_stores": "loops", "LOOPS": "loops",
          "Flux": "varcoef", "rbsor_shift_sweep": "varcoef"}
 
 

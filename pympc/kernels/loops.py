@@ -23,6 +23,22 @@ import numpy as np
 
 from .backend import Kernel
 
+LOOPS = {"plain": "plain stores, row pairs", "stream-pairs": "streaming stores, row pairs",
+         "stream-rows": "streaming stores, one row and a prefetch"}
+"""The compiled 2-D FTCS loops by the names ``stores=`` takes
+(:func:`pympc.kernels.heat_step`) and :func:`pympc.kernels.streaming.chosen` returns, with
+what each is (the streaming ones live in :mod:`pympc.kernels.streaming`)."""
+
+
+def check_stores(stores) -> None:
+    """Local. ``stores=`` must be None or a name of :data:`LOOPS`:
+    :class:`~pympc.InputError` naming them otherwise."""
+    if stores is not None and stores not in LOOPS:
+        from ..errors import InputError
+
+        raise InputError(f"stores must be one of {', '.join(map(repr, LOOPS))} or None "
+                         f"(PYMPC_STREAMING_STORES decides), got {stores!r}")
+
 
 def _f64(x):
     # the compiled loops compute in float64 whatever the arrays' dtype (numba promotes

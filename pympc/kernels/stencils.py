@@ -26,7 +26,8 @@ from ..array import DistArray, require_compatible, require_distarray
 from ..runtime import InputError
 from . import backend as _backend
 from .backend import as3d
-from .loops import CONVDIFF, FTCS, FTCS_ND, HEATVAR, JACOBI, LEAPFROG, RBSOR, RESIDUAL, _ftcs_numpy, per_axis
+from .loops import (CONVDIFF, FTCS, FTCS_ND, HEATVAR, JACOBI, LEAPFROG, RBSOR, RESIDUAL, _ftcs_numpy, check_stores,
+                    per_axis)
 
 BACKEND = _backend.resolve()
 """The backend a kernel called without ``backend=`` runs in this process."""
@@ -83,15 +84,17 @@ def _not_in_place(where, a, b, what="update in place: pass a second array"):
         raise InputError(f"{where} cannot {what}")
 
 
-def ftcs_loop(u: np.ndarray, out: np.ndarray, args: tuple, backend: str | None = None):
+def ftcs_loop(u: np.ndarray, out: np.ndarray, args: tuple, backend: str | None = None,
+              stores: str | None = None):
     """Local. The function that runs the FTCS step ``fn(u, out, *args)`` (``args``: the
     bounds and coefficients of ``_ftcs1/2/3``): the compiled loop or the numpy reference,
     as ``backend`` resolves; in 2-D the compiled row pair with plain or streaming stores,
-    as :func:`pympc.kernels.streaming.ftcs2_loop` chooses (the same bits either way)."""
+    as :func:`pympc.kernels.streaming.ftcs2_loop` chooses or ``stores`` says (the same
+    bits either way)."""
     fn = FTCS.get(u.ndim, FTCS_ND).select(backend)
     if u.ndim == 2 and fn is not _ftcs_numpy:
         from . import streaming  # imports numba: only once a compiled 2-D step runs
-        fn = streaming.ftcs2_loop(fn, u, out, args)
+        fn = streaming.ftcs2_loop(fn, u, out, args, stores)
     return fn
 
 
@@ -114,7 +117,7 @@ def ftcs_array(src: np.ndarray, dst: np.ndarray, r, backend: str | None = None) 
     return dst
 
 
-def heat_step(u: DistArray, out: DistArray, r, region=None, backend=None) -> DistArray:
+def heat_step(u: DistArray, out: DistArray, r, region=None, backend=None, stores=None) -> DistArray:
     """Local. One explicit (FTCS) diffusion step on owned cells:
     ``out = u + sum_a r[a] * (u[i-1] - 2 u[i] + u[i+1])`` along each axis ``a``, with
     ``r[a] = alpha dt / h[a]**2``. Reads ``u``'s ghosts (exchange them first), writes
@@ -143,13 +146,16 @@ def heat_step(u: DistArray, out: DistArray, r, region=None, backend=None) -> Dis
     rounded at the end (numpy on float32 would round every operation: convert to
     float64 first to reproduce it). In 2-D the compiled step stores plainly or past the
     cache (streaming stores), whichever measured faster on this machine
-    (``PYMPC_STREAMING_STORES``, :mod:`pympc.kernels.streaming`): the same bits."""
+    (``PYMPC_STREAMING_STORES``, :mod:`pympc.kernels.streaming`), or the loop ``stores``
+    names (``"plain"``, ``"stream-pairs"``, ``"stream-rows"``: pinned, e.g. to time a
+    step as another program runs it; 1-D and 3-D steps ignore it): the same bits."""
     d = _check_arrays("heat_step", ("u", "out"), u, out)
     _not_in_place("heat_step", u, out)
     r = per_axis(r, d.ndim)
     b = _bounds(u, region)
     args = (*_flat(b), *r)
-    kernel = ftcs_loop(u.data, out.data, args, backend)  # (also checks the backend's name)
+    check_stores(stores)
+    kernel = ftcs_loop(u.data, out.data, args, backend, stores)  # (also checks the backend's name)
     if all(lo < hi for lo, hi in b):
         kernel(u.data, out.data, *args)
     return out

@@ -40,7 +40,7 @@ from numba.extending import intrinsic
 
 from .. import env as _env
 from .backend import Kernel
-from .loops import _ftcs_numpy, _one_row, _row_pair, _scalar_row  # noqa: F401  (helpers compiled with the loops)
+from .loops import LOOPS, _ftcs_numpy, _one_row, _row_pair, _scalar_row, check_stores  # noqa: F401  (helpers compiled with the loops)
 
 log = logging.getLogger("pympc.kernels")
 
@@ -276,6 +276,9 @@ before it had sent to memory: on a 4.6 MB field in L3, the plain loop's timed st
 
 #: what ``auto`` chose (or the trial under way), by (dtype, size class); and the mode, read once
 _memo: dict = {}
+#: the name (a key of LOOPS) of each loop ``auto`` chose, by (dtype, size class)
+_names: dict = {}
+
 
 
 class _Trial:
@@ -309,9 +312,9 @@ class _Trial:
         self.calls += 1
         if self.calls == len(self.plan):
             name = min(self.best, key=self.best.get)
-            _memo[self.key] = self.loops[name]
-            log.debug("2-D step writing %s: %s (%s)", self.what, name,
-                      ", ".join(f"{k}: {1e3 * t:.2f} ms" for k, t in self.best.items()))
+            _memo[self.key], _names[self.key] = self.loops[name], name
+            log.debug("2-D step writing %s: %s (%s)", self.what, LOOPS[name],
+                      ", ".join(f"{LOOPS[k]}: {1e3 * t:.2f} ms" for k, t in self.best.items()))
 
 
 def mode() -> str:
@@ -322,30 +325,59 @@ def mode() -> str:
     return m
 
 
-def ftcs2_loop(plain, u: np.ndarray, out: np.ndarray, args: tuple):
+def _loop(name, plain):
+    return {"plain": plain, "stream-pairs": FTCS2_STREAM.compiled(),
+            "stream-rows": FTCS2_STREAM_ROWS.compiled()}[name]
+
+
+def ftcs2_loop(plain, u: np.ndarray, out: np.ndarray, args: tuple, stores: str | None = None):
     """Local. The compiled 2-D step to run as ``fn(u, out, *args)`` (``args``: ``l0, h0,
-    l1, h1, r0, r1``), as ``PYMPC_STREAMING_STORES`` says: ``off``, ``plain`` (the row
-    pair with plain stores); ``on``, the one-row loop with streaming stores and a prefetch
+    l1, h1, r0, r1``): with ``stores`` (a name of :data:`LOOPS`) that loop; otherwise as
+    ``PYMPC_STREAMING_STORES`` says: ``off``, ``plain`` (the row pair with plain stores);
+    ``on``, the one-row loop with streaming stores and a prefetch
     (:data:`FTCS2_STREAM_ROWS`); ``auto`` (the default), the fastest of those two and the
     row pair with streaming stores (:data:`FTCS2_STREAM`), found by trying each on the
     first steps of each dtype and size class (a power of two of the bytes written, from
     :data:`AUTO_MIN_BYTES` up), the caller's own (:class:`_Trial`; all three loops write
-    the same bits). The choice is per rank and never changes a result."""
-    m = mode()
-    # the intrinsics address rows with unit stride (the callers checked the dtypes)
-    if m == "off" or u.strides[-1] != u.itemsize or out.strides[-1] != out.itemsize:
-        return plain
-    if m == "on":
-        return FTCS2_STREAM_ROWS.compiled()
+    the same bits). Rows whose last axis is not contiguous always take the plain loop.
+    The choice is per rank and never changes a result."""
+    name = chosen(u, out, args, stores)
+    if name is not None:
+        return _loop(name, plain)
+    key = _key(out, args)
+    trial = _memo.get(key)
+    if trial is None:
+        trial = _memo[key] = _Trial(key, {n: _loop(n, plain) for n in LOOPS},
+                                    f"{_nbytes(out, args) / 2**20:.0f} MiB of {out.dtype}")
+    return trial.step
+
+
+def _nbytes(out, args):
     l0, h0, l1, h1 = args[:4]
-    nbytes = max(h0 - l0, 0) * max(h1 - l1, 0) * out.itemsize
-    if nbytes < AUTO_MIN_BYTES:
-        return plain
-    key = (out.dtype.str, nbytes.bit_length())
-    chosen = _memo.get(key)
-    if chosen is None:
-        chosen = _memo[key] = _Trial(key, {
-            "plain stores, row pairs": plain, "streaming stores, row pairs": FTCS2_STREAM.compiled(),
-            "streaming stores, one row and a prefetch": FTCS2_STREAM_ROWS.compiled()},
-            f"{nbytes / 2**20:.0f} MiB of {out.dtype}")
-    return chosen.step if isinstance(chosen, _Trial) else chosen
+    return max(h0 - l0, 0) * max(h1 - l1, 0) * out.itemsize
+
+
+def _key(out, args):
+    return out.dtype.str, _nbytes(out, args).bit_length()
+
+
+def chosen(u: np.ndarray, out: np.ndarray, args: tuple, stores: str | None = None) -> str | None:
+    """Local. The name (of :data:`LOOPS`) of the loop :func:`ftcs2_loop` runs for this
+    step, or None while ``auto`` is still trying loops for its size class (or has not
+    begun). A program's loop, read here, can be given to another step with ``stores=``
+    (the benchmark of the cost model sweeps its halo-pattern grids with the loop of the
+    program it predicts: the stores of a compute phase move the exchange after it up to
+    2x)."""
+    check_stores(stores)
+    if u.strides[-1] != u.itemsize or out.strides[-1] != out.itemsize:
+        return "plain"  # the intrinsics address rows with unit stride
+    if stores is not None:
+        return stores
+    m = mode()
+    if m in ("off", "on"):
+        return "plain" if m == "off" else "stream-rows"
+    if _nbytes(out, args) < AUTO_MIN_BYTES:
+        return "plain"
+    key = _key(out, args)
+    kept = _memo.get(key)
+    return None if kept is None or isinstance(kept, _Trial) else _names.get(key)
