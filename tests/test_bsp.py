@@ -773,6 +773,8 @@ def test_bsp_benchmark_runs_tiny(tmp_path):
     assert res["heat"]["patterns"] == {"halo:rows": {"count": 3, "h": res["heat"]["h"]}}
     assert set(res["heat_periodic_both"]["patterns"]) == {"halo:cols"}
     assert set(res["heat_deep_k4"]["patterns"]) == {"halo:box/w4"}
+    # the pattern fits swept with the heat step's own loop: plain stores on a grid this small
+    assert res["pattern_stores"] == ["plain", "plain"]
     fits = set(res["machine"]["after_compute"]["fit"])
     assert fits == {"hpput", "raw", "halo", "halo:rows", "halo:cols", "halo:box", "halo:box/w2", "halo:box/w4",
                     "halo:box/w8"}

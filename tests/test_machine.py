@@ -40,6 +40,8 @@ def test_measure_rejects_bad_settings():
         bench.measure(hmax=1)
     with pytest.raises(pympc.InputError, match="unknown"):
         bench.measure(hmax=8, points=3, methods=("carrier pigeon",))
+    with pytest.raises(pympc.InputError, match="stores must be one of"):
+        bench.measure(hmax=8, points=3, stores="fastest")
 
 
 @pytest.mark.mpi
@@ -104,7 +106,7 @@ def test_bench_command_writes_json(tmp_path):
     out = tmp_path / "m.json"
     r = run_mpi(2, ["-m", "pympc", "bench", "--hmax", "64", "--points", "3", "--reps", "1", "--iters", "2",
                     "--compute", str(1 << 20), "--patterns", "rows,box/w2", "--sides", "16,24,32",
-                    "--json", str(out)], timeout=300)
+                    "--stores", "stream-rows", "--json", str(out)], timeout=300)
     assert r.returncode == 0, r.output[-3000:]
     assert r.stdout.count("pympc bench: 2 rank(s)") == 1
     res = json.loads(out.read_text())
@@ -112,6 +114,7 @@ def test_bench_command_writes_json(tmp_path):
     for k in ("r", "g", "l", "l_empty", "barrier", "g_flops", "l_flops"):
         assert np.isfinite(res[k]), k
     assert set(res["fit"]) == set(bench.ALL) and res["hrel"]["h"] == [0, 32, 64]
+    assert res["settings"]["stores"] == "stream-rows"  # the pattern fits' loop, as asked
     assert "halo" in bench.ALL and np.isfinite(res["ratios"]["g_halo_over_raw"])  # a slope over h <= 64: noise
     assert res["logp"]["latency"] > 0 and np.isfinite(res["ratios"]["g_hpput_over_raw"])
     assert all(t > 0 for m in bench.ALL for t in res["hrel"][m])
@@ -127,6 +130,11 @@ def test_bench_command_writes_json(tmp_path):
     assert m.ranks == 2 and m.g == res["g"] and m.g_method == "hpput" and m.details["logp"] == res["logp"]
     assert m.choose(("halo",), 1.0)[2] == "halo, after compute" and set(m.to_json()) == set(res)
     assert m.choose_pattern("halo:box/w4", 1.0)[2] == "halo:box/w2 for halo:box/w4, after compute"
+
+
+def test_bench_command_refuses_an_unknown_loop():
+    r = run_mpi(1, ["-m", "pympc", "bench", "--stores", "fastest"], timeout=120)
+    assert r.returncode != 0 and "invalid choice: 'fastest'" in r.output
 
 
 def test_stream_and_cache_size():

@@ -12,6 +12,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..bsp.model import MachineParams
+from ..kernels.loops import LOOPS, check_stores
 from ..runtime import InputError, get_comm
 from .fits import fit_method
 from .timing import after_compute, compute_rate, empty_sync, logp, time_hrelations, time_patterns
@@ -20,7 +21,7 @@ from .workloads import ALL, PATTERN_SIDES, PATTERNS, HaloRelation, HRelation, ch
 
 def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters: int = 10,
             seed: int = 0, methods=ALL, with_logp: bool = True, compute: int | None = None,
-            patterns=(), sides=PATTERN_SIDES) -> MachineParams:
+            patterns=(), sides=PATTERN_SIDES, stores=None) -> MachineParams:
     """Collective. Everything ``pympc bench`` reports, as a
     :class:`~pympc.bsp.model.MachineParams` (the same on every rank): ``r``, ``g``,
     ``l`` (from the hpput h-relations), the fit of every method, and in ``details``
@@ -36,8 +37,12 @@ def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters
     (names of :data:`~pympc.bench.workloads.PATTERNS`) adds, after the same compute phase,
     the fit of each halo pattern on square grids of ``sides`` (:func:`time_patterns`)
     to ``after_compute["fit"]`` under the key the cost log records (``"halo:cols"``...),
-    with which the report predicts the exchanges of that pattern."""
+    with which the report predicts the exchanges of that pattern; ``stores`` (a name of
+    :data:`pympc.kernels.LOOPS`) pins the 2-D loop of their sweeps to your program's
+    (None: each grid's as ``heat_step`` chooses it; the stores of a compute phase move
+    the exchange after it up to 2x, docs/bsp.md)."""
     comm = get_comm(comm)
+    check_stores(stores)
     if hmax < 2 or points < 3:
         raise InputError(f"need hmax >= 2 and points >= 3, got hmax={hmax}, points={points}")
     check_methods(methods)
@@ -50,7 +55,8 @@ def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters
     g_method = "hpput" if "hpput" in fits else methods[0]
     details = {"l_empty": es["l_empty"], "barrier": es["barrier"], "hrel": {"h": hs, **times},
                "empty": {"l_empty_all": es["l_empty_all"], "barrier_all": es["barrier_all"]},
-               "settings": {"hmax": hmax, "points": points, "reps": reps, "iters": iters, "seed": seed},
+               "settings": {"hmax": hmax, "points": points, "reps": reps, "iters": iters, "seed": seed,
+                            "stores": stores},
                "ratios": _ratios(fits, es)}
     ac = None
     if compute is None or compute > 0:
@@ -58,7 +64,7 @@ def measure(comm=None, hmax: int = 16384, points: int = 17, reps: int = 5, iters
         ac = after_compute(hs, cold_methods, compute, comm, iters=iters, reps=reps, seed=seed + 1)
         if patterns:
             pats = time_patterns(patterns, sides, iters=iters, reps=reps, seed=seed + 2, comm=comm,
-                                 compute=ac["stream_bytes"])
+                                 compute=ac["stream_bytes"], stores=stores)
             ac["fit"].update({key: p["fit"] for key, p in pats.items()})
             ac["patterns"] = {key: {k: v for k, v in p.items() if k != "fit"} for key, p in pats.items()}
     details["logp"] = logp(comm) if with_logp else None
@@ -152,6 +158,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sides", default=",".join(map(str, PATTERN_SIDES)),
                     help="grid sides of the pattern fits: near your program's grid "
                          f"[{','.join(map(str, PATTERN_SIDES))}]")
+    ap.add_argument("--stores", choices=list(LOOPS), default=None,
+                    help="the 2-D loop of the pattern fits' sweeps: your program's "
+                         "(pympc.kernels.streaming.chosen says which its heat_step runs) "
+                         "[each grid's, as heat_step chooses]")
     args = ap.parse_args(argv)
     patterns = [p for p in args.patterns.split(",") if p]
     bad = [p for p in patterns if p not in PATTERNS]
@@ -159,7 +169,7 @@ def main(argv=None) -> int:
         raise InputError(f"unknown halo pattern(s) {bad}; use some of {list(PATTERNS)}")
     res = measure(hmax=args.hmax, points=args.points, reps=args.reps, iters=args.iters, seed=args.seed,
                   with_logp=not args.no_logp, compute=args.compute, patterns=patterns,
-                  sides=[int(x) for x in args.sides.split(",") if x])
+                  sides=[int(x) for x in args.sides.split(",") if x], stores=args.stores)
     if get_comm(None).Get_rank() == 0:
         if args.json:
             res.save(args.json)
