@@ -133,7 +133,6 @@ def program_stores(heat, limit=200):
 
     d, g = heat.d, heat.d.ghost
     args = (g, g + d.local_shape[0], g, g + d.local_shape[1], R, R)
-    name = None
     for _ in range(limit):
         name = streaming.chosen(heat.state[0].data, heat.state[1].data, args)
         if comm.allreduce(name is not None, op=MPI.LAND):

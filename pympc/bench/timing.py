@@ -157,8 +157,7 @@ def _time_pattern(pr: PatternRelation, n: int, iters: int, compute) -> float:
     # supersteps of the same kind (compute phase included: the first timed exchange
     # finds the caches as the others do), FRESH_WARMUP of them on a new grid; timed by
     # the cost log as _time_halo times its own.
-    new = pr.array is None or pr.array.decomp.shape[0] != n
-    for _ in range(FRESH_WARMUP if new else 1):
+    for _ in range(1 if pr.holds(n) else FRESH_WARMUP):
         pr.run(n, compute)
     return _time_by_log(pr.comm, PatternRelation.LABEL, lambda: pr.run(n, compute), iters)
 

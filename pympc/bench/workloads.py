@@ -228,9 +228,13 @@ class PatternRelation:
             pats = comm.allgather(plan.pattern)
             self.key = "halo:" + min(pats, key=lambda p: "bcr".index(p[0]))
 
+    def holds(self, n: int) -> bool:
+        """Local. Whether the grid of side ``n`` is the one held (built and not dropped)."""
+        return self.array is not None and self.array.decomp.shape[0] == n
+
     def grid(self, n: int):
         """Collective. The DistArray of side ``n`` (the one of the last call is closed)."""
-        if self.array is not None and self.array.decomp.shape[0] == n:
+        if self.holds(n):
             return self.array
         self.drop()
         d = Decomposition((n, n), comm=self.comm, dims=self.dims, periodic=self.periodic, ghost=self.width,

@@ -90,7 +90,9 @@ def ftcs_loop(u: np.ndarray, out: np.ndarray, args: tuple, backend: str | None =
     bounds and coefficients of ``_ftcs1/2/3``): the compiled loop or the numpy reference,
     as ``backend`` resolves; in 2-D the compiled row pair with plain or streaming stores,
     as :func:`pympc.kernels.streaming.ftcs2_loop` chooses or ``stores`` says (the same
-    bits either way)."""
+    bits either way; a ``stores`` that names no loop is an :class:`~pympc.InputError`,
+    in any dimension)."""
+    check_stores(stores)
     fn = FTCS.get(u.ndim, FTCS_ND).select(backend)
     if u.ndim == 2 and fn is not _ftcs_numpy:
         from . import streaming  # imports numba: only once a compiled 2-D step runs
@@ -154,8 +156,7 @@ def heat_step(u: DistArray, out: DistArray, r, region=None, backend=None, stores
     r = per_axis(r, d.ndim)
     b = _bounds(u, region)
     args = (*_flat(b), *r)
-    check_stores(stores)
-    kernel = ftcs_loop(u.data, out.data, args, backend, stores)  # (also checks the backend's name)
+    kernel = ftcs_loop(u.data, out.data, args, backend, stores)  # (also checks the backend and stores)
     if all(lo < hi for lo, hi in b):
         kernel(u.data, out.data, *args)
     return out

@@ -274,11 +274,9 @@ before it had sent to memory: on a 4.6 MB field in L3, the plain loop's timed st
 0.30 ms against 0.19 ms in a run of it, and it tied with the streaming loop it beats by
 1.6x there.)"""
 
-#: what ``auto`` chose (or the trial under way), by (dtype, size class); and the mode, read once
+#: what ``auto`` chose (a name of LOOPS) or the trial under way, by (dtype, size class);
+#: and the mode, read once
 _memo: dict = {}
-#: the name (a key of LOOPS) of each loop ``auto`` chose, by (dtype, size class)
-_names: dict = {}
-
 
 
 class _Trial:
@@ -287,8 +285,9 @@ class _Trial:
     trial costs no extra work and each loop is timed as it will run: a loop whose
     streaming stores send the next step's input to memory pays for that in its next step,
     the one timed. Each loop's first steps of a round, untimed, find the cache as another
-    loop left it, the last finds it as the loop itself leaves it; the rounds repeat because a process's first steps run slow (pages and
-    caches warming up) whichever loop runs them."""
+    loop left it, the last finds it as the loop itself leaves it; the rounds repeat
+    because a process's first steps run slow (pages and caches warming up) whichever
+    loop runs them."""
 
     def __init__(self, key, loops: dict, what: str):
         self.key, self.loops, self.what = key, loops, what
@@ -303,7 +302,7 @@ class _Trial:
 
     def step(self, *call):
         if self.calls >= len(self.plan):  # decided (a caller that kept this function)
-            return _memo[self.key](*call)
+            return self.loops[_memo[self.key]](*call)
         name, timed = self.plan[self.calls]
         t = time.perf_counter()
         self.loops[name](*call)
@@ -312,7 +311,7 @@ class _Trial:
         self.calls += 1
         if self.calls == len(self.plan):
             name = min(self.best, key=self.best.get)
-            _memo[self.key], _names[self.key] = self.loops[name], name
+            _memo[self.key] = name
             log.debug("2-D step writing %s: %s (%s)", self.what, LOOPS[name],
                       ", ".join(f"{LOOPS[k]}: {1e3 * t:.2f} ms" for k, t in self.best.items()))
 
@@ -326,25 +325,26 @@ def mode() -> str:
 
 
 def _loop(name, plain):
-    return {"plain": plain, "stream-pairs": FTCS2_STREAM.compiled(),
-            "stream-rows": FTCS2_STREAM_ROWS.compiled()}[name]
+    # the compiled loop of a LOOPS name (a streaming one compiled only when named)
+    if name == "plain":
+        return plain
+    return (FTCS2_STREAM if name == "stream-pairs" else FTCS2_STREAM_ROWS).compiled()
 
 
 def ftcs2_loop(plain, u: np.ndarray, out: np.ndarray, args: tuple, stores: str | None = None):
     """Local. The compiled 2-D step to run as ``fn(u, out, *args)`` (``args``: ``l0, h0,
-    l1, h1, r0, r1``): with ``stores`` (a name of :data:`LOOPS`) that loop; otherwise as
-    ``PYMPC_STREAMING_STORES`` says: ``off``, ``plain`` (the row pair with plain stores);
-    ``on``, the one-row loop with streaming stores and a prefetch
+    l1, h1, r0, r1``): with ``stores`` (a name of :data:`LOOPS`, checked by the caller)
+    that loop; otherwise as ``PYMPC_STREAMING_STORES`` says: ``off``, ``plain`` (the row
+    pair with plain stores); ``on``, the one-row loop with streaming stores and a prefetch
     (:data:`FTCS2_STREAM_ROWS`); ``auto`` (the default), the fastest of those two and the
     row pair with streaming stores (:data:`FTCS2_STREAM`), found by trying each on the
     first steps of each dtype and size class (a power of two of the bytes written, from
     :data:`AUTO_MIN_BYTES` up), the caller's own (:class:`_Trial`; all three loops write
     the same bits). Rows whose last axis is not contiguous always take the plain loop.
     The choice is per rank and never changes a result."""
-    name = chosen(u, out, args, stores)
+    name, key = _choose(u, out, args, stores)
     if name is not None:
         return _loop(name, plain)
-    key = _key(out, args)
     trial = _memo.get(key)
     if trial is None:
         trial = _memo[key] = _Trial(key, {n: _loop(n, plain) for n in LOOPS},
@@ -357,10 +357,6 @@ def _nbytes(out, args):
     return max(h0 - l0, 0) * max(h1 - l1, 0) * out.itemsize
 
 
-def _key(out, args):
-    return out.dtype.str, _nbytes(out, args).bit_length()
-
-
 def chosen(u: np.ndarray, out: np.ndarray, args: tuple, stores: str | None = None) -> str | None:
     """Local. The name (of :data:`LOOPS`) of the loop :func:`ftcs2_loop` runs for this
     step, or None while ``auto`` is still trying loops for its size class (or has not
@@ -369,15 +365,21 @@ def chosen(u: np.ndarray, out: np.ndarray, args: tuple, stores: str | None = Non
     program it predicts: the stores of a compute phase move the exchange after it up to
     2x)."""
     check_stores(stores)
+    return _choose(u, out, args, stores)[0]
+
+
+def _choose(u, out, args, stores):
+    # (the loop's name or None while auto tries, the (dtype, size class) key auto keys it by)
     if u.strides[-1] != u.itemsize or out.strides[-1] != out.itemsize:
-        return "plain"  # the intrinsics address rows with unit stride
+        return "plain", None  # the intrinsics address rows with unit stride
     if stores is not None:
-        return stores
+        return stores, None
     m = mode()
     if m in ("off", "on"):
-        return "plain" if m == "off" else "stream-rows"
-    if _nbytes(out, args) < AUTO_MIN_BYTES:
-        return "plain"
-    key = _key(out, args)
+        return ("plain" if m == "off" else "stream-rows"), None
+    nbytes = _nbytes(out, args)
+    if nbytes < AUTO_MIN_BYTES:
+        return "plain", None
+    key = (out.dtype.str, nbytes.bit_length())
     kept = _memo.get(key)
-    return None if kept is None or isinstance(kept, _Trial) else _names.get(key)
+    return (None if kept is None or isinstance(kept, _Trial) else kept), key
