@@ -7,6 +7,7 @@ geometry alone (dims, coordinates, periodicity: which neighbours exist), and the
 against the ghost regions' sizes; the prediction against the formula, by hand."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -18,8 +19,8 @@ from pympc.bsp.model import MachineParams
 from pympc.halo import _pattern
 
 
-def fit(g, l):
-    return {"g": g, "l": l}
+def fit(g, l, span=None):
+    return {"g": g, "l": l} if span is None else {"g": g, "l": l, "h_min": span[0], "h_max": span[1]}
 
 
 # ---------------------------------------------------------------------------------------
@@ -140,18 +141,23 @@ MACHINE = {"g": 1.0, "l": 2.0, "ranks": 2, "l_empty": 0.5,
 
 def test_choose_pattern_takes_the_fit_of_the_pattern_in_its_cache_state():
     m = MachineParams.from_json(MACHINE)
-    assert m.choose_pattern("halo:rows", 0.001) == (21.0, 22.0, "halo:rows, back to back")
-    assert m.choose_pattern("halo:rows", 0.01) == (31.0, 32.0, "halo:rows, after compute")
-    assert m.choose_pattern("halo:cols", 0.01) == (41.0, 42.0, "halo:cols, after compute")
+    assert m.choose_pattern("halo:rows", 0.001) == (21.0, 22.0, "halo:rows, back to back", None)
+    assert m.choose_pattern("halo:rows", 0.01) == (31.0, 32.0, "halo:rows, after compute", None)
+    assert m.choose_pattern("halo:cols", 0.01) == (41.0, 42.0, "halo:cols, after compute", None)
     # not fitted in this cache state: None (the caller falls back to the layer's fit)
     assert m.choose_pattern("halo:cols", 0.001) is None
     assert m.choose_pattern("halo:box", 0.01) is None
     # a deep halo of another width: the same shape's nearest width, named
-    assert m.choose_pattern("halo:box/w4", 0.01) == (51.0, 52.0, "halo:box/w2 for halo:box/w4, after compute")
+    assert m.choose_pattern("halo:box/w4", 0.01) == (51.0, 52.0, "halo:box/w2 for halo:box/w4, after compute", None)
     assert m.choose_pattern("halo:box/w6", 0.01)[2] == "halo:box/w8 for halo:box/w6, after compute"
     assert m.choose_pattern("halo:rows/w2", 0.01) is None     # width 1 is no deep halo's nearest
     assert m.choose_pattern("halo:cols", 0.01)[:2] == (41.0, 42.0)
     assert MachineParams.from_json({"g": 1.0, "l": 2.0}).choose_pattern("halo:rows", 1.0) is None
+    # a fit that says which words it was measured over passes them on (numbers only)
+    mach = {**MACHINE, "after_compute": {**MACHINE["after_compute"], "fit": {"halo:cols": fit(4.0, -2.0, (6, 10))}}}
+    assert MachineParams.from_json(mach).choose_pattern("halo:cols", 0.01)[3] == (6, 10)
+    mach["after_compute"]["fit"]["halo:cols"]["h_max"] = "10"
+    assert MachineParams.from_json(mach).choose_pattern("halo:cols", 0.01)[3] is None
 
 
 def fake_log(patterns, kinds=("halo",), steps=10, w=0.1):
@@ -204,6 +210,42 @@ def test_report_marks_an_unphysical_pattern_fit():
         **MACHINE["after_compute"]["fit"], "halo:cols": fit(4e-9, -2e-5)}}}
     r = {x["label"]: x for x in report.summarise(fake_log({"halo:cols": (10, (3000, 3000))}), mach)["rows"]}["step"]
     assert "not_physical" in r and "predicted" not in r
+
+
+def test_unphysical_at_accepts_a_negative_l_only_inside_the_fitted_words():
+    """A pattern's fit over grids near the program's is the chord of a cost that bends
+    upwards: l < 0 predicts where it was measured (and is positive), nowhere else."""
+    ok = report.unphysical_at
+    assert ok(4e-9, -2e-5, (6000, 10000), 8000) is None
+    assert ok(4e-9, -2e-5, (6000, 10000), 6000) is None and ok(4e-9, -2e-5, (6000, 10000), 10000) is None
+    assert "outside the 6000..10000" in ok(4e-9, -2e-5, (6000, 10000), 5999)
+    assert "outside" in ok(4e-9, -2e-5, (6000, 10000), 10001)
+    assert "l = " in ok(4e-9, -2e-5, (4000, 10000), 8000)       # not positive over all of it (at 4000: -4 µs)
+    assert "g = " in ok(-4e-9, 2e-5, (6000, 10000), 8000)       # a negative slope, anywhere
+    assert ok(4e-9, -2e-5, None, 8000) == report.unphysical(g=4e-9, l=-2e-5)   # an older file: no span
+    assert "not a number" in ok(4e-9, "x", (6000, 10000), 8000)
+    assert "not finite" in ok(4e-9, float("-inf"), (6000, 10000), 8000)
+    assert ok(4e-9, 2e-5, None, 1e9) is None                     # l >= 0: a line at every h, as before
+
+
+def test_report_predicts_from_a_local_pattern_fit_inside_its_words(tmp_path, capsys):
+    """The per-exchange words (the label's h over its exchanges) decide: 3000 words per
+    exchange inside the fit's 2000..4000, predicted; 5000 outside, not physical, saying
+    why; the machine lines call the fit a line over its words."""
+    local = fit(4e-9, -2e-6, (2000, 4000))
+    mach = {**MACHINE, "after_compute": {**MACHINE["after_compute"], "fit": {
+        **MACHINE["after_compute"]["fit"], "halo:cols": local}}}
+    r = {x["label"]: x for x in report.summarise(fake_log({"halo:cols": (10, (30000, 20000))}), mach)["rows"]}["step"]
+    assert "not_physical" not in r and r["predicted"] == pytest.approx(4e-9 * 30000 - 2e-6 * 10)
+    r = {x["label"]: x for x in report.summarise(fake_log({"halo:cols": (10, (50000, 50000))}), mach)["rows"]}["step"]
+    assert "outside the 2000..4000" in r["not_physical"] and "predicted" not in r
+    log, m = tmp_path / "log.json", tmp_path / "m.json"
+    log.write_text(json.dumps(fake_log({"halo:cols": (10, (30000, 20000))})))
+    m.write_text(json.dumps(mach))
+    assert report.main([str(log), "--machine", str(m)]) == 0
+    text = capsys.readouterr().out
+    assert "halo:cols g = " in text and "(a line over h = 2000..4000 words only)" in text, text
+    assert "not phys" not in text
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,3 +328,25 @@ def test_pattern_fits_sweep_with_the_loop_they_are_given(comm, monkeypatch):
     assert len(out) == 1 and seen and set(seen) == {"stream-rows"}
     with pytest.raises(pympc.InputError, match="stores must be one of"):
         bench.time_patterns(("rows",), sides=(8,), comm=comm, stores="fastest")
+
+
+@pytest.mark.mpi
+def test_pattern_supersteps_sweep_as_often_as_the_program(comm, monkeypatch):
+    """A pattern superstep's compute phase is the program's: as many FTCS sweeps of its
+    grid as the halo width (one step per exchange; k for a deep halo), however small the
+    grid and however many bytes the compute phase names. (More sweeps on the smaller
+    grids made their exchanges dearer and lifted the fit above the program it predicts.)"""
+    from pympc import bench, kernels
+
+    calls = []
+    real = kernels.heat_step
+    monkeypatch.setattr(kernels, "heat_step", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for name, width in (("rows", 1), ("box/w2", 2), ("box/w4", 4)):
+        pr = bench.PatternRelation(name, (12,), comm)
+        try:
+            for compute, want in ((bench.Stream(1 << 22), width), (None, 0)):
+                del calls[:]
+                pr.run(12, compute)
+                assert len(calls) == want, (name, compute, len(calls))
+        finally:
+            pr.close()

@@ -246,20 +246,23 @@ class PatternRelation:
 
     def run(self, n: int, compute=None) -> None:
         """Collective. One superstep: the halo exchange, the compute phase, the sync. The
-        compute phase (``compute``: a :class:`Stream`, or None for none) is the
-        program's own: FTCS sweeps of the grid into its partner, as many as the halo
-        width (a deep-halo path runs ``k`` steps per exchange of width ``k``) and at
-        least as many as stream the :class:`Stream`'s bytes; the next exchange is of the
-        grid written last, as in a heat step. An unrelated stream of the same size left
-        the exchange of a 2048² deep halo (k = 4) 20% cheaper than the heat step's, and
-        2 sweeps before it 10% cheaper than 4. ``stores`` (the constructor's) pins the
-        2-D loop of the sweeps (:func:`pympc.kernels.heat_step`): the stores a compute
-        phase makes move the exchange after it up to 2x, so a fit that is to predict one
-        program sweeps with that program's loop."""
+        compute phase (``compute``: a :class:`Stream` or anything else not None; None
+        for none) is the program's own, whatever the stream's size: FTCS sweeps of the
+        grid into its partner, as many as the halo width (one step per exchange; a
+        deep-halo path runs ``k`` steps per exchange of width ``k``); the next exchange
+        is of the grid written last, as in a heat step. An unrelated stream of the same
+        size left the exchange of a 2048² deep halo (k = 4) 20% cheaper than the heat
+        step's, and 2 sweeps before it 10% cheaper than 4. Sweeping on to the stream's
+        bytes (up to stop 29) gave the grids below 2048² two sweeps per exchange at one
+        and two ranks: their exchanges cost 15-60% more than after one (sides 2000 and
+        2040 against 2048 and 2056), and the fit overshot the 2048² heat step by 20%.
+        ``stores`` (the constructor's) pins the 2-D loop of the sweeps
+        (:func:`pympc.kernels.heat_step`): the stores a compute phase makes move the
+        exchange after it up to 2x, so a fit that is to predict one program sweeps with
+        that program's loop."""
         update_halo(self.grid(n), stencil=self.stencil, width=self.width)
         if compute is not None:
-            sweep = 16 * self.array.data.size  # bytes one sweep moves (read one grid, write the other)
-            for _ in range(max(self.width, -(-compute.nbytes // sweep))):
+            for _ in range(self.width):
                 kernels.heat_step(self.array, self.partner, 0.1, stores=self.stores)
                 self.array, self.partner = self.partner, self.array
         self.bsp.sync(self.LABEL)
