@@ -402,7 +402,7 @@ CAPTIONS = {
                       f"the slowest rank back to back, to the least-waiting rank after a compute phase "
                       f"(the halo layer's by the cost log, as programs); halo patterns fitted on square grids "
                       f"of sides {r.get('pattern_sides', '-')}, each superstep after FTCS sweeps of its own grid "
-                      f"(as many as the halo width, at least the compute phase's bytes), "
+                      f"(as many as the halo width: the program's steps per exchange), "
                       f"{r.get('fresh_warmup', 1)} untimed on a new grid and 1 before every batch, the sweeps with "
                       f"the heat step's own 2-D loop ({', '.join(sorted(set(r.get('pattern_stores') or ['as heat_step chooses'])))}); "
                       f"deep-halo runs: one box exchange of width k, then k FTCS steps, per superstep."),

@@ -31,6 +31,8 @@ def test_fit_recovers_g_and_l_and_flags_outliers():
     assert f["outliers"] == [int(h[3])]
     assert f["g_low"] <= f["g"] <= f["g_high"]
     assert abs(f["g_ls"] / f["g"] - 1) > 0.1 and f["r2"] < 1.0   # least squares is pulled off
+    assert (f["h_min"], f["h_max"]) == (0.0, 4096.0)                  # the range it holds over
+    assert bench.fit([3000, 1000, 2000], [3.0, 1.0, 2.0])["h_min"] == 1000.0   # in any order
     with pytest.raises(pympc.InputError):
         bench.fit([1, 1, 1], [1.0, 2.0, 3.0])
 
@@ -126,6 +128,11 @@ def test_bench_command_writes_json(tmp_path):
     # the halo patterns, each on its own grids (2 ranks split 2 x 1: rows stay rows)
     assert ac["patterns"]["halo:box/w2"]["sides"] == [16, 24, 32] and len(ac["patterns"]["halo:rows"]["times"]) == 3
     assert "after a compute phase streaming 1 MiB" in r.stdout
+    # each pattern fit keeps (and the summary prints) the words it was measured over
+    for key in ("halo:rows", "halo:box/w2"):
+        w = ac["patterns"][key]["words"]
+        assert (ac["fit"][key]["h_min"], ac["fit"][key]["h_max"]) == (min(w), max(w))
+        assert f"over h = {min(w)}..{max(w)} words" in r.stdout, r.stdout
     m = MachineParams.load(out)      # the file is a machine model the report reads
     assert m.ranks == 2 and m.g == res["g"] and m.g_method == "hpput" and m.details["logp"] == res["logp"]
     assert m.choose(("halo",), 1.0)[2] == "halo, after compute" and set(m.to_json()) == set(res)

@@ -123,7 +123,9 @@ def summary(machine: MachineParams) -> str:
                         if ac.get("private_cache_bytes") else "") + ":")
         for m, f in ac["fit"].items():
             lines.append(f"  {m:>6}: g = {f['g'] * 1e9:8.3g} ns/word  l = {f['l'] * us:8.3g} µs  "
-                         f"R² {f['r2']:.3f}  max residual {f['max_rel_residual']:.0%}")
+                         f"R² {f['r2']:.3f}  max residual {f['max_rel_residual']:.0%}"
+                         + (f"  over h = {f['h_min']:.0f}..{f['h_max']:.0f} words"
+                            + (" (l < 0: predicts there only)" if f["l"] < 0 else "") if ":" in m else ""))
     main = res["fit"][res["g_method"]]
     if main["g"] <= 0 or main["r2"] < 0.8:
         lines.append(f"  warning: T(h) is far from a line (g = {main['g']:.3g}, R² {main['r2']:.2f}): "

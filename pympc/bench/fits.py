@@ -20,7 +20,9 @@ def fit(hs, times) -> dict:
     """Local. Fit ``T(h) = g*h + l``: Theil-Sen (``g`` the median pairwise slope, its
     95% interval, ``l`` the median of ``T - g*h``) and, for comparison, least squares (``g_ls``, ``l_ls``, ``r2``); residuals of the
     robust fit relative to ``T`` (``max_rel_residual``) and the ``outliers`` (h values
-    whose residual exceeds 3 scaled median absolute deviations)."""
+    whose residual exceeds 3 scaled median absolute deviations); ``h_min`` and ``h_max``,
+    the range of ``h`` fitted (a line fitted over a curve that bends upwards, as a strided
+    halo pattern's, holds there and not at ``h = 0``: its ``l`` may be negative)."""
     from scipy import stats
 
     h = np.asarray(hs, float)
@@ -34,4 +36,5 @@ def fit(hs, times) -> dict:
     ls = stats.linregress(h, t)
     return {"g": float(g), "l": float(l), "g_low": float(lo), "g_high": float(hi),
             "g_ls": float(ls.slope), "l_ls": float(ls.intercept), "r2": float(ls.rvalue ** 2),
-            "max_rel_residual": float(np.max(np.abs(res) / t)), "outliers": out.astype(int).tolist()}
+            "max_rel_residual": float(np.max(np.abs(res) / t)), "outliers": out.astype(int).tolist(),
+            "h_min": float(h.min()), "h_max": float(h.max())}

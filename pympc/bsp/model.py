@@ -174,21 +174,26 @@ class MachineParams:
         return w_step >= 0.5 * secs
 
     def choose_pattern(self, key: str, w_step: float):
-        """Local. The ``(g, l, name)`` of the fit of the halo pattern ``key`` (a cost log's
-        ``"halo:cols"``, ``"halo:box/w4"``: the halo plan's pattern, ``pympc.halo._pattern``),
-        from the fits after a compute phase or back to back as :meth:`choose` picks them,
-        or ``None`` where that set has no fit of the pattern's shape (the caller then
-        predicts with :meth:`choose`: a pattern fitted in the other cache state would be
-        off several-fold). A deep-halo width with no fit of its own takes the fit of the
-        same shape whose deep width is nearest (named in ``name``)."""
+        """Local. The ``(g, l, name, span)`` of the fit of the halo pattern ``key`` (a cost
+        log's ``"halo:cols"``, ``"halo:box/w4"``: the halo plan's pattern,
+        ``pympc.halo._pattern``), from the fits after a compute phase or back to back as
+        :meth:`choose` picks them, or ``None`` where that set has no fit of the pattern's
+        shape (the caller then predicts with :meth:`choose`: a pattern fitted in the other
+        cache state would be off several-fold). A deep-halo width with no fit of its own
+        takes the fit of the same shape whose deep width is nearest (named in ``name``).
+        ``span``: the ``(h_min, h_max)`` words per exchange the fit was measured over, or
+        ``None`` in a machine file that does not say (:func:`pympc.bsp.report.unphysical`
+        accepts a negative ``l`` inside it)."""
         cold = self.cold(w_step)
         fits = self.after_compute.get("fit", {}) if cold else self.fit
         name = _nearest_pattern(key, fits)
         if name is None:
             return None
         f = fits[name]
+        span = (f["h_min"], f["h_max"]) if isinstance(f.get("h_min"), _NUMBER) and isinstance(
+            f.get("h_max"), _NUMBER) else None
         return (f["g"], f["l"], name + ("" if name == key else f" for {key}")
-                + (", after compute" if cold else ", back to back"))
+                + (", after compute" if cold else ", back to back"), span)
 
 
 def _width(key):

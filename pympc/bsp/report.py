@@ -13,7 +13,8 @@ does all of it, in a process that is not a rank: this module starts no MPI.
 Fits that are not physical (a negative or non-finite ``g`` or ``l``, as a machine
 measured under load can give; a Gustafson serial fraction outside [0, 1]) are marked
 "not physical" and predict nothing: their rows show no ``g*h+l``, no pred/meas, no
-speedup.
+speedup. A halo pattern's fit is a line over the words it was measured on: a negative
+``l`` there predicts inside that range (:func:`unphysical_at`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,30 @@ def unphysical(**values) -> str | None:
         elif v < 0:
             bad.append(f"{name} = {_t(v)} < 0")
     return ", ".join(bad) or None
+
+
+def unphysical_at(g, l, span, h) -> str | None:
+    """Local. Why the line ``T = g*h + l`` cannot predict an exchange of ``h`` words, or
+    None: as :func:`unphysical`, except that a line fitted over ``span`` = ``(h_min,
+    h_max)`` words (a halo pattern's fit, :func:`pympc.bench.fit`) may have ``l < 0`` for
+    an ``h`` within its span where it is positive over all of it. Such a line is the
+    chord of a cost that bends upwards with the grid (a strided exchange after a compute
+    phase, whose grids outgrow the caches as ``h`` grows): it holds where it was measured,
+    not at ``h = 0``. ``span`` None (older machine files): :func:`unphysical`."""
+    why = unphysical(g=g, l=l)
+    if why is None or span is None or unphysical(g=g) is not None or not _finite(l):
+        return why
+    lo, hi = span
+    if not lo <= h <= hi:
+        return f"{why} and h = {h:.0f} words lies outside the {lo:.0f}..{hi:.0f} it was fitted on"
+    return None if g * lo + l > 0 else why
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def model_parameters(machine, kinds, w_step: float):
@@ -128,7 +153,9 @@ def _predict(row, machine, steps, measured, allow_unphysical):
         l_rest = machine.details.get("l_empty", 0.0) * max(0, steps - n)
         terms = [(f[0], f[1], pats[k]["h"], pats[k]["count"]) for k, f in fits.items()]
         row["model"] = "; ".join(f[2] for f in fits.values())
-        why = "; ".join(filter(None, (unphysical(g=g, l=l) for g, l, _, _ in terms)))
+        # a pattern's fit is a line over the words of one exchange: checked at the label's
+        why = "; ".join(filter(None, (unphysical_at(f[0], f[1], f[3], pats[k]["h"] / max(1, pats[k]["count"]))
+                                      for k, f in fits.items())))
         predicted = sum(g * h + l * c for g, l, h, c in terms) + l_rest
     else:
         gg, ll, row["model"] = machine.choose(row["kinds"], w_step)
@@ -196,6 +223,16 @@ def report(data, machine=None, png=None, scaling=None) -> str:
     return "\n".join(out)
 
 
+def _fit_note(f):
+    # what the machine lines say after a fit that is not physical at every h
+    if not unphysical(g=f["g"], l=f["l"]):
+        return ""
+    lo, hi = f.get("h_min"), f.get("h_max")
+    if _finite(lo) and _finite(hi) and unphysical_at(f["g"], f["l"], (float(lo), float(hi)), float(lo)) is None:
+        return f" (a line over h = {lo:.0f}..{hi:.0f} words only)"
+    return " (not physical)"
+
+
 def _machine_lines(machine, s):
     # what the report says about the machine model it predicts with
     why = unphysical(g=machine.g, l=machine.l)
@@ -208,8 +245,7 @@ def _machine_lines(machine, s):
     if ac:
         out.append(f"  after a compute phase streaming {ac['stream_bytes'] / 2**20:.0f} MiB "
                    f"({_t(ac['stream_seconds'])}): " + ", ".join(
-                       f"{m} g = {_t(f['g'])}/word, l = {_t(f['l'])}"
-                       + (" (not physical)" if unphysical(g=f["g"], l=f["l"]) else "")
+                       f"{m} g = {_t(f['g'])}/word, l = {_t(f['l'])}" + _fit_note(f)
                        for m, f in ac["fit"].items()))
     bad = [r for r in s["rows"] if "not_physical" in r]
     if bad:
