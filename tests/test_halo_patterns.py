@@ -240,8 +240,11 @@ def test_report_predicts_from_a_local_pattern_fit_inside_its_words(tmp_path, cap
     r = {x["label"]: x for x in report.summarise(fake_log({"halo:cols": (10, (50000, 50000))}), mach)["rows"]}["step"]
     assert "outside the 2000..4000" in r["not_physical"] and "predicted" not in r
     log, m = tmp_path / "log.json", tmp_path / "m.json"
-    log.write_text(json.dumps(fake_log({"halo:cols": (10, (30000, 20000))})))
+    log.write_text(json.dumps(fake_log({"halo:cols": (10, (50000, 50000))})))
     m.write_text(json.dumps(mach))
+    assert report.main([str(log), "--machine", str(m)]) == 0
+    assert "with --sides near this program's grid" in capsys.readouterr().out
+    log.write_text(json.dumps(fake_log({"halo:cols": (10, (30000, 20000))})))
     assert report.main([str(log), "--machine", str(m)]) == 0
     text = capsys.readouterr().out
     assert "halo:cols g = " in text and "(a line over h = 2000..4000 words only)" in text, text

@@ -253,7 +253,7 @@ class PatternRelation:
         is of the grid written last, as in a heat step. An unrelated stream of the same
         size left the exchange of a 2048² deep halo (k = 4) 20% cheaper than the heat
         step's, and 2 sweeps before it 10% cheaper than 4. Sweeping on to the stream's
-        bytes (up to stop 29) gave the grids below 2048² two sweeps per exchange at one
+        bytes (earlier versions) gave the grids below 2048² two sweeps per exchange at one
         and two ranks: their exchanges cost 15-60% more than after one (sides 2000 and
         2040 against 2048 and 2056), and the fit overshot the 2048² heat step by 20%.
         ``stores`` (the constructor's) pins the 2-D loop of the sweeps

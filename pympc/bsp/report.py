@@ -153,7 +153,8 @@ def _predict(row, machine, steps, measured, allow_unphysical):
         l_rest = machine.details.get("l_empty", 0.0) * max(0, steps - n)
         terms = [(f[0], f[1], pats[k]["h"], pats[k]["count"]) for k, f in fits.items()]
         row["model"] = "; ".join(f[2] for f in fits.values())
-        # a pattern's fit is a line over the words of one exchange: checked at the label's
+        # a pattern's fit is a line over the words of one exchange: checked at the words
+        # of one of the label's exchanges of that pattern
         why = "; ".join(filter(None, (unphysical_at(f[0], f[1], f[3], pats[k]["h"] / max(1, pats[k]["count"]))
                                       for k, f in fits.items())))
         predicted = sum(g * h + l * c for g, l, h, c in terms) + l_rest
@@ -229,7 +230,7 @@ def _fit_note(f):
         return ""
     lo, hi = f.get("h_min"), f.get("h_max")
     if _finite(lo) and _finite(hi) and unphysical_at(f["g"], f["l"], (float(lo), float(hi)), float(lo)) is None:
-        return f" (a line over h = {lo:.0f}..{hi:.0f} words only)"
+        return f" (a line over h = {float(lo):.0f}..{float(hi):.0f} words only)"
     return " (not physical)"
 
 
@@ -249,9 +250,12 @@ def _machine_lines(machine, s):
                        for m, f in ac["fit"].items()))
     bad = [r for r in s["rows"] if "not_physical" in r]
     if bad:
+        outside = any("outside" in r["not_physical"] for r in bad)
         out.append(f"warning: the g and l chosen for {', '.join(r['label'] for r in bad)} are not physical "
                    f"(a fit measured under load?): no prediction is made from them; measure "
-                   f"again with 'pympc bench' on an idle machine")
+                   f"again with 'pympc bench' on an idle machine"
+                   + (" (a halo pattern's fit outside its words: with --sides near this program's grid)"
+                      if outside else ""))
     return out
 
 
